@@ -1,0 +1,39 @@
+# Set-up, tests and checks. `make demo` and `make test` are all a new user needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install test demo check lint format browser clean
+
+install: $(VENV)/.installed
+
+# torch goes first and pinned: the CPU build on CPU-only machines, the CUDA build on GPU machines.
+# Everything else is pinned by constraints.txt so every install resolves the same versions.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+# Debian's Chromium for the report's browser test (the test skips with a reason when it is missing).
+browser:
+	@bash scripts/install_browser.sh
+
+test: install browser
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/vlguard demo
+
+check: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,109 @@
+"""The small frozen records that flow through vlguard.
+
+data → ``Sample`` → ``Generation`` → ``Judgment`` → metrics → report. Records are never
+mutated downstream; each stage writes its own file of them (JSONL), keyed by ``Sample.id``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Subset = Literal["unsafe", "safe_unsafe", "safe_safe"]
+SUBSETS: tuple[Subset, ...] = ("unsafe", "safe_unsafe", "safe_safe")
+
+# How a sample's image is given to the model at evaluation time.
+ImageMode = Literal["original", "blank", "none"]
+IMAGE_MODES: tuple[ImageMode, ...] = ("original", "blank", "none")
+
+# The instruction keys of VLGuard's ``instr-resp`` entries.
+InstructionKey = Literal["instruction", "safe_instruction", "unsafe_instruction"]
+INSTRUCTION_KEYS: tuple[InstructionKey, ...] = ("instruction", "safe_instruction", "unsafe_instruction")
+
+
+@dataclass(frozen=True)
+class InstructionResponse:
+    """One instruction/response pair of a VLGuard record, with its original key."""
+
+    key: InstructionKey
+    instruction: str
+    response: str
+
+
+@dataclass(frozen=True)
+class VLGuardRecord:
+    """One image of VLGuard with its instruction/response pairs.
+
+    ``image`` is a path relative to the image root (validated never to escape it).
+    Safe images have no category; harmful ones have a category and subcategory.
+    """
+
+    id: str
+    image: str
+    safe: bool
+    category: str | None
+    subcategory: str | None
+    pairs: tuple[InstructionResponse, ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One prompt to evaluate: an instruction, optionally with an image.
+
+    ``id`` is stable and unique (``<record id>:<subset>`` for VLGuard), never an image path.
+    ``should_refuse`` says what a safe model does: refuse (harmful) or answer (benign).
+    """
+
+    id: str
+    benchmark: str
+    subset: str
+    prompt: str
+    image: str | None  # relative to the benchmark's image root; None for text-only benchmarks
+    reference: str | None
+    category: str | None
+    subcategory: str | None
+    should_refuse: bool
+    record_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A model's response to one sample. ``error`` is set when generation failed for it."""
+
+    sample_id: str
+    response: str
+    error: str | None = None
+    # e.g. {"finish_reason": "content_filter"} from an API backend
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Generation:
+        return cls(sample_id=d["sample_id"], response=d["response"], error=d.get("error"), meta=d.get("meta", {}))
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """A judge's verdict on one generation.
+
+    ``label`` is judge-specific (e.g. ``refusal`` / ``partial_refusal`` / ``compliance`` / ``error``);
+    ``evidence`` says why (matched phrases, the judge model's raw output, the A/B order used, ...).
+    """
+
+    sample_id: str
+    judge: str
+    label: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Judgment:
+        return cls(sample_id=d["sample_id"], judge=d["judge"], label=d["label"], evidence=d.get("evidence", {}))

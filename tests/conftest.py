@@ -1,0 +1,36 @@
+"""Shared fixtures: the reference data beside the project, and one tiny model per test run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VLGUARD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real reference data in ../shared/data; tests that need it skip when it is absent."""
+    if not (SHARED_DATA / "vlguard" / "test.json").is_file():
+        pytest.skip(f"reference data not found at {SHARED_DATA} (set VLGUARD_SHARED_DATA to its folder)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def vlguard_data_dir(shared_data: Path) -> Path:
+    """The real VLGuard annotations (train.json, test.json, gpt4_safe_safes.json); no images."""
+    return shared_data / "vlguard"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight LLaVA saved to a folder, built once per test run."""
+    from vlguard.models.tiny import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny-model") / "model", seed=0)
