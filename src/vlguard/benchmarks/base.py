@@ -1,0 +1,38 @@
+"""What a benchmark gives the evaluation pipeline: samples, where their images are, and its source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from vlguard.records import Sample
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+
+class ImageSource(Protocol):
+    """Opens images by their path relative to a root (a folder or a zip file).
+
+    Implementations refuse paths that escape the root, decompression bombs and non-images, raising
+    ``vlguard.errors.ImageLoadError`` with the path in the message.
+    """
+
+    def open(self, relative_path: str) -> Image: ...
+
+    def exists(self, relative_path: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class BenchmarkData:
+    """A loaded benchmark. ``source`` goes into the run manifest (path or repo id, revision, file hashes).
+
+    ``references`` maps sample id → reference answer for pairwise helpfulness judging (VLGuard: the
+    GPT-4V answers of ``gpt4_safe_safes.json``), when the benchmark has them.
+    """
+
+    name: str
+    samples: tuple[Sample, ...]
+    images: ImageSource | None
+    source: dict[str, Any]
+    references: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,36 @@
+"""The batched generation protocol every backend implements: a list of requests in, a list out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from vlguard.records import Generation
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt for a backend: the text, the image (already prepared for the image mode) or None."""
+
+    sample_id: str
+    prompt: str
+    image: Image | None = None
+    system: str | None = None
+
+
+class GenerationBackend(Protocol):
+    """A model that answers prompts in batches. Outputs are in the order of the requests."""
+
+    name: str
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about this backend: model id, revision, adapter, dtype, settings."""
+        ...
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Answer every request; a per-sample failure is a Generation with ``error`` set, not an exception."""
+        ...
