@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test demo check lint format browser clean
+.PHONY: install test demo check format test-packages clean
 
 install: $(VENV)/.installed
 
@@ -16,11 +16,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
-# Debian's Chromium for the report's browser test (the test skips with a reason when it is missing).
-browser:
-	@bash scripts/install_browser.sh
+# Debian packages some tests need (Chromium, FreeFont); those tests skip with a reason without them.
+test-packages:
+	@bash scripts/install_test_packages.sh
 
-test: install browser
+test: install test-packages
 	$(PY) -m pytest -q
 
 demo: install

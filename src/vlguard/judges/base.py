@@ -1,0 +1,72 @@
+"""What every judge takes and gives: a batch of ``JudgeInput`` in, one ``Judgment`` per input out.
+
+Judges never raise for one bad item: a per-item failure is a ``Judgment`` with label ``error`` and
+the reason in ``evidence["reason"]``, so one failed API call cannot sink a whole run. Metrics count
+errors separately (never as a win, a loss, a refusal or a compliance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vlguard.records import Generation, Judgment, Sample
+
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    """One response to judge, with what some judges need besides the text.
+
+    ``image`` is a file path (only multimodal judges read it). ``reference`` is the reference answer
+    for pairwise judging. ``generation_error`` is set when the model produced no response because
+    generation failed (every judge then answers ``error``); ``content_policy`` is set when an API
+    backend refused to answer on policy grounds (the response is empty; it is a refusal by the API).
+    """
+
+    sample_id: str
+    prompt: str
+    response: str
+    subset: str = ""
+    should_refuse: bool | None = None
+    image: str | None = None
+    reference: str | None = None
+    generation_error: str | None = None
+    content_policy: bool = False
+
+    @classmethod
+    def from_records(cls, sample: Sample, generation: Generation, image_path: str | None = None) -> JudgeInput:
+        """Build the judge's view of a sample and its generation (``image_path``: a readable file, if any)."""
+        return cls(
+            sample_id=sample.id,
+            prompt=sample.prompt,
+            response=generation.response,
+            subset=sample.subset,
+            should_refuse=sample.should_refuse,
+            image=image_path,
+            reference=sample.reference,
+            generation_error=generation.error,
+            content_policy=bool(generation.meta.get("content_policy", False)),
+        )
+
+
+class Judge(Protocol):
+    """A batched judge. ``version`` changes whenever its verdicts could change (rules, prompt, model)."""
+
+    name: str
+    version: str
+
+    def describe(self) -> dict[str, Any]:
+        """Settings worth recording next to the judgments: version, mode, model id, prompt hash, ..."""
+        ...
+
+    def judge(self, items: Sequence[JudgeInput]) -> list[Judgment]:
+        """One Judgment per item, in order; failures are ``error`` judgments, never exceptions."""
+        ...
+
+
+def error_judgment(judge: str, sample_id: str, reason: str, **evidence: Any) -> Judgment:
+    """An ``error`` verdict with its reason (``generation_error``, ``content_policy``, ``parse``, ...)."""
+    return Judgment(sample_id=sample_id, judge=judge, label=ERROR, evidence={"reason": reason, **evidence})
