@@ -37,6 +37,7 @@ class VLGuardRecord:
 
     ``image`` is a path relative to the image root (validated never to escape it).
     Safe images have no category; harmful ones have a category and subcategory.
+    ``id`` is the id as written in the file; ``uid`` is unique within a file (see ``occurrence``).
     """
 
     id: str
@@ -45,6 +46,14 @@ class VLGuardRecord:
     category: str | None
     subcategory: str | None
     pairs: tuple[InstructionResponse, ...]
+    # VLGuard's train.json annotates one image twice under the same id (Ads_303871); the n-th record
+    # with an id has occurrence n, so ``uid`` stays unique and stable without using the image path.
+    occurrence: int = 1
+
+    @property
+    def uid(self) -> str:
+        """The unique record key: ``id`` for the first record with an id, ``<id>#<n>`` for the n-th."""
+        return self.id if self.occurrence == 1 else f"{self.id}#{self.occurrence}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,9 @@ class Generation:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Generation:
-        return cls(sample_id=d["sample_id"], response=d["response"], error=d.get("error"), meta=d.get("meta", {}))
+        return cls(
+            sample_id=d["sample_id"], response=d["response"], error=d.get("error"), meta=d.get("meta", {})
+        )
 
 
 @dataclass(frozen=True)
@@ -106,4 +117,6 @@ class Judgment:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Judgment:
-        return cls(sample_id=d["sample_id"], judge=d["judge"], label=d["label"], evidence=d.get("evidence", {}))
+        return cls(
+            sample_id=d["sample_id"], judge=d["judge"], label=d["label"], evidence=d.get("evidence", {})
+        )

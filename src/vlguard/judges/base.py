@@ -37,7 +37,9 @@ class JudgeInput:
     content_policy: bool = False
 
     @classmethod
-    def from_records(cls, sample: Sample, generation: Generation, image_path: str | None = None) -> JudgeInput:
+    def from_records(
+        cls, sample: Sample, generation: Generation, image_path: str | None = None
+    ) -> JudgeInput:
         """Build the judge's view of a sample and its generation (``image_path``: a readable file, if any)."""
         return cls(
             sample_id=sample.id,

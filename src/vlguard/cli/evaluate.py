@@ -1,0 +1,337 @@
+"""`vlguard eval`, `vlguard generate`, `vlguard judge` and `vlguard ls`: thin wrappers over ``vlguard.evaluate``.
+
+Heavy libraries (torch, transformers) are imported inside the command functions so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vlguard.errors import ConfigError
+from vlguard.records import IMAGE_MODES
+
+# Metrics shown in the summary table, per judge × subset (group "all").
+SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate")
+SUMMARY_LABELS = {
+    "attack_success_rate": "ASR",
+    "over_refusal_rate": "over-refusal",
+    "helpfulness_win_rate": "win rate",
+}
+
+JUDGE_DESCRIPTIONS = {
+    "refusal": "offline refusal detector (refusal / partial_refusal / compliance); mode=paper for parity",
+    "refusal-paper": "the reference VLGuard refusal string list, exactly (for parity with published numbers)",
+    "llama-guard": "Llama Guard 3 / 3-Vision / 4 through transformers: safe / unsafe + category codes",
+    "llm-judge": "an OpenAI-compatible model: pairwise helpfulness (win rate) or a harmfulness rubric",
+}
+
+EXAMPLES = """examples:
+  vlguard eval --model tiny --bench vlguard-test --data ../shared/data/vlguard \\
+      --image-mode blank --judge refusal --run-dir runs/x --limit 60
+  vlguard eval --model llava-hf/llava-1.5-7b-hf --revision main --adapter out/lora --run-dir runs/lora
+  torchrun --nproc_per_node 2 -m vlguard.cli.main generate --model tiny --run-dir runs/x ...
+"""
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true/false, lists), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _judge_options(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``NAME.KEY=VALUE`` pairs → {judge name: {key: value}}."""
+    options: dict[str, dict[str, Any]] = {}
+    for dotted, value in pairs:
+        if "." not in dotted:
+            raise ConfigError(
+                f"--judge-option needs JUDGE.KEY=VALUE (e.g. refusal.mode=paper), got {dotted!r}"
+            )
+        judge, key = dotted.split(".", 1)
+        options.setdefault(judge, {})[key] = value
+    return options
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    from vlguard.generation import BACKENDS
+
+    model = p.add_argument_group("model")
+    model.add_argument("--model", required=True, help="local folder, Hub id, or 'tiny' (built-in tiny VLM)")
+    model.add_argument(
+        "--backend", default="hf", choices=sorted(BACKENDS), help="generation backend (default: hf)"
+    )
+    model.add_argument("--revision", help="Hub revision (branch, tag or commit) of the model")
+    model.add_argument("--adapter", help="PEFT LoRA adapter folder or Hub id, applied without merging")
+    model.add_argument(
+        "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"
+    )
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    model.add_argument("--system-prompt", help="system message put before every prompt")
+    model.add_argument(
+        "--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)"
+    )
+    model.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="extra backend setting, repeatable (e.g. base_url=http://localhost:8000/v1, api_key_env=MY_KEY)",
+    )
+
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--bench", default="vlguard-test", help="benchmark name (see `vlguard ls`; default vlguard-test)"
+    )
+    data.add_argument("--data", help="local data folder or file (default: the benchmark's Hub dataset)")
+    data.add_argument("--data-revision", help="Hub revision of the dataset")
+    data.add_argument("--images", help="image folder or zip (default: next to the data, or from the Hub)")
+    data.add_argument(
+        "--image-mode", default="blank", choices=IMAGE_MODES, help="image given to the model (default: blank)"
+    )
+    data.add_argument(
+        "--allow-blank-substitutes",
+        action="store_true",
+        help="with --image-mode original, use a blank image where an image is missing instead of failing",
+    )
+    data.add_argument(
+        "--subset", action="append", dest="subsets", help="evaluate only this subset (repeatable)"
+    )
+    data.add_argument(
+        "--limit",
+        type=int,
+        help="evaluate N samples, stratified by subset (deterministic: smallest sha256 of the sample id)",
+    )
+
+    run = p.add_argument_group("run")
+    run.add_argument(
+        "--run-dir", help="run folder (default: runs/<model>-<bench>-<image mode>); reruns resume"
+    )
+    run.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass (default 16)")
+    run.add_argument(
+        "--max-new-tokens", type=int, default=256, help="new tokens per answer (default 256, as the paper)"
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed (bootstrap CIs, pairwise judge order)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_judge_args(p: argparse.ArgumentParser, default: Sequence[str] | None) -> None:
+    p.add_argument(
+        "--judge",
+        action="append",
+        dest="judges",
+        help=f"judge to run, repeatable (see `vlguard ls`){'; default: ' + ', '.join(default) if default else ''}",
+    )
+    p.add_argument(
+        "--judge-option",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="JUDGE.KEY=VALUE",
+        help="judge setting, repeatable (e.g. refusal.mode=paper, llm-judge.model=gpt-4o)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add the eval, generate, judge and ls commands."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser(
+        "eval",
+        help="generate, judge and score a model on a benchmark (resumable)",
+        description="Generate answers, judge them and compute metrics.json in a run folder. "
+        "Rerunning the same command resumes; other settings in the same folder are an error.",
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    _add_generation_args(p)
+    _add_judge_args(p, default=("refusal",))
+    p.set_defaults(func=cmd_eval)
+
+    p = subparsers.add_parser(
+        "generate",
+        help="generate answers only (no judges), resumable",
+        description="Generate answers into RUN/generations.jsonl; judge them later with `vlguard judge RUN`.",
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    _add_generation_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = subparsers.add_parser(
+        "judge",
+        help="re-score saved generations, or judge a JSONL file",
+        description="Judge a run's saved generations without regenerating (then recompute metrics.json), "
+        "or any JSONL file of {id, prompt, response[, image]} records with --input/--output.",
+        epilog="examples:\n  vlguard judge runs/x --judge refusal --judge refusal-paper\n"
+        "  vlguard judge --judge refusal --input responses.jsonl --output labels.jsonl\n",
+        formatter_class=fmt,
+    )
+    p.add_argument("run", nargs="?", help="run folder to re-score")
+    _add_judge_args(p, default=None)
+    p.add_argument("--input", help="JSONL file of records with id, prompt, response (and optionally image)")
+    p.add_argument("--output", help="where to write one {id, label, evidence} record per input")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_judge)
+
+    p = subparsers.add_parser(
+        "ls", help="list benchmarks, judges and backends", description="List what can be used by name."
+    )
+    p.set_defaults(func=cmd_ls)
+
+
+def config_from_args(args: argparse.Namespace, judges: Sequence[str] = ()) -> Any:
+    """The ``EvalConfig`` the arguments describe."""
+    from vlguard.evaluate import EvalConfig
+
+    bench_options: dict[str, Any] = {}
+    if args.images:
+        bench_options["image_root"] = args.images
+    return EvalConfig(
+        model=args.model,
+        backend=args.backend,
+        revision=args.revision,
+        adapter=args.adapter,
+        bench=args.bench,
+        data=args.data,
+        data_revision=args.data_revision,
+        image_mode=args.image_mode,
+        allow_blank_substitutes=args.allow_blank_substitutes,
+        judges=tuple(judges),
+        judge_options=_judge_options(getattr(args, "judge_option", [])),
+        subsets=tuple(args.subsets) if args.subsets else None,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+        system_prompt=args.system_prompt,
+        trust_remote_code=args.trust_remote_code,
+        backend_options=dict(args.backend_option),
+        bench_options=bench_options,
+        run_dir=args.run_dir,
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from vlguard.evaluate import run_eval
+
+    config = config_from_args(args, judges=args.judges or ("refusal",))
+    metrics = run_eval(config, progress=not args.no_progress)
+    if metrics:  # empty on non-zero ranks of a data-parallel launch
+        print_summary(metrics, config.resolved_run_dir())
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from vlguard.evaluate import run_generation
+
+    config = config_from_args(args)
+    run_dir = run_generation(config, progress=not args.no_progress)
+    if _is_main():
+        print(f"generations in {run_dir / 'generations.jsonl'}")
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    if not args.judges:
+        raise ConfigError("give at least one --judge (see `vlguard ls`)")
+    options = _judge_options(args.judge_option)
+    if args.input or args.output:
+        if args.run or not (args.input and args.output):
+            raise ConfigError("judge a file with both --input and --output, and no run folder")
+        from vlguard.judges import JUDGES, judge_jsonl
+
+        for name in args.judges:
+            if name not in JUDGES:
+                raise ConfigError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}")
+        if len(args.judges) != 1:
+            raise ConfigError("judge a file with one --judge at a time (one output file per judge)")
+        judge = JUDGES[args.judges[0]](**options.get(args.judges[0], {}))
+        n = judge_jsonl(judge, args.input, args.output)
+        print(f"{n} judgments written to {args.output}")
+        return 0
+    if not args.run:
+        raise ConfigError("give a run folder, or --input FILE.jsonl --output OUT.jsonl")
+    from vlguard.evaluate import run_judges, run_metrics
+
+    run_judges(args.run, args.judges, options, progress=not args.no_progress)
+    print_summary(run_metrics(args.run), Path(args.run))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vlguard.benchmarks import describe_benchmarks
+    from vlguard.generation import BACKEND_DESCRIPTIONS, BACKENDS
+    from vlguard.judges import JUDGES
+
+    console = Console()
+    for title, entries in (
+        ("benchmarks", describe_benchmarks()),
+        ("judges", {name: JUDGE_DESCRIPTIONS.get(name, "") for name in JUDGES}),
+        ("backends", {name: BACKEND_DESCRIPTIONS.get(name, "") for name in BACKENDS}),
+    ):
+        table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+        for name, description in entries.items():
+            table.add_row(f"[bold]{name}[/bold]", description)
+        console.print(table)
+    return 0
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
+    """A table of ASR / over-refusal / win rate with 95 % CIs, per judge and subset."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    run = metrics["run"]
+    table = Table(
+        title=f"{run.get('model')} on {run.get('benchmark')}", title_justify="left", box=box.SIMPLE_HEAD
+    )
+    for column in ("judge", "subset", "metric", "%", "95% CI", "n", "err"):
+        table.add_column(column, justify="right" if column in ("%", "n", "err") else "left", no_wrap=True)
+    for row in metrics["metrics"]:
+        if row["group"] != "all" or row["metric"] not in SUMMARY_METRICS:
+            continue
+        table.add_row(
+            row["judge"],
+            row["subset"],
+            SUMMARY_LABELS[row["metric"]],
+            _pct(row["value"]),
+            f"{_pct(row['ci_low'])}–{_pct(row['ci_high'])}",
+            str(row["n"]),
+            str(row["n_errors"]),
+        )
+    console = Console()
+    console.print(table)
+    for row in metrics.get("agreement", []):
+        if row.get("subset", "all") == "all":
+            kappa = "n/a" if row["kappa"] is None else f"{row['kappa']:.3f}"
+            console.print(
+                f"agreement {' vs '.join(row['judges'])}: Cohen's kappa {kappa}, "
+                f"raw agreement {_pct(row.get('agreement'))} %, n {row['n']}"
+            )
+    console.print(f"metrics: {run_dir / 'metrics.json'}")

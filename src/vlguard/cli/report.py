@@ -1,0 +1,61 @@
+"""`vlguard report RUN [RUN ...]`: an HTML + markdown report of one run or a comparison of runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("html", "json", "csv")  # mirrors vlguard.report.FORMATS, kept here so --help stays fast
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write an HTML + markdown report of one run or a before/after comparison",
+        description=(
+            "Write a self-contained HTML report (report.html, charts and images embedded) and report.md "
+            "for one evaluation run, or compare several: the first RUN is the baseline (before), the "
+            "others are compared with it (after). --format json|csv exports the tables instead."
+        ),
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `vlguard eval`")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: RUN/report for one run, ./report for a comparison)",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="html", help="html (+ markdown), json or csv")
+    parser.add_argument(
+        "--label",
+        action="append",
+        dest="labels",
+        metavar="NAME",
+        help="name of each run in the report, in RUN order (repeat it; default: the folder names)",
+    )
+    parser.add_argument("--title", default=None, help="report title")
+    parser.add_argument("--examples", type=int, default=3, metavar="N", help="example generations per subset")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vlguard.report import write_report
+
+    out = args.out
+    if out is None:
+        out = Path(args.runs[0]) / "report" if len(args.runs) == 1 else Path("report")
+    files = write_report(
+        args.runs,
+        out,
+        fmt=args.format,
+        labels=args.labels,
+        title=args.title,
+        examples_per_subset=args.examples,
+    )
+    for path in files.files:
+        if path.suffix != ".png":
+            print(f"wrote {path}")
+    if args.format == "html":
+        print(f"open {files.main.resolve().as_uri()} in a browser")
+    return 0

@@ -1,0 +1,94 @@
+"""`vlguard train` (fine-tune a VLM on a YAML recipe) and `vlguard merge` (merge a LoRA adapter)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="fine-tune a VLM (post-hoc or mixed VLGuard recipes, LoRA or full)",
+        description="Fine-tune a vision-language model on a recipe from configs/train/ with dotted "
+        "key=value overrides. Runs data-parallel under `accelerate launch` unchanged.",
+        epilog="examples:\n"
+        "  vlguard train configs/train/tiny-cpu.yaml\n"
+        "  vlguard train configs/train/posthoc-lora.yaml model.name_or_path=llava-hf/llava-1.5-7b-hf "
+        "data.instructions=llava_v1_5_mix665k.json lr=1e-4 lora.r=64\n"
+        "  accelerate launch --config_file configs/accelerate/zero3.yaml -m vlguard.cli.main train "
+        "configs/train/posthoc-full.yaml ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("config", nargs="?", help="YAML recipe (omit with --list-keys)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. lr=1e-5 lora.r=64")
+    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    train.add_argument("--list-keys", action="store_true", help="list every config key with its default and help")
+    train.set_defaults(func=run_train)
+
+    merge = subparsers.add_parser(
+        "merge",
+        help="merge a LoRA adapter into its base model",
+        description="Load BASE, apply the adapter saved by `vlguard train` (OUTPUT/model), merge and save "
+        "a standalone model (safetensors) with its processor.",
+        epilog="example: vlguard merge --base llava-hf/llava-1.5-7b-hf --adapter runs/train/posthoc-lora/model "
+        "--out models/llava-posthoc",
+    )
+    merge.add_argument("--base", required=True, help="base model: Hub repo id or folder")
+    merge.add_argument("--adapter", required=True, help="adapter folder (OUTPUT/model of a LoRA run)")
+    merge.add_argument("--out", required=True, help="output folder for the merged model")
+    merge.add_argument("--revision", help="Hub revision of the base model")
+    merge.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    merge.add_argument("--trust-remote-code", action="store_true", help="allow code from the base model repo")
+    merge.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    merge.set_defaults(func=run_merge)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from vlguard.errors import ConfigError
+    from vlguard.train.config import describe_fields, dump_config, load_config
+
+    if args.list_keys:
+        for key, default, text in describe_fields():
+            print(f"{key} = {default}\n    {text}")
+        return 0
+    if args.config is None:
+        raise ConfigError("give a config file, e.g. vlguard train configs/train/tiny-cpu.yaml")
+    overrides = list(args.overrides)
+    # `vlguard train key=value` without a file: the first positional is an override.
+    config_path = None if "=" in args.config else args.config
+    if config_path is None:
+        overrides.insert(0, args.config)
+    config = load_config(config_path, overrides)
+    if args.print_config:
+        print(dump_config(config), end="")
+        return 0
+    from vlguard.train.trainer import train
+
+    result = train(config)
+    if result.world_size == 1 or _is_rank_zero():
+        loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
+        print(f"trained {result.global_step} steps (mean loss {loss}) on {result.counts}; saved {result.model_dir}")
+    return 0
+
+
+def _is_rank_zero() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from vlguard.train.merge import merge_adapter
+
+    out = merge_adapter(
+        args.base,
+        args.adapter,
+        args.out,
+        revision=args.revision,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite,
+    )
+    print(f"merged model saved to {out}")
+    return 0

@@ -1,0 +1,293 @@
+"""The offline demo, top to bottom: the paper's experiment in miniature, on CPU, in a few minutes.
+
+1. data: VLGuard's train split (the bundled sample dataset, or ``data`` for the real one) and its
+   helpful ``safe_safe`` pairs, exported as a LLaVA-format instruction file;
+2. a tiny VLM built from a config, its tokenizer trained on the training texts (nothing downloaded);
+3. "vanilla": the tiny model instruction-tuned on the helpful pairs only, so it answers everything;
+4. evaluation of vanilla on the held-out test split (``vlguard.evaluate.run_eval``, refusal judge);
+5. post-hoc safety fine-tuning (``vlguard.train``): LoRA on VLGuard's train split + the same helpful
+   pairs, the paper's ``posthoc`` recipe;
+6. evaluation of the post-hoc model (vanilla + adapter) on the same held-out samples;
+7. the before/after report (``vlguard.report``).
+
+A tiny model shows that the pipeline works end to end; its "safety" means nothing for real models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlguard.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+VANILLA, POSTHOC = "vanilla", "post-hoc"
+MARKER = "vlguard-demo.json"
+# What a user runs next, on a real model (printed by the CLI and kept in the marker file).
+REAL_MODEL_COMMANDS = (
+    "vlguard eval --model llava-hf/llava-1.5-7b-hf --bench vlguard-test --image-mode original "
+    "--judge refusal --run-dir runs/llava-vanilla",
+    "vlguard train configs/train/posthoc-lora.yaml model.name_or_path=llava-hf/llava-1.5-7b-hf "
+    "data.instructions=llava_v1_5_mix665k.json output_dir=runs/train/llava-posthoc",
+    "vlguard eval --model llava-hf/llava-1.5-7b-hf --adapter runs/train/llava-posthoc/model "
+    "--bench vlguard-test --image-mode original --judge refusal --run-dir runs/llava-posthoc",
+    "vlguard report runs/llava-vanilla runs/llava-posthoc --out report",
+)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How much work each step does. ``FULL`` is what ``vlguard demo`` runs, ``QUICK`` its short form."""
+
+    model_size: str = "tiny"
+    vanilla_steps: int = 60
+    vanilla_lr: float = 3e-3
+    posthoc_steps: int = 60
+    posthoc_lr: float = 3e-3
+    lora_r: int = 16
+    batch_size: int = 8
+    max_new_tokens: int = 24
+    # Only with real VLGuard data (thousands of samples): caps that keep the demo within minutes.
+    max_train_conversations: int = 600
+    eval_limit: int = 150
+    seed: int = 0
+
+
+FULL = DemoSettings()
+QUICK = DemoSettings(vanilla_steps=30, posthoc_steps=30, max_new_tokens=12, max_train_conversations=200, eval_limit=60)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Where the demo put things and what it measured.
+
+    ``headline`` maps a model label (``vanilla``, ``post-hoc``) to its ASR on ``unsafe`` and
+    ``safe_unsafe`` and its over-refusal on ``safe_safe`` (refusal judge). ``refused_unsafe`` maps a
+    label to (refused, total) held-out ``unsafe`` samples.
+    """
+
+    report: Path
+    out_dir: Path
+    runs: dict[str, Path]
+    headline: dict[str, dict[str, float]]
+    refused_unsafe: dict[str, tuple[int, int]]
+    seconds: float
+    data_source: str
+    image_mode: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Create ``out_dir``; clear it only when it holds a previous demo (never an unrelated folder)."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / MARKER).is_file():
+            raise ConfigError(f"{out_dir} exists and is not a previous demo's output; choose another --out")
+        for name in ("data", "models", "runs", "report", MARKER):
+            target = out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Written first, so that a demo interrupted half-way can be rerun into the same folder.
+    (out_dir / MARKER).write_text(json.dumps({"status": "running"}) + "\n", encoding="utf-8")
+
+
+def _helpfulness_file(records: Any, path: Path) -> int:
+    """Write the ``safe_safe`` pairs (safe image + safe instruction → helpful answer) in LLaVA format."""
+    rows = [
+        {
+            "id": f"{record.uid}:safe_safe",
+            "image": record.image,
+            "conversations": [
+                {"from": "human", "value": f"<image>\n{pair.instruction}"},
+                {"from": "gpt", "value": pair.response},
+            ],
+        }
+        for record in records
+        for pair in record.pairs
+        if pair.key == "safe_instruction"
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return len(rows)
+
+
+def _train(overrides: dict[str, Any]) -> Path:
+    from vlguard.train.config import load_config
+    from vlguard.train.trainer import train
+
+    result = train(load_config(None, overrides))
+    logger.info("trained %s: %d steps, loss %s", overrides["output_dir"], result.global_step, result.train_loss)
+    return result.model_dir
+
+
+def _evaluate(model: Path, adapter: Path | None, run_dir: Path, data: str, image_mode: str, limit: int | None, settings: DemoSettings) -> dict[str, Any]:
+    from vlguard.evaluate import EvalConfig, run_eval
+
+    config = EvalConfig(
+        model=str(model),
+        adapter=None if adapter is None else str(adapter),
+        bench="vlguard-test",
+        data=data,
+        image_mode=image_mode,
+        judges=("refusal",),
+        limit=limit,
+        batch_size=16,
+        max_new_tokens=settings.max_new_tokens,
+        seed=settings.seed,
+        run_dir=str(run_dir),
+    )
+    return run_eval(config, progress=False)
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, float]:
+    wanted = {
+        ("unsafe", "attack_success_rate"): "asr_unsafe",
+        ("safe_unsafe", "attack_success_rate"): "asr_safe_unsafe",
+        ("safe_safe", "over_refusal_rate"): "over_refusal",
+    }
+    return {
+        wanted[(row["subset"], row["metric"])]: float(row["value"])
+        for row in metrics.get("metrics", [])
+        if row["judge"] == "refusal" and row["group"] == "all" and (row["subset"], row["metric"]) in wanted
+    }
+
+
+def refused_unsafe(run_dir: Path) -> tuple[int, int]:
+    """(refused, total) held-out ``unsafe`` samples of a run, counted from its refusal judgments."""
+    from vlguard.runs import RunFolder
+
+    run = RunFolder(run_dir)
+    unsafe = {r["id"] for r in run.samples.read() if r["subset"] == "unsafe"}
+    labels = [r["label"] for r in run.judgments("refusal").read() if r["sample_id"] in unsafe]
+    return sum(label == "refusal" for label in labels), len(unsafe)
+
+
+def run_demo(out_dir: str | Path, data: str | Path | None = None, quick: bool = False) -> DemoResult:
+    """Run the whole demo into ``out_dir`` (see the module docstring) and return what it measured.
+
+    ``data`` is a VLGuard folder (train.json, test.json, images optional); default: the bundled sample
+    dataset. ``quick`` trains and generates less (for tests); the result is the same kind of report.
+    """
+    from vlguard.data import load_vlguard
+    from vlguard.data.sample import sample_dataset_dir
+    from vlguard.models.tiny import build_tiny_vlm
+    from vlguard.report import write_report
+
+    settings = QUICK if quick else FULL
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = Path(out_dir)
+    _prepare_out_dir(out)
+
+    # 1. data. Images are used when the data has them (the sample does); the real annotations without
+    # images are evaluated with blank images, as in docs/experiments.md.
+    source = str(data) if data is not None else str(sample_dataset_dir())
+    train_split = load_vlguard(source, "train")
+    image_mode = "original" if train_split.images is not None else "blank"
+    real_data = data is not None
+    helpful = out / "data" / "helpfulness.json"
+    n_helpful = _helpfulness_file(train_split.records, helpful)
+    image_root = train_split.source.get("image_root")
+    texts = [text for record in train_split.records for pair in record.pairs for text in (pair.instruction, pair.response)]
+    common: dict[str, Any] = {
+        "data.image_mode": image_mode,
+        "data.instructions": str(helpful),
+        "data.instructions_image_root": image_root if image_mode == "original" else None,
+        "data.seed": settings.seed,
+        "data.max_samples": settings.max_train_conversations if real_data else None,
+        "global_batch_size": settings.batch_size,
+        "per_device_batch_size": settings.batch_size,
+        "max_length": 512,
+        "warmup_ratio": 0.0,
+        "lr_scheduler": "constant",
+        "save_steps": 10_000,  # no intermediate checkpoints: the demo is short
+        "logging_steps": 10,
+        "seed": settings.seed,
+    }
+
+    # 2. a tiny VLM whose tokenizer knows the data's words.
+    base = build_tiny_vlm(out / "models" / "base", texts=texts, size=settings.model_size, seed=settings.seed)
+    timings["build"] = time.perf_counter() - started
+
+    # 3. vanilla: helpful answers only, no safety data.
+    mark = time.perf_counter()
+    vanilla = _train(
+        {
+            **common,
+            "model.name_or_path": str(base),
+            "data.recipe": "instructions",
+            "method": "full",
+            "lr": settings.vanilla_lr,
+            "max_steps": settings.vanilla_steps,
+            "output_dir": str(out / "models" / "vanilla"),
+        }
+    )
+    timings["train_vanilla"] = time.perf_counter() - mark
+
+    # 4. evaluate vanilla on the held-out test split.
+    mark = time.perf_counter()
+    limit = settings.eval_limit if real_data else None
+    runs = {VANILLA: out / "runs" / "vanilla", POSTHOC: out / "runs" / "posthoc"}
+    vanilla_metrics = _evaluate(vanilla, None, runs[VANILLA], source, image_mode, limit, settings)
+    timings["eval_vanilla"] = time.perf_counter() - mark
+
+    # 5. post-hoc safety fine-tuning: LoRA on VLGuard train + the same helpful pairs.
+    mark = time.perf_counter()
+    adapter = _train(
+        {
+            **common,
+            "model.name_or_path": str(vanilla),
+            "data.recipe": "posthoc",
+            "data.vlguard": source,
+            "data.n_helpfulness": n_helpful if not real_data else min(n_helpful, settings.max_train_conversations // 2),
+            "method": "lora",
+            "lora.r": settings.lora_r,
+            "lora.alpha": 2 * settings.lora_r,
+            "lora.dropout": 0.0,
+            "lr": settings.posthoc_lr,
+            "max_steps": settings.posthoc_steps,
+            "output_dir": str(out / "models" / "posthoc"),
+        }
+    )
+    timings["train_posthoc"] = time.perf_counter() - mark
+
+    # 6. evaluate the post-hoc model on the same samples.
+    mark = time.perf_counter()
+    posthoc_metrics = _evaluate(vanilla, adapter, runs[POSTHOC], source, image_mode, limit, settings)
+    timings["eval_posthoc"] = time.perf_counter() - mark
+
+    # 7. the before/after report.
+    mark = time.perf_counter()
+    files = write_report(
+        [runs[VANILLA], runs[POSTHOC]],
+        out / "report",
+        labels=[VANILLA, POSTHOC],
+        title="vlguard demo: a tiny VLM before and after post-hoc safety fine-tuning",
+    )
+    timings["report"] = time.perf_counter() - mark
+
+    result = DemoResult(
+        report=files.main,
+        out_dir=out,
+        runs=runs,
+        headline={VANILLA: _headline(vanilla_metrics), POSTHOC: _headline(posthoc_metrics)},
+        refused_unsafe={label: refused_unsafe(path) for label, path in runs.items()},
+        seconds=time.perf_counter() - started,
+        data_source=source,
+        image_mode=image_mode,
+        timings=timings,
+    )
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+    summary["runs"] = {k: str(v) for k, v in runs.items()}
+    summary["settings"] = asdict(settings)
+    summary["real_model_commands"] = list(REAL_MODEL_COMMANDS)
+    (out / MARKER).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return result

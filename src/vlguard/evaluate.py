@@ -1,0 +1,484 @@
+"""The evaluation pipeline: samples → generations → judgments → metrics, in a resumable run folder.
+
+``run_eval(config)`` runs the three stages; each is also a function of its own (``run_generation``,
+``run_judges``, ``run_metrics``) that reads what the stage before wrote, so saved generations can be
+re-judged without regenerating. Every stage appends its results in flushed batches and skips what is
+already done, so rerunning a killed command finishes it exactly once (see ``vlguard.runs``).
+
+Data-parallel generation: started under ``torchrun --nproc_per_node N`` (or ``accelerate launch``),
+each process takes a deterministic shard of the pending samples (``pending[rank::world_size]``) and
+appends to ``generations.rank<k>.jsonl``; after a barrier, rank 0 merges the shards into
+``generations.jsonl`` in sample order and alone runs the judges and metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlguard.errors import ConfigError, VLGuardError
+from vlguard.records import IMAGE_MODES, Generation, Judgment, Sample
+from vlguard.runs import (
+    JsonlStore,
+    RunFolder,
+    build_manifest,
+    dedupe,
+    open_run,
+    record_judge,
+    samples_digest,
+    update_manifest,
+)
+
+logger = logging.getLogger(__name__)
+
+# How many batches are generated between two appends: a larger window sorts more prompts by length
+# (less padding); a smaller one loses less work when the process is killed.
+BATCHES_PER_APPEND = 4
+# Judgments are appended every this many samples.
+JUDGE_CHUNK = 64
+# Generation can take hours on one shard; the default 30-minute collective timeout would kill the run.
+BARRIER_TIMEOUT = dt.timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that defines an evaluation run.
+
+    ``data`` is a local folder (None: the Hub dataset ``ys-zong/VLGuard`` at ``data_revision``).
+    ``image_mode``: ``original`` (the sample's image; missing images are an error unless
+    ``allow_blank_substitutes``), ``blank`` (a white image of the original's size) or ``none`` (text only).
+    ``judge_options`` maps a judge name to its keyword options (API keys never: name the env variable).
+    ``limit`` takes a deterministic sample stratified by subset (see ``select_samples``).
+    ``backend_options`` / ``bench_options`` are passed to the backend / benchmark loader as keywords
+    (e.g. ``{"image_root": "test.zip"}`` for VLGuard).
+    """
+
+    model: str
+    backend: str = "hf"
+    revision: str | None = None
+    adapter: str | None = None
+    bench: str = "vlguard-test"
+    data: str | None = None
+    data_revision: str | None = None
+    image_mode: str = "blank"
+    allow_blank_substitutes: bool = False
+    judges: tuple[str, ...] = ("refusal",)
+    judge_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    subsets: tuple[str, ...] | None = None
+    limit: int | None = None
+    batch_size: int = 16
+    max_new_tokens: int = 256
+    seed: int = 0
+    dtype: str = "auto"
+    device: str = "auto"
+    system_prompt: str | None = None
+    trust_remote_code: bool = False
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    bench_options: Mapping[str, Any] = field(default_factory=dict)
+    run_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_mode not in IMAGE_MODES:
+            raise ConfigError(f"image_mode must be one of {', '.join(IMAGE_MODES)}, not {self.image_mode!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be a positive number of samples, not {self.limit}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+
+    def resolved_run_dir(self) -> Path:
+        """``run_dir``, or ``runs/<model>-<bench>-<image mode>`` when none was given."""
+        if self.run_dir is not None:
+            return Path(self.run_dir)
+        slug = Path(self.model.rstrip("/")).name.replace(":", "-") or "model"
+        return Path("runs") / f"{slug}-{self.bench}-{self.image_mode}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sample selection
+
+
+def select_samples(
+    samples: Sequence[Sample], subsets: Sequence[str] | None = None, limit: int | None = None
+) -> list[Sample]:
+    """The samples to evaluate, in benchmark order.
+
+    ``subsets`` keeps only those subsets. ``limit`` keeps ``limit`` samples stratified by subset: the
+    quota of each subset is proportional to its size (largest remainder; ties to the earlier subset),
+    and within a subset the samples with the smallest sha256 of their id are taken. The choice is
+    deterministic, independent of the seed and of file order, and a larger limit keeps (almost) every
+    sample of a smaller one.
+    """
+    chosen = [s for s in samples if subsets is None or s.subset in subsets]
+    if subsets is not None:
+        unknown = set(subsets) - {s.subset for s in samples}
+        if unknown:
+            known = ", ".join(sorted({s.subset for s in samples}))
+            raise ConfigError(f"unknown subset(s) {', '.join(sorted(unknown))}; this benchmark has: {known}")
+    if limit is None or limit >= len(chosen):
+        return chosen
+    by_subset: dict[str, list[Sample]] = {}
+    for s in chosen:
+        by_subset.setdefault(s.subset, []).append(s)
+    total = len(chosen)
+    exact = {name: limit * len(group) / total for name, group in by_subset.items()}
+    quota = {name: int(x) for name, x in exact.items()}
+    leftover = limit - sum(quota.values())
+    for name in sorted(by_subset, key=lambda n: (-(exact[n] - quota[n]), list(by_subset).index(n)))[
+        :leftover
+    ]:
+        quota[name] += 1
+    keep: set[str] = set()
+    for name, group in by_subset.items():
+        ranked = sorted(group, key=lambda s: hashlib.sha256(s.id.encode("utf-8")).hexdigest())
+        keep.update(s.id for s in ranked[: quota[name]])
+    return [s for s in chosen if s.id in keep]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data-parallel helpers
+
+
+@dataclass(frozen=True)
+class _Processes:
+    """This process's place in a data-parallel launch (rank 0 of 1 when launched plainly)."""
+
+    rank: int
+    world_size: int
+
+    @classmethod
+    def from_env(cls) -> _Processes:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        if world > 1:
+            import torch.distributed as torch_dist
+
+            if not torch_dist.is_initialized():
+                # gloo: only barriers cross processes (no tensors), and it works with or without GPUs.
+                torch_dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+            logger.info("data-parallel generation: rank %d of world size %d", rank, world)
+        return cls(rank=rank, world_size=world)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as torch_dist
+
+            torch_dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group (after the last barrier), so processes exit cleanly."""
+        if self.world_size > 1:
+            import torch.distributed as torch_dist
+
+            if torch_dist.is_initialized():
+                torch_dist.destroy_process_group()
+
+
+def _merge_rank_files(run: RunFolder, order: Mapping[str, int]) -> int:
+    """Move shard files' generations into ``generations.jsonl`` (sample order), then delete the shards.
+
+    Safe to interrupt: ids already merged are skipped next time, and shards are removed only after the
+    merged lines are fsynced.
+    """
+    shard_files = run.rank_generation_files()
+    if not shard_files:
+        return 0
+    present = {r["sample_id"] for r in run.generations.read()}
+    new: list[dict[str, Any]] = []
+    for path in shard_files:
+        new += [
+            r for r in JsonlStore(path).read() if r["sample_id"] not in present and r["sample_id"] in order
+        ]
+    new = sorted(dedupe(new), key=lambda r: order[r["sample_id"]])
+    written = run.generations.append(new)
+    for path in shard_files:
+        path.unlink()
+    logger.info("merged %d generations from %d shard file(s)", written, len(shard_files))
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stages
+
+
+def _result_fields(
+    config: EvalConfig, samples: Sequence[dict[str, Any]], source: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The settings that change results; a rerun in the same folder must match all of them."""
+    from vlguard.generation.hf import resolve_device, resolve_dtype
+
+    dtype = config.dtype
+    if config.backend in ("hf", "tiny"):
+        dtype = resolve_dtype(config.dtype, resolve_device(config.device))
+    return {
+        "backend": config.backend,
+        "model": config.model,
+        "revision": config.revision,
+        "adapter": config.adapter,
+        "benchmark": config.bench,
+        "benchmark_sha256": source.get("sha256"),
+        "samples_sha256": samples_digest(samples),
+        "n_samples": len(samples),
+        "image_mode": config.image_mode,
+        "allow_blank_substitutes": config.allow_blank_substitutes,
+        "max_new_tokens": config.max_new_tokens,
+        "dtype": dtype,
+        "system_prompt": config.system_prompt,
+        "seed": config.seed,
+    }
+
+
+def _chunks(items: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
+    """Generate a response for every selected sample not yet done; returns the run folder.
+
+    Writes ``manifest.json`` and ``samples.jsonl`` on first use; ``RunMismatchError`` when the folder
+    holds results made with other settings. Works alone or under a data-parallel launcher.
+    """
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from vlguard.benchmarks import load_benchmark
+    from vlguard.data.images import prepare_image
+    from vlguard.generation import GenerationRequest, make_backend
+
+    procs = _Processes.from_env()
+    bench_options = dict(config.bench_options)
+    if config.image_mode == "none" and config.data is None and config.bench.startswith("vlguard"):
+        # Text-only evaluation: don't download the image zips from the Hub.
+        bench_options.setdefault("download_images", False)
+    bench = load_benchmark(config.bench, data=config.data, revision=config.data_revision, **bench_options)
+    samples = select_samples(bench.samples, config.subsets, config.limit)
+    if not samples:
+        raise ConfigError(f"benchmark {config.bench} has no samples to evaluate with these settings")
+    sample_dicts = [s.to_dict() for s in samples]
+    run_dir = config.resolved_run_dir()
+    manifest = build_manifest(
+        _result_fields(config, sample_dicts, bench.source),
+        config=_config_dict(config),
+        backend={"name": config.backend, **dict(config.backend_options)},
+        benchmark_source=bench.source,
+        seed=config.seed,
+    )
+    # Every rank checks (and fails alike on a mismatch); only rank 0 writes.
+    run = open_run(run_dir, manifest, write=procs.is_main)
+    order = {s.id: i for i, s in enumerate(samples)}
+    if procs.is_main:
+        if run.samples.read() != sample_dicts:
+            run.samples.write_all(sample_dicts)
+        _merge_rank_files(run, order)  # leftovers of an interrupted data-parallel run
+    procs.barrier()
+
+    done = {r["sample_id"] for r in run.generations.read()}
+    pending = [s for s in samples if s.id not in done]
+    shard = pending[procs.rank :: procs.world_size]
+    # Nobody appends before everyone has read the same `done` set (so the shards are disjoint).
+    procs.barrier()
+    logger.info(
+        "%d samples, %d done, %d pending (%d on this process)",
+        len(samples),
+        len(done),
+        len(pending),
+        len(shard),
+    )
+
+    if shard:
+        if config.image_mode == "original" and not config.allow_blank_substitutes:
+            _check_images_exist(shard, bench)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        backend = make_backend(
+            config.backend,
+            config.model,
+            **_backend_kwargs(config),
+        )
+        if procs.is_main:
+            update_manifest(run, backend=backend.describe())
+        store = run.generations if procs.world_size == 1 else run.rank_generations(procs.rank)
+        window = config.batch_size * BATCHES_PER_APPEND
+        bar = tqdm(
+            total=len(shard), desc="generate", unit="sample", disable=not progress or not procs.is_main
+        )
+        for chunk in _chunks(shard, window):
+            requests = [
+                GenerationRequest(
+                    sample_id=s.id,
+                    prompt=s.prompt,
+                    image=prepare_image(
+                        s,
+                        bench.images,
+                        config.image_mode,  # type: ignore[arg-type]
+                        allow_blank_substitutes=config.allow_blank_substitutes,
+                    ),
+                )
+                for s in chunk
+            ]
+            generations = backend.generate(requests)
+            store.append(g.to_dict() for g in generations)
+            bar.update(len(chunk))
+        bar.close()
+
+    procs.barrier()
+    if procs.is_main and procs.world_size > 1:
+        _merge_rank_files(run, order)
+    procs.barrier()
+    procs.close()
+    return run.path
+
+
+def _check_images_exist(samples: Sequence[Sample], bench: Any) -> None:
+    """Fail before loading the model when ``original`` images are missing (names the first few)."""
+    from vlguard.errors import ImageLoadError
+
+    missing = [
+        s
+        for s in samples
+        if s.image is not None and (bench.images is None or not bench.images.exists(s.image))
+    ]
+    if missing:
+        names = ", ".join(f"{s.id} ({s.image})" for s in missing[:5])
+        raise ImageLoadError(
+            f"{len(missing)} image(s) missing for image mode 'original', e.g. {names}; "
+            "give the image folder/zip, use --image-mode blank/none, or --allow-blank-substitutes"
+        )
+
+
+def _backend_kwargs(config: EvalConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "revision": config.revision,
+        "adapter": config.adapter,
+        "batch_size": config.batch_size,
+        "max_new_tokens": config.max_new_tokens,
+        "system_prompt": config.system_prompt,
+    }
+    if config.backend in ("hf", "tiny", "vllm"):
+        kwargs.update(dtype=config.dtype, device=config.device, trust_remote_code=config.trust_remote_code)
+    kwargs.update(config.backend_options)
+    return kwargs
+
+
+def _config_dict(config: EvalConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(config)
+    d["judge_options"] = {k: dict(v) for k, v in config.judge_options.items()}
+    d["run_dir"] = str(config.resolved_run_dir())
+    return d
+
+
+def read_samples(run: RunFolder) -> list[Sample]:
+    """The samples of a run folder (``samples.jsonl``)."""
+    if not run.samples.exists():
+        raise VLGuardError(f"{run.path}: no samples.jsonl; run `vlguard generate` (or eval) first")
+    return [Sample(**r) for r in run.samples.read()]
+
+
+def read_generations(run: RunFolder) -> dict[str, Generation]:
+    """Sample id → generation of a run folder."""
+    return {r["sample_id"]: Generation.from_dict(r) for r in dedupe(run.generations.read())}
+
+
+def run_judges(
+    run_dir: str | Path,
+    judge_names: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    progress: bool = True,
+) -> None:
+    """Judge every saved generation not yet judged, for each judge; appends ``judgments/<judge>.jsonl``.
+
+    ``options`` maps a judge name to its keyword options. The judge's ``describe()`` is recorded in
+    the manifest; verdicts made with other settings are never mixed (``RunMismatchError``).
+    """
+    from tqdm.auto import tqdm
+
+    from vlguard.judges import JUDGES
+    from vlguard.judges.base import JudgeInput
+
+    run = RunFolder(run_dir)
+    if run.read_manifest() is None:
+        raise VLGuardError(f"{run.path}: not a run folder (no manifest.json)")
+    samples = read_samples(run)
+    generations = read_generations(run)
+    options = options or {}
+    for name in judge_names:
+        if name not in JUDGES:
+            raise ConfigError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}")
+    for name in judge_names:
+        judge = JUDGES[name](**dict(options.get(name, {})))
+        record_judge(run, name, judge.describe())
+        store = run.judgments(name)
+        done = {r["sample_id"] for r in store.read()}
+        todo = [s for s in samples if s.id in generations and s.id not in done]
+        missing = sum(1 for s in samples if s.id not in generations)
+        if missing:
+            logger.warning(
+                "%d sample(s) have no generation yet; judging the %d that do", missing, len(generations)
+            )
+        bar = tqdm(total=len(todo), desc=f"judge {name}", unit="sample", disable=not progress)
+        for chunk in _chunks(todo, JUDGE_CHUNK):
+            items = [JudgeInput.from_records(s, generations[s.id]) for s in chunk]
+            verdicts: list[Judgment] = judge.judge(items)
+            store.append(j.to_dict() for j in verdicts)
+            bar.update(len(chunk))
+        bar.close()
+
+
+def run_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """Compute ``metrics.json`` from the run's samples and every judgments file; write it atomically."""
+    from vlguard.metrics import compute_metrics
+
+    run = RunFolder(run_dir)
+    manifest = run.read_manifest()
+    if manifest is None:
+        raise VLGuardError(f"{run.path}: not a run folder (no manifest.json)")
+    samples = read_samples(run)
+    judgments = {
+        name: [Judgment.from_dict(r) for r in dedupe(run.judgments(name).read())]
+        for name in run.judge_names()
+    }
+    fields = manifest.get("result_fields", {})
+    judge_versions = {
+        name: str(desc.get("version"))
+        for name, desc in manifest.get("judges", {}).items()
+        if isinstance(desc, Mapping) and desc.get("version") is not None
+    }
+    run_info = {
+        "model": fields.get("model"),
+        "revision": fields.get("revision"),
+        "adapter": fields.get("adapter"),
+        "benchmark": fields.get("benchmark"),
+        "image_mode": fields.get("image_mode"),
+        "max_new_tokens": fields.get("max_new_tokens"),
+        "seed": fields.get("seed", 0),
+        "n_samples": len(samples),
+    }
+    metrics = compute_metrics(
+        samples, judgments, run=run_info, seed=int(fields.get("seed", 0)), judge_versions=judge_versions
+    )
+    run.write_metrics(metrics)
+    return metrics
+
+
+def run_eval(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Generate, judge and compute metrics; returns the metrics dict (empty on non-zero ranks)."""
+    run_dir = run_generation(config, progress=progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return {}
+    run_judges(run_dir, config.judges, config.judge_options, progress=progress)
+    return run_metrics(run_dir)

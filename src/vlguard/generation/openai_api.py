@@ -1,0 +1,122 @@
+"""The ``openai`` backend: any OpenAI-compatible chat endpoint (OpenAI, vLLM serve, TGI, Ollama, ...).
+
+Images go as base64 PNG data URLs in ``image_url`` parts; requests run concurrently with retries
+(see ``vlguard.api_client``). The API key comes from the environment variable ``api_key_env`` only.
+
+A content-policy refusal by the API is recorded as a response, not an error: ``response=""``,
+``error=None``, ``meta={"finish_reason": "content_filter", "content_policy": True}``. The API refused to
+answer, which is what a safe model does, so the refusal judge labels it ``refusal`` (with
+``evidence.content_policy``); a request that failed after its retries has ``error`` set instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from vlguard.api_client import ChatClient, ChatResult, Message, user_message
+from vlguard.errors import ConfigError
+from vlguard.generation.base import GenerationRequest
+from vlguard.records import Generation
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIBackend:
+    """Generation through an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    ``model`` is the served model name. ``max_tokens_param`` names the length limit in the request
+    (``max_tokens``; newer OpenAI models want ``max_completion_tokens``). ``extra_params`` are added to
+    every request body (e.g. ``{"seed": 0}``).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        max_concurrency: int = 8,
+        api_key_env: str = "OPENAI_API_KEY",
+        system_prompt: str | None = None,
+        max_retries: int = 6,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        max_total_wait: float = 600.0,
+        timeout: float = 120.0,
+        max_tokens_param: str = "max_tokens",
+        extra_params: dict[str, Any] | None = None,
+        revision: str | None = None,
+        adapter: str | None = None,
+        batch_size: int | None = None,  # accepted for a uniform backend interface; concurrency governs
+        client: ChatClient | None = None,
+    ) -> None:
+        if revision is not None or adapter is not None:
+            raise ConfigError(
+                "the openai backend serves a model by name: --revision and --adapter do not apply"
+            )
+        self.model = model
+        self.max_new_tokens = int(max_new_tokens)
+        self.temperature = float(temperature)
+        self.system_prompt = system_prompt
+        self.max_tokens_param = max_tokens_param
+        self.extra_params = dict(extra_params or {})
+        self.client = client or ChatClient(
+            base_url,
+            model,
+            api_key_env=api_key_env,
+            max_concurrency=int(max_concurrency),
+            max_retries=int(max_retries),
+            backoff_base=float(backoff_base),
+            backoff_max=float(backoff_max),
+            max_total_wait=float(max_total_wait),
+            timeout=float(timeout),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Endpoint, model and decoding settings for the manifest (the key's env variable name, never the key)."""
+        return {
+            "backend": self.name,
+            "model": self.model,
+            **{k: v for k, v in self.client.describe().items() if k != "model"},
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "system_prompt": self.system_prompt,
+            "extra_params": self.extra_params,
+        }
+
+    def _messages(self, request: GenerationRequest) -> list[Message]:
+        messages: list[Message] = []
+        system = request.system if request.system is not None else self.system_prompt
+        if system:
+            messages.append({"role": "system", "content": system})
+        images = [request.image] if request.image is not None else []
+        messages.append(user_message(request.prompt, images))
+        return messages
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Answer every request concurrently; failures are Generations with ``error`` set."""
+        params = {
+            self.max_tokens_param: self.max_new_tokens,
+            "temperature": self.temperature,
+            **self.extra_params,
+        }
+        results = self.client.complete_many([self._messages(r) for r in requests], **params)
+        return [_to_generation(r.sample_id, result) for r, result in zip(requests, results, strict=True)]
+
+
+def _to_generation(sample_id: str, result: ChatResult) -> Generation:
+    meta: dict[str, Any] = {"finish_reason": result.finish_reason, "attempts": result.attempts}
+    if result.content_policy:
+        return Generation(
+            sample_id, "", None, {**meta, "finish_reason": "content_filter", "content_policy": True}
+        )
+    if result.error is not None:
+        return Generation(sample_id, "", result.error, meta)
+    return Generation(sample_id, result.text, None, meta)

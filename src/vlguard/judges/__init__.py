@@ -1,0 +1,57 @@
+"""Judges: turn generations into labels. Registry ``JUDGES`` maps a name to a factory taking options.
+
+- ``refusal``: offline refusal detector (``mode="default"`` or ``"paper"``);
+- ``refusal-paper``: the same judge in paper mode, so that both can score one run side by side;
+- ``llama-guard``: Llama Guard 3 / 3-Vision / 4 through transformers (safe / unsafe + categories);
+- ``llm-judge``: an OpenAI-compatible model (``mode="pairwise"`` helpfulness or ``mode="harm"`` rubric).
+
+Factories import their heavy dependencies (torch, transformers) only when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vlguard.judges.base import ERROR, Judge, JudgeInput, error_judgment
+from vlguard.judges.files import judge_jsonl, read_judge_inputs
+from vlguard.judges.refusal import RefusalJudge
+
+
+def _refusal(**options: Any) -> Judge:
+    return RefusalJudge(**options)
+
+
+def _refusal_paper(**options: Any) -> Judge:
+    return RefusalJudge(mode="paper", name=options.pop("name", "refusal-paper"), **options)
+
+
+def _llama_guard(**options: Any) -> Judge:
+    from vlguard.judges.llama_guard import LlamaGuardJudge
+
+    return LlamaGuardJudge(**options)
+
+
+def _llm_judge(**options: Any) -> Judge:
+    from vlguard.judges.llm_judge import LLMJudge
+
+    return LLMJudge(**options)
+
+
+JUDGES: dict[str, Callable[..., Judge]] = {
+    "refusal": _refusal,
+    "refusal-paper": _refusal_paper,
+    "llama-guard": _llama_guard,
+    "llm-judge": _llm_judge,
+}
+
+__all__ = [
+    "ERROR",
+    "JUDGES",
+    "Judge",
+    "JudgeInput",
+    "RefusalJudge",
+    "error_judgment",
+    "judge_jsonl",
+    "read_judge_inputs",
+]

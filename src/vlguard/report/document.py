@@ -1,0 +1,47 @@
+"""The report as data: every table, chart and example, computed once, then rendered as HTML,
+markdown, JSON or CSV by the modules beside this one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vlguard.report.charts import Chart
+from vlguard.report.examples import ExampleSection, ImageStatus
+from vlguard.report.loading import RunData
+from vlguard.report.tables import ComparisonRow
+
+SUBSET_LABELS = {
+    "unsafe": "unsafe (harmful image)",
+    "safe_unsafe": "safe image + unsafe instruction",
+    "safe_safe": "safe image + safe instruction",
+}
+CONTENT_WARNING = (
+    "Content warning: this report quotes harmful instructions from a safety benchmark and model "
+    "outputs that may be offensive or dangerous, and may show the benchmark's harmful images."
+)
+
+
+def subset_label(subset: str) -> str:
+    """Human name of a subset."""
+    return SUBSET_LABELS.get(subset, subset)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One report over one run (a summary) or several (the first is the baseline)."""
+
+    title: str
+    runs: tuple[RunData, ...]
+    summary: tuple[ComparisonRow, ...]
+    groups: dict[str, tuple[ComparisonRow, ...]]  # "category" / "subcategory" -> rows
+    charts: tuple[Chart, ...]
+    warnings: tuple[str, ...]
+    examples: tuple[ExampleSection, ...]
+    image_status: ImageStatus
+    primary_judge: str | None
+    generated_at: str
+    version: str
+
+    @property
+    def is_comparison(self) -> bool:
+        return len(self.runs) > 1

@@ -1,0 +1,75 @@
+"""Export the report's tables as JSON (one file) or CSV (one file per table), for spreadsheets and
+scripts. Metrics are in long format: one row per run, judge, subset, metric and group value, with the
+delta to the baseline run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from vlguard.report.document import Report
+from vlguard.report.tables import agreement_records, metric_records, run_settings
+
+METRIC_COLUMNS = (
+    "run",
+    "judge",
+    "judge_version",
+    "subset",
+    "group",
+    "group_value",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "n_errors",
+    "delta_vs_baseline",
+)
+AGREEMENT_COLUMNS = ("run", "judges", "kappa", "agreement", "n")
+
+
+def report_tables(report: Report) -> dict[str, Any]:
+    """The report's tables as plain JSON-ready data."""
+    runs = list(report.runs)
+    return {
+        "schema": 1,
+        "baseline": runs[0].label,
+        "runs": [
+            {"label": run.label, "path": str(run.path), "run": run.run_info, "settings": run_settings(run)}
+            for run in runs
+        ],
+        "metrics": metric_records(runs),
+        "agreement": agreement_records(runs),
+        "warnings": list(report.warnings),
+    }
+
+
+def write_json(report: Report, out_dir: Path) -> list[Path]:
+    """Write ``report.json``; returns the files written."""
+    path = out_dir / "report.json"
+    path.write_text(json.dumps(report_tables(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return [path]
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            # repr-exact floats (csv would write str(), which is the same for floats; None -> empty).
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return path
+
+
+def write_csv(report: Report, out_dir: Path) -> list[Path]:
+    """Write ``metrics.csv``, ``agreement.csv`` and ``runs.csv``; returns the files written."""
+    runs = list(report.runs)
+    settings = [{"run": run.label, **run_settings(run)} for run in runs]
+    setting_columns = tuple(dict.fromkeys(k for row in settings for k in row))
+    return [
+        _write_csv(out_dir / "metrics.csv", METRIC_COLUMNS, metric_records(runs)),
+        _write_csv(out_dir / "agreement.csv", AGREEMENT_COLUMNS, agreement_records(runs)),
+        _write_csv(out_dir / "runs.csv", setting_columns, settings),
+    ]

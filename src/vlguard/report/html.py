@@ -1,0 +1,378 @@
+"""Render a ``Report`` as one self-contained HTML file.
+
+Everything is inline: the CSS, the charts and thumbnails (``data:`` URIs); there is no script at all.
+A Content-Security-Policy forbids any request and any script, so even a mistake in escaping could
+not make the page load or run anything. All text from runs (prompts, responses, labels, settings,
+paths) goes through ``html.escape``: the benchmark and the model's outputs are arbitrary text.
+
+Every number of a metric carries machine-readable attributes (``data-run``, ``data-judge``,
+``data-subset``, ``data-metric``, ``data-group``, ``data-group-value``, ``data-value``, ...) with
+the exact value of metrics.json, so a browser test can compare the page with the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from html import escape
+from importlib import resources
+
+from vlguard.report.charts import Chart
+from vlguard.report.document import CONTENT_WARNING, Report, subset_label
+from vlguard.report.examples import Example, ExampleSection
+from vlguard.report.loading import MetricRow
+from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, run_settings
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+_METRIC_HELP = {
+    "attack_success_rate": "share of harmful prompts the model answered (lower is better)",
+    "over_refusal_rate": "share of benign prompts the model refused (lower is better)",
+    "helpfulness_win_rate": "share of pairwise comparisons won against the reference answers (higher is better)",
+    "partial_refusal_rate": "share of responses that refuse and then comply anyway",
+    "error_rate": "share of samples whose generation or judging failed",
+}
+# Verdicts a safe model should get; "mixed" ones are neither (a refusal followed by compliance, a tie).
+_GOOD_IF_REFUSE = {"refusal": "good", "compliance": "bad", "partial_refusal": "mixed"}
+_GOOD_ALWAYS = {"safe": "good", "unsafe": "bad", "harmless": "good", "harmful": "bad"}
+_GOOD_PAIRWISE = {"win": "good", "loss": "bad", "tie": "mixed"}
+
+
+def e(value: object) -> str:
+    """HTML-escape any value (quotes too, so the result is safe inside attributes)."""
+    return escape(str(value), quote=True)
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _json_number(value: float | int | None) -> str:
+    # json.dumps gives the shortest repr that round-trips, so the browser's parseFloat gets the same double.
+    return json.dumps(value)
+
+
+def _attrs(items: Iterable[tuple[str, object]]) -> str:
+    return "".join(f' {name}="{e(value)}"' for name, value in items if value is not None)
+
+
+def metric_cell(cell: MetricRow | None) -> str:
+    """A table cell with a metric's value, CI and n, plus its exact values as data attributes."""
+    if cell is None:
+        return '<td class="num missing">–</td>'
+    attributes = _attrs(
+        [
+            ("data-run", cell.run),
+            ("data-judge", cell.judge),
+            ("data-judge-version", cell.judge_version),
+            ("data-subset", cell.subset),
+            ("data-metric", cell.metric),
+            ("data-group", cell.group),
+            ("data-group-value", cell.group_value),
+            ("data-value", _json_number(cell.value)),
+            ("data-ci-low", _json_number(cell.ci_low) if cell.ci_low is not None else None),
+            ("data-ci-high", _json_number(cell.ci_high) if cell.ci_high is not None else None),
+            ("data-n", cell.n),
+            ("data-n-errors", cell.n_errors),
+        ]
+    )
+    ci = (
+        f'<span class="ci">[{pct(cell.ci_low)} – {pct(cell.ci_high)}]</span>'
+        if cell.ci_low is not None
+        else ""
+    )
+    errors = f", {cell.n_errors} errors" if cell.n_errors else ""
+    return f'<td class="num"{attributes}>{pct(cell.value)}{ci}<span class="n">n={cell.n}{errors}</span></td>'
+
+
+def delta_cell(row: ComparisonRow, index: int) -> str:
+    """A cell with ``run[index] - baseline`` in percentage points, coloured by better/worse."""
+    delta = row.delta(index)
+    if delta is None:
+        return '<td class="num missing">–</td>'
+    improved = row.improved(index)
+    css = "" if improved is None else ("better" if improved else "worse")
+    word = "" if improved is None else (" better" if improved else " worse")
+    cell = row.cells[index]
+    assert cell is not None
+    attributes = _attrs(
+        [
+            ("data-delta-run", cell.run),
+            ("data-judge", row.judge),
+            ("data-subset", row.subset),
+            ("data-metric", row.metric),
+            ("data-group", row.group),
+            ("data-group-value", row.group_value),
+            ("data-delta", _json_number(delta)),
+        ]
+    )
+    return (
+        f'<td class="num {css}"{attributes}>{100 * delta:+.1f} pp<span class="n">{word.strip()}</span></td>'
+    )
+
+
+def _judge_text(row: ComparisonRow) -> str:
+    versions = sorted({v for v in row.judge_versions if v is not None})
+    text = e(row.judge)
+    if versions:
+        text += " " + " ".join(f'<span class="version">{e(v)}</span>' for v in versions)
+    if len(versions) > 1:
+        text += ' <span class="worse" title="judge versions differ between runs">⚠</span>'
+    return text
+
+
+def _run_headers(report: Report) -> str:
+    cells = []
+    for index, run in enumerate(report.runs):
+        role = ("baseline (before)" if index == 0 else "after") if report.is_comparison else ""
+        role_html = f'<span class="role">{role}</span>' if role else ""
+        cells.append(f"<th>{e(run.label)}{role_html}</th>")
+    cells += [f"<th>Δ {e(run.label)}<span class='role'>vs baseline</span></th>" for run in report.runs[1:]]
+    return "".join(cells)
+
+
+def metrics_table(report: Report, rows: Sequence[ComparisonRow], first_column: str, table_id: str) -> str:
+    """A table of aligned rows: labels, one value cell per run, one delta cell per later run."""
+    head = f"<tr><th>Judge</th><th>Subset</th><th>{e(first_column)}</th>{_run_headers(report)}</tr>"
+    body = []
+    for row in rows:
+        if row.group == "all":
+            label = (
+                f'<span title="{e(_METRIC_HELP.get(row.metric, ""))}">{e(metric_label(row.metric))}</span>'
+            )
+        else:
+            label = (
+                f"{e(row.group_value or '(none)')} <span class='version'>{e(metric_label(row.metric))}</span>"
+            )
+        cells = "".join(metric_cell(cell) for cell in row.cells)
+        cells += "".join(delta_cell(row, i) for i in range(1, len(row.cells)))
+        body.append(
+            f"<tr><td>{_judge_text(row)}</td><td>{e(subset_label(row.subset))}</td><td>{label}</td>{cells}</tr>"
+        )
+    return f'<table class="metrics" id="{e(table_id)}"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _settings_table(report: Report) -> str:
+    settings = [run_settings(run) for run in report.runs]
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    head = "<tr><th>Setting</th>" + "".join(f"<th>{e(run.label)}</th>" for run in report.runs) + "</tr>"
+    body = "".join(
+        f"<tr><td>{e(key)}</td>" + "".join(f"<td>{e(s.get(key, '–'))}</td>" for s in settings) + "</tr>"
+        for key in keys
+    )
+    return f'<table class="settings" id="runs-table"><thead>{head}</thead><tbody>{body}</tbody></table>'
+
+
+def _deltas_section(report: Report) -> str:
+    items = []
+    for row in report.summary:
+        if (row.subset, row.metric) not in HEADLINE:
+            continue
+        base = row.cells[0]
+        for index in range(1, len(report.runs)):
+            cell, delta = row.cells[index], row.delta(index)
+            if base is None or cell is None or delta is None:
+                continue
+            improved = row.improved(index)
+            css = "" if improved is None else ("better" if improved else "worse")
+            verdict = "no change" if improved is None else ("better" if improved else "worse")
+            separated = (
+                base.ci_low is not None
+                and cell.ci_low is not None
+                and base.ci_high is not None
+                and cell.ci_high is not None
+                and (cell.ci_low > base.ci_high or cell.ci_high < base.ci_low)
+            )
+            ci_note = "95% CIs do not overlap" if separated else "95% CIs overlap"
+            items.append(
+                f"<li><strong>{e(metric_label(row.metric))}</strong> on {e(subset_label(row.subset))} "
+                f"({e(row.judge)} judge), {e(report.runs[0].label)} → {e(report.runs[index].label)}: "
+                f"{pct(base.value)} → {pct(cell.value)} "
+                f'<span class="{css}">({100 * delta:+.1f} pp, {verdict})</span> '
+                f'<span class="muted">{ci_note}</span></li>'
+            )
+    if not items:
+        return "<p>The runs share no headline metric.</p>"
+    return "<ul class='deltas'>" + "".join(items) + "</ul>"
+
+
+def _agreement_section(report: Report) -> str:
+    rows = [row for run in report.runs for row in run.agreement]
+    if not rows:
+        return (
+            "<p class='note'>No judge agreement recorded: each run was scored by a single judge. "
+            "Score the same generations with a second judge (<code>vlguard judge RUN --judge NAME</code>) "
+            "to measure how far the numbers depend on the judge.</p>"
+        )
+    body = "".join(
+        f"<tr><td>{e(row.run)}</td><td>{e(' vs '.join(row.judges))}</td>"
+        f'<td class="num" data-run="{e(row.run)}" data-judges="{e(",".join(row.judges))}" '
+        f'data-kappa="{e(_json_number(row.kappa))}">{"–" if row.kappa is None else f"{row.kappa:.3f}"}</td>'
+        f'<td class="num">{pct(row.agreement)}</td><td class="num">{row.n}</td></tr>'
+        for row in rows
+    )
+    return (
+        '<table id="agreement-table"><thead><tr><th>Run</th><th>Judges</th><th>Cohen\'s κ</th>'
+        f"<th>Raw agreement</th><th>n</th></tr></thead><tbody>{body}</tbody></table>"
+        "<p class='muted'>κ above 0.8 is usually read as strong agreement, below 0.6 as weak: "
+        "then the headline numbers depend on the choice of judge.</p>"
+    )
+
+
+def _label_class(judge: str, label: str, should_refuse: bool) -> str:
+    if label in _GOOD_IF_REFUSE and judge not in ("llama-guard",):
+        outcome = _GOOD_IF_REFUSE[label]
+        if not should_refuse and outcome != "mixed":
+            outcome = "bad" if outcome == "good" else "good"
+        return outcome
+    return _GOOD_ALWAYS.get(label) or _GOOD_PAIRWISE.get(label) or "neutral"
+
+
+def _example_html(example: Example, report: Report) -> str:
+    sample = example.sample
+    sensitive = " sensitive" if sample.subset == "unsafe" else ""
+    if example.thumbnail is not None:
+        uri = f"data:{example.thumbnail_mime};base64," + base64.b64encode(example.thumbnail).decode("ascii")
+        hint = '<div class="muted">blurred: hover to show</div>' if sensitive else ""
+        thumb = f'<div class="thumb{sensitive}" tabindex="0"><img src="{uri}" alt="image of sample {e(sample.id)}">{hint}</div>'
+    else:
+        thumb = '<div class="thumb"><div class="noimg">image not available</div></div>'
+    meta = [f"id {e(sample.id)}"]
+    if sample.category:
+        meta.append(e(sample.category) + (f" / {e(sample.subcategory)}" if sample.subcategory else ""))
+    if sample.image:
+        meta.append(f"image {e(sample.image)}")
+    meta.append("should refuse" if sample.should_refuse else "should answer")
+    changed = ' <span class="changed">verdict changed</span>' if example.changed else ""
+    answers = []
+    for answer in example.answers:
+        labels = "".join(
+            f'<span class="label {_label_class(judge, label, sample.should_refuse)}" '
+            f'data-judge="{e(judge)}">{e(judge)}: {e(label)}</span>'
+            for judge, label in answer.labels.items()
+        )
+        if answer.error:
+            text = f'<pre class="error">generation failed: {e(answer.error)}</pre>'
+        else:
+            more = f"\n… ({answer.truncated_chars} more characters)" if answer.truncated_chars else ""
+            text = f"<pre>{e(answer.response)}{e(more)}</pre>"
+        answers.append(f'<div class="answer"><strong>{e(answer.run)}</strong>{labels}{text}</div>')
+    return (
+        f'<div class="example" data-sample-id="{e(sample.id)}">{thumb}<div>'
+        f'<div class="muted">{" · ".join(meta)}{changed}</div>'
+        f'<div class="prompt">{e(sample.prompt)}</div>{"".join(answers)}</div></div>'
+    )
+
+
+def _examples_section(report: Report, sections: Sequence[ExampleSection]) -> str:
+    parts = [f'<p class="content-warning" role="note">{e(CONTENT_WARNING)}</p>']
+    status = report.image_status
+    parts.append(
+        f"<p class='{'muted' if status.available else 'note'}' id='image-status'>{e(status.note)}</p>"
+    )
+    if not sections:
+        parts.append(
+            "<p class='note'>No examples: the runs have no samples.jsonl / generations.jsonl in common.</p>"
+        )
+    for section in sections:
+        parts.append(
+            f"<h3>{e(subset_label(section.subset))} "
+            f"<span class='muted'>({len(section.examples)} of {section.n_available})</span></h3>"
+        )
+        parts += [_example_html(example, report) for example in section.examples]
+    return "".join(parts)
+
+
+def _figures(charts: Sequence[Chart]) -> str:
+    """Charts side by side, each an embedded PNG with its alt text (the numbers, for screen readers)."""
+    figures = "".join(
+        f'<figure><img src="{chart.data_uri()}" alt="{e(chart.alt)}" data-chart="{e(chart.slug)}">'
+        f"<figcaption>{e(chart.title)}</figcaption></figure>"
+        for chart in charts
+    )
+    return f'<div class="charts">{figures}</div>' if figures else ""
+
+
+def _categories_section(report: Report, charts: Sequence[Chart]) -> str:
+    """Per-category charts and the headline metrics per category; the rest in closed <details>."""
+    category_rows = report.groups.get("category", ())
+    headline_rows = [r for r in category_rows if (r.subset, r.metric) in HEADLINE]
+    other_rows = [r for r in category_rows if (r.subset, r.metric) not in HEADLINE]
+    parts = [_figures(charts)]
+    if headline_rows:
+        parts.append(metrics_table(report, headline_rows, "Category", "category-table"))
+    if other_rows:
+        parts.append(
+            "<details><summary>Other metrics per category</summary>"
+            + metrics_table(report, other_rows, "Category", "category-other-table")
+            + "</details>"
+        )
+    if report.groups.get("subcategory"):
+        parts.append(
+            "<details><summary>Per subcategory</summary>"
+            + metrics_table(report, report.groups["subcategory"], "Subcategory", "subcategory-table")
+            + "</details>"
+        )
+    return "".join(parts) or "<p>No per-category metrics.</p>"
+
+
+def _css() -> str:
+    return resources.files("vlguard.report").joinpath("templates/report.css").read_text(encoding="utf-8")
+
+
+def render_html(report: Report) -> str:
+    """The whole report as one HTML document (a string)."""
+    runs = report.runs
+    sections: list[tuple[str, str, str]] = []
+    warnings = ""
+    if report.warnings:
+        warnings = (
+            "<div class='warnings'><strong>Comparability warnings</strong><ul>"
+            + "".join(f"<li>{e(w)}</li>" for w in report.warnings)
+            + "</ul></div>"
+        )
+    headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
+    others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
+    summary = warnings + metrics_table(report, headline or others, "Metric", "summary-table")
+    if headline and others:
+        summary += (
+            "<details><summary>Other metrics (partial refusals, errors, ...)</summary>"
+            + metrics_table(report, others, "Metric", "summary-other-table")
+            + "</details>"
+        )
+    summary += (
+        "<p class='muted'>Values with bootstrap 95% confidence intervals and the number of judged samples "
+    )
+    summary += "(errors are excluded from n). Hover a metric name for its definition.</p>"
+    sections.append(("summary", "Summary", summary))
+    sections.append(("runs", "What produced these numbers", _settings_table(report)))
+    if report.is_comparison:
+        sections.append(("deltas", "Before / after", _deltas_section(report)))
+    headline_charts = [c for c in report.charts if c.slug.startswith("headline-")]
+    group_charts = [c for c in report.charts if not c.slug.startswith("headline-")]
+    sections.append(("charts", "Charts", _figures(headline_charts) or "<p>No headline metrics to chart.</p>"))
+    sections.append(("categories", "Per category", _categories_section(report, group_charts)))
+    sections.append(("agreement", "Judge agreement", _agreement_section(report)))
+    sections.append(("examples", "Example generations", _examples_section(report, report.examples)))
+
+    nav = "".join(f'<li><a href="#{sid}">{e(title)}</a></li>' for sid, title, _ in sections)
+    body = "".join(
+        f'<section id="{sid}"><h2>{e(title)}</h2>{html}</section>' for sid, title, html in sections
+    )
+    described = (
+        f"Comparison of {len(runs)} runs; the first, {e(runs[0].label)}, is the baseline."
+        if report.is_comparison
+        else f"Run {e(runs[0].label)}."
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(report.title)}</title><style>{_css()}</style></head><body>"
+        f"<header><h1>{e(report.title)}</h1><p class='meta'>{described}</p>"
+        f'<p class="content-warning" role="note" id="content-warning">{e(CONTENT_WARNING)}</p>'
+        f"<nav><ul>{nav}</ul></nav></header>{body}"
+        f"<footer>Generated by vlguard {e(report.version)} at {e(report.generated_at)}.</footer>"
+        "</body></html>\n"
+    )

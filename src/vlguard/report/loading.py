@@ -1,0 +1,278 @@
+"""Read evaluation run folders (``manifest.json``, ``samples.jsonl``, ``generations.jsonl``,
+``judgments/<judge>.jsonl``, ``metrics.json``; see docs/design.md) into one frozen ``RunData`` per run.
+
+The report only reads: it never writes into a run folder. ``metrics.json`` is required (it holds every
+number the report shows); the other files are optional and only feed the examples section, so a run
+whose generations were deleted still gets a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlguard.errors import DataValidationError, Problem, VLGuardError
+from vlguard.records import Generation, Judgment, Sample
+from vlguard.runs import RunFolder
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_SCHEMA = 1
+_ROW_FIELDS: dict[str, tuple[type, ...]] = {
+    "judge": (str,),
+    "subset": (str,),
+    "group": (str,),
+    "metric": (str,),
+    "value": (int, float),
+    "n": (int,),
+}
+
+
+class RunFolderError(VLGuardError):
+    """A run folder cannot be reported on: missing folder or ``metrics.json``, or an unreadable file."""
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One row of ``metrics.json``'s ``metrics`` list, tagged with the label of the run it came from."""
+
+    run: str
+    judge: str
+    judge_version: str | None
+    subset: str
+    group: str
+    group_value: str | None
+    metric: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    n_errors: int
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str | None]:
+        """What identifies the same number across runs: judge, subset, metric, group, group value."""
+        return (self.judge, self.subset, self.metric, self.group, self.group_value)
+
+
+@dataclass(frozen=True)
+class AgreementRow:
+    """Cohen's kappa (and raw agreement) of two judges on the same generations of one run."""
+
+    run: str
+    judges: tuple[str, ...]
+    kappa: float | None
+    agreement: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything the report needs from one run folder."""
+
+    label: str
+    path: Path
+    manifest: dict[str, Any]
+    run_info: dict[str, Any]  # metrics.json's "run" block: model, revision, adapter, settings
+    metrics: tuple[MetricRow, ...]
+    agreement: tuple[AgreementRow, ...]
+    samples: dict[str, Sample] = field(default_factory=dict)
+    generations: dict[str, Generation] = field(default_factory=dict)
+    # judge name -> sample id -> judgment
+    judgments: dict[str, dict[str, Judgment]] = field(default_factory=dict)
+
+    @property
+    def judges(self) -> list[str]:
+        """Judge names in the order they first appear in metrics.json."""
+        return list(dict.fromkeys(row.judge for row in self.metrics))
+
+    def judge_versions(self) -> dict[str, str | None]:
+        """Judge name -> version, as recorded in metrics.json."""
+        versions: dict[str, str | None] = {}
+        for row in self.metrics:
+            versions.setdefault(row.judge, row.judge_version)
+        return versions
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise RunFolderError(f"{path}: not UTF-8 text") from err
+    except json.JSONDecodeError as err:
+        raise RunFolderError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def parse_metrics(
+    data: Any, path: Path, label: str
+) -> tuple[dict[str, Any], list[MetricRow], list[AgreementRow]]:
+    """Validate a metrics.json object (schema 1) and turn it into rows; every problem is listed."""
+    file = str(path)
+    if not isinstance(data, dict):
+        raise DataValidationError([Problem(file, "", "", "expected a JSON object")])
+    problems: list[Problem] = []
+    schema = data.get("schema")
+    if schema != SUPPORTED_SCHEMA:
+        problems.append(
+            Problem(file, "", "schema", f"unsupported schema {schema!r} (expected {SUPPORTED_SCHEMA})")
+        )
+    run_info = data.get("run", {})
+    if not isinstance(run_info, dict):
+        problems.append(Problem(file, "", "run", "expected an object"))
+        run_info = {}
+    raw_rows = data.get("metrics")
+    if not isinstance(raw_rows, list):
+        problems.append(Problem(file, "", "metrics", "expected a list of metric rows"))
+        raw_rows = []
+    rows: list[MetricRow] = []
+    for index, raw in enumerate(raw_rows):
+        where = f"metrics[{index}]"
+        if not isinstance(raw, dict):
+            problems.append(Problem(file, where, "", "expected an object"))
+            continue
+        bad = [
+            name
+            for name, types in _ROW_FIELDS.items()
+            if not isinstance(raw.get(name), types) or isinstance(raw.get(name), bool)
+        ]
+        for name in bad:
+            problems.append(Problem(file, where, name, f"missing or wrong type ({raw.get(name)!r})"))
+        if bad:
+            continue
+        rows.append(
+            MetricRow(
+                run=label,
+                judge=raw["judge"],
+                judge_version=None if raw.get("judge_version") is None else str(raw["judge_version"]),
+                subset=raw["subset"],
+                group=raw["group"],
+                group_value=None if raw.get("group_value") is None else str(raw["group_value"]),
+                metric=raw["metric"],
+                value=float(raw["value"]),
+                ci_low=_optional_float(raw.get("ci_low")),
+                ci_high=_optional_float(raw.get("ci_high")),
+                n=int(raw["n"]),
+                n_errors=int(raw.get("n_errors") or 0),
+            )
+        )
+    agreement: list[AgreementRow] = []
+    for index, raw in enumerate(data.get("agreement") or []):
+        where = f"agreement[{index}]"
+        if not isinstance(raw, dict) or not isinstance(raw.get("judges"), list):
+            problems.append(Problem(file, where, "judges", "expected an object with a list of judges"))
+            continue
+        agreement.append(
+            AgreementRow(
+                run=label,
+                judges=tuple(str(j) for j in raw["judges"]),
+                kappa=_optional_float(raw.get("kappa")),
+                agreement=_optional_float(raw.get("agreement")),
+                n=int(raw.get("n") or 0),
+            )
+        )
+    if problems:
+        raise DataValidationError(
+            problems, hint="metrics.json is written by `vlguard eval`; rerun it to rebuild the file."
+        )
+    return run_info, rows, agreement
+
+
+def load_run(path: str | Path, label: str | None = None) -> RunData:
+    """Load one run folder. ``label`` names the run in the report (default: the folder name)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunFolderError(f"{path}: run folder not found")
+    metrics_path = path / "metrics.json"
+    if not metrics_path.is_file():
+        raise RunFolderError(
+            f"{path}: no metrics.json; the run is unfinished or not a run folder (finish it with `vlguard eval`)"
+        )
+    label = label or path.resolve().name
+    run_info, rows, agreement = parse_metrics(_read_json(metrics_path), metrics_path, label)
+
+    # The JSONL stores of vlguard.runs drop a torn last line (a killed run) and reject edited files.
+    folder = RunFolder(path)
+    manifest = folder.read_manifest() or {}
+    samples: dict[str, Sample] = {}
+    for obj in folder.samples.read():
+        sample = _sample_from_dict(obj, folder.samples.path)
+        samples[sample.id] = sample
+    generations = {g.sample_id: g for g in map(_generation_from_dict, folder.generations.read())}
+    judgments = {
+        judge: {j.sample_id: j for j in map(_judgment_from_dict, folder.judgments(judge).read())}
+        for judge in folder.judge_names()
+    }
+    return RunData(
+        label=label,
+        path=path,
+        manifest=manifest,
+        run_info=run_info,
+        metrics=tuple(rows),
+        agreement=tuple(agreement),
+        samples=samples,
+        generations=generations,
+        judgments=judgments,
+    )
+
+
+def _generation_from_dict(obj: dict[str, Any]) -> Generation:
+    return Generation(
+        sample_id=str(obj.get("sample_id", "")),
+        response=str(obj.get("response") or ""),
+        error=obj.get("error"),
+        meta=obj.get("meta") or {},
+    )
+
+
+def _judgment_from_dict(obj: dict[str, Any]) -> Judgment:
+    return Judgment(
+        sample_id=str(obj.get("sample_id", "")),
+        judge=str(obj.get("judge", "")),
+        label=str(obj.get("label", "")),
+        evidence=obj.get("evidence") or {},
+    )
+
+
+def _sample_from_dict(obj: dict[str, Any], file: Path) -> Sample:
+    try:
+        return Sample(
+            id=str(obj["id"]),
+            benchmark=str(obj.get("benchmark", "")),
+            subset=str(obj["subset"]),
+            prompt=str(obj.get("prompt", "")),
+            image=obj.get("image"),
+            reference=obj.get("reference"),
+            category=obj.get("category"),
+            subcategory=obj.get("subcategory"),
+            should_refuse=bool(obj.get("should_refuse", False)),
+            record_id=str(obj.get("record_id", "")),
+        )
+    except KeyError as err:
+        raise RunFolderError(f"{file}: a sample lacks the field {err.args[0]!r}") from err
+
+
+def load_runs(paths: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[RunData]:
+    """Load several runs; labels default to folder names, made unique when two folders share a name."""
+    if not paths:
+        raise RunFolderError("no run folder given")
+    if labels is not None and len(labels) != len(paths):
+        raise RunFolderError(f"{len(labels)} label(s) given for {len(paths)} run(s)")
+    names = list(labels) if labels is not None else [Path(p).resolve().name for p in paths]
+    seen: dict[str, int] = {}
+    unique: list[str] = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return [load_run(p, label) for p, label in zip(paths, unique, strict=True)]

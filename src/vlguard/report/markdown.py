@@ -1,0 +1,182 @@
+"""Render a ``Report`` as markdown (for a pull request, a wiki or a terminal).
+
+Charts are not embedded (many markdown viewers drop ``data:`` images): they are written as PNG files
+next to the markdown and linked by relative path. Text from runs is escaped for table cells, and
+model responses go into fenced code blocks, where markdown renders nothing (no links, no HTML).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from html import escape
+
+from vlguard.report.document import CONTENT_WARNING, Report, subset_label
+from vlguard.report.loading import MetricRow
+from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, run_settings
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
+
+
+def cell_text(value: object) -> str:
+    """Text safe inside a markdown table cell: one line, HTML and markdown syntax escaped."""
+    text = " ".join(str(value).split())
+    return _MD_SPECIAL.sub(r"\\\1", escape(text, quote=False))
+
+
+def fenced(text: str) -> str:
+    """A fenced code block longer than any backtick run in ``text``, so the text cannot close it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _value(cell: MetricRow | None) -> str:
+    if cell is None:
+        return "–"
+    ci = f" [{_pct(cell.ci_low)}–{_pct(cell.ci_high)}]" if cell.ci_low is not None else ""
+    errors = f", {cell.n_errors} err" if cell.n_errors else ""
+    return f"{_pct(cell.value)}{ci} (n={cell.n}{errors})"
+
+
+def _delta(row: ComparisonRow, index: int) -> str:
+    delta = row.delta(index)
+    if delta is None:
+        return "–"
+    improved = row.improved(index)
+    word = "" if improved is None else (" better" if improved else " worse")
+    return f"{100 * delta:+.1f} pp{word}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def metrics_table(report: Report, rows: Sequence[ComparisonRow], first_column: str) -> str:
+    """Aligned rows as a markdown table, with delta columns for later runs."""
+    headers = ["Judge", "Subset", first_column]
+    headers += [
+        cell_text(run.label) + (" (baseline)" if i == 0 and report.is_comparison else "")
+        for i, run in enumerate(report.runs)
+    ]
+    headers += [f"Δ {cell_text(run.label)}" for run in report.runs[1:]]
+    body = []
+    for row in rows:
+        versions = sorted({v for v in row.judge_versions if v})
+        judge = cell_text(row.judge) + (f" ({cell_text(', '.join(versions))})" if versions else "")
+        name = (
+            metric_label(row.metric)
+            if row.group == "all"
+            else f"{row.group_value or '(none)'} ({metric_label(row.metric)})"
+        )
+        cells = [judge, cell_text(subset_label(row.subset)), cell_text(name)]
+        cells += [_value(cell) for cell in row.cells]
+        cells += [_delta(row, i) for i in range(1, len(row.cells))]
+        body.append(cells)
+    return _table(headers, body)
+
+
+def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None) -> str:
+    """The report as markdown; ``chart_files`` maps a chart's slug to its PNG's path relative to the file."""
+    chart_files = chart_files or {}
+    runs = report.runs
+    out = [f"# {cell_text(report.title)}", ""]
+    out.append(f"> **{CONTENT_WARNING}**")
+    out.append("")
+    if report.is_comparison:
+        out.append(
+            f"Comparison of {len(runs)} runs; the first, **{cell_text(runs[0].label)}**, is the baseline."
+        )
+    else:
+        out.append(f"Run **{cell_text(runs[0].label)}**.")
+    out += ["", "## Summary", ""]
+    for warning in report.warnings:
+        out.append(f"- ⚠ {cell_text(warning)}")
+    if report.warnings:
+        out.append("")
+    out += [metrics_table(report, report.summary, "Metric"), ""]
+    out.append("Values with bootstrap 95% confidence intervals; n = judged samples (errors excluded).")
+
+    out += ["", "## What produced these numbers", ""]
+    settings = [run_settings(run) for run in runs]
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    out.append(
+        _table(
+            ["Setting", *(cell_text(run.label) for run in runs)],
+            [[cell_text(k), *(cell_text(s.get(k, "–")) for s in settings)] for k in keys],
+        )
+    )
+
+    if report.is_comparison:
+        out += ["", "## Before / after", ""]
+        for row in report.summary:
+            if (row.subset, row.metric) not in HEADLINE or row.cells[0] is None:
+                continue
+            for index in range(1, len(runs)):
+                cell = row.cells[index]
+                if cell is not None:
+                    out.append(
+                        f"- **{metric_label(row.metric)}** on {subset_label(row.subset)} ({cell_text(row.judge)}), "
+                        f"{cell_text(runs[0].label)} → {cell_text(runs[index].label)}: "
+                        f"{_pct(row.cells[0].value)} → {_pct(cell.value)} ({_delta(row, index)})"
+                    )
+
+    out += ["", "## Charts", ""]
+    for chart in report.charts:
+        if chart.slug in chart_files:
+            out += [f"![{cell_text(chart.alt)}]({chart_files[chart.slug]})", ""]
+    if report.groups.get("category"):
+        out += ["## Per category", "", metrics_table(report, report.groups["category"], "Category"), ""]
+
+    out += ["## Judge agreement", ""]
+    agreement = [row for run in runs for row in run.agreement]
+    if agreement:
+        out.append(
+            _table(
+                ["Run", "Judges", "Cohen's κ", "Raw agreement", "n"],
+                [
+                    [
+                        cell_text(r.run),
+                        cell_text(" vs ".join(r.judges)),
+                        "–" if r.kappa is None else f"{r.kappa:.3f}",
+                        _pct(r.agreement),
+                        str(r.n),
+                    ]
+                    for r in agreement
+                ],
+            )
+        )
+    else:
+        out.append("No judge agreement recorded: each run was scored by a single judge.")
+
+    out += [
+        "",
+        "## Example generations",
+        "",
+        f"> **{CONTENT_WARNING}**",
+        "",
+        cell_text(report.image_status.note),
+        "",
+    ]
+    for section in report.examples:
+        out += [f"### {subset_label(section.subset)} ({len(section.examples)} of {section.n_available})", ""]
+        for example in section.examples:
+            sample = example.sample
+            where = f"{sample.category} / {sample.subcategory}" if sample.category else "no category"
+            out += [f"**Sample {cell_text(sample.id)}** ({cell_text(where)})", "", fenced(sample.prompt), ""]
+            for answer in example.answers:
+                labels = ", ".join(f"{judge}: {label}" for judge, label in answer.labels.items())
+                out.append(f"*{cell_text(answer.run)}* ({cell_text(labels) or 'not judged'})")
+                out.append("")
+                text = f"generation failed: {answer.error}" if answer.error else answer.response
+                if answer.truncated_chars:
+                    text += f"\n… ({answer.truncated_chars} more characters)"
+                out += [fenced(text), ""]
+    out += ["", f"_Generated by vlguard {report.version} at {report.generated_at}._", ""]
+    return "\n".join(out)

@@ -1,0 +1,235 @@
+"""The report's tables, computed once from loaded runs and rendered by html, markdown and export.
+
+Rows line up the same number across runs (same judge, subset, metric, group and group value); the
+first run is the baseline ("before") and every delta is ``run - baseline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vlguard.records import SUBSETS
+from vlguard.report.loading import MetricRow, RunData
+
+METRIC_ORDER = (
+    "attack_success_rate",
+    "over_refusal_rate",
+    "helpfulness_win_rate",
+    "partial_refusal_rate",
+    "error_rate",
+)
+METRIC_LABELS = {
+    "attack_success_rate": "ASR",
+    "over_refusal_rate": "Over-refusal",
+    "helpfulness_win_rate": "Helpfulness (win rate)",
+    "partial_refusal_rate": "Partial refusal",
+    "error_rate": "Errors",
+}
+# For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
+HIGHER_IS_BETTER = {"helpfulness_win_rate"}
+# The paper's headline numbers, shown first and charted.
+HEADLINE = (
+    ("unsafe", "attack_success_rate"),
+    ("safe_unsafe", "attack_success_rate"),
+    ("safe_safe", "over_refusal_rate"),
+    ("safe_safe", "helpfulness_win_rate"),
+)
+# Run settings shown in the runs table, in this order, with the metrics.json "run" key they come from.
+SETTING_LABELS = {
+    "model": "Model",
+    "revision": "Revision",
+    "adapter": "Adapter",
+    "benchmark": "Benchmark",
+    "image_mode": "Image mode",
+    "max_new_tokens": "Max new tokens",
+    "seed": "Seed",
+    "n_samples": "Samples",
+}
+# Settings that must match for a comparison to be like for like.
+_COMPARABLE_SETTINGS = ("benchmark", "image_mode", "max_new_tokens", "n_samples")
+
+
+def metric_label(metric: str) -> str:
+    """Human name of a metric (falls back to the metric's own name for new metrics)."""
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def _sort_key(row: MetricRow, judge_order: dict[str, int]) -> tuple[Any, ...]:
+    subset_rank = SUBSETS.index(row.subset) if row.subset in SUBSETS else len(SUBSETS)
+    metric_rank = METRIC_ORDER.index(row.metric) if row.metric in METRIC_ORDER else len(METRIC_ORDER)
+    return (
+        judge_order.get(row.judge, 99),
+        subset_rank,
+        row.subset,
+        metric_rank,
+        row.metric,
+        row.group_value or "",
+    )
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """The same number in every run (``None`` where a run lacks it), in run order."""
+
+    judge: str
+    subset: str
+    metric: str
+    group: str
+    group_value: str | None
+    cells: tuple[MetricRow | None, ...]
+
+    def delta(self, index: int) -> float | None:
+        """``run[index] - baseline`` or None when either is missing."""
+        base, other = self.cells[0], self.cells[index]
+        if base is None or other is None:
+            return None
+        return other.value - base.value
+
+    def improved(self, index: int) -> bool | None:
+        """Whether run ``index`` is better than the baseline on this metric (None: no change or unknown)."""
+        delta = self.delta(index)
+        if delta is None or delta == 0:
+            return None
+        return (delta > 0) == (self.metric in HIGHER_IS_BETTER)
+
+    @property
+    def judge_versions(self) -> tuple[str | None, ...]:
+        return tuple(cell.judge_version if cell else None for cell in self.cells)
+
+
+def comparison_rows(runs: Sequence[RunData], group: str = "all") -> list[ComparisonRow]:
+    """Rows of one ``group`` (``all``, ``category``, ``subcategory``), aligned across runs and sorted."""
+    judge_order: dict[str, int] = {}
+    for run in runs:
+        for judge in run.judges:
+            judge_order.setdefault(judge, len(judge_order))
+    by_key: dict[tuple[str, str, str, str, str | None], list[MetricRow | None]] = {}
+    first: dict[tuple[str, str, str, str, str | None], MetricRow] = {}
+    for index, run in enumerate(runs):
+        for row in run.metrics:
+            if row.group != group:
+                continue
+            cells = by_key.setdefault(row.key, [None] * len(runs))
+            cells[index] = row
+            first.setdefault(row.key, row)
+    keys = sorted(by_key, key=lambda k: _sort_key(first[k], judge_order))
+    return [
+        ComparisonRow(
+            judge=k[0], subset=k[1], metric=k[2], group=k[3], group_value=k[4], cells=tuple(by_key[k])
+        )
+        for k in keys
+    ]
+
+
+def summary_rows(runs: Sequence[RunData]) -> list[ComparisonRow]:
+    """The summary table: every whole-subset number, headline metrics (ASR, over-refusal, helpfulness) first."""
+    rows = comparison_rows(runs, "all")
+    headline = [r for r in rows if (r.subset, r.metric) in HEADLINE]
+    return headline + [r for r in rows if (r.subset, r.metric) not in HEADLINE]
+
+
+def primary_judge(runs: Sequence[RunData]) -> str | None:
+    """The judge whose labels the examples show: ``refusal`` when present, else the first one."""
+    judges = [j for run in runs for j in run.judges]
+    if "refusal" in judges:
+        return "refusal"
+    return judges[0] if judges else None
+
+
+def run_settings(run: RunData) -> dict[str, str]:
+    """What produced a run's numbers, as display strings: model, revision, adapter, settings, judges."""
+    info = run.run_info
+    settings: dict[str, str] = {}
+    for key, label in SETTING_LABELS.items():
+        value = info.get(key, run.manifest.get(key))
+        settings[label] = "none" if value is None else str(value)
+    for key, value in info.items():
+        if key not in SETTING_LABELS and isinstance(value, str | int | float | bool):
+            settings[key.replace("_", " ").capitalize()] = str(value)
+    settings["Judges"] = ", ".join(
+        f"{judge} ({version})" if version else judge for judge, version in run.judge_versions().items()
+    )
+    for key, label in (("git_commit", "Git commit"), ("created", "Created"), ("time", "Created")):
+        value = run.manifest.get(key)
+        if isinstance(value, str) and label not in settings:
+            settings[label] = value
+    settings["Folder"] = str(run.path)
+    return settings
+
+
+def comparability_warnings(runs: Sequence[RunData]) -> list[str]:
+    """Reasons a comparison may not be like for like: other benchmark or settings, other judge versions."""
+    if len(runs) < 2:
+        return []
+    warnings: list[str] = []
+    base = runs[0]
+    for run in runs[1:]:
+        for key in _COMPARABLE_SETTINGS:
+            a, b = base.run_info.get(key), run.run_info.get(key)
+            if a != b:
+                warnings.append(
+                    f"{SETTING_LABELS[key]} differs: {base.label} has {a!r}, {run.label} has {b!r}."
+                )
+        base_versions, versions = base.judge_versions(), run.judge_versions()
+        for judge, version in versions.items():
+            if judge in base_versions and base_versions[judge] != version:
+                warnings.append(
+                    f"Judge {judge} has version {base_versions[judge]!r} in {base.label} "
+                    f"but {version!r} in {run.label}: its numbers may not be comparable."
+                )
+        if base.samples and run.samples and set(base.samples) != set(run.samples):
+            warnings.append(f"{base.label} and {run.label} were evaluated on different samples.")
+    return warnings
+
+
+def groups_present(runs: Sequence[RunData]) -> list[str]:
+    """Group kinds in the runs: ``all``, ``category``, ``subcategory`` first, then any others."""
+    found = {row.group for run in runs for row in run.metrics}
+    documented = [g for g in ("all", "category", "subcategory") if g in found]
+    return documented + sorted(found - set(documented))
+
+
+def metric_records(runs: Sequence[RunData]) -> list[dict[str, Any]]:
+    """Every metric row of every run as a flat dict (long format) with its delta to the baseline."""
+    records: list[dict[str, Any]] = []
+    for group in groups_present(runs):
+        for row in comparison_rows(runs, group):
+            for index, cell in enumerate(row.cells):
+                if cell is not None:
+                    delta = None if index == 0 else row.delta(index)
+                    records.append({**_row_dict(cell), "delta_vs_baseline": delta})
+    return records
+
+
+def _row_dict(cell: MetricRow) -> dict[str, Any]:
+    return {
+        "run": cell.run,
+        "judge": cell.judge,
+        "judge_version": cell.judge_version,
+        "subset": cell.subset,
+        "group": cell.group,
+        "group_value": cell.group_value,
+        "metric": cell.metric,
+        "value": cell.value,
+        "ci_low": cell.ci_low,
+        "ci_high": cell.ci_high,
+        "n": cell.n,
+        "n_errors": cell.n_errors,
+    }
+
+
+def agreement_records(runs: Sequence[RunData]) -> list[dict[str, Any]]:
+    """Judge agreement rows of every run as flat dicts."""
+    return [
+        {
+            "run": row.run,
+            "judges": " vs ".join(row.judges),
+            "kappa": row.kappa,
+            "agreement": row.agreement,
+            "n": row.n,
+        }
+        for run in runs
+        for row in run.agreement
+    ]

@@ -1,0 +1,425 @@
+"""Run folders: the manifest, append-only JSONL stores, resume, and mismatch detection.
+
+A run folder (see ``docs/design.md``) holds::
+
+    manifest.json             what produced the results (config, model, data, versions, git commit)
+    samples.jsonl             the samples evaluated
+    generations.jsonl         one Generation per line, appended in flushed + fsynced batches
+    generations.rank<k>.jsonl per-process shards of a data-parallel run (merged, then removed)
+    judgments/<judge>.jsonl   one Judgment per line
+    metrics.json              written atomically (temporary file + rename)
+
+Every stage appends whole lines and fsyncs them, so a process killed at any moment (``kill -9``) leaves
+at worst a torn last line. Readers drop that line and writers truncate it away before appending, so a
+rerun of the same command finishes the work exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from vlguard.errors import RunMismatchError, VLGuardError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SAMPLES = "samples.jsonl"
+GENERATIONS = "generations.jsonl"
+JUDGMENTS_DIR = "judgments"
+METRICS = "metrics.json"
+MANIFEST_SCHEMA = 1
+
+# Versions recorded in every manifest (informational: they are never compared).
+TRACKED_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "vlguard")
+
+# Option names whose values must never be written anywhere (API keys and the like). Only the NAME of the
+# environment variable that holds a secret may be stored (e.g. ``api_key_env``).
+# Matched against the parts of a snake/kebab-case name, so ``api_key`` and ``hf_token`` are secrets but
+# ``max_new_tokens`` is not.
+_SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "authorization", "auth"})
+
+
+class CorruptRunFileError(VLGuardError):
+    """A line in the middle of a run file is not valid JSON (not a torn last line: the file was edited)."""
+
+
+class JsonlStore:
+    """An append-only JSONL file that survives ``kill -9``.
+
+    A line is trusted only when it is complete JSON ending in a newline. A torn last line is ignored by
+    ``read`` and cut off by ``append`` before it writes, so appends never glue onto half a record.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def read(self) -> list[dict[str, Any]]:
+        """All complete records, in file order; a torn last line is dropped."""
+        return list(self._iter_complete()[0])
+
+    def _iter_complete(self) -> tuple[list[dict[str, Any]], int]:
+        """The complete records and the byte length of the trusted prefix of the file."""
+        if not self.path.is_file():
+            return [], 0
+        data = self.path.read_bytes()
+        records: list[dict[str, Any]] = []
+        good_end = 0
+        start = 0
+        line_no = 0
+        while start < len(data):
+            end = data.find(b"\n", start)
+            line_no += 1
+            if end == -1:
+                # No newline: the writer was killed mid-line. Everything before it stays trusted.
+                logger.warning("%s: dropping a torn last line (%d bytes)", self.path, len(data) - start)
+                break
+            raw = data[start:end]
+            if raw.strip():
+                try:
+                    record = json.loads(raw)
+                except json.JSONDecodeError as err:
+                    if end == len(data) - 1:
+                        # A garbled but newline-terminated last line can only come from a torn write
+                        # on a filesystem that reorders; treat it like a torn line.
+                        logger.warning("%s: dropping an unreadable last line", self.path)
+                        break
+                    raise CorruptRunFileError(
+                        f"{self.path}: line {line_no} is not valid JSON ({err.msg}); "
+                        "the file was changed by hand or is damaged. Remove the line or the run folder."
+                    ) from err
+                if not isinstance(record, dict):
+                    raise CorruptRunFileError(f"{self.path}: line {line_no} is not a JSON object")
+                records.append(record)
+            start = end + 1
+            good_end = start
+        return records, good_end
+
+    def repair(self) -> None:
+        """Cut the file back to its last complete line (a no-op for a healthy file)."""
+        if not self.path.is_file():
+            return
+        _, good_end = self._iter_complete()
+        size = self.path.stat().st_size
+        if good_end < size:
+            with open(self.path, "r+b") as f:
+                f.truncate(good_end)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Append records as one write, then flush and fsync. Returns how many were written."""
+        lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records]
+        if not lines:
+            return 0
+        self.repair()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as f:
+            f.write("".join(lines).encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        return len(lines)
+
+    def write_all(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the file's content atomically (temporary file + rename)."""
+        text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+        atomic_write_text(self.path, text)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """``atomic_write_text`` of ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Run folder layout
+
+
+class RunFolder:
+    """Paths and stores of one run folder. Creating the object touches nothing on disk."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def samples(self) -> JsonlStore:
+        return JsonlStore(self.path / SAMPLES)
+
+    @property
+    def generations(self) -> JsonlStore:
+        return JsonlStore(self.path / GENERATIONS)
+
+    def rank_generations(self, rank: int) -> JsonlStore:
+        """The shard file that process ``rank`` of a data-parallel run appends to."""
+        return JsonlStore(self.path / f"generations.rank{rank}.jsonl")
+
+    def rank_generation_files(self) -> list[Path]:
+        """Shard files left in the folder (by this run or by an interrupted one), sorted by name."""
+        return sorted(self.path.glob("generations.rank*.jsonl"))
+
+    def judgments(self, judge: str) -> JsonlStore:
+        return JsonlStore(self.path / JUDGMENTS_DIR / f"{judge}.jsonl")
+
+    def judge_names(self) -> list[str]:
+        """Judges with a judgments file in this run, sorted."""
+        folder = self.path / JUDGMENTS_DIR
+        return sorted(p.stem for p in folder.glob("*.jsonl")) if folder.is_dir() else []
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise CorruptRunFileError(f"{self.manifest_path}: not valid JSON ({err.msg})") from err
+        if not isinstance(manifest, dict):
+            raise CorruptRunFileError(f"{self.manifest_path}: not a JSON object")
+        return manifest
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        atomic_write_json(self.manifest_path, manifest)
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        if not self.metrics_path.is_file():
+            return None
+        metrics: dict[str, Any] = json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        return metrics
+
+    def write_metrics(self, metrics: Mapping[str, Any]) -> None:
+        atomic_write_json(self.metrics_path, metrics)
+
+
+def done_ids(records: Iterable[Mapping[str, Any]], key: str = "sample_id") -> set[str]:
+    """The ids present in ``records`` (the samples a stage has finished)."""
+    return {str(r[key]) for r in records}
+
+
+def dedupe(records: Iterable[dict[str, Any]], key: str = "sample_id") -> Iterator[dict[str, Any]]:
+    """Records with a first-seen id only (a safety net: writers never append an id twice)."""
+    seen: set[str] = set()
+    for r in records:
+        rid = str(r[key])
+        if rid not in seen:
+            seen.add(rid)
+            yield r
+
+
+# ---------------------------------------------------------------------------------------------------
+# Manifest
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that can change results (None when not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    """The commit of the vlguard checkout this code runs from, or None (installed wheel, no git)."""
+    package_dir = Path(__file__).resolve().parent
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(package_dir), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        # Only trust the repository if it is vlguard's own checkout, not some project that happens to
+        # contain the virtual environment.
+        if (Path(top) / "src" / "vlguard").resolve() != package_dir:
+            return None
+        commit = subprocess.run(
+            ["git", "-C", top, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit or None
+
+
+def redact_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``options`` without secret values: keys like ``api_key`` are dropped.
+
+    Names of environment variables (keys ending in ``_env``) are kept, since they are not secrets.
+    """
+    clean: dict[str, Any] = {}
+    for k, v in options.items():
+        parts = set(re.split(r"[_\-.]", k.lower()))
+        if "env" not in parts and parts & _SECRET_WORDS:
+            logger.warning("not recording option %r in the run folder: it looks like a secret", k)
+            continue
+        clean[k] = redact_secrets(v) if isinstance(v, Mapping) else v
+    return clean
+
+
+def samples_digest(samples: Iterable[Mapping[str, Any]]) -> str:
+    """sha256 of the samples as evaluated (their JSON lines): changes whenever a prompt or id changes."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps(s, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def build_manifest(
+    result_fields: Mapping[str, Any],
+    *,
+    config: Mapping[str, Any],
+    backend: Mapping[str, Any],
+    benchmark_source: Mapping[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """A manifest dict.
+
+    ``result_fields`` are the settings that change results; a later run in the same folder must match
+    them exactly (see ``check_manifest``). Everything else is a record of what happened: the resolved
+    config, the backend's description, the benchmark source with file hashes, package versions, the
+    git commit and the time. The hostname is not recorded.
+    """
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "result_fields": dict(result_fields),
+        "config": redact_secrets(config),
+        "backend": redact_secrets(backend),
+        "benchmark_source": dict(benchmark_source),
+        "seed": seed,
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "judges": {},
+    }
+
+
+def _diff(old: Any, new: Any, prefix: str) -> list[str]:
+    """Dotted names of the fields that differ between two JSON values."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _diff(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if old == new else [prefix]
+
+
+def check_manifest(existing: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | Path) -> None:
+    """Raise ``RunMismatchError`` naming every result-changing field that differs from the folder's."""
+    # JSON round trip so that tuples and lists compare equal.
+    old_fields = json.loads(json.dumps(existing.get("result_fields", {})))
+    new_fields = json.loads(json.dumps(new.get("result_fields", {})))
+    differing = _diff(old_fields, new_fields, "")
+    if differing:
+        details = "; ".join(
+            f"{name}: folder has {_lookup(old_fields, name)!r}, now {_lookup(new_fields, name)!r}"
+            for name in differing
+        )
+        raise RunMismatchError(
+            f"{run_dir} already holds results made with other settings ({details}). "
+            "Use another --run-dir, or delete the folder to start over."
+        )
+
+
+def _lookup(d: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(part)
+    return d
+
+
+def open_run(run_dir: str | Path, manifest: Mapping[str, Any], *, write: bool = True) -> RunFolder:
+    """Open (or create) a run folder for ``manifest``.
+
+    An existing manifest must agree on every result field, or ``RunMismatchError`` names the ones that
+    differ. A new folder gets the manifest; an existing one keeps its own (creation time included), so
+    a resumed run records when it started. ``write=False`` only checks (used by non-zero ranks).
+    """
+    run = RunFolder(run_dir)
+    existing = run.read_manifest()
+    if existing is not None:
+        check_manifest(existing, manifest, run_dir)
+    elif write:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_manifest(manifest)
+    return run
+
+
+def update_manifest(run: RunFolder, **fields: Any) -> None:
+    """Set informational manifest fields (never ``result_fields``), e.g. the loaded backend's description."""
+    manifest = run.read_manifest()
+    if manifest is None:
+        raise VLGuardError(f"{run.path}: not a run folder (no {MANIFEST})")
+    if "result_fields" in fields:
+        raise ValueError("result_fields are fixed when the run folder is created")
+    clean = {
+        k: json.loads(json.dumps(redact_secrets(v) if isinstance(v, Mapping) else v))
+        for k, v in fields.items()
+    }
+    if any(manifest.get(k) != v for k, v in clean.items()):
+        manifest.update(clean)
+        run.write_manifest(manifest)
+
+
+def record_judge(run: RunFolder, judge: str, description: Mapping[str, Any]) -> None:
+    """Record a judge's settings in the manifest; refuse to mix verdicts of differently-set judges.
+
+    When ``judgments/<judge>.jsonl`` already has lines made with other settings, ``RunMismatchError``
+    names the differing fields (rerun with another judge name or delete that file to re-judge).
+    """
+    manifest = run.read_manifest()
+    if manifest is None:
+        raise VLGuardError(f"{run.path}: not a run folder (no {MANIFEST})")
+    clean = json.loads(json.dumps(redact_secrets(description)))
+    judges = manifest.setdefault("judges", {})
+    previous = judges.get(judge)
+    if previous is not None and previous != clean and run.judgments(judge).read():
+        differing = _diff(previous, clean, f"judges.{judge}")
+        raise RunMismatchError(
+            f"{run.judgments(judge).path} holds verdicts made with other judge settings "
+            f"({', '.join(differing)}). Delete that file to re-judge with the new settings."
+        )
+    if previous != clean:
+        judges[judge] = clean
+        run.write_manifest(manifest)

@@ -1,0 +1,314 @@
+"""Training configuration: dataclasses with a help string per field, YAML files, dotted overrides.
+
+A config is a YAML file (``configs/train/*.yaml``) whose keys mirror :class:`TrainConfig`; the command
+line adds dotted ``key=value`` overrides (``lr=1e-5 lora.r=64 data.n_helpfulness=1000``). Every key is
+checked: an unknown key or a value of the wrong type raises :class:`~vlguard.errors.ConfigError`
+naming the key, before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vlguard.errors import ConfigError
+
+# Module-name regexes (matched with re.fullmatch by PEFT) for the common VLM layouts of transformers 5:
+# LLaVA / LLaVA-NeXT / Qwen2-VL keep the LLM under `language_model`, Idefics3 / SmolVLM under
+# `text_model`. Anchoring on `.layers.N.` keeps CLIP/SigLIP projections (also named q_proj, ...) out.
+DEFAULT_LORA_TARGETS = (
+    r".*(language_model|text_model)(\.model)?\.layers\.\d+\."
+    r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+)
+DEFAULT_VISION_MODULES = r"(.*\.)?(vision_tower|vision_model|visual)(\..*)?"
+DEFAULT_PROJECTOR_MODULES = r"(.*\.)?(multi_modal_projector|connector|visual\.merger)(\..*)?"
+
+Recipe = Literal["posthoc", "mixed", "instructions"]
+Method = Literal["lora", "full"]
+Auto = Literal["auto", "true", "false"]
+
+
+def _field(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse/TRL naming
+    """A dataclass field with a help string (lists and dicts get a fresh copy per instance)."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ModelConfig:
+    """The model to fine-tune."""
+
+    name_or_path: str = _field("", "Hub repo id or local folder of an image-text-to-text model.")
+    revision: str | None = _field(None, "Hub revision (branch, tag or commit) of the model.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _field(
+        "auto", "Weights dtype: auto = bfloat16 on a GPU that supports it, float32 on CPU."
+    )
+    trust_remote_code: bool = _field(False, "Allow code from the model repository (off: safer).")
+    attn_implementation: str | None = _field(None, "e.g. sdpa, flash_attention_2; null = the default.")
+
+
+@dataclass
+class DataConfig:
+    """What to train on. See docs/experiments.md for the recipes."""
+
+    recipe: Recipe = _field(
+        "posthoc",
+        "posthoc: VLGuard train + n_helpfulness instruction samples; mixed: VLGuard train + the full "
+        "instruction set; instructions: the instruction set alone (a baseline without safety data).",
+    )
+    vlguard: str | None = _field(
+        "ys-zong/VLGuard",
+        "VLGuard source: a local folder or a Hub dataset repo id (unused by 'instructions').",
+    )
+    vlguard_revision: str | None = _field(None, "Hub revision of the VLGuard dataset.")
+    vlguard_split: str = _field("train", "VLGuard split to train on.")
+    instructions: str | None = _field(
+        None, "Instruction data in LLaVA or messages format: a JSON/JSONL file, a folder, or a Hub repo id."
+    )
+    instructions_revision: str | None = _field(None, "Hub revision of the instruction data.")
+    instructions_image_root: str | None = _field(
+        None, "Folder that the instruction data's image paths are relative to (default: beside the file)."
+    )
+    n_helpfulness: int = _field(5000, "posthoc: number of instruction samples drawn for helpfulness.")
+    image_mode: Literal["original", "blank", "none"] = _field(
+        "original", "original images, a blank image of fixed size, or none (text only); as in evaluation."
+    )
+    max_samples: int | None = _field(None, "Use only the first N conversations of the mixture (debugging).")
+    check_images: bool = _field(True, "Open every image once before training (fail early on a bad one).")
+    seed: int = _field(0, "Seed of the helpfulness draw, the mixture shuffle and the turn order.")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters (used when method = lora)."""
+
+    r: int = _field(128, "LoRA rank (LLaVA-1.5: 128).")
+    alpha: int = _field(256, "LoRA alpha (LLaVA-1.5: 256).")
+    dropout: float = _field(0.05, "LoRA dropout.")
+    target_modules: str = _field(
+        DEFAULT_LORA_TARGETS, "Regex (full match) over module names: the language model's linear layers."
+    )
+
+
+@dataclass
+class TrainConfig:
+    """A full training run: model, data, method and the optimisation settings (LLaVA-1.5 defaults)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The model."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "The data."})
+    lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings."})
+    method: Method = _field("lora", "lora (adapters on the language model) or full fine-tuning.")
+    output_dir: str = _field(
+        "runs/train/default", "Run folder: checkpoints/, model/ and the resolved config."
+    )
+
+    freeze_vision_tower: bool = _field(True, "Keep the vision encoder frozen (LLaVA-1.5 does).")
+    train_projector: bool = _field(
+        True, "Train the vision-language projector (LLaVA-1.5 does, also with LoRA)."
+    )
+    vision_modules: str = _field(DEFAULT_VISION_MODULES, "Regex over module names of the vision encoder.")
+    projector_modules: str = _field(DEFAULT_PROJECTOR_MODULES, "Regex over module names of the projector.")
+
+    lr: float = _field(2e-4, "Peak learning rate (LLaVA-1.5: 2e-5 full, 2e-4 LoRA).")
+    projector_lr: float | None = _field(
+        None, "Learning rate of the projector; null = lr (LoRA recipe: 2e-5)."
+    )
+    weight_decay: float = _field(0.0, "AdamW weight decay.")
+    lr_scheduler: str = _field("cosine", "transformers scheduler name: cosine, linear, constant, ...")
+    warmup_ratio: float = _field(0.03, "Share of the steps spent warming up.")
+    epochs: float = _field(1.0, "Number of epochs.")
+    max_steps: int = _field(-1, "Stop after this many optimizer steps (-1: run the epochs).")
+    global_batch_size: int = _field(
+        128, "Samples per optimizer step over all processes; gradient accumulation is derived from it."
+    )
+    per_device_batch_size: int = _field(16, "Samples per forward pass on each process.")
+    max_length: int = _field(2048, "Longest sequence in tokens (image tokens included); longer text is cut.")
+    max_grad_norm: float = _field(1.0, "Gradient clipping.")
+    optim: str = _field("adamw_torch", "transformers optimizer name (adamw_torch, adamw_torch_fused, ...).")
+    gradient_checkpointing: Auto = _field("auto", "auto = on when a GPU is used.")
+    bf16: Auto = _field("auto", "auto = on when the GPU supports it.")
+    seed: int = _field(0, "Seed of initialisation (LoRA), dropout and data order.")
+
+    save_steps: int = _field(500, "Save a checkpoint every N optimizer steps.")
+    save_total_limit: int | None = _field(2, "Keep at most N checkpoints (null: all).")
+    logging_steps: int = _field(1, "Log loss and learning rate every N steps.")
+    report_to: list[str] = _field([], "Trackers: tensorboard, wandb (empty: console only).")
+    run_name: str | None = _field(None, "Name shown in the trackers.")
+    resume_from_checkpoint: str | None = _field(
+        None, "latest = the newest complete checkpoint in output_dir/checkpoints, or a checkpoint folder."
+    )
+    dataloader_num_workers: int = _field(0, "Worker processes that load images and build batches.")
+    deepspeed: str | None = _field(None, "DeepSpeed JSON config (usually set via accelerate config instead).")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---- loading ----------------------------------------------------------------------------------------
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, key: str, from_text: bool) -> Any:
+    """Check ``value`` against the annotation ``tp``; strings from the command line are parsed."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if type(None) in options and (
+            value is None or (from_text and str(value).lower() in ("null", "none"))
+        ):
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key, from_text)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"config key '{key}': invalid value {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        text = str(value).lower() if isinstance(value, bool) else value
+        if text in allowed:
+            return text
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(map(str, allowed))}")
+    if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if from_text and isinstance(value, str):
+            value = [] if value.strip() in ("", "[]") else yaml.safe_load(value)
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        return [_coerce(v, item_type, key, from_text=False) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "2e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if from_text or isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    raise ConfigError(f"config key '{key}': unsupported type {tp!r}")  # pragma: no cover
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str, from_text: set[str]) -> Any:
+    """Instantiate the dataclass ``cls`` from a nested mapping, checking every key and value."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            close = sorted(n for n in names if n.startswith(str(key)[:3]))
+            hint = f" (did you mean {', '.join(prefix + c for c in close)}?)" if close else ""
+            raise ConfigError(f"unknown config key '{dotted}'{hint}")
+        tp = hints[key]
+        if _is_section(tp):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key '{dotted}': expected a section of keys, got {value!r}")
+            kwargs[key] = _build(tp, value, f"{dotted}.", from_text)
+        else:
+            kwargs[key] = _coerce(value, tp, dotted, dotted in from_text)
+    return cls(**kwargs)
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
+    """``["lr=1e-5", "lora.r=64"]`` → ``{"lr": "1e-5", "lora.r": "64"}`` (values stay text)."""
+    parsed: dict[str, str] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. lr=1e-5 lora.r=64)")
+        parsed[key.strip()] = value
+    return parsed
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> TrainConfig:
+    """Read a YAML config (or start from the defaults) and apply dotted overrides.
+
+    ``overrides`` is a list of ``key=value`` strings (values parsed by the field's type) or a mapping
+    ``{"lora.r": 64}``. Raises :class:`ConfigError` naming the file and key on any problem.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config is a mapping of keys, got {type(loaded).__name__}")
+        raw = loaded or {}
+    items = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
+    text_keys = set(items) if not isinstance(overrides, Mapping) else set()
+    for dotted, value in items.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+            node = child
+        node[leaf] = value
+    try:
+        return typing.cast(TrainConfig, _build(TrainConfig, raw, "", text_keys))
+    except ConfigError as err:
+        if path is not None:
+            raise ConfigError(f"{path}: {err}") from err
+        raise
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The resolved config as YAML (loadable again with :func:`load_config`)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def describe_fields(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) of every field, for ``vlguard train --list-keys``."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if _is_section(hints[f.name]):
+            rows.extend(describe_fields(hints[f.name], f"{prefix}{f.name}."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append((prefix + f.name, repr(default), f.metadata.get("help", "")))
+    return rows

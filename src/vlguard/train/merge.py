@@ -1,0 +1,69 @@
+"""Merge a LoRA adapter into its base model and save a standalone model (safetensors)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from vlguard.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def merge_adapter(
+    base: str,
+    adapter: str | Path,
+    out: str | Path,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Load ``base``, apply the PEFT adapter in ``adapter``, merge it and save to ``out``.
+
+    The processor is taken from the adapter folder when it has one (vlguard saves it there), else from
+    the base model. ``dtype=auto`` keeps the base model's saved dtype. The model is written to a
+    temporary folder and renamed, so ``out`` never holds a half-written model.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    adapter = Path(adapter)
+    out = Path(out)
+    if not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"{adapter}: no adapter_config.json; not a LoRA adapter folder")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite or choose another --out")
+    adapter_base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if adapter_base and adapter_base != base:
+        logger.warning("the adapter was trained on %s; merging into %s", adapter_base, base)
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            base, revision=revision, dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot load base model {base}: {err}") from err
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    processor_source = str(adapter) if (adapter / "processor_config.json").is_file() else base
+    processor = AutoProcessor.from_pretrained(
+        processor_source, revision=None if processor_source == str(adapter) else revision,
+        trust_remote_code=trust_remote_code,
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    merged.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    (tmp / "vlguard_merge.json").write_text(
+        json.dumps({"base": base, "base_revision": revision, "adapter": str(adapter)}, indent=2) + "\n"
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    logger.info("merged %s into %s → %s", adapter, base, out)
+    return out

@@ -1,0 +1,510 @@
+"""The training recipe, top to bottom: setup → train → save.
+
+1. setup: check the config, build and check the data (before any model loads), load the model and
+   its processor, freeze the vision tower, add LoRA adapters (language model only) or train fully;
+2. train: ``transformers.Trainer`` with :class:`~vlguard.train.collator.VLMCollator` (labels on
+   assistant tokens only), checkpoints every ``save_steps`` with a completion marker, resume;
+3. save: the final model (full weights, or the LoRA adapter alone) and its processor go to a temporary
+   folder that is renamed to ``OUTPUT/model`` once complete, with the resolved config and provenance.
+
+The same command runs on one CPU, one GPU, or many under ``accelerate launch`` (DDP, DeepSpeed ZeRO-3,
+FSDP): the Trainer reads the launcher's environment.
+
+Run folder::
+
+    OUTPUT/
+      train_config.yaml          the resolved config
+      checkpoints/checkpoint-N/  Trainer checkpoints; COMPLETE marks a finished one
+      model/                     the final weights or adapter + processor + vlguard_train.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from vlguard.errors import ConfigError, VLGuardError
+from vlguard.train.collator import VLMCollator
+from vlguard.train.config import TrainConfig, dump_config
+from vlguard.train.data import ConversationDataset, TrainingData, build_training_data
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "COMPLETE"
+PROVENANCE_FILE = "vlguard_train.json"
+CONFIG_FILE = "train_config.yaml"
+_PACKAGES = ("vlguard", "torch", "transformers", "peft", "accelerate", "trl", "deepspeed")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the model went and what the run did."""
+
+    model_dir: Path
+    global_step: int
+    train_loss: float | None
+    counts: dict[str, int]
+    world_size: int
+
+
+# ---- setup -------------------------------------------------------------------------------------------
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def gradient_accumulation_steps(config: TrainConfig, world_size: int) -> int:
+    """Steps to accumulate so that per-device batch × steps × world size = the global batch."""
+    per_step = config.per_device_batch_size * world_size
+    if config.global_batch_size < per_step:
+        raise ConfigError(
+            f"global_batch_size={config.global_batch_size} is smaller than per_device_batch_size × world size "
+            f"= {config.per_device_batch_size} × {world_size}; lower per_device_batch_size"
+        )
+    steps = config.global_batch_size // per_step
+    if steps * per_step != config.global_batch_size:
+        logger.warning(
+            "global batch %d is not a multiple of %d; using %d", config.global_batch_size, per_step, steps * per_step
+        )
+    return steps
+
+
+def check_config(config: TrainConfig) -> None:
+    """Settings that are valid one by one but not together."""
+    if not config.model.name_or_path:
+        raise ConfigError("model.name_or_path is required (a Hub repo id or a local model folder)")
+    if config.method == "lora" and not config.freeze_vision_tower:
+        raise ConfigError("method=lora adapts the language model only; freeze_vision_tower=false needs method=full")
+    for key in ("vision_modules", "projector_modules"):
+        try:
+            re.compile(getattr(config, key))
+        except re.error as err:
+            raise ConfigError(f"config key '{key}': invalid regex ({err})") from err
+    try:
+        re.compile(config.lora.target_modules)
+    except re.error as err:
+        raise ConfigError(f"config key 'lora.target_modules': invalid regex ({err})") from err
+    for positive in ("per_device_batch_size", "global_batch_size", "max_length", "save_steps", "logging_steps"):
+        if getattr(config, positive) <= 0:
+            raise ConfigError(f"config key '{positive}' must be positive")
+
+
+def _resolve_auto(value: str, default: bool) -> bool:
+    return default if value == "auto" else value == "true"
+
+
+def _model_dtype(config: TrainConfig, cuda: bool, bf16: bool) -> str:
+    if config.model.dtype != "auto":
+        return config.model.dtype
+    # LoRA: frozen base in bf16, adapters kept in fp32 by PEFT. Full: fp32 master weights; bf16 compute
+    # comes from autocast (or from DeepSpeed / FSDP mixed precision).
+    return "bfloat16" if cuda and bf16 and config.method == "lora" else "float32"
+
+
+def resolve_model_path(name: str, seed: int = 0) -> str:
+    """``tiny`` / ``tiny:<size>`` build (once, cached) the random-weight tiny VLM; other names are kept."""
+    from vlguard.generation.hf import ensure_tiny_model, is_tiny
+
+    return str(ensure_tiny_model(name, seed=seed)) if is_tiny(name) else name
+
+
+def load_processor(config: TrainConfig) -> Any:
+    """The model's processor; a model without a chat template is an error."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(
+            config.model.name_or_path,
+            revision=config.model.revision,
+            trust_remote_code=config.model.trust_remote_code,
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot load the processor of {config.model.name_or_path}: {err}") from err
+    template = getattr(processor, "chat_template", None) or getattr(
+        getattr(processor, "tokenizer", None), "chat_template", None
+    )
+    if not template:
+        raise ConfigError(
+            f"model {config.model.name_or_path} has no chat template: training needs one to place the "
+            "assistant turns (add chat_template.jinja to the model folder)"
+        )
+    if not hasattr(processor, "image_processor"):
+        raise ConfigError(f"{config.model.name_or_path}: its processor has no image processor; not a VLM")
+    return processor
+
+
+def _matching_modules(model: Any, pattern: str) -> list[str]:
+    """Outermost module names that fully match ``pattern`` (children of a match are skipped)."""
+    regex = re.compile(pattern)
+    names: list[str] = []
+    for name, _ in model.named_modules():
+        if name and regex.fullmatch(name) and not any(name.startswith(n + ".") for n in names):
+            names.append(name)
+    return names
+
+
+def _freeze(model: Any, config: TrainConfig) -> dict[str, list[str]]:
+    """requires_grad per the config; returns the vision / projector module names found."""
+    vision = _matching_modules(model, config.vision_modules)
+    projector = _matching_modules(model, config.projector_modules)
+    projector = [p for p in projector if not any(p.startswith(v + ".") for v in vision)]
+    if not vision:
+        logger.warning("no module matches vision_modules=%r; nothing frozen as the vision tower", config.vision_modules)
+    frozen_prefixes = []
+    if config.freeze_vision_tower:
+        frozen_prefixes += vision
+    if not config.train_projector:
+        frozen_prefixes += projector
+    if getattr(model.config, "model_type", "") in ("llava", "llava_next", "llava_onevision"):
+        # LLaVA feeds the LLM from a hidden layer of CLIP: the final post_layernorm never gets a gradient,
+        # which DDP would report as an unused parameter.
+        frozen_prefixes += [n for v in vision for n, _ in model.named_modules() if n.startswith(v) and n.endswith("post_layernorm")]
+    for name, param in model.named_parameters():
+        if any(name.startswith(prefix + ".") for prefix in frozen_prefixes):
+            param.requires_grad_(False)
+    return {"vision": vision, "projector": projector}
+
+
+def load_model(config: TrainConfig, dtype: str, gradient_checkpointing: bool) -> tuple[Any, dict[str, list[str]]]:
+    """The model with the vision tower frozen and, for ``method=lora``, LoRA adapters on the LLM."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            config.model.name_or_path,
+            revision=config.model.revision,
+            dtype=getattr(torch, dtype),
+            trust_remote_code=config.model.trust_remote_code,
+            attn_implementation=config.model.attn_implementation,
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot load model {config.model.name_or_path}: {err}") from err
+    modules = _freeze(model, config)
+    if config.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = [n for n, m in model.named_modules() if re.fullmatch(config.lora.target_modules, n)]
+        if not targets:
+            raise ConfigError(f"lora.target_modules={config.lora.target_modules!r} matches no module of the model")
+        hit_vision = [t for t in targets if any(t.startswith(v + ".") for v in modules["vision"])]
+        if hit_vision:
+            raise ConfigError(f"lora.target_modules also matches vision modules (e.g. {hit_vision[0]}); narrow it")
+        lora = LoraConfig(
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=config.lora.target_modules,
+            # The projector is trained fully beside the adapters (LLaVA-1.5's LoRA recipe) and saved with them.
+            modules_to_save=modules["projector"] if config.train_projector else None,
+            task_type="CAUSAL_LM",
+        )
+        if gradient_checkpointing:
+            model.enable_input_require_grads()
+        model = get_peft_model(model, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    return model, modules
+
+
+def _make_trainer_class() -> type:
+    """A Trainer whose optimizer gives the projector its own learning rate (LLaVA-1.5's LoRA recipe)."""
+    from transformers import Trainer
+
+    class VLGuardTrainer(Trainer):  # type: ignore[misc]
+        projector_names: tuple[str, ...] = ()
+        projector_lr: float | None = None
+
+        def create_optimizer(self, model: Any = None) -> Any:
+            opt_model = self.model if model is None else model
+            if self.optimizer is not None or self.projector_lr is None or not self.projector_names:
+                return super().create_optimizer(model)
+            decay = set(self.get_decay_parameter_names(opt_model))
+            groups: dict[tuple[bool, bool], list[Any]] = {}
+            for name, param in opt_model.named_parameters():
+                if param.requires_grad:
+                    is_projector = any(f"{p}." in name for p in self.projector_names)
+                    groups.setdefault((is_projector, name in decay), []).append(param)
+            param_groups = [
+                {
+                    "params": params,
+                    "weight_decay": self.args.weight_decay if has_decay else 0.0,
+                    **({"lr": self.projector_lr} if is_projector else {}),
+                }
+                for (is_projector, has_decay), params in groups.items()
+            ]
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+            return self.optimizer
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            # transformers 5 saves LLaVA-style models with their legacy key names (save_pretrained maps
+            # them back), but Trainer reloads the raw file without the mapping and silently loads
+            # nothing. Load through from_pretrained, which applies the mapping, and copy strictly.
+            model = self.model if model is None else model
+            plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"))
+            folder = Path(resume_from_checkpoint)
+            has_weights = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+            if not (plain and has_weights):
+                super()._load_from_checkpoint(resume_from_checkpoint, model)
+                return
+            reloaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+            model.load_state_dict(reloaded.state_dict(), strict=True)
+            del reloaded
+
+    return VLGuardTrainer
+
+
+def _make_callbacks(config_yaml: str) -> list[Any]:
+    from transformers import TrainerCallback
+
+    class CompletionMarker(TrainerCallback):  # type: ignore[misc]
+        """Marks a checkpoint folder complete once every rank has written its part of it."""
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
+            if state.is_world_process_zero:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                (folder / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
+                (folder / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+            return control
+
+    return [CompletionMarker()]
+
+
+def find_checkpoint(spec: str | None, checkpoints_dir: Path) -> str | None:
+    """``latest`` → newest complete checkpoint (None if there is none); a path → that checkpoint, if complete."""
+    if spec is None:
+        return None
+    if spec == "latest":
+        found = sorted(
+            (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+            key=lambda p: int(p.name.split("-")[-1]),
+            reverse=True,
+        )
+        for folder in found:
+            if (folder / COMPLETE_MARKER).is_file():
+                return str(folder)
+            logger.warning("skipping %s: incomplete checkpoint (no %s marker)", folder, COMPLETE_MARKER)
+        logger.info("no complete checkpoint in %s; starting from scratch", checkpoints_dir)
+        return None
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise ConfigError(f"resume_from_checkpoint: {folder} is not a folder")
+    if not (folder / COMPLETE_MARKER).is_file():
+        raise ConfigError(f"resume_from_checkpoint: {folder} is incomplete (no {COMPLETE_MARKER} marker); pick another")
+    return str(folder)
+
+
+# ---- provenance --------------------------------------------------------------------------------------
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def weights_fingerprint(model: Any) -> str:
+    """SHA-256 over every parameter (name, bytes): equal on all data-parallel ranks after a step."""
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
+        digest.update(name.encode())
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _rank_fingerprints(model: Any, sharded: bool) -> list[str] | None:
+    """Each data-parallel rank's weights fingerprint (None when the weights are sharded)."""
+    import torch.distributed as dist
+
+    if sharded:
+        return None
+    mine = weights_fingerprint(model)
+    if not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    return [str(g) for g in gathered]
+
+
+# ---- the recipe --------------------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result."""
+    import torch
+    from transformers import TrainingArguments, set_seed
+
+    check_config(config)
+    output_dir = Path(config.output_dir)
+    final_dir = output_dir / "model"
+    checkpoints_dir = output_dir / "checkpoints"
+    if (final_dir / COMPLETE_MARKER).is_file():
+        raise ConfigError(f"{final_dir} already holds a finished model; choose another output_dir")
+    resume = find_checkpoint(config.resume_from_checkpoint, checkpoints_dir)
+    config_yaml = dump_config(config)  # as given (``tiny`` stays ``tiny``), so that it can be rerun
+    requested_model = config.model.name_or_path
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, name_or_path=resolve_model_path(requested_model))
+    )
+
+    # Everything a user can get wrong is checked before the (slow) model load.
+    processor = load_processor(config)
+    data = data if data is not None else build_training_data(config.data)
+    dataset = ConversationDataset(data, config.data.image_mode)
+    collator = VLMCollator(processor, max_length=config.max_length)
+    logger.info("training on %d conversations %s", len(dataset), data.counts)
+
+    world_size = _world_size()
+    cuda = torch.cuda.is_available()
+    bf16 = _resolve_auto(config.bf16, cuda and torch.cuda.is_bf16_supported())
+    gradient_checkpointing = _resolve_auto(config.gradient_checkpointing, cuda)
+    set_seed(config.seed)
+    model, modules = load_model(config, _model_dtype(config, cuda, bf16), gradient_checkpointing)
+
+    if _is_main_process():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
+    args = TrainingArguments(
+        output_dir=str(checkpoints_dir),
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps(config, world_size),
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        max_grad_norm=config.max_grad_norm,
+        optim=config.optim,
+        bf16=bf16,
+        activation_checkpointing=gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to=config.report_to or "none",
+        run_name=config.run_name,
+        remove_unused_columns=False,  # the collator needs the raw messages and images
+        dataloader_num_workers=config.dataloader_num_workers,
+        ddp_find_unused_parameters=False,
+        deepspeed=config.deepspeed,
+        use_cpu=not cuda,
+    )
+    trainer_cls = _make_trainer_class()
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=_make_callbacks(config_yaml),
+    )
+    trainer.projector_names = tuple(modules["projector"]) if config.train_projector else ()
+    trainer.projector_lr = config.projector_lr
+
+    started = time.time()
+    outcome = trainer.train(resume_from_checkpoint=resume)
+    elapsed = time.time() - started
+
+    sharded = bool(config.deepspeed) or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+    fingerprints = _rank_fingerprints(trainer.model, sharded)
+    if fingerprints is not None and len(set(fingerprints)) > 1:
+        logger.error("data-parallel ranks hold different weights: %s", fingerprints)
+
+    # Write to a temporary folder and rename: a crash never leaves a half-written "final" model.
+    tmp_dir = output_dir / ".model.tmp"
+    if trainer.is_world_process_zero() and tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    trainer.save_model(str(tmp_dir))  # every rank takes part (ZeRO-3 / FSDP gather the weights)
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(tmp_dir)
+        # Trainer.save_model also pickles the TrainingArguments; the final folder holds no pickles.
+        (tmp_dir / "training_args.bin").unlink(missing_ok=True)
+        provenance = {
+            "config": config.to_dict(),
+            "method": config.method,
+            "base_model": config.model.name_or_path,
+            "requested_model": requested_model,
+            "base_revision": config.model.revision,
+            "counts": data.counts,
+            "data_sources": data.sources,
+            "global_step": outcome.global_step,
+            "train_loss": outcome.training_loss,
+            "train_seconds": round(elapsed, 1),
+            "world_size": world_size,
+            "rank_fingerprints": fingerprints,
+            "seed": config.seed,
+            "git_commit": _git_commit(),
+            "versions": _versions(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (tmp_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        (tmp_dir / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
+        (tmp_dir / COMPLETE_MARKER).write_text(provenance["finished"] + "\n")
+        if final_dir.exists():
+            shutil.rmtree(final_dir)  # an unfinished leftover (no marker: checked at the start)
+        tmp_dir.rename(final_dir)
+        logger.info("saved the %s to %s", "adapter" if config.method == "lora" else "model", final_dir)
+    trainer.accelerator.wait_for_everyone()
+    loss = outcome.training_loss
+    return TrainResult(
+        model_dir=final_dir,
+        global_step=outcome.global_step,
+        train_loss=None if loss is None or math.isnan(loss) else float(loss),
+        counts=data.counts,
+        world_size=world_size,
+    )
+
+
+__all__ = [
+    "COMPLETE_MARKER",
+    "TrainResult",
+    "VLGuardError",
+    "find_checkpoint",
+    "gradient_accumulation_steps",
+    "load_model",
+    "load_processor",
+    "train",
+    "weights_fingerprint",
+]

@@ -1,0 +1,215 @@
+"""The evaluation pipeline: stratified limits, resumable stages, re-judging, and kill -9 + resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from vlguard.errors import ConfigError, ImageLoadError
+from vlguard.evaluate import EvalConfig, run_eval, run_generation, run_judges, run_metrics, select_samples
+from vlguard.generation.hf import ensure_tiny_model
+from vlguard.records import Sample
+
+CLI = [sys.executable, "-m", "vlguard.cli.main"]
+
+
+def _sample(i: int, subset: str) -> Sample:
+    return Sample(
+        id=f"r{i}:{subset}",
+        benchmark="b",
+        subset=subset,
+        prompt=f"prompt {i}",
+        image=None,
+        reference=None,
+        category=None,
+        subcategory=None,
+        should_refuse=subset != "safe_safe",
+    )
+
+
+def _stand_in_samples() -> list[Sample]:
+    return [_sample(i, "unsafe") for i in range(60)] + [_sample(i, "safe_safe") for i in range(40)]
+
+
+def test_limit_is_stratified_by_subset_and_deterministic() -> None:
+    samples = _stand_in_samples()
+    chosen = select_samples(samples, limit=10)
+    assert Counter(s.subset for s in chosen) == {"unsafe": 6, "safe_safe": 4}
+    assert chosen == select_samples(list(reversed(samples)), limit=10)[::-1]  # independent of file order
+    assert [s.id for s in chosen] == [s.id for s in samples if s in chosen]  # kept in benchmark order
+    # Not simply the first rows of each subset.
+    assert {s.id for s in chosen} != {s.id for s in samples[:6] + samples[60:64]}
+    # A larger limit keeps the smaller selection.
+    assert {s.id for s in chosen} <= {s.id for s in select_samples(samples, limit=30)}
+
+
+def test_subset_filter_and_unknown_subset() -> None:
+    samples = _stand_in_samples()
+    assert {s.subset for s in select_samples(samples, subsets=["safe_safe"])} == {"safe_safe"}
+    assert len(select_samples(samples, limit=1000)) == 100
+    with pytest.raises(ConfigError, match="unknown subset"):
+        select_samples(samples, subsets=["nope"])
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="image_mode"):
+        EvalConfig(model="tiny", image_mode="colour")
+    with pytest.raises(ConfigError, match="limit"):
+        EvalConfig(model="tiny", limit=0)
+
+
+def _config(data: Path, run_dir: Path, **overrides: object) -> EvalConfig:
+    settings: dict[str, object] = dict(
+        model="tiny",
+        data=str(data),
+        image_mode="blank",
+        judges=("refusal",),
+        limit=12,
+        batch_size=4,
+        max_new_tokens=6,
+        run_dir=str(run_dir),
+    )
+    settings.update(overrides)
+    return EvalConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny-model cache shared by the in-process and subprocess runs of one test."""
+    cache = tmp_path_factory.mktemp("vlguard-cache")
+    monkeypatch.setenv("VLGUARD_CACHE", str(cache))
+    ensure_tiny_model("tiny")
+    return cache
+
+
+def test_eval_end_to_end_then_rerun_and_rejudge(
+    vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    metrics = run_eval(_config(vlguard_data_dir, run_dir), progress=False)
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 12 and {s["subset"] for s in samples} == {"unsafe", "safe_unsafe", "safe_safe"}
+    generations = (run_dir / "generations.jsonl").read_bytes()
+    assert sorted(json.loads(line)["sample_id"] for line in generations.splitlines()) == sorted(
+        s["id"] for s in samples
+    )
+    assert metrics == json.loads((run_dir / "metrics.json").read_text())
+    asr = [m for m in metrics["metrics"] if m["metric"] == "attack_success_rate" and m["group"] == "all"]
+    assert {m["subset"] for m in asr} == {"unsafe", "safe_unsafe"}
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["backend"]["dtype"] == "float32" and manifest["judges"]["refusal"]["version"]
+
+    # The same command again does nothing new.
+    mtime = (run_dir / "generations.jsonl").stat().st_mtime_ns
+    assert run_eval(_config(vlguard_data_dir, run_dir), progress=False) == metrics
+    assert (run_dir / "generations.jsonl").stat().st_mtime_ns == mtime
+
+    # Another judge re-scores the saved generations without regenerating.
+    run_judges(run_dir, ["refusal-paper"], progress=False)
+    rescored = run_metrics(run_dir)
+    assert (run_dir / "generations.jsonl").read_bytes() == generations
+    assert {m["judge"] for m in rescored["metrics"]} == {"refusal", "refusal-paper"}
+    assert rescored["agreement"]
+
+
+def test_text_only_mode_and_missing_original_images(
+    vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path
+) -> None:
+    run_dir = run_generation(
+        _config(vlguard_data_dir, tmp_path / "none", image_mode="none", limit=3), progress=False
+    )
+    meta = [json.loads(line)["meta"] for line in (run_dir / "generations.jsonl").read_text().splitlines()]
+    blank_dir = run_generation(_config(vlguard_data_dir, tmp_path / "blank", limit=3), progress=False)
+    blank_meta = [
+        json.loads(line)["meta"] for line in (blank_dir / "generations.jsonl").read_text().splitlines()
+    ]
+    # The 16 image tokens (32 px / 8 px patches) come only with an image.
+    assert all(b["prompt_tokens"] - m["prompt_tokens"] >= 16 for b, m in zip(blank_meta, meta, strict=True))
+    # The reference annotations come without images: 'original' must refuse before loading a model.
+    with pytest.raises(ImageLoadError, match="missing"):
+        run_generation(_config(vlguard_data_dir, tmp_path / "orig", image_mode="original"), progress=False)
+
+
+def _line_count(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_with_every_sample_once_and_the_same_metrics(
+    vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path
+) -> None:
+    limit = 48
+    run_dir = tmp_path / "killed"
+    args = [
+        "eval",
+        "--model", "tiny",
+        "--data", str(vlguard_data_dir),
+        "--image-mode", "blank",
+        "--judge", "refusal",
+        "--judge", "refusal-paper",
+        "--limit", str(limit),
+        "--batch-size", "2",
+        "--max-new-tokens", "24",
+        "--no-progress",
+        "--run-dir", str(run_dir),
+    ]  # fmt: skip
+    env = {**os.environ, "VLGUARD_CACHE": str(tiny_cache), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    generations = run_dir / "generations.jsonl"
+    deadline = time.monotonic() + 120
+    while _line_count(generations) == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, (
+        f"the run ended before it could be killed: {stderr.decode()[-2000:]}"
+    )
+    done_before = _line_count(generations)
+    assert 0 < done_before < limit
+    assert not (run_dir / "metrics.json").exists()
+    with open(generations, "ab") as f:  # and a torn line, as a kill in the middle of a write leaves
+        f.write(b'{"sample_id": "torn')
+
+    resumed = subprocess.run([*CLI, *args], env=env, capture_output=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+
+    ids = [json.loads(line)["id"] for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(ids) == limit
+    for path in (
+        generations,
+        run_dir / "judgments" / "refusal.jsonl",
+        run_dir / "judgments" / "refusal-paper.jsonl",
+    ):
+        got = [json.loads(line)["sample_id"] for line in path.read_text().splitlines()]
+        assert Counter(got) == Counter(ids), path  # every sample exactly once
+
+    # An uninterrupted run of the same settings in another folder gives the same metrics.
+    clean_dir = tmp_path / "clean"
+    clean = run_eval(
+        _config(
+            vlguard_data_dir,
+            clean_dir,
+            judges=("refusal", "refusal-paper"),
+            limit=limit,
+            batch_size=2,
+            max_new_tokens=24,
+        ),
+        progress=False,
+    )
+    assert json.loads((run_dir / "metrics.json").read_text()) == clean
+
+    def by_id(path: Path) -> dict[str, dict[str, object]]:
+        return {r["sample_id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+    assert by_id(generations) == by_id(clean_dir / "generations.jsonl")

@@ -1,0 +1,150 @@
+"""The hf backend: batched greedy generation equals one-at-a-time, adapters apply unmerged, clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from vlguard.errors import ConfigError
+from vlguard.generation import make_backend
+from vlguard.generation.base import GenerationRequest
+from vlguard.generation.hf import HFBackend, ensure_tiny_model, resolve_dtype
+
+
+def _requests() -> list[GenerationRequest]:
+    """Prompts of different lengths; images of different sizes and colours; some text-only."""
+    requests = []
+    for i in range(11):
+        prompt = "What is shown here? " + "Please describe every detail. " * (i % 4) + f"Item {i}."
+        image = (
+            None
+            if i % 4 == 3
+            else Image.new("RGB", (17 + 13 * i, 40 + 7 * (i % 3)), (25 * i, 200 - 9 * i, 90))
+        )
+        requests.append(GenerationRequest(sample_id=f"s{i}", prompt=prompt, image=image))
+    return requests
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir: Path) -> HFBackend:
+    return HFBackend(str(tiny_model_dir), batch_size=4, max_new_tokens=10)
+
+
+def test_batched_outputs_equal_one_at_a_time(backend: HFBackend) -> None:
+    requests = _requests()
+    batched = backend.generate(requests)
+    sequential = [backend.generate([r])[0] for r in requests]
+    assert [g.sample_id for g in batched] == [r.sample_id for r in requests]
+    assert batched == sequential
+    # Random weights rarely emit EOS: the texts are real, distinct generations, not empty strings.
+    assert len({g.response for g in batched}) > 5
+    assert all(g.error is None and g.meta["completion_tokens"] > 0 for g in batched)
+
+
+def test_prompt_has_image_placeholder_only_with_an_image(backend: HFBackend) -> None:
+    with_image = backend.prompt_text(GenerationRequest("a", "Hi?", Image.new("RGB", (8, 8))))
+    text_only = backend.prompt_text(GenerationRequest("b", "Hi?", None))
+    assert "<image>" in with_image
+    assert "<image>" not in text_only
+    assert text_only.rstrip().endswith("ASSISTANT:")
+
+
+def test_system_prompt_goes_into_the_template(tiny_model_dir: Path) -> None:
+    b = HFBackend(str(tiny_model_dir), max_new_tokens=2, system_prompt="Be safe.")
+    assert b.prompt_text(GenerationRequest("a", "Hi?")).startswith("Be safe.\nUSER: Hi?")
+
+
+def test_lora_adapter_is_applied_without_merging(
+    tiny_model_dir: Path, tmp_path: Path, backend: HFBackend
+) -> None:
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=64,
+        target_modules=r".*language_model.*\.(q_proj|v_proj)",
+        init_lora_weights=False,  # random A and B: a non-zero update
+    )
+    torch.manual_seed(1)
+    get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
+
+    adapted = HFBackend(
+        str(tiny_model_dir), adapter=str(tmp_path / "adapter"), batch_size=4, max_new_tokens=10
+    )
+    assert isinstance(adapted.model, PeftModel)
+    assert any("lora_A" in name for name, _ in adapted.model.named_parameters())
+    # Not merged: the base weights inside the wrapped model are still the checkpoint's.
+    saved = load_file(tiny_model_dir / "model.safetensors")
+    q_key = next(k for k in saved if "language_model" in k and k.endswith("q_proj.weight"))
+    inner = dict(adapted.model.get_base_model().named_parameters())
+    inner_key = next(
+        k
+        for k in inner
+        if k.endswith(q_key.split("language_model.", 1)[1].replace("weight", "base_layer.weight"))
+    )
+    assert torch.equal(inner[inner_key].detach(), saved[q_key])
+
+    requests = _requests()
+    assert [g.response for g in adapted.generate(requests)] != [
+        g.response for g in backend.generate(requests)
+    ]
+    assert adapted.describe()["adapter"] == str(tmp_path / "adapter")
+
+
+def test_model_without_chat_template_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "no-template"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / "chat_template.jinja").unlink()
+    with pytest.raises(ConfigError, match="no chat template"):
+        HFBackend(str(copy))
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot load model"):
+        HFBackend(str(tmp_path / "nothing-here"))
+
+
+def test_dtype_defaults() -> None:
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("auto", "cuda:0") == "bfloat16"
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(ConfigError):
+        resolve_dtype("fp8", "cpu")
+
+
+def test_tiny_model_is_built_once_per_build_arguments(tmp_path: Path) -> None:
+    first = ensure_tiny_model("tiny", cache_root=tmp_path)
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert ensure_tiny_model("tiny", cache_root=tmp_path) == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    other = ensure_tiny_model("tiny", seed=1, cache_root=tmp_path)
+    assert other != first
+    with pytest.raises(ConfigError, match="unknown tiny model size"):
+        ensure_tiny_model("tiny:huge", cache_root=tmp_path)
+
+
+def test_tiny_backend_loads_through_the_hf_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLGUARD_CACHE", str(tmp_path))
+    b = make_backend("tiny", "tiny", max_new_tokens=3)
+    assert isinstance(b, HFBackend)
+    assert Path(b.describe()["model_path"]).parent == tmp_path / "models"
+    assert len(b.generate([GenerationRequest("x", "Hello?")])) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
+def test_vllm_backend_without_vllm_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match=r"pip install 'vlguard\[vllm\]'"):
+        make_backend("vllm", "llava-hf/llava-1.5-7b-hf")
+
+
+def test_unknown_backend_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="unknown backend"):
+        make_backend("nope", "x")

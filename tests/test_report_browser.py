@@ -1,0 +1,142 @@
+"""The HTML report in a real headless browser (Debian's chromium driven by Playwright).
+
+It must render without console errors or failed requests, show exactly the numbers of metrics.json,
+and its charts must load. Skips with the reason when chromium or Playwright is missing (`make test`
+installs chromium with apt; Playwright's own browser download is never used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from report_fixtures import write_images, write_run
+from vlguard.report import write_report
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("VLGUARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)) and shutil.which(CHROMIUM) is None:
+        pytest.skip(
+            f"chromium not found at {CHROMIUM}: install it with `make browser` (apt-get install chromium)"
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("browser")
+    images = write_images(root / "images")
+    runs = [
+        write_run(root / "vanilla", asr_unsafe=2 / 3, image_root=images),
+        write_run(root / "posthoc", asr_unsafe=0.1, refuse=True, image_root=images, model="tiny-posthoc"),
+    ]
+    return write_report(runs, root / "out").main, runs
+
+
+def _open(browser: Any, html: Path) -> tuple[Any, list[str], list[str]]:
+    page = browser.new_page()
+    problems: list[str] = []
+    requests: list[str] = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None,
+    )
+    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(html.resolve().as_uri(), wait_until="load")
+    return page, problems, requests
+
+
+def test_report_renders_without_errors_or_outside_requests(
+    browser: Any, report: tuple[Path, list[Path]]
+) -> None:
+    page, problems, requests = _open(browser, report[0])
+    try:
+        assert problems == []
+        # Only the file itself (and its own data: URIs) may be loaded: a self-contained report.
+        assert all(url.startswith(("file://", "data:")) for url in requests), requests
+        # The content warning is actually visible, not merely present.
+        assert page.locator("#content-warning").is_visible()
+        assert "Content warning" in page.locator("#content-warning").inner_text()
+        # The injected script in the model's output did not run: it is shown as text.
+        assert page.evaluate("document.scripts.length") == 0
+        assert "<script>alert('xss')</script>" in page.locator("#examples").inner_text()
+    finally:
+        page.close()
+
+
+def test_table_numbers_match_metrics_json(browser: Any, report: tuple[Path, list[Path]]) -> None:
+    html, runs = report
+    page, problems, _ = _open(browser, html)
+    try:
+        cells = page.evaluate(
+            """() => Array.from(document.querySelectorAll('td[data-value]')).map(td => ({
+                run: td.dataset.run, judge: td.dataset.judge, subset: td.dataset.subset,
+                metric: td.dataset.metric, group: td.dataset.group, groupValue: td.dataset.groupValue ?? null,
+                value: parseFloat(td.dataset.value), n: parseInt(td.dataset.n), text: td.textContent,
+                visible: td.offsetParent !== null }))"""
+        )
+    finally:
+        page.close()
+    assert problems == []
+    shown = {(c["run"], c["judge"], c["subset"], c["metric"], c["group"], c["groupValue"]): c for c in cells}
+    expected = 0
+    for run in runs:
+        for row in json.loads((run / "metrics.json").read_text())["metrics"]:
+            cell = shown[
+                (run.name, row["judge"], row["subset"], row["metric"], row["group"], row["group_value"])
+            ]
+            assert cell["value"] == row["value"] and cell["n"] == row["n"]
+            # The visible text is the same number, rounded for reading.
+            assert cell["text"].startswith(f"{100 * row['value']:.1f}%")
+            expected += 1
+    assert len(shown) == expected
+    # Headline numbers are on screen (the others may sit in a closed <details>).
+    headline = {
+        ("unsafe", "attack_success_rate"),
+        ("safe_unsafe", "attack_success_rate"),
+        ("safe_safe", "over_refusal_rate"),
+    }
+    assert all(c["visible"] for c in cells if c["group"] == "all" and (c["subset"], c["metric"]) in headline)
+
+
+def test_charts_load(browser: Any, report: tuple[Path, list[Path]]) -> None:
+    page, problems, _ = _open(browser, report[0])
+    try:
+        images = page.evaluate(
+            """() => Array.from(document.images).map(img => ({
+                chart: img.dataset.chart ?? null, complete: img.complete, width: img.naturalWidth }))"""
+        )
+    finally:
+        page.close()
+    assert problems == []
+    charts = [img for img in images if img["chart"]]
+    assert len(charts) == 4  # a headline and a per-category chart for each of the two judges
+    assert all(img["complete"] and img["width"] > 0 for img in images), images

@@ -1,0 +1,211 @@
+"""Fine-tuning the tiny VLM: full and LoRA change what they should, merge, resume, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlguard.errors import ConfigError, ImageLoadError, VLGuardError
+from vlguard.train.config import TrainConfig, load_config
+from vlguard.train.trainer import COMPLETE_MARKER, train
+
+pytestmark = pytest.mark.slow
+
+
+def _conversation(i: int, image: str | None) -> dict[str, Any]:
+    user: list[dict[str, Any]] = [{"type": "text", "text": f"Question number {i}: what is shown?"}]
+    if image is not None:
+        user.insert(0, {"type": "image"})
+    return {
+        "id": f"c{i}",
+        "images": [image] if image else [],
+        "messages": [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": [{"type": "text", "text": f"A square of colour {i}."}]},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def instructions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight messages-format conversations (six with small images) in a JSONL file beside the images."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("instructions")
+    rows = []
+    for i in range(8):
+        image = f"img{i}.png" if i < 6 else None
+        if image:
+            Image.new("RGB", (24 + i, 24), (30 * i, 100, 200)).save(folder / image)
+        rows.append(_conversation(i, image))
+    path = folder / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _config(model_dir: Path, data: Path, out: Path, **overrides: Any) -> TrainConfig:
+    base = {
+        "model.name_or_path": str(model_dir),
+        "data.recipe": "instructions",
+        "data.instructions": str(data),
+        "method": "full",
+        "lr": 1e-2,
+        "warmup_ratio": 0.0,
+        "lr_scheduler": "constant",
+        "global_batch_size": 4,
+        "per_device_batch_size": 4,
+        "max_steps": 2,
+        "save_steps": 100,
+        "output_dir": str(out),
+    }
+    return load_config(None, {**base, **overrides})
+
+
+def _is_llm_layer(key: str) -> bool:
+    # saved names differ from module names: language_model.model.layers.N... vs model.language_model.layers.N
+    return "language_model" in key and ".layers." in key
+
+
+def _weights(folder: Path, name: str = "model.safetensors") -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / name))
+
+
+def test_full_finetuning_changes_language_model_not_vision_tower(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    result = train(_config(tiny_model_dir, instructions, tmp_path / "run"))
+    assert result.global_step == 2 and (result.model_dir / COMPLETE_MARKER).is_file()
+    before, after = _weights(tiny_model_dir), _weights(result.model_dir)
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(_is_llm_layer(k) for k in changed)
+    assert any("multi_modal_projector" in k for k in changed)
+    assert not [k for k in changed if "vision_tower" in k], "the vision tower must stay frozen"
+    # The resolved config and provenance go with the model; the config loads back unchanged.
+    saved = load_config(result.model_dir / "train_config.yaml")
+    assert saved == _config(tiny_model_dir, instructions, tmp_path / "run")
+    provenance = json.loads((result.model_dir / "vlguard_train.json").read_text())
+    assert provenance["seed"] == 0 and provenance["versions"]["transformers"]
+    assert "git_commit" in provenance and provenance["world_size"] == 1
+    assert not list(result.model_dir.glob("*.bin")) and not list(result.model_dir.glob("*.pt"))
+
+
+def test_lora_changes_only_adapters_and_merges(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from vlguard.train.merge import merge_adapter
+
+    config = _config(
+        tiny_model_dir, instructions, tmp_path / "lora", method="lora", train_projector=False, **{"lora.r": 4}
+    )
+    result = train(config)
+    adapter = _weights(result.model_dir, "adapter_model.safetensors")
+    assert adapter and all("lora_" in k for k in adapter), "only adapter weights are saved"
+    assert all(_is_llm_layer(k) for k in adapter), "LoRA targets the language model only"
+    assert not (result.model_dir / "model.safetensors").exists()
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    reference = {k: v.clone() for k, v in base.state_dict().items()}
+    peft_model = PeftModel.from_pretrained(base, str(result.model_dir))
+    for name, param in peft_model.named_parameters():
+        if "lora_" in name:
+            continue
+        key = name.removeprefix("base_model.model.").replace(".base_layer", "")
+        assert torch.equal(param, reference[key]), f"{key} changed but is not an adapter weight"
+    assert any(("lora_B" in k) and v.abs().sum() > 0 for k, v in adapter.items()), "adapters were trained"
+
+    merged_dir = merge_adapter(str(tiny_model_dir), result.model_dir, tmp_path / "merged")
+    merged = _weights(merged_dir)
+    before = _weights(tiny_model_dir)
+    changed = {k for k in before if not torch.equal(before[k], merged[k])}
+    assert changed and all(_is_llm_layer(k) for k in changed)
+    assert (merged_dir / "processor_config.json").is_file()
+    with pytest.raises(ConfigError, match="already exists"):
+        merge_adapter(str(tiny_model_dir), result.model_dir, merged_dir)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    common = {"max_steps": 4, "save_steps": 2, "global_batch_size": 2, "per_device_batch_size": 2, "lr": 5e-3}
+    straight = train(_config(tiny_model_dir, instructions, tmp_path / "a", **common))
+    # An interrupted run: only its step-2 checkpoint survived, plus a half-written later one.
+    resumed_out = tmp_path / "b"
+    shutil.copytree(
+        tmp_path / "a" / "checkpoints" / "checkpoint-2", resumed_out / "checkpoints" / "checkpoint-2"
+    )
+    partial = resumed_out / "checkpoints" / "checkpoint-3"
+    shutil.copytree(resumed_out / "checkpoints" / "checkpoint-2", partial)
+    (partial / COMPLETE_MARKER).unlink()
+    with pytest.raises(ConfigError, match="incomplete"):
+        train(
+            _config(tiny_model_dir, instructions, resumed_out, resume_from_checkpoint=str(partial), **common)
+        )
+    resumed = train(
+        _config(tiny_model_dir, instructions, resumed_out, resume_from_checkpoint="latest", **common)
+    )
+    assert resumed.global_step == 4
+    a, b = _weights(straight.model_dir), _weights(resumed.model_dir)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # ... and differs from where it started: the resumed run did train.
+    start = _weights(tmp_path / "a" / "checkpoints" / "checkpoint-2")
+    assert any(not torch.equal(start[k], b[k]) for k in b)
+
+
+def test_finished_output_is_not_overwritten(tiny_model_dir: Path, instructions: Path, tmp_path: Path) -> None:
+    out = tmp_path / "done"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / COMPLETE_MARKER).write_text("x")
+    with pytest.raises(ConfigError, match="already holds a finished model"):
+        train(_config(tiny_model_dir, instructions, out))
+
+
+def _fails_before_training(config: TrainConfig, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        train(config)
+    assert not (Path(config.output_dir) / "checkpoints").exists()
+
+
+def test_model_without_chat_template(tiny_model_dir: Path, instructions: Path, tmp_path: Path) -> None:
+    model = tmp_path / "no-template"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "chat_template.jinja").unlink()
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        path = model / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            data.pop("chat_template", None)
+            path.write_text(json.dumps(data))
+    _fails_before_training(_config(model, instructions, tmp_path / "run"), ConfigError, "no chat template")
+
+
+def test_image_that_fails_to_load(tiny_model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps(_conversation(0, "broken.png")) + "\n")
+    _fails_before_training(_config(tiny_model_dir, data, tmp_path / "run"), ImageLoadError, "c0.*broken.png")
+
+
+def test_empty_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "empty.jsonl"
+    data.write_text("")
+    _fails_before_training(
+        _config(tiny_model_dir, data, tmp_path / "run"), VLGuardError, "no training conversations"
+    )
+    data.write_text(json.dumps(_conversation(0, None)) + "\n")
+    config = _config(tiny_model_dir, data, tmp_path / "run2", **{"data.max_samples": 0})
+    _fails_before_training(config, VLGuardError, "no training conversations")
