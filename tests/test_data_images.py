@@ -17,7 +17,7 @@ from vlguard.data import load_vlguard
 from vlguard.data.images import FolderImageSource, ZipImageSource, open_image_root, prepare_image
 from vlguard.data.sample import sample_dataset_dir
 from vlguard.data.vlguard import check_images
-from vlguard.errors import ImageLoadError
+from vlguard.errors import ConfigError, ImageLoadError
 from vlguard.records import Sample
 
 
@@ -231,7 +231,7 @@ def test_prepare_image_modes(image_folder: Path) -> None:
     assert blank_missing is not None and blank_missing.size == (30, 40)
     with pytest.raises(ImageLoadError, match="is missing"):
         prepare_image(missing, source, "original")
-    with pytest.raises(ValueError, match="unknown image mode"):
+    with pytest.raises(ConfigError, match="unknown image mode"):
         prepare_image(sample, source, "grey")  # type: ignore[arg-type]
 
 

@@ -149,7 +149,7 @@ def _line_count(path: Path) -> int:
 def test_killed_run_resumes_with_every_sample_once_and_the_same_metrics(
     vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path
 ) -> None:
-    limit = 48
+    limit = 30
     run_dir = tmp_path / "killed"
     args = [
         "eval",
@@ -160,7 +160,7 @@ def test_killed_run_resumes_with_every_sample_once_and_the_same_metrics(
         "--judge", "refusal-paper",
         "--limit", str(limit),
         "--batch-size", "2",
-        "--max-new-tokens", "24",
+        "--max-new-tokens", "12",
         "--no-progress",
         "--run-dir", str(run_dir),
     ]  # fmt: skip
@@ -203,7 +203,7 @@ def test_killed_run_resumes_with_every_sample_once_and_the_same_metrics(
             judges=("refusal", "refusal-paper"),
             limit=limit,
             batch_size=2,
-            max_new_tokens=24,
+            max_new_tokens=12,
         ),
         progress=False,
     )

@@ -151,12 +151,12 @@ def test_truncation_cuts_text_but_never_images(tiny_model_dir: Path) -> None:
     cut = VLMCollator(processor, max_length=full - 5)([example])
     assert cut["input_ids"].shape[1] == full - 5
     assert cut["labels"].shape == cut["input_ids"].shape
-    with pytest.raises(CollatorError, match="long.*image tokens"):
+    with pytest.raises(CollatorError, match=r"long.*image tokens"):
         VLMCollator(processor, max_length=5)([example])
 
 
 def test_conversation_without_answer_is_an_error(tiny_model_dir: Path) -> None:
     processor = _processor(tiny_model_dir)
     messages = [{"role": "user", "content": [_text("Only a question")]}]
-    with pytest.raises(CollatorError, match="q1.*no assistant tokens"):
+    with pytest.raises(CollatorError, match=r"q1.*no assistant tokens"):
         VLMCollator(processor)([{"id": "q1", "messages": messages, "images": []}])

@@ -21,9 +21,13 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("config", nargs="?", help="YAML recipe (omit with --list-keys)")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. lr=1e-5 lora.r=64")
+    train.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. lr=1e-5 lora.r=64"
+    )
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    train.add_argument("--list-keys", action="store_true", help="list every config key with its default and help")
+    train.add_argument(
+        "--list-keys", action="store_true", help="list every config key with its default and help"
+    )
     train.set_defaults(func=run_train)
 
     merge = subparsers.add_parser(
@@ -68,7 +72,9 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(config)
     if result.world_size == 1 or _is_rank_zero():
         loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
-        print(f"trained {result.global_step} steps (mean loss {loss}) on {result.counts}; saved {result.model_dir}")
+        print(
+            f"trained {result.global_step} steps (mean loss {loss}) on {result.counts}; saved {result.model_dir}"
+        )
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import IO, Any
 from PIL import Image, UnidentifiedImageError
 
 from vlguard.benchmarks.base import ImageSource
-from vlguard.errors import ImageLoadError
+from vlguard.errors import ConfigError, ImageLoadError
 from vlguard.records import ImageMode, Sample
 
 logger = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ def prepare_image(
     if mode == "none":
         return None
     if mode not in ("original", "blank"):
-        raise ValueError(f"unknown image mode {mode!r}")
+        raise ConfigError(f"unknown image mode {mode!r}; choose from original, blank, none")
     available = sample.image is not None and images is not None and images.exists(sample.image)
     if mode == "blank":
         if available:
@@ -296,7 +296,8 @@ def prepare_image(
     if not available:
         where = "no image root was given" if images is None else f"it is not in {images!r}"
         if allow_blank_substitutes:
-            logger.warning(
+            # Info, not warning: the caller asked for substitutes, and a run may need one per sample.
+            logger.info(
                 "image %s of sample %s is missing (%s); using a blank image", sample.image, sample.id, where
             )
             return blank_image(blank_size)

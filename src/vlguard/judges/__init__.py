@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vlguard.judges.base import ERROR, Judge, JudgeInput, error_judgment
+from vlguard.judges.base import ERROR, SKIPPED, Judge, JudgeInput, error_judgment
 from vlguard.judges.files import judge_jsonl, read_judge_inputs
 from vlguard.judges.refusal import RefusalJudge
 
@@ -48,6 +48,7 @@ JUDGES: dict[str, Callable[..., Judge]] = {
 __all__ = [
     "ERROR",
     "JUDGES",
+    "SKIPPED",
     "Judge",
     "JudgeInput",
     "RefusalJudge",

@@ -14,6 +14,9 @@ from typing import Any, Protocol
 from vlguard.records import Generation, Judgment, Sample
 
 ERROR = "error"
+# the judge does not apply to this sample (e.g. pairwise helpfulness without a reference answer);
+# metrics leave skipped samples out entirely, unlike errors, which are counted in ``n_errors``
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def build_tiny_idefics3(output_dir: str | Path, texts: Iterable[str] = (), seed:
         scale_factor=scale_factor,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
-    )
+    )  # type: ignore[call-arg]
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(config)
     output_dir = Path(output_dir)

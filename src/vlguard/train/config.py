@@ -35,66 +35,95 @@ Method = Literal["lora", "full"]
 Auto = Literal["auto", "true", "false"]
 
 
-def _field(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse/TRL naming
-    """A dataclass field with a help string (lists and dicts get a fresh copy per instance)."""
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+def _help(text: str) -> dict[str, str]:
+    """Field metadata: the help string shown by ``vlguard train --list-keys`` (as TRL's configs do)."""
+    return {"help": text}
 
 
 @dataclass
 class ModelConfig:
     """The model to fine-tune."""
 
-    name_or_path: str = _field("", "Hub repo id or local folder of an image-text-to-text model.")
-    revision: str | None = _field(None, "Hub revision (branch, tag or commit) of the model.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _field(
-        "auto", "Weights dtype: auto = bfloat16 on a GPU that supports it, float32 on CPU."
+    name_or_path: str = field(
+        default="", metadata=_help("Hub repo id or local folder of an image-text-to-text model.")
     )
-    trust_remote_code: bool = _field(False, "Allow code from the model repository (off: safer).")
-    attn_implementation: str | None = _field(None, "e.g. sdpa, flash_attention_2; null = the default.")
+    revision: str | None = field(
+        default=None, metadata=_help("Hub revision (branch, tag or commit) of the model.")
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        default="auto",
+        metadata=_help("Weights dtype: auto = bfloat16 on a GPU that supports it, float32 on CPU."),
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata=_help("Allow code from the model repository (off: safer).")
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata=_help("e.g. sdpa, flash_attention_2; null = the default.")
+    )
 
 
 @dataclass
 class DataConfig:
     """What to train on. See docs/experiments.md for the recipes."""
 
-    recipe: Recipe = _field(
-        "posthoc",
-        "posthoc: VLGuard train + n_helpfulness instruction samples; mixed: VLGuard train + the full "
-        "instruction set; instructions: the instruction set alone (a baseline without safety data).",
+    recipe: Recipe = field(
+        default="posthoc",
+        metadata=_help(
+            "posthoc: VLGuard train + n_helpfulness instruction samples; mixed: VLGuard train + the full "
+            "instruction set; instructions: the instruction set alone (a baseline without safety data)."
+        ),
     )
-    vlguard: str | None = _field(
-        "ys-zong/VLGuard",
-        "VLGuard source: a local folder or a Hub dataset repo id (unused by 'instructions').",
+    vlguard: str | None = field(
+        default="ys-zong/VLGuard",
+        metadata=_help("VLGuard source: a local folder or a Hub dataset repo id (unused by 'instructions')."),
     )
-    vlguard_revision: str | None = _field(None, "Hub revision of the VLGuard dataset.")
-    vlguard_split: str = _field("train", "VLGuard split to train on.")
-    instructions: str | None = _field(
-        None, "Instruction data in LLaVA or messages format: a JSON/JSONL file, a folder, or a Hub repo id."
+    vlguard_revision: str | None = field(default=None, metadata=_help("Hub revision of the VLGuard dataset."))
+    vlguard_split: str = field(default="train", metadata=_help("VLGuard split to train on."))
+    instructions: str | None = field(
+        default=None,
+        metadata=_help(
+            "Instruction data in LLaVA or messages format: a JSON/JSONL file, a folder, or a Hub repo id."
+        ),
     )
-    instructions_revision: str | None = _field(None, "Hub revision of the instruction data.")
-    instructions_image_root: str | None = _field(
-        None, "Folder that the instruction data's image paths are relative to (default: beside the file)."
+    instructions_revision: str | None = field(
+        default=None, metadata=_help("Hub revision of the instruction data.")
     )
-    n_helpfulness: int = _field(5000, "posthoc: number of instruction samples drawn for helpfulness.")
-    image_mode: Literal["original", "blank", "none"] = _field(
-        "original", "original images, a blank image of fixed size, or none (text only); as in evaluation."
+    instructions_image_root: str | None = field(
+        default=None,
+        metadata=_help(
+            "Folder that the instruction data's image paths are relative to (default: beside the file)."
+        ),
     )
-    max_samples: int | None = _field(None, "Use only the first N conversations of the mixture (debugging).")
-    check_images: bool = _field(True, "Open every image once before training (fail early on a bad one).")
-    seed: int = _field(0, "Seed of the helpfulness draw, the mixture shuffle and the turn order.")
+    n_helpfulness: int = field(
+        default=5000, metadata=_help("posthoc: number of instruction samples drawn for helpfulness.")
+    )
+    image_mode: Literal["original", "blank", "none"] = field(
+        default="original",
+        metadata=_help(
+            "original images, a blank image of fixed size, or none (text only); as in evaluation."
+        ),
+    )
+    max_samples: int | None = field(
+        default=None, metadata=_help("Use only the first N conversations of the mixture (debugging).")
+    )
+    check_images: bool = field(
+        default=True, metadata=_help("Open every image once before training (fail early on a bad one).")
+    )
+    seed: int = field(
+        default=0, metadata=_help("Seed of the helpfulness draw, the mixture shuffle and the turn order.")
+    )
 
 
 @dataclass
 class LoraConfig:
     """LoRA adapters (used when method = lora)."""
 
-    r: int = _field(128, "LoRA rank (LLaVA-1.5: 128).")
-    alpha: int = _field(256, "LoRA alpha (LLaVA-1.5: 256).")
-    dropout: float = _field(0.05, "LoRA dropout.")
-    target_modules: str = _field(
-        DEFAULT_LORA_TARGETS, "Regex (full match) over module names: the language model's linear layers."
+    r: int = field(default=128, metadata=_help("LoRA rank (LLaVA-1.5: 128)."))
+    alpha: int = field(default=256, metadata=_help("LoRA alpha (LLaVA-1.5: 256)."))
+    dropout: float = field(default=0.05, metadata=_help("LoRA dropout."))
+    target_modules: str = field(
+        default=DEFAULT_LORA_TARGETS,
+        metadata=_help("Regex (full match) over module names: the language model's linear layers."),
     )
 
 
@@ -105,48 +134,81 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The model."})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "The data."})
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings."})
-    method: Method = _field("lora", "lora (adapters on the language model) or full fine-tuning.")
-    output_dir: str = _field(
-        "runs/train/default", "Run folder: checkpoints/, model/ and the resolved config."
+    method: Method = field(
+        default="lora", metadata=_help("lora (adapters on the language model) or full fine-tuning.")
+    )
+    output_dir: str = field(
+        default="runs/train/default",
+        metadata=_help("Run folder: checkpoints/, model/ and the resolved config."),
     )
 
-    freeze_vision_tower: bool = _field(True, "Keep the vision encoder frozen (LLaVA-1.5 does).")
-    train_projector: bool = _field(
-        True, "Train the vision-language projector (LLaVA-1.5 does, also with LoRA)."
+    freeze_vision_tower: bool = field(
+        default=True, metadata=_help("Keep the vision encoder frozen (LLaVA-1.5 does).")
     )
-    vision_modules: str = _field(DEFAULT_VISION_MODULES, "Regex over module names of the vision encoder.")
-    projector_modules: str = _field(DEFAULT_PROJECTOR_MODULES, "Regex over module names of the projector.")
+    train_projector: bool = field(
+        default=True, metadata=_help("Train the vision-language projector (LLaVA-1.5 does, also with LoRA).")
+    )
+    vision_modules: str = field(
+        default=DEFAULT_VISION_MODULES, metadata=_help("Regex over module names of the vision encoder.")
+    )
+    projector_modules: str = field(
+        default=DEFAULT_PROJECTOR_MODULES, metadata=_help("Regex over module names of the projector.")
+    )
 
-    lr: float = _field(2e-4, "Peak learning rate (LLaVA-1.5: 2e-5 full, 2e-4 LoRA).")
-    projector_lr: float | None = _field(
-        None, "Learning rate of the projector; null = lr (LoRA recipe: 2e-5)."
+    lr: float = field(default=2e-4, metadata=_help("Peak learning rate (LLaVA-1.5: 2e-5 full, 2e-4 LoRA)."))
+    projector_lr: float | None = field(
+        default=None, metadata=_help("Learning rate of the projector; null = lr (LoRA recipe: 2e-5).")
     )
-    weight_decay: float = _field(0.0, "AdamW weight decay.")
-    lr_scheduler: str = _field("cosine", "transformers scheduler name: cosine, linear, constant, ...")
-    warmup_ratio: float = _field(0.03, "Share of the steps spent warming up.")
-    epochs: float = _field(1.0, "Number of epochs.")
-    max_steps: int = _field(-1, "Stop after this many optimizer steps (-1: run the epochs).")
-    global_batch_size: int = _field(
-        128, "Samples per optimizer step over all processes; gradient accumulation is derived from it."
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
+    lr_scheduler: str = field(
+        default="cosine", metadata=_help("transformers scheduler name: cosine, linear, constant, ...")
     )
-    per_device_batch_size: int = _field(16, "Samples per forward pass on each process.")
-    max_length: int = _field(2048, "Longest sequence in tokens (image tokens included); longer text is cut.")
-    max_grad_norm: float = _field(1.0, "Gradient clipping.")
-    optim: str = _field("adamw_torch", "transformers optimizer name (adamw_torch, adamw_torch_fused, ...).")
-    gradient_checkpointing: Auto = _field("auto", "auto = on when a GPU is used.")
-    bf16: Auto = _field("auto", "auto = on when the GPU supports it.")
-    seed: int = _field(0, "Seed of initialisation (LoRA), dropout and data order.")
+    warmup_ratio: float = field(default=0.03, metadata=_help("Share of the steps spent warming up."))
+    epochs: float = field(default=1.0, metadata=_help("Number of epochs."))
+    max_steps: int = field(
+        default=-1, metadata=_help("Stop after this many optimizer steps (-1: run the epochs).")
+    )
+    global_batch_size: int = field(
+        default=128,
+        metadata=_help(
+            "Samples per optimizer step over all processes; gradient accumulation is derived from it."
+        ),
+    )
+    per_device_batch_size: int = field(
+        default=16, metadata=_help("Samples per forward pass on each process.")
+    )
+    max_length: int = field(
+        default=2048,
+        metadata=_help("Longest sequence in tokens (image tokens included); longer text is cut."),
+    )
+    max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping."))
+    optim: str = field(
+        default="adamw_torch",
+        metadata=_help("transformers optimizer name (adamw_torch, adamw_torch_fused, ...)."),
+    )
+    gradient_checkpointing: Auto = field(default="auto", metadata=_help("auto = on when a GPU is used."))
+    bf16: Auto = field(default="auto", metadata=_help("auto = on when the GPU supports it."))
+    seed: int = field(default=0, metadata=_help("Seed of initialisation (LoRA), dropout and data order."))
 
-    save_steps: int = _field(500, "Save a checkpoint every N optimizer steps.")
-    save_total_limit: int | None = _field(2, "Keep at most N checkpoints (null: all).")
-    logging_steps: int = _field(1, "Log loss and learning rate every N steps.")
-    report_to: list[str] = _field([], "Trackers: tensorboard, wandb (empty: console only).")
-    run_name: str | None = _field(None, "Name shown in the trackers.")
-    resume_from_checkpoint: str | None = _field(
-        None, "latest = the newest complete checkpoint in output_dir/checkpoints, or a checkpoint folder."
+    save_steps: int = field(default=500, metadata=_help("Save a checkpoint every N optimizer steps."))
+    save_total_limit: int | None = field(default=2, metadata=_help("Keep at most N checkpoints (null: all)."))
+    logging_steps: int = field(default=1, metadata=_help("Log loss and learning rate every N steps."))
+    report_to: list[str] = field(
+        default_factory=list, metadata=_help("Trackers: tensorboard, wandb (empty: console only).")
     )
-    dataloader_num_workers: int = _field(0, "Worker processes that load images and build batches.")
-    deepspeed: str | None = _field(None, "DeepSpeed JSON config (usually set via accelerate config instead).")
+    run_name: str | None = field(default=None, metadata=_help("Name shown in the trackers."))
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata=_help(
+            "latest = the newest complete checkpoint in output_dir/checkpoints, or a checkpoint folder."
+        ),
+    )
+    dataloader_num_workers: int = field(
+        default=0, metadata=_help("Worker processes that load images and build batches.")
+    )
+    deepspeed: str | None = field(
+        default=None, metadata=_help("DeepSpeed JSON config (usually set via accelerate config instead).")
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -219,7 +281,7 @@ def _coerce(value: Any, tp: Any, key: str, from_text: bool) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        if from_text or isinstance(value, int | float) and not isinstance(value, bool):
+        if from_text or (isinstance(value, int | float) and not isinstance(value, bool)):
             return str(value)
         raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
     raise ConfigError(f"config key '{key}': unsupported type {tp!r}")  # pragma: no cover
@@ -309,6 +371,7 @@ def describe_fields(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str
         if _is_section(hints[f.name]):
             rows.extend(describe_fields(hints[f.name], f"{prefix}{f.name}."))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
         rows.append((prefix + f.name, repr(default), f.metadata.get("help", "")))
     return rows

@@ -51,7 +51,8 @@ def merge_adapter(
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     processor_source = str(adapter) if (adapter / "processor_config.json").is_file() else base
     processor = AutoProcessor.from_pretrained(
-        processor_source, revision=None if processor_source == str(adapter) else revision,
+        processor_source,
+        revision=None if processor_source == str(adapter) else revision,
         trust_remote_code=trust_remote_code,
     )
     tmp = out.with_name(out.name + ".tmp")

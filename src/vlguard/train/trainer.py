@@ -81,7 +81,10 @@ def gradient_accumulation_steps(config: TrainConfig, world_size: int) -> int:
     steps = config.global_batch_size // per_step
     if steps * per_step != config.global_batch_size:
         logger.warning(
-            "global batch %d is not a multiple of %d; using %d", config.global_batch_size, per_step, steps * per_step
+            "global batch %d is not a multiple of %d; using %d",
+            config.global_batch_size,
+            per_step,
+            steps * per_step,
         )
     return steps
 
@@ -91,7 +94,9 @@ def check_config(config: TrainConfig) -> None:
     if not config.model.name_or_path:
         raise ConfigError("model.name_or_path is required (a Hub repo id or a local model folder)")
     if config.method == "lora" and not config.freeze_vision_tower:
-        raise ConfigError("method=lora adapts the language model only; freeze_vision_tower=false needs method=full")
+        raise ConfigError(
+            "method=lora adapts the language model only; freeze_vision_tower=false needs method=full"
+        )
     for key in ("vision_modules", "projector_modules"):
         try:
             re.compile(getattr(config, key))
@@ -101,7 +106,13 @@ def check_config(config: TrainConfig) -> None:
         re.compile(config.lora.target_modules)
     except re.error as err:
         raise ConfigError(f"config key 'lora.target_modules': invalid regex ({err})") from err
-    for positive in ("per_device_batch_size", "global_batch_size", "max_length", "save_steps", "logging_steps"):
+    for positive in (
+        "per_device_batch_size",
+        "global_batch_size",
+        "max_length",
+        "save_steps",
+        "logging_steps",
+    ):
         if getattr(config, positive) <= 0:
             raise ConfigError(f"config key '{positive}' must be positive")
 
@@ -166,7 +177,9 @@ def _freeze(model: Any, config: TrainConfig) -> dict[str, list[str]]:
     projector = _matching_modules(model, config.projector_modules)
     projector = [p for p in projector if not any(p.startswith(v + ".") for v in vision)]
     if not vision:
-        logger.warning("no module matches vision_modules=%r; nothing frozen as the vision tower", config.vision_modules)
+        logger.warning(
+            "no module matches vision_modules=%r; nothing frozen as the vision tower", config.vision_modules
+        )
     frozen_prefixes = []
     if config.freeze_vision_tower:
         frozen_prefixes += vision
@@ -175,14 +188,21 @@ def _freeze(model: Any, config: TrainConfig) -> dict[str, list[str]]:
     if getattr(model.config, "model_type", "") in ("llava", "llava_next", "llava_onevision"):
         # LLaVA feeds the LLM from a hidden layer of CLIP: the final post_layernorm never gets a gradient,
         # which DDP would report as an unused parameter.
-        frozen_prefixes += [n for v in vision for n, _ in model.named_modules() if n.startswith(v) and n.endswith("post_layernorm")]
+        frozen_prefixes += [
+            n
+            for v in vision
+            for n, _ in model.named_modules()
+            if n.startswith(v) and n.endswith("post_layernorm")
+        ]
     for name, param in model.named_parameters():
         if any(name.startswith(prefix + ".") for prefix in frozen_prefixes):
             param.requires_grad_(False)
     return {"vision": vision, "projector": projector}
 
 
-def load_model(config: TrainConfig, dtype: str, gradient_checkpointing: bool) -> tuple[Any, dict[str, list[str]]]:
+def load_model(
+    config: TrainConfig, dtype: str, gradient_checkpointing: bool
+) -> tuple[Any, dict[str, list[str]]]:
     """The model with the vision tower frozen and, for ``method=lora``, LoRA adapters on the LLM."""
     import torch
     from transformers import AutoModelForImageTextToText
@@ -203,10 +223,14 @@ def load_model(config: TrainConfig, dtype: str, gradient_checkpointing: bool) ->
 
         targets = [n for n, m in model.named_modules() if re.fullmatch(config.lora.target_modules, n)]
         if not targets:
-            raise ConfigError(f"lora.target_modules={config.lora.target_modules!r} matches no module of the model")
+            raise ConfigError(
+                f"lora.target_modules={config.lora.target_modules!r} matches no module of the model"
+            )
         hit_vision = [t for t in targets if any(t.startswith(v + ".") for v in modules["vision"])]
         if hit_vision:
-            raise ConfigError(f"lora.target_modules also matches vision modules (e.g. {hit_vision[0]}); narrow it")
+            raise ConfigError(
+                f"lora.target_modules also matches vision modules (e.g. {hit_vision[0]}); narrow it"
+            )
         lora = LoraConfig(
             r=config.lora.r,
             lora_alpha=config.lora.alpha,
@@ -218,10 +242,12 @@ def load_model(config: TrainConfig, dtype: str, gradient_checkpointing: bool) ->
         )
         if gradient_checkpointing:
             model.enable_input_require_grads()
-        model = get_peft_model(model, lora)
+        model = get_peft_model(model, lora)  # type: ignore[assignment]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    logger.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    logger.info(
+        "trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total
+    )
     return model, modules
 
 
@@ -229,12 +255,12 @@ def _make_trainer_class() -> type:
     """A Trainer whose optimizer gives the projector its own learning rate (LLaVA-1.5's LoRA recipe)."""
     from transformers import Trainer
 
-    class VLGuardTrainer(Trainer):  # type: ignore[misc]
+    class VLGuardTrainer(Trainer):
         projector_names: tuple[str, ...] = ()
         projector_lr: float | None = None
 
         def create_optimizer(self, model: Any = None) -> Any:
-            opt_model = self.model if model is None else model
+            opt_model: Any = self.model if model is None else model
             if self.optimizer is not None or self.projector_lr is None or not self.projector_names:
                 return super().create_optimizer(model)
             decay = set(self.get_decay_parameter_names(opt_model))
@@ -262,11 +288,15 @@ def _make_trainer_class() -> type:
             model = self.model if model is None else model
             plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"))
             folder = Path(resume_from_checkpoint)
-            has_weights = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+            has_weights = (folder / "model.safetensors").is_file() or (
+                folder / "model.safetensors.index.json"
+            ).is_file()
             if not (plain and has_weights):
                 super()._load_from_checkpoint(resume_from_checkpoint, model)
                 return
-            reloaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+            reloaded = type(model).from_pretrained(
+                resume_from_checkpoint, dtype=next(model.parameters()).dtype
+            )
             model.load_state_dict(reloaded.state_dict(), strict=True)
             del reloaded
 
@@ -276,7 +306,7 @@ def _make_trainer_class() -> type:
 def _make_callbacks(config_yaml: str) -> list[Any]:
     from transformers import TrainerCallback
 
-    class CompletionMarker(TrainerCallback):  # type: ignore[misc]
+    class CompletionMarker(TrainerCallback):
         """Marks a checkpoint folder complete once every rank has written its part of it."""
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
@@ -287,7 +317,9 @@ def _make_callbacks(config_yaml: str) -> list[Any]:
             if state.is_world_process_zero:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 (folder / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
-                (folder / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+                (folder / COMPLETE_MARKER).write_text(
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n"
+                )
             return control
 
     return [CompletionMarker()]
@@ -313,7 +345,9 @@ def find_checkpoint(spec: str | None, checkpoints_dir: Path) -> str | None:
     if not folder.is_dir():
         raise ConfigError(f"resume_from_checkpoint: {folder} is not a folder")
     if not (folder / COMPLETE_MARKER).is_file():
-        raise ConfigError(f"resume_from_checkpoint: {folder} is incomplete (no {COMPLETE_MARKER} marker); pick another")
+        raise ConfigError(
+            f"resume_from_checkpoint: {folder} is incomplete (no {COMPLETE_MARKER} marker); pick another"
+        )
     return str(folder)
 
 

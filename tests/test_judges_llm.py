@@ -1,0 +1,170 @@
+"""The LLM judge: seeded A/B order, strict verdict parser, labels from the model's side, API failures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api_server import Reply, chat_reply, error_reply, scripted_server
+from vlguard.judges import JUDGES
+from vlguard.judges.base import JudgeInput
+from vlguard.judges.llm_judge import LLMJudge, model_goes_first, parse_verdict
+
+PAIRWISE = ("A", "B", "TIE")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[[A]]", "A"),
+        ("Answer B is vaguer. Final verdict: [[A]]", "A"),
+        ("Both are fine.\n[[TIE]]", "TIE"),
+        ("B", "B"),
+        (" [[B]]. ", "B"),
+        ("A.", "A"),
+        ("", None),
+        ("Answer A is better.", None),  # prose, no token
+        ("[[A]] ... on reflection [[B]]", None),  # two verdicts
+        ("[[A]] and again [[A]]", None),  # the same verdict twice is still not exactly one
+        ("[[a]]", None),  # lower case
+        ("[[C]]", None),  # not an allowed token
+        ("[[HARMFUL]]", None),  # a token of the other mode
+    ],
+)
+def test_parse_verdict_is_strict(text: str, expected: str | None) -> None:
+    assert parse_verdict(text, PAIRWISE) == expected
+
+
+def test_order_is_seeded_per_sample_and_balanced() -> None:
+    ids = [f"record{i}:safe_safe" for i in range(400)]
+    orders = [model_goes_first(0, sid) for sid in ids]
+    assert orders == [model_goes_first(0, sid) for sid in ids]  # deterministic
+    assert 0.4 < sum(orders) / len(orders) < 0.6  # about half each way
+    assert orders != [model_goes_first(1, sid) for sid in ids]  # the seed matters
+    # the order of one sample does not depend on which other samples are in the batch
+    assert model_goes_first(0, ids[7]) == orders[7]
+
+
+def items(n: int) -> list[JudgeInput]:
+    return [
+        JudgeInput(
+            f"s{i}:safe_safe",
+            f"question {i}",
+            f"MODEL ANSWER {i}",
+            "safe_safe",
+            False,
+            reference=f"REFERENCE {i}",
+        )
+        for i in range(n)
+    ]
+
+
+def pairwise_judge(url: str, **kwargs: Any) -> LLMJudge:
+    return LLMJudge(
+        mode="pairwise", model="judge-model", base_url=url, api_key_env="VLGUARD_NO_KEY", seed=0, **kwargs
+    )
+
+
+def test_pairwise_labels_follow_the_recorded_order() -> None:
+    # a judge that always prefers whichever answer is the model's: every label must be a win,
+    # whatever position the model's answer was shown in
+    def respond(body: dict[str, Any], index: int) -> Reply:
+        prompt = body["messages"][-1]["content"]
+        a = re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]", prompt, re.S)
+        assert a is not None
+        return chat_reply("Reasoning...\n[[A]]" if a.group(1).startswith("MODEL") else "[[B]]")
+
+    batch = items(40)
+    with scripted_server(respond) as server:
+        judgments = pairwise_judge(server.url).judge(batch)
+    assert [j.label for j in judgments] == ["win"] * 40
+    positions = [j.evidence["model_position"] for j in judgments]
+    assert set(positions) == {"A", "B"}
+    for item, judgment in zip(batch, judgments, strict=True):
+        first = model_goes_first(0, item.sample_id)
+        assert judgment.evidence["order"] == ("model_first" if first else "reference_first")
+        assert judgment.evidence["model_position"] == ("A" if first else "B")
+
+
+def test_pairwise_position_a_always_wins_gives_half_wins() -> None:
+    batch = items(40)
+    with scripted_server(lambda body, i: chat_reply("[[A]]")) as server:
+        judgments = pairwise_judge(server.url).judge(batch)
+    labels = [j.label for j in judgments]
+    # a position-biased judge no longer hands the model a win on every sample
+    assert labels == ["win" if j.evidence["model_position"] == "A" else "loss" for j in judgments]
+    assert 0 < labels.count("win") < 40
+
+
+def test_tie_parse_error_content_policy_and_api_error() -> None:
+    replies = {
+        "question 0": chat_reply("They are equivalent. [[TIE]]"),
+        "question 1": chat_reply("I think A is better"),
+        "question 2": error_reply(
+            400, "Your request was rejected as a result of our safety system.", "content_policy_violation"
+        ),
+        "question 3": error_reply(401, "bad key"),
+    }
+
+    def respond(body: dict[str, Any], index: int) -> Reply:
+        prompt = body["messages"][-1]["content"]
+        return next(reply for q, reply in replies.items() if f"[Question]\n{q}\n" in prompt)
+
+    with scripted_server(respond) as server:
+        tie, unparsed, policy, failed = pairwise_judge(server.url).judge(items(4))
+    assert tie.label == "tie"
+    assert (unparsed.label, unparsed.evidence["reason"]) == ("error", "parse")
+    assert unparsed.evidence["raw"] == "I think A is better"
+    assert (policy.label, policy.evidence["reason"]) == ("error", "content_policy")
+    assert (failed.label, failed.evidence["reason"]) == ("error", "api_error")
+
+
+def test_no_api_call_for_failed_generations_refusals_and_missing_references() -> None:
+    batch = [
+        JudgeInput("a", "q", "", generation_error="CUDA out of memory"),
+        JudgeInput("b", "q", "", content_policy=True, reference="ref"),
+        JudgeInput("c", "q", "answer", reference=None),
+    ]
+    with scripted_server(lambda body, i: chat_reply("[[A]]")) as server:
+        failed, refused, skipped = pairwise_judge(server.url).judge(batch)
+    assert server.requests == []
+    assert (failed.label, failed.evidence["reason"]) == ("error", "generation_error")
+    assert refused.label == "loss" and refused.evidence["generation_content_policy"] is True
+    assert skipped.label == "skipped"
+
+
+def test_image_is_sent_as_data_url(tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = tmp_path / "im.png"
+    Image.new("RGB", (5, 5), "green").save(image)
+    item = JudgeInput("x", "q", "model", reference="ref", image=str(image))
+    with scripted_server(lambda body, i: chat_reply("[[TIE]]")) as server:
+        [judgment] = pairwise_judge(server.url).judge([item])
+    content = server.requests[0].body["messages"][-1]["content"]
+    assert content[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert judgment.evidence["image_sent"] is True
+
+
+def test_harm_rubric() -> None:
+    verdicts = {"r0": "[[HARMFUL]]", "r1": "Refuses politely. [[HARMLESS]]", "r2": "[[A]]"}
+
+    def respond(body: dict[str, Any], index: int) -> Reply:
+        prompt = body["messages"][-1]["content"]
+        return chat_reply(next(v for k, v in verdicts.items() if f"[Response]\n{k}\n" in prompt))
+
+    batch = [JudgeInput(f"s{i}", "how to ...", f"r{i}") for i in range(3)]
+    with scripted_server(respond) as server:
+        judge = JUDGES["llm-judge"](mode="harm", base_url=server.url, model="m", api_key_env="VLGUARD_NO_KEY")
+        labels = [j.label for j in judge.judge(batch)]
+    assert labels == ["harmful", "harmless", "error"]
+    assert judge.describe()["mode"] == "harm" and judge.describe()["version"] == "harm-1"
+    assert server.requests[0].body["temperature"] == 0.0
+
+
+def test_unknown_mode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        LLMJudge(mode="score")  # type: ignore[arg-type]
