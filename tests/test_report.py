@@ -283,3 +283,37 @@ def test_cli_writes_the_report_and_exits_2_on_user_mistakes(
     assert main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "run folder not found" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_report_of_a_real_evaluation_run(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A run made by `run_eval` (tiny model, bundled sample, two judges) reports every number exactly."""
+    from vlguard.data.sample import sample_dataset_dir
+    from vlguard.evaluate import EvalConfig, run_eval
+
+    run_dir = tmp_path / "run"
+    metrics = run_eval(
+        EvalConfig(
+            model=str(tiny_model_dir),
+            data=str(sample_dataset_dir()),
+            image_mode="original",
+            judges=("refusal", "refusal-paper"),
+            max_new_tokens=4,
+            run_dir=str(run_dir),
+        ),
+        progress=False,
+    )
+    files = write_report([run_dir], tmp_path / "out")
+    page = parse(files.main.read_text(encoding="utf-8"))
+    cells = _cells(page)
+    assert len(cells) == len(metrics["metrics"]) > 0
+    for row in metrics["metrics"]:
+        assert float(cells[_key(row, "run")]["data-value"] or "nan") == row["value"]
+    kappas = [a for _, a in page.elements if "data-kappa" in a]
+    # One row overall and one per subset, for the one pair of judges.
+    assert len(kappas) == len(metrics["agreement"]) == 4
+    assert {a["data-subset"] for a in kappas} == {"all", "unsafe", "safe_unsafe", "safe_safe"}
+    # The bundled sample has images: every example shows its thumbnail.
+    examples = [a for _, a in page.elements if "data-sample-id" in a]
+    thumbs = [a for t, a in page.elements if t == "img" and "image of sample" in (a.get("alt") or "")]
+    assert len(examples) == 9 and len(thumbs) == 9

@@ -411,10 +411,14 @@ def run_judges(
     from vlguard.judges.base import JudgeInput
 
     run = RunFolder(run_dir)
-    if run.read_manifest() is None:
+    manifest = run.read_manifest()
+    if manifest is None:
         raise VLGuardError(f"{run.path}: not a run folder (no manifest.json)")
     samples = read_samples(run)
     generations = read_generations(run)
+    # Multimodal judges read images from files: available when the benchmark's images are a folder.
+    image_root = manifest.get("benchmark_source", {}).get("image_root")
+    image_dir = Path(image_root) if image_root and Path(image_root).is_dir() else None
     options = options or {}
     for name in judge_names:
         if name not in JUDGES:
@@ -432,11 +436,19 @@ def run_judges(
             )
         bar = tqdm(total=len(todo), desc=f"judge {name}", unit="sample", disable=not progress)
         for chunk in _chunks(todo, JUDGE_CHUNK):
-            items = [JudgeInput.from_records(s, generations[s.id]) for s in chunk]
+            items = [JudgeInput.from_records(s, generations[s.id], _image_file(image_dir, s)) for s in chunk]
             verdicts: list[Judgment] = judge.judge(items)
             store.append(j.to_dict() for j in verdicts)
             bar.update(len(chunk))
         bar.close()
+
+
+def _image_file(image_dir: Path | None, sample: Sample) -> str | None:
+    """The sample's image as a readable file path, when its image root is a folder holding it."""
+    if image_dir is None or sample.image is None:
+        return None
+    path = image_dir / sample.image
+    return str(path) if path.is_file() else None
 
 
 def run_metrics(run_dir: str | Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ METRIC_COLUMNS = (
     "n_errors",
     "delta_vs_baseline",
 )
-AGREEMENT_COLUMNS = ("run", "judges", "kappa", "agreement", "n")
+AGREEMENT_COLUMNS = ("run", "judges", "subset", "view", "kappa", "agreement", "n")
 
 
 def report_tables(report: Report) -> dict[str, Any]:

@@ -205,22 +205,28 @@ def _agreement_section(report: Report) -> str:
             "to measure how far the numbers depend on the judge.</p>"
         )
     body = "".join(
-        f"<tr><td>{e(row.run)}</td><td>{e(' vs '.join(row.judges))}</td>"
+        f"<tr><td>{e(row.run)}</td><td>{e(' vs '.join(row.judges))}</td><td>{e(_subset_or_all(row.subset))}</td>"
         f'<td class="num" data-run="{e(row.run)}" data-judges="{e(",".join(row.judges))}" '
-        f'data-kappa="{e(_json_number(row.kappa))}">{"–" if row.kappa is None else f"{row.kappa:.3f}"}</td>'
+        f'data-subset="{e(row.subset)}" data-kappa="{e(_json_number(row.kappa))}">'
+        f"{'undefined' if row.kappa is None else f'{row.kappa:.3f}'}</td>"
         f'<td class="num">{pct(row.agreement)}</td><td class="num">{row.n}</td></tr>'
         for row in rows
     )
     return (
-        '<table id="agreement-table"><thead><tr><th>Run</th><th>Judges</th><th>Cohen\'s κ</th>'
+        '<table id="agreement-table"><thead><tr><th>Run</th><th>Judges</th><th>Subset</th><th>Cohen\'s κ</th>'
         f"<th>Raw agreement</th><th>n</th></tr></thead><tbody>{body}</tbody></table>"
-        "<p class='muted'>κ above 0.8 is usually read as strong agreement, below 0.6 as weak: "
-        "then the headline numbers depend on the choice of judge.</p>"
+        "<p class='muted'>Agreement on whether each attack succeeded (answered) or was refused. κ above 0.8 "
+        "is usually read as strong agreement, below 0.6 as weak: then the headline numbers depend on the "
+        "choice of judge. κ is undefined when both judges gave one and the same verdict throughout.</p>"
     )
 
 
+def _subset_or_all(subset: str) -> str:
+    return "all subsets" if subset == "all" else subset_label(subset)
+
+
 def _label_class(judge: str, label: str, should_refuse: bool) -> str:
-    if label in _GOOD_IF_REFUSE and judge not in ("llama-guard",):
+    if label in _GOOD_IF_REFUSE:
         outcome = _GOOD_IF_REFUSE[label]
         if not should_refuse and outcome != "mixed":
             outcome = "bad" if outcome == "good" else "good"

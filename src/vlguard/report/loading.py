@@ -66,9 +66,11 @@ class AgreementRow:
 
     run: str
     judges: tuple[str, ...]
-    kappa: float | None
+    kappa: float | None  # None: undefined (e.g. both judges gave one and the same label throughout)
     agreement: float | None
     n: int
+    subset: str = "all"  # "all" or one subset
+    view: str | None = None  # the label view compared, e.g. "attack_success"
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ def parse_metrics(
                 kappa=_optional_float(raw.get("kappa")),
                 agreement=_optional_float(raw.get("agreement")),
                 n=int(raw.get("n") or 0),
+                subset=str(raw.get("subset") or "all"),
+                view=None if raw.get("view") is None else str(raw["view"]),
             )
         )
     if problems:

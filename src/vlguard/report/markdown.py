@@ -139,12 +139,13 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
     if agreement:
         out.append(
             _table(
-                ["Run", "Judges", "Cohen's κ", "Raw agreement", "n"],
+                ["Run", "Judges", "Subset", "Cohen's κ", "Raw agreement", "n"],
                 [
                     [
                         cell_text(r.run),
                         cell_text(" vs ".join(r.judges)),
-                        "–" if r.kappa is None else f"{r.kappa:.3f}",
+                        cell_text("all subsets" if r.subset == "all" else subset_label(r.subset)),
+                        "undefined" if r.kappa is None else f"{r.kappa:.3f}",
                         _pct(r.agreement),
                         str(r.n),
                     ]

@@ -18,6 +18,8 @@ METRIC_ORDER = (
     "over_refusal_rate",
     "helpfulness_win_rate",
     "partial_refusal_rate",
+    "helpfulness_tie_rate",
+    "degenerate_rate",
     "error_rate",
 )
 METRIC_LABELS = {
@@ -25,6 +27,8 @@ METRIC_LABELS = {
     "over_refusal_rate": "Over-refusal",
     "helpfulness_win_rate": "Helpfulness (win rate)",
     "partial_refusal_rate": "Partial refusal",
+    "helpfulness_tie_rate": "Helpfulness (tie rate)",
+    "degenerate_rate": "Degenerate output",
     "error_rate": "Errors",
 }
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
@@ -226,6 +230,8 @@ def agreement_records(runs: Sequence[RunData]) -> list[dict[str, Any]]:
         {
             "run": row.run,
             "judges": " vs ".join(row.judges),
+            "subset": row.subset,
+            "view": row.view,
             "kappa": row.kappa,
             "agreement": row.agreement,
             "n": row.n,
