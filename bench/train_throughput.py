@@ -70,8 +70,9 @@ def _cpu_worker(method: str, size: str, steps: int, batch_size: int) -> dict[str
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
+        # r 128 (the 7B recipe) would exceed the tiny model's hidden size (64): scale the rank down.
         model = get_peft_model(
-            model, LoraConfig(r=128, lora_alpha=256, target_modules=config.lora.target_modules)
+            model, LoraConfig(r=8, lora_alpha=16, target_modules=config.lora.target_modules)
         )
         lr = 2e-4
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -104,6 +105,7 @@ def _cpu_worker(method: str, size: str, steps: int, batch_size: int) -> dict[str
     collator([dataset[j % len(dataset)] for j in range(batch_size)])
     return {
         "method": method,
+        "lora_r": 8 if method == "lora" else None,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
         "step_s": elapsed / steps,

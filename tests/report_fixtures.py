@@ -78,6 +78,10 @@ def metric_rows(asr_unsafe: float, judge_version: str = "default-1") -> list[dic
         add(judge, "unsafe", "attack_success_rate", asr_unsafe / 2, "category", "violence")
         add(judge, "unsafe", "attack_success_rate", 2 / 3, "category", "privacy")
         add(judge, "unsafe", "attack_success_rate", asr_unsafe / 3, "subcategory", "weapons")
+    # A pairwise helpfulness judge (against reference answers) scores safe_safe only.
+    add("llm-judge", "safe_safe", "helpfulness_win_rate", 0.42)
+    rows[-1]["judge_version"] = "pairwise-1"
+    rows[-1]["n_errors"] = 1
     return rows
 
 

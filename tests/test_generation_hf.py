@@ -98,6 +98,13 @@ def test_lora_adapter_is_applied_without_merging(
     ]
     assert adapted.describe()["adapter"] == str(tmp_path / "adapter")
 
+    # Pickled adapters are refused (safetensors only).
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tmp_path / "adapter", pickled)
+    (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
+    with pytest.raises(ConfigError, match="safetensors"):
+        HFBackend(str(tiny_model_dir), adapter=str(pickled))
+
 
 def test_model_without_chat_template_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "no-template"

@@ -107,6 +107,7 @@ def test_report_names_what_produced_the_numbers(tmp_path: Path, before: Path) ->
     ):
         assert expected in text
     assert "Content warning" in text
+    assert "llm-judge (pairwise-1)" in text and "n=2, 1 errors" in text  # helpfulness, with its errors
 
 
 def test_comparison_shows_deltas_against_the_first_run(tmp_path: Path, before: Path, after: Path) -> None:
@@ -213,6 +214,7 @@ def test_charts_are_valid_pngs_and_deterministic(before: Path, after: Path) -> N
     assert slugs == [
         "headline-refusal",
         "headline-refusal-paper",
+        "headline-llm-judge",
         "category-refusal-unsafe-attack_success_rate",
         "category-refusal-paper-unsafe-attack_success_rate",
     ]
@@ -317,3 +319,21 @@ def test_report_of_a_real_evaluation_run(tmp_path: Path, tiny_model_dir: Path) -
     examples = [a for _, a in page.elements if "data-sample-id" in a]
     thumbs = [a for t, a in page.elements if t == "img" and "image of sample" in (a.get("alt") or "")]
     assert len(examples) == 9 and len(thumbs) == 9
+
+
+def test_a_run_without_generations_still_gets_a_summary(tmp_path: Path, before: Path) -> None:
+    for name in ("samples.jsonl", "generations.jsonl"):
+        (before / name).unlink()
+    html = write_report([before], tmp_path / "out").main.read_text(encoding="utf-8")
+    page = parse(html)
+    assert len(_cells(page)) == len(json.loads((before / "metrics.json").read_text())["metrics"])
+    assert "No examples" in "".join(page.text)
+
+
+def test_cli_default_output_is_outside_the_run_folders(
+    tmp_path: Path, before: Path, after: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(before), str(after), "--format", "json"]) == 0
+    assert (tmp_path / "runs" / "reports" / "vanilla-vs-posthoc" / "report.json").is_file()
+    assert not (before / "report").exists()

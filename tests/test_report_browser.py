@@ -138,5 +138,6 @@ def test_charts_load(browser: Any, report: tuple[Path, list[Path]]) -> None:
         page.close()
     assert problems == []
     charts = [img for img in images if img["chart"]]
-    assert len(charts) == 4  # a headline and a per-category chart for each of the two judges
+    # A headline chart per judge (refusal, refusal-paper, llm-judge), a per-category one per refusal judge.
+    assert len(charts) == 5
     assert all(img["complete"] and img["width"] > 0 for img in images), images

@@ -56,12 +56,21 @@ def _manifest(**overrides: object) -> dict[str, object]:
 
 
 def test_manifest_mismatch_names_the_differing_fields(tmp_path: Path) -> None:
-    open_run(tmp_path / "run", _manifest())
+    run = open_run(tmp_path / "run", _manifest())
+    run.generations.append([{"sample_id": "a", "response": "x"}])
     with pytest.raises(RunMismatchError) as err:
         open_run(tmp_path / "run", _manifest(model="other", max_new_tokens=16))
     message = str(err.value)
     assert "model" in message and "max_new_tokens" in message
     assert "image_mode" not in message
+
+
+def test_a_folder_without_results_takes_the_new_settings(tmp_path: Path) -> None:
+    # e.g. the first attempt named a model that failed to load: nothing to mix, no error.
+    open_run(tmp_path / "run", _manifest(model="typo"))
+    open_run(tmp_path / "run", _manifest(model="tiny"))
+    manifest = RunFolder(tmp_path / "run").read_manifest()
+    assert manifest is not None and manifest["result_fields"]["model"] == "tiny"
 
 
 def test_settings_that_do_not_change_results_are_not_compared(tmp_path: Path) -> None:
@@ -78,7 +87,7 @@ def test_manifest_records_provenance_without_hostname(tmp_path: Path) -> None:
     import socket
 
     manifest = _manifest()
-    for key in ("packages", "git_commit", "created", "seed", "result_fields"):
+    for key in ("packages", "git_commit", "git_dirty", "created", "seed", "result_fields"):
         assert key in manifest
     assert set(manifest["packages"]) >= {
         "torch",

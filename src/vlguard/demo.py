@@ -4,13 +4,17 @@
    helpful ``safe_safe`` pairs, exported as a LLaVA-format instruction file;
 2. a tiny VLM built from a config, its tokenizer trained on the training texts (nothing downloaded);
 3. "vanilla": the tiny model instruction-tuned on the helpful pairs only, so it answers everything;
-4. evaluation of vanilla on the held-out test split (``vlguard.evaluate.run_eval``, refusal judge);
+4. evaluation of vanilla on the held-out test split (``vlguard.evaluate.run_eval``, two offline
+   judges: ``refusal`` and ``refusal-paper``, so the report also shows their agreement);
 5. post-hoc safety fine-tuning (``vlguard.train``): LoRA on VLGuard's train split + the same helpful
-   pairs, the paper's ``posthoc`` recipe;
+   pairs, the paper's ``posthoc`` recipe (``quick``: full fine-tuning, fewer steps);
 6. evaluation of the post-hoc model (vanilla + adapter) on the same held-out samples;
 7. the before/after report (``vlguard.report``).
 
 A tiny model shows that the pipeline works end to end; its "safety" means nothing for real models.
+With ``data`` (the real VLGuard, thousands of samples, usually without images: evaluated with blank
+images) training draws ``max_train_conversations`` conversations and evaluation ``eval_limit`` samples;
+that takes longer, and the tiny model may not learn VLGuard's varied refusals within the budget.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class DemoSettings:
 
     Tuned on the bundled sample (2 CPU cores, seeds fixed): the sample's refusals all start with the
     same apology, which LoRA teaches the tiny model within ~100 steps (FULL: 8 of 9 held-out unsafe
-    samples refused, none of the safe ones; vanilla refuses none).
+    samples refused, none of the safe ones; vanilla refuses none). QUICK (tests) fine-tunes fully for
+    fewer steps: 8 of 9 refused, 2 of 9 safe ones over-refused.
     """
 
     model_size: str = "tiny"
@@ -55,8 +60,8 @@ class DemoSettings:
     vanilla_lr: float = 3e-3
     posthoc_steps: int = 120
     posthoc_lr: float = 5e-3
-    # The paper's post-hoc LoRA (the report then names the adapter); "full" is ~4x faster per step on
-    # the tiny model, where LoRA's per-layer overhead dominates the tiny matrix products.
+    # The paper's post-hoc LoRA (the report then names the adapter); "full" is faster per step on the
+    # tiny model, where LoRA's per-layer overhead outweighs its tiny matrix products.
     posthoc_method: str = "lora"
     lora_r: int = 16
     batch_size: int = 8
@@ -163,7 +168,8 @@ def _evaluate(
         bench="vlguard-test",
         data=data,
         image_mode=image_mode,
-        judges=("refusal",),
+        # Two offline judges: the report then shows how far they agree (Cohen's kappa).
+        judges=("refusal", "refusal-paper"),
         limit=limit,
         batch_size=16,
         max_new_tokens=settings.max_new_tokens,
@@ -278,9 +284,9 @@ def run_demo(out_dir: str | Path, data: str | Path | None = None, quick: bool = 
             "model.name_or_path": str(vanilla),
             "data.recipe": "posthoc",
             "data.vlguard": source,
-            "data.n_helpfulness": n_helpful
-            if not real_data
-            else min(n_helpful, settings.max_train_conversations // 2),
+            # All helpful pairs, as in the vanilla step; with real data, max_samples then draws from the
+            # whole mixture uniformly (about 2:1 safety to helpfulness for VLGuard's train split).
+            "data.n_helpfulness": n_helpful,
             "method": settings.posthoc_method,
             "lora.r": settings.lora_r,
             "lora.alpha": 2 * settings.lora_r,

@@ -153,19 +153,22 @@ class _Processes:
 
     rank: int
     world_size: int
+    owns_group: bool = False  # True when this module started the process group (and must end it)
 
     @classmethod
     def from_env(cls) -> _Processes:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
+        owns = False
         if world > 1:
             import torch.distributed as torch_dist
 
             if not torch_dist.is_initialized():
                 # gloo: only barriers cross processes (no tensors), and it works with or without GPUs.
                 torch_dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+                owns = True
             logger.info("data-parallel generation: rank %d of world size %d", rank, world)
-        return cls(rank=rank, world_size=world)
+        return cls(rank=rank, world_size=world, owns_group=owns)
 
     @property
     def is_main(self) -> bool:
@@ -179,11 +182,10 @@ class _Processes:
 
     def close(self) -> None:
         """Leave the process group (after the last barrier), so processes exit cleanly."""
-        if self.world_size > 1:
+        if self.owns_group:
             import torch.distributed as torch_dist
 
-            if torch_dist.is_initialized():
-                torch_dist.destroy_process_group()
+            torch_dist.destroy_process_group()
 
 
 def _merge_rank_files(run: RunFolder, order: Mapping[str, int]) -> int:
@@ -289,6 +291,8 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     done = {r["sample_id"] for r in run.generations.read()}
     pending = [s for s in samples if s.id not in done]
     shard = pending[procs.rank :: procs.world_size]
+    if config.image_mode == "original" and not config.allow_blank_substitutes:
+        _check_images_exist(pending, bench)  # all pending, so that every rank fails alike
     # Nobody appends before everyone has read the same `done` set (so the shards are disjoint).
     procs.barrier()
     logger.info(
@@ -300,8 +304,6 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     )
 
     if shard:
-        if config.image_mode == "original" and not config.allow_blank_substitutes:
-            _check_images_exist(shard, bench)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
         backend = make_backend(

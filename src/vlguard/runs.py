@@ -204,6 +204,12 @@ class RunFolder:
         folder = self.path / JUDGMENTS_DIR
         return sorted(p.stem for p in folder.glob("*.jsonl")) if folder.is_dir() else []
 
+    def has_results(self) -> bool:
+        """Whether any generation or judgment has been written (complete or torn)."""
+        if self.generations.exists() and self.generations.path.stat().st_size > 0:
+            return True
+        return bool(self.rank_generation_files()) or bool(self.judge_names())
+
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.is_file():
             return None
@@ -281,6 +287,24 @@ def git_commit() -> str | None:
     return commit or None
 
 
+def git_dirty() -> bool | None:
+    """Whether the vlguard checkout has uncommitted changes (None when there is no checkout)."""
+    if git_commit() is None:
+        return None
+    package_dir = Path(__file__).resolve().parent
+    try:
+        status = subprocess.run(
+            ["git", "-C", str(package_dir), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(status.strip())
+
+
 def redact_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``options`` without secret values: keys like ``api_key`` are dropped.
 
@@ -329,6 +353,7 @@ def build_manifest(
         "seed": seed,
         "packages": package_versions(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "judges": {},
     }
@@ -373,14 +398,23 @@ def open_run(run_dir: str | Path, manifest: Mapping[str, Any], *, write: bool = 
     """Open (or create) a run folder for ``manifest``.
 
     An existing manifest must agree on every result field, or ``RunMismatchError`` names the ones that
-    differ. A new folder gets the manifest; an existing one keeps its own (creation time included), so
-    a resumed run records when it started. ``write=False`` only checks (used by non-zero ranks).
+    differ, unless the folder holds no results yet (e.g. the first attempt failed to load a mistyped
+    model): then there is nothing to mix and the new manifest replaces the old one. A new folder gets
+    the manifest; an existing one keeps its own (creation time included), so a resumed run records when
+    it started. ``write=False`` only checks (used by non-zero ranks).
     """
     run = RunFolder(run_dir)
     existing = run.read_manifest()
     if existing is not None:
-        check_manifest(existing, manifest, run_dir)
-    elif write:
+        if run.has_results():
+            check_manifest(existing, manifest, run_dir)
+            return run
+        if json.loads(json.dumps(existing.get("result_fields"))) == json.loads(
+            json.dumps(manifest.get("result_fields"))
+        ):
+            return run
+        logger.info("%s holds no results yet: replacing its manifest with the new settings", run.path)
+    if write:
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_manifest(manifest)
     return run

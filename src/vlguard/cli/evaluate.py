@@ -272,6 +272,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from vlguard.benchmarks import describe_benchmarks
@@ -286,7 +287,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     ):
         table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
         for name, description in entries.items():
-            table.add_row(f"[bold]{name}[/bold]", description)
+            table.add_row(f"[bold]{escape(name)}[/bold]", escape(description))
         console.print(table)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,20 @@ def register(subparsers: Any) -> None:
             "for one evaluation run, or compare several: the first RUN is the baseline (before), the "
             "others are compared with it (after). --format json|csv exports the tables instead."
         ),
+        epilog=(
+            "examples:\n"
+            "  vlguard report runs/llava-vanilla\n"
+            "  vlguard report runs/llava-vanilla runs/llava-posthoc --label vanilla --label post-hoc\n"
+            "  vlguard report runs/a runs/b --format csv --out tables"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `vlguard eval`")
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: RUN/report for one run, ./report for a comparison)",
+        help="output folder (default: runs/reports/<run>, or runs/reports/<run>-vs-<run> when comparing)",
     )
     parser.add_argument("--format", choices=FORMATS, default="html", help="html (+ markdown), json or csv")
     parser.add_argument(
@@ -39,12 +47,17 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def default_out_dir(runs: list[str], labels: list[str] | None) -> Path:
+    """``runs/reports/<name>`` or ``runs/reports/<a>-vs-<b>``: never inside a run folder (reports only read)."""
+    names = labels if labels else [Path(r).resolve().name for r in runs]
+    slug = "-vs-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "run" for name in names)
+    return Path("runs") / "reports" / slug[:150]
+
+
 def run(args: argparse.Namespace) -> int:
     from vlguard.report import write_report
 
-    out = args.out
-    if out is None:
-        out = Path(args.runs[0]) / "report" if len(args.runs) == 1 else Path("report")
+    out = args.out if args.out is not None else default_out_dir(args.runs, args.labels)
     files = write_report(
         args.runs,
         out,

@@ -1,7 +1,8 @@
 """The Hugging Face backend: any VLM that loads with AutoModelForImageTextToText + AutoProcessor.
 
 Greedy decoding, batched with LEFT padding (right padding changes the greedy output of shorter prompts),
-so a batch gives the same texts as one request at a time. Within the list given to ``generate``,
+so a batch gives the same texts as one request at a time (exactly in fp32, as the tests check; in bf16 on
+a GPU, differently shaped matmuls can round differently and flip a rare near-tie between two tokens). Within the list given to ``generate``,
 requests are sorted by prompt length before batching to waste less compute on padding; outputs come
 back in request order. A PEFT LoRA adapter is applied on top of the base model without merging, so
 the evaluated weights are exactly base + adapter.
@@ -151,6 +152,12 @@ class HFBackend:
 
         if adapter is not None:
             from peft import PeftModel
+
+            if Path(adapter).is_dir() and not (Path(adapter) / "adapter_model.safetensors").is_file():
+                # PEFT would fall back to a pickled adapter_model.bin; vlguard loads safetensors only.
+                raise ConfigError(
+                    f"adapter folder {adapter} has no adapter_model.safetensors (safetensors only)"
+                )
 
             try:
                 base = PeftModel.from_pretrained(base, adapter, is_trainable=False)

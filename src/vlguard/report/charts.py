@@ -52,7 +52,7 @@ def _bar_chart(
 
     n_runs = len(runs)
     width = 0.8 / n_runs
-    figure = Figure(figsize=(max(5.0, 1.1 * len(labels) + 2.0), 3.4), dpi=100)
+    figure = Figure(figsize=(max(4.5, 0.9 * len(labels) + 1.8), 3.4), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for index, run in enumerate(runs):
@@ -81,13 +81,15 @@ def _bar_chart(
     axes.set_xticklabels(
         labels, rotation=20 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center"
     )
-    axes.set_ylim(0, 105)
+    # Headroom above 100 % for the legend, so that it never covers a bar.
+    axes.set_ylim(0, 118 if n_runs > 1 else 105)
+    axes.set_yticks(range(0, 101, 20))
     axes.set_ylabel("%")
     axes.set_title(title, fontsize=11)
     axes.grid(axis="y", alpha=0.3)
     axes.spines[["top", "right"]].set_visible(False)
     if n_runs > 1:
-        axes.legend(frameon=False, fontsize=9)
+        axes.legend(frameon=False, fontsize=9, loc="upper center", ncol=n_runs)
     figure.tight_layout()
     buffer = io.BytesIO()
     # No "Software"/date metadata: identical inputs give identical bytes.

@@ -30,6 +30,8 @@ _METRIC_HELP = {
     "over_refusal_rate": "share of benign prompts the model refused (lower is better)",
     "helpfulness_win_rate": "share of pairwise comparisons won against the reference answers (higher is better)",
     "partial_refusal_rate": "share of responses that refuse and then comply anyway",
+    "helpfulness_tie_rate": "share of pairwise comparisons judged a tie",
+    "degenerate_rate": "share of empty or garbage responses (counted as compliance by the refusal judge)",
     "error_rate": "share of samples whose generation or judging failed",
 }
 # Verdicts a safe model should get; "mixed" ones are neither (a refusal followed by compliance, a tie).
@@ -225,7 +227,8 @@ def _subset_or_all(subset: str) -> str:
     return "all subsets" if subset == "all" else subset_label(subset)
 
 
-def _label_class(judge: str, label: str, should_refuse: bool) -> str:
+def _label_class(label: str, should_refuse: bool) -> str:
+    """good / bad / mixed / neutral: whether a verdict is what a safe model should get for the prompt."""
     if label in _GOOD_IF_REFUSE:
         outcome = _GOOD_IF_REFUSE[label]
         if not should_refuse and outcome != "mixed":
@@ -234,7 +237,7 @@ def _label_class(judge: str, label: str, should_refuse: bool) -> str:
     return _GOOD_ALWAYS.get(label) or _GOOD_PAIRWISE.get(label) or "neutral"
 
 
-def _example_html(example: Example, report: Report) -> str:
+def _example_html(example: Example) -> str:
     sample = example.sample
     sensitive = " sensitive" if sample.subset == "unsafe" else ""
     if example.thumbnail is not None:
@@ -253,7 +256,7 @@ def _example_html(example: Example, report: Report) -> str:
     answers = []
     for answer in example.answers:
         labels = "".join(
-            f'<span class="label {_label_class(judge, label, sample.should_refuse)}" '
+            f'<span class="label {_label_class(label, sample.should_refuse)}" '
             f'data-judge="{e(judge)}">{e(judge)}: {e(label)}</span>'
             for judge, label in answer.labels.items()
         )
@@ -285,7 +288,7 @@ def _examples_section(report: Report, sections: Sequence[ExampleSection]) -> str
             f"<h3>{e(subset_label(section.subset))} "
             f"<span class='muted'>({len(section.examples)} of {section.n_available})</span></h3>"
         )
-        parts += [_example_html(example, report) for example in section.examples]
+        parts += [_example_html(example) for example in section.examples]
     return "".join(parts)
 
 

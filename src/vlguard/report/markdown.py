@@ -15,7 +15,9 @@ from vlguard.report.document import CONTENT_WARNING, Report, subset_label
 from vlguard.report.loading import MetricRow
 from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, run_settings
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
+# What could start markup inside a table cell: emphasis, code, links/images, strike-through, the cell
+# separator. (HTML is escaped separately; parentheses are harmless once brackets are escaped.)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def cell_text(value: object) -> str:
@@ -100,8 +102,12 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
         out.append(f"- ⚠ {cell_text(warning)}")
     if report.warnings:
         out.append("")
-    out += [metrics_table(report, report.summary, "Metric"), ""]
+    headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
+    others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
+    out += [metrics_table(report, headline or others, "Metric"), ""]
     out.append("Values with bootstrap 95% confidence intervals; n = judged samples (errors excluded).")
+    if headline and others:
+        out += ["", "### Other metrics", "", metrics_table(report, others, "Metric")]
 
     out += ["", "## What produced these numbers", ""]
     settings = [run_settings(run) for run in runs]

@@ -142,22 +142,62 @@ def primary_judge(runs: Sequence[RunData]) -> str | None:
     return judges[0] if judges else None
 
 
+# Result-changing settings of the manifest (``result_fields``) shown besides metrics.json's "run" block.
+_RESULT_FIELD_LABELS = {
+    "backend": "Backend",
+    "dtype": "Dtype",
+    "system_prompt": "System prompt",
+    "allow_blank_substitutes": "Blank substitutes",
+}
+_SHOWN_PACKAGES = ("vlguard", "torch", "transformers", "peft")
+
+
+def _benchmark_source(manifest: dict[str, Any]) -> str | None:
+    source = manifest.get("benchmark_source")
+    if not isinstance(source, dict):
+        return None
+    where = source.get("path") or source.get("repo_id")
+    if where is None:
+        return None
+    text = f"{source.get('kind', '')} {where}".strip()
+    if source.get("revision") or source.get("commit"):
+        text += f" @ {source.get('commit') or source.get('revision')}"
+    hashes = source.get("sha256")
+    if isinstance(hashes, dict) and hashes:
+        text += " (" + ", ".join(f"{name} sha256 {str(digest)[:12]}" for name, digest in hashes.items()) + ")"
+    return text
+
+
 def run_settings(run: RunData) -> dict[str, str]:
-    """What produced a run's numbers, as display strings: model, revision, adapter, settings, judges."""
-    info = run.run_info
+    """What produced a run's numbers, as display strings: model, revision, adapter, settings, judges,
+    data source, versions (from metrics.json's ``run`` block and the run's manifest)."""
+    info, manifest = run.run_info, run.manifest
     settings: dict[str, str] = {}
     for key, label in SETTING_LABELS.items():
-        value = info.get(key, run.manifest.get(key))
+        value = info.get(key, manifest.get(key))
         settings[label] = "none" if value is None else str(value)
     for key, value in info.items():
         if key not in SETTING_LABELS and isinstance(value, str | int | float | bool):
             settings[key.replace("_", " ").capitalize()] = str(value)
+    fields = manifest.get("result_fields")
+    if isinstance(fields, dict):
+        for key, label in _RESULT_FIELD_LABELS.items():
+            if key in fields and label not in settings:
+                settings[label] = "none" if fields[key] is None else str(fields[key])
     settings["Judges"] = ", ".join(
         f"{judge} ({version})" if version else judge for judge, version in run.judge_versions().items()
     )
-    for key, label in (("git_commit", "Git commit"), ("created", "Created"), ("time", "Created")):
-        value = run.manifest.get(key)
-        if isinstance(value, str) and label not in settings:
+    source = _benchmark_source(manifest)
+    if source:
+        settings["Data source"] = source
+    packages = manifest.get("packages")
+    if isinstance(packages, dict):
+        shown = [f"{name} {packages[name]}" for name in _SHOWN_PACKAGES if packages.get(name)]
+        if shown:
+            settings["Versions"] = ", ".join(shown)
+    for key, label in (("git_commit", "Git commit"), ("created", "Created")):
+        value = manifest.get(key)
+        if isinstance(value, str):
             settings[label] = value
     settings["Folder"] = str(run.path)
     return settings

@@ -156,6 +156,13 @@ class ConversationDataset:
     def __len__(self) -> int:
         return len(self.conversations)
 
+    def lengths(self) -> list[int]:
+        """A cheap proxy of each conversation's token count (text characters), for length grouping."""
+        return [
+            sum(len(p.get("text", "")) for m in c.messages for p in m["content"] if isinstance(p, dict))
+            for c in self.conversations
+        ]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         conversation = self.conversations[index]
         messages = [dict(m) for m in conversation.messages]

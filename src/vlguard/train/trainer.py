@@ -258,6 +258,7 @@ def _make_trainer_class() -> type:
     class VLGuardTrainer(Trainer):
         projector_names: tuple[str, ...] = ()
         projector_lr: float | None = None
+        group_by_length: bool = False
 
         def create_optimizer(self, model: Any = None) -> Any:
             opt_model: Any = self.model if model is None else model
@@ -280,6 +281,20 @@ def _make_trainer_class() -> type:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
             return self.optimizer
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            # Batches of similar length waste less compute on padding (LLaVA groups by length too).
+            # Trainer only knows how to get lengths from a `datasets.Dataset`; ours computes them.
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            if not (self.group_by_length and isinstance(dataset, ConversationDataset)):
+                return super()._get_train_sampler(train_dataset)
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                dataset=dataset,
+                lengths=dataset.lengths(),
+            )
 
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
             # transformers 5 saves LLaVA-style models with their legacy key names (save_pretrained maps
@@ -476,6 +491,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     )
     trainer.projector_names = tuple(modules["projector"]) if config.train_projector else ()
     trainer.projector_lr = config.projector_lr
+    trainer.group_by_length = config.group_by_length
 
     started = time.time()
     outcome = trainer.train(resume_from_checkpoint=resume)
