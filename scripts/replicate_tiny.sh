@@ -22,21 +22,28 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # One thread per process: the matrices of a 1M-parameter model are too small for two threads to help,
 # and on a busy 2-core machine two threads spin against each other (measured ~8x slower per step).
 export OMP_NUM_THREADS=1
+PROCS=${PROCS:-2}
 VLGUARD=${VLGUARD:-.venv/bin/vlguard}
+if [ "$PROCS" = 2 ]; then
+  # two data-parallel processes (gloo), one per core: ~2x the single-process speed on 2 cores
+  TRAIN=(.venv/bin/accelerate launch --config_file configs/accelerate/ddp-cpu-2proc.yaml -m vlguard.cli.main train)
+else
+  TRAIN=("$VLGUARD" train)
+fi
 start=$(date +%s)
 
 .venv/bin/python scripts/replicate_tiny_prep.py "$DATA" "$OUT"
 
-common=(method=full data.image_mode=blank global_batch_size=16 per_device_batch_size=16 max_length=256
+common=(method=full data.image_mode=blank global_batch_size=16 per_device_batch_size=$((16 / PROCS)) max_length=256
         group_by_length=true lr_scheduler=cosine warmup_ratio=0.03 save_steps=100000 logging_steps=25)
 
 # 1. vanilla: helpful, no safety data
-$VLGUARD train model.name_or_path="$OUT/base" data.recipe=instructions \
+"${TRAIN[@]}" model.name_or_path="$OUT/base" data.recipe=instructions \
   data.instructions="$OUT/safe_safe_train.jsonl" lr="$VANILLA_LR" epochs="$VANILLA_EPOCHS" \
   output_dir="$OUT/vanilla" "${common[@]}"
 
 # 2. post-hoc: VLGuard train (2,000 conversations, 2,977 pairs) + the same 977 helpfulness conversations
-$VLGUARD train model.name_or_path="$OUT/vanilla/model" data.recipe=posthoc data.vlguard="$DATA" \
+"${TRAIN[@]}" model.name_or_path="$OUT/vanilla/model" data.recipe=posthoc data.vlguard="$DATA" \
   data.instructions="$OUT/safe_safe_train.jsonl" data.n_helpfulness=977 lr="$POSTHOC_LR" \
   epochs="$POSTHOC_EPOCHS" output_dir="$OUT/posthoc" "${common[@]}"
 trained=$(date +%s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,30 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vlguard.models.tiny import build_tiny_vlm
 
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny-model") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def _tiny_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vlguard.generation.hf import ensure_tiny_model
+
+    root = tmp_path_factory.mktemp("vlguard-cache")
+    ensure_tiny_model("tiny", cache_root=root / "models")
+    return root
+
+
+@pytest.fixture()
+def tiny_cache(_tiny_cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``VLGUARD_CACHE`` pointing at a folder where ``--model tiny`` is already built (once per run)."""
+    monkeypatch.setenv("VLGUARD_CACHE", str(_tiny_cache_root))
+    return _tiny_cache_root
+
+
+@pytest.fixture()
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread, as in subprocesses started with OMP_NUM_THREADS=1 (same float rounding)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

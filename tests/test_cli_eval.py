@@ -10,15 +10,6 @@ from pathlib import Path
 import pytest
 
 from vlguard.cli.main import main
-from vlguard.generation.hf import ensure_tiny_model
-
-
-@pytest.fixture()
-def tiny_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path_factory.mktemp("vlguard-cache")
-    monkeypatch.setenv("VLGUARD_CACHE", str(cache))
-    ensure_tiny_model("tiny")
-    return cache
 
 
 def _eval_args(data: Path, run_dir: Path, *extra: str) -> list[str]:

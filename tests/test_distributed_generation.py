@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from vlguard.evaluate import EvalConfig, run_eval, run_generation
-from vlguard.generation.hf import ensure_tiny_model
 
 
 def _config(data: Path, run_dir: Path, **overrides: object) -> EvalConfig:
@@ -23,17 +22,9 @@ def _config(data: Path, run_dir: Path, **overrides: object) -> EvalConfig:
     return EvalConfig(**settings)  # type: ignore[arg-type]
 
 
-@pytest.fixture()
-def tiny_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path_factory.mktemp("vlguard-cache")
-    monkeypatch.setenv("VLGUARD_CACHE", str(cache))
-    ensure_tiny_model("tiny")
-    return cache
-
-
 @pytest.mark.slow
 def test_two_processes_give_the_single_process_run(
-    vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path
+    vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path, one_torch_thread: None
 ) -> None:
     parallel = tmp_path / "parallel"
     command = [

@@ -15,7 +15,6 @@ import pytest
 
 from vlguard.errors import ConfigError, ImageLoadError
 from vlguard.evaluate import EvalConfig, run_eval, run_generation, run_judges, run_metrics, select_samples
-from vlguard.generation.hf import ensure_tiny_model
 from vlguard.records import Sample
 
 CLI = [sys.executable, "-m", "vlguard.cli.main"]
@@ -81,15 +80,6 @@ def _config(data: Path, run_dir: Path, **overrides: object) -> EvalConfig:
     return EvalConfig(**settings)  # type: ignore[arg-type]
 
 
-@pytest.fixture()
-def tiny_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A tiny-model cache shared by the in-process and subprocess runs of one test."""
-    cache = tmp_path_factory.mktemp("vlguard-cache")
-    monkeypatch.setenv("VLGUARD_CACHE", str(cache))
-    ensure_tiny_model("tiny")
-    return cache
-
-
 def test_eval_end_to_end_then_rerun_and_rejudge(
     vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path
 ) -> None:
@@ -147,7 +137,7 @@ def _line_count(path: Path) -> int:
 
 @pytest.mark.slow
 def test_killed_run_resumes_with_every_sample_once_and_the_same_metrics(
-    vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path
+    vlguard_data_dir: Path, tmp_path: Path, tiny_cache: Path, one_torch_thread: None
 ) -> None:
     limit = 30
     run_dir = tmp_path / "killed"
@@ -164,7 +154,8 @@ def test_killed_run_resumes_with_every_sample_once_and_the_same_metrics(
         "--no-progress",
         "--run-dir", str(run_dir),
     ]  # fmt: skip
-    env = {**os.environ, "VLGUARD_CACHE": str(tiny_cache), "HF_HUB_OFFLINE": "1"}
+    # One thread in the subprocesses and here: same rounding, and no thread contention on busy machines.
+    env = {**os.environ, "VLGUARD_CACHE": str(tiny_cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     generations = run_dir / "generations.jsonl"
     deadline = time.monotonic() + 120

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +159,22 @@ def test_vllm_backend_without_vllm_is_a_clear_error() -> None:
 def test_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="unknown backend"):
         make_backend("nope", "x")
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_path_runs_end_to_end_with_tiny_shapes(tmp_path: Path) -> None:
+    """bench/eval_throughput.py --gpu-7b, shrunk to tiny shapes on the CPU: the lead runs the real one."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu.json"
+    command = [
+        sys.executable, str(root / "bench" / "eval_throughput.py"), "--gpu-7b", "--tiny-shapes",
+        "--samples", "6", "--max-new-tokens", "3", "--batch-sizes", "2,4", "--seq-samples", "1",
+        "--data", str(tmp_path / "no-data"), "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["samples"] == 6 and report["best_batch_size"] in (2, 4)
+    assert report["all_answers_full_length"] is True  # min_new_tokens forced every answer to 3 tokens
+    assert report["whole_set_s"] > 0 and report["sequential_whole_set_s_extrapolated"] > 0

@@ -14,7 +14,7 @@
 A tiny model shows that the pipeline works end to end; its "safety" means nothing for real models.
 With ``data`` (the real VLGuard, thousands of samples, usually without images: evaluated with blank
 images) training draws ``max_train_conversations`` conversations and evaluation ``eval_limit`` samples;
-that takes longer, and the tiny model may not learn VLGuard's varied refusals within the budget.
+that takes longer (about 5 minutes on 2 busy cores) and post-hoc tuning is full fine-tuning.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ class DemoSettings:
 
 
 FULL = DemoSettings()
+# Real VLGuard (--data): full fine-tuning learns its varied refusals within the budget where LoRA does
+# not (measured: 39 of 42 held-out unsafe samples refused, no over-refusal, on 150 test samples).
+FULL_REAL_DATA = DemoSettings(posthoc_method="full", posthoc_lr=3e-3)
 QUICK = DemoSettings(
     vanilla_steps=30,
     posthoc_steps=40,
@@ -202,18 +205,25 @@ def refused_unsafe(run_dir: Path) -> tuple[int, int]:
     return sum(label == "refusal" for label in labels), len(unsafe)
 
 
-def run_demo(out_dir: str | Path, data: str | Path | None = None, quick: bool = False) -> DemoResult:
+def run_demo(
+    out_dir: str | Path,
+    data: str | Path | None = None,
+    quick: bool = False,
+    settings: DemoSettings | None = None,
+) -> DemoResult:
     """Run the whole demo into ``out_dir`` (see the module docstring) and return what it measured.
 
     ``data`` is a VLGuard folder (train.json, test.json, images optional); default: the bundled sample
     dataset. ``quick`` trains and generates less (for tests); the result is the same kind of report.
+    ``settings`` overrides the preset that ``quick`` picks.
     """
     from vlguard.data import load_vlguard
     from vlguard.data.sample import sample_dataset_dir
     from vlguard.models.tiny import build_tiny_vlm
     from vlguard.report import write_report
 
-    settings = QUICK if quick else FULL
+    if settings is None:
+        settings = QUICK if quick else (FULL if data is None else FULL_REAL_DATA)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     out = Path(out_dir)

@@ -13,7 +13,8 @@ def register(subparsers: Any) -> None:
         help="offline demo: a tiny VLM before and after post-hoc safety fine-tuning, with a report",
         description=(
             "Build a tiny VLM, instruction-tune it on helpful data only (vanilla), evaluate it on held-out "
-            "VLGuard samples, safety fine-tune it (post-hoc LoRA on VLGuard train + the same helpful data), "
+            "VLGuard samples, safety fine-tune it (post-hoc: VLGuard train + the same helpful data; LoRA on "
+            "the bundled sample, full fine-tuning with --data), "
             "evaluate again and write a before/after report. Offline and on CPU, a few minutes on 2 cores. "
             "A tiny model demonstrates the pipeline, not real safety."
         ),
@@ -27,7 +28,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)"
     )
-    parser.add_argument("--quick", action="store_true", help="train and generate less (about a minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="train and generate less (under a minute on the bundled sample)"
+    )
     parser.set_defaults(func=run)
 
 

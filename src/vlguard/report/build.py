@@ -40,8 +40,12 @@ def build_report(
     title: str | None = None,
     examples_per_subset: int = 3,
     with_images: bool = True,
+    with_charts: bool = True,
 ) -> Report:
-    """Compute every table, chart and example of a report over ``runs`` (the first is the baseline)."""
+    """Compute every table, chart and example of a report over ``runs`` (the first is the baseline).
+
+    The table exports need neither charts nor examples: they turn them off to stay fast.
+    """
     if not runs:
         raise VLGuardError("a report needs at least one run")
     judge = primary_judge(runs)
@@ -61,7 +65,7 @@ def build_report(
         runs=tuple(runs),
         summary=tuple(summary_rows(runs)),
         groups={group: tuple(comparison_rows(runs, group)) for group in ("category", "subcategory")},
-        charts=tuple(build_charts(runs)),
+        charts=tuple(build_charts(runs)) if with_charts else (),
         warnings=tuple(comparability_warnings(runs)),
         examples=tuple(select_examples(runs, examples_per_subset, judge, images)),
         image_status=status,
@@ -91,11 +95,9 @@ def write_report(
     runs = load_runs(run_dirs, labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if fmt == "json":
-        files = write_json(build_report(runs, title=title, examples_per_subset=0, with_images=False), out)
-        return ReportFiles(main=files[0], files=tuple(files))
-    if fmt == "csv":
-        files = write_csv(build_report(runs, title=title, examples_per_subset=0, with_images=False), out)
+    if fmt in ("json", "csv"):
+        tables = build_report(runs, title=title, examples_per_subset=0, with_images=False, with_charts=False)
+        files = write_json(tables, out) if fmt == "json" else write_csv(tables, out)
         return ReportFiles(main=files[0], files=tuple(files))
 
     report = build_report(runs, title=title, examples_per_subset=examples_per_subset)

@@ -58,7 +58,7 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]])
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            # repr-exact floats (csv would write str(), which is the same for floats; None -> empty).
+            # None becomes an empty cell; floats are written with str(), which round-trips exactly.
             writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
     return path
 
