@@ -14,9 +14,9 @@ cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/vlguard}
 OUT=${2:-runs/replicate-tiny}
 VANILLA_EPOCHS=${VANILLA_EPOCHS:-4}
-POSTHOC_EPOCHS=${POSTHOC_EPOCHS:-3}
+POSTHOC_EPOCHS=${POSTHOC_EPOCHS:-5}
 VANILLA_LR=${VANILLA_LR:-3e-3}
-POSTHOC_LR=${POSTHOC_LR:-1e-3}
+POSTHOC_LR=${POSTHOC_LR:-2e-3}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # One thread per process: the matrices of a 1M-parameter model are too small for two threads to help,
