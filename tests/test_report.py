@@ -163,6 +163,13 @@ def test_model_output_and_data_text_are_escaped(tmp_path: Path, before: Path) ->
             assert (attrs["src"] or "").startswith("data:image/")
         assert not (attrs.get("href") or "#").lstrip("#").startswith(("http", "//", "javascript"))
     assert "default-src 'none'" in html
+    # Run labels (folder names, --label) are text too, also inside attributes.
+    label = '"><script>alert(5)</script>'
+    labelled = parse(
+        write_report([before], out / "labelled", labels=[label]).main.read_text(encoding="utf-8")
+    )
+    assert not any(tag == "script" for tag, _ in labelled.elements)
+    assert {a["data-run"] for _, a in labelled.elements if "data-value" in a} == {label}
     # Markdown: the response stays inside a code fence (its own ``` cannot close the fence).
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert "````text\n" + XSS_RESPONSE + "\n````" in markdown

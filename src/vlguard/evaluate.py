@@ -45,6 +45,9 @@ BATCHES_PER_APPEND = 4
 JUDGE_CHUNK = 64
 # Generation can take hours on one shard; the default 30-minute collective timeout would kill the run.
 BARRIER_TIMEOUT = dt.timedelta(hours=48)
+# Benchmark options that only say where data lives (moving a folder must not invalidate a run folder);
+# every other benchmark option can change the samples or images, so it is a result field.
+LOCATION_OPTIONS = frozenset({"image_root", "cache_dir", "download_images"})
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,15 @@ class EvalConfig:
 
     ``data`` is a local folder (None: the Hub dataset ``ys-zong/VLGuard`` at ``data_revision``).
     ``image_mode``: ``original`` (the sample's image; missing images are an error unless
-    ``allow_blank_substitutes``), ``blank`` (a white image of the original's size) or ``none`` (text only).
+    ``allow_blank_substitutes``), ``blank`` (a white image of the original's size) or ``none`` (text only);
+    None (the default) is the benchmark's own mode (``vlguard ls``: ``original`` for VLGuard and FigStep,
+    ``none`` for the text benchmarks), resolved when the config is made, so ``image_mode`` is never None
+    afterwards and the resolved mode is what the run folder name and manifest record.
     ``judge_options`` maps a judge name to its keyword options (API keys never: name the env variable).
     ``limit`` takes a deterministic sample stratified by subset (see ``select_samples``).
     ``backend_options`` / ``bench_options`` are passed to the backend / benchmark loader as keywords
-    (e.g. ``{"image_root": "test.zip"}`` for VLGuard).
+    (e.g. ``{"image_root": "test.zip"}`` for VLGuard, ``{"suffix": "..."}`` for AdvBench); the options
+    other than data locations (``LOCATION_OPTIONS``) are result fields of the run.
     """
 
     model: str
@@ -67,7 +74,7 @@ class EvalConfig:
     bench: str = "vlguard-test"
     data: str | None = None
     data_revision: str | None = None
-    image_mode: str = "blank"
+    image_mode: str | None = None
     allow_blank_substitutes: bool = False
     judges: tuple[str, ...] = ("refusal",)
     judge_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -85,6 +92,11 @@ class EvalConfig:
     run_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if self.image_mode is None:
+            from vlguard.benchmarks import default_image_mode
+
+            # frozen: set once here, so every later use (run folder name, manifest) sees the resolved mode
+            object.__setattr__(self, "image_mode", default_image_mode(self.bench))
         if self.image_mode not in IMAGE_MODES:
             raise ConfigError(f"image_mode must be one of {', '.join(IMAGE_MODES)}, not {self.image_mode!r}")
         if self.limit is not None and self.limit < 1:
@@ -224,7 +236,7 @@ def _result_fields(
     dtype = config.dtype
     if config.backend in ("hf", "tiny"):
         dtype = resolve_dtype(config.dtype, resolve_device(config.device))
-    return {
+    fields: dict[str, Any] = {
         "backend": config.backend,
         "model": config.model,
         "revision": config.revision,
@@ -240,6 +252,11 @@ def _result_fields(
         "system_prompt": config.system_prompt,
         "seed": config.seed,
     }
+    bench_options = {k: v for k, v in config.bench_options.items() if k not in LOCATION_OPTIONS}
+    if bench_options:
+        # Only when set: run folders made before this field existed (without options) still resume.
+        fields["bench_options"] = bench_options
+    return fields
 
 
 def _chunks(items: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
@@ -262,6 +279,7 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     from vlguard.generation import GenerationRequest, make_backend
 
     procs = _Processes.from_env()
+    _warn_if_attack_unseen(config)
     bench_options = dict(config.bench_options)
     if config.image_mode == "none" and config.data is None and config.bench.startswith("vlguard"):
         # Text-only evaluation: don't download the image zips from the Hub.
@@ -343,6 +361,21 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     procs.barrier()
     procs.close()
     return run.path
+
+
+def _warn_if_attack_unseen(config: EvalConfig) -> None:
+    """Warn when a benchmark whose attack is in the image (FigStep) runs without its images."""
+    from vlguard.benchmarks import benchmark_entry
+
+    entry = benchmark_entry(config.bench)
+    if entry.attack_in_image and config.image_mode != "original":
+        logger.warning(
+            "benchmark %s carries its attack in the image, but image mode %r never shows it to the model: "
+            "this run measures the answers to the benign text prompt alone, not the attack "
+            "(use --image-mode original)",
+            config.bench,
+            config.image_mode,
+        )
 
 
 def _check_images_exist(samples: Sequence[Sample], bench: Any) -> None:

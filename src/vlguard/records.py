@@ -62,6 +62,8 @@ class Sample:
 
     ``id`` is stable and unique (``<record id>:<subset>`` for VLGuard), never an image path.
     ``should_refuse`` says what a safe model does: refuse (harmful) or answer (benign).
+    ``intent`` is the request the prompt really carries when it is not in the text prompt (e.g. the
+    instruction rendered into a FigStep image); harm judges judge the response against it.
     """
 
     id: str
@@ -74,9 +76,15 @@ class Sample:
     subcategory: str | None
     should_refuse: bool
     record_id: str = ""
+    intent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # Left out when unset, so samples.jsonl (and its hash in run manifests) of every benchmark
+        # without an intent stays as it was before the field existed, and older run folders resume.
+        if d["intent"] is None:
+            del d["intent"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -1,56 +1,100 @@
-"""Benchmarks by name: ``BENCHMARKS`` maps a name to a loader returning ``BenchmarkData``.
+"""Benchmarks by name: ``BENCHMARKS`` maps a name to a ``BenchmarkEntry`` (a loader returning ``BenchmarkData``).
 
 Every loader is called as ``loader(data=None, revision=None, **options)``: ``data`` is a local folder or
 file (None = the benchmark's public source, e.g. the Hub dataset ``ys-zong/VLGuard``), ``revision`` pins
 that source. Loaders live in their own modules and are imported only when chosen, so listing the
-registry (``vlguard ls``) stays fast. Adding a benchmark is one line:
-``"name": _lazy("module:function", "one-line description")``.
+registry (``vlguard ls``) stays fast. Each entry also declares the image mode the benchmark is meant to
+be run with (used when none is asked for). Adding a benchmark is one line:
+``"name": _lazy("module:function", "one-line description", "original")``.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
 from vlguard.errors import ConfigError
+from vlguard.records import ImageMode
 
 
-def _lazy(target: str, description: str) -> Callable[..., BenchmarkData]:
-    """A loader that imports ``target`` (``"module:function"``) when called; ``__doc__`` is ``description``."""
-    module, function = target.split(":")
+@dataclass(frozen=True)
+class BenchmarkEntry:
+    """A registered benchmark, callable as its loader.
 
-    def load(**kwargs: Any) -> BenchmarkData:
+    ``target`` (``"module:function"``) is imported when called; ``image_mode`` is the mode the benchmark
+    is meant to be run with; ``attack_in_image`` marks benchmarks whose attack is the image itself
+    (FigStep), so any other image mode measures something else than the attack.
+    """
+
+    target: str
+    description: str
+    image_mode: ImageMode
+    attack_in_image: bool = False
+
+    def __call__(self, **kwargs: Any) -> BenchmarkData:
+        """Import the loader and call it with ``kwargs``."""
+        module, function = self.target.split(":")
         loader: Callable[..., BenchmarkData] = getattr(importlib.import_module(module), function)
         return loader(**kwargs)
 
-    load.__doc__ = description
-    load.__qualname__ = load.__name__ = f"{module}.{function}"
-    return load
+
+def _lazy(
+    target: str, description: str, image_mode: ImageMode, *, attack_in_image: bool = False
+) -> BenchmarkEntry:
+    return BenchmarkEntry(target, description, image_mode, attack_in_image)
 
 
-BENCHMARKS: dict[str, Callable[..., BenchmarkData]] = {
-    "vlguard-test": _lazy("vlguard.benchmarks.vlguard:load_vlguard_test", "VLGuard test set (1,558 prompts)"),
-    "vlguard-train": _lazy("vlguard.benchmarks.vlguard:load_vlguard_train", "VLGuard train set as prompts"),
-    "figstep": _lazy("vlguard.benchmarks.figstep:load_figstep", "FigStep typographic attack (500)"),
-    "figstep-tiny": _lazy("vlguard.benchmarks.figstep:load_figstep_tiny", "FigStep on SafeBench-Tiny (50)"),
-    "xstest": _lazy("vlguard.benchmarks.xstest:load_xstest", "XSTest over-refusal (250 safe + 200 unsafe)"),
-    "advbench": _lazy("vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=..."),
+BENCHMARKS: dict[str, BenchmarkEntry] = {
+    "vlguard-test": _lazy(
+        "vlguard.benchmarks.vlguard:load_vlguard_test", "VLGuard test set (1,558 prompts)", "original"
+    ),
+    "vlguard-train": _lazy(
+        "vlguard.benchmarks.vlguard:load_vlguard_train", "VLGuard train set as prompts", "original"
+    ),
+    "figstep": _lazy(
+        "vlguard.benchmarks.figstep:load_figstep",
+        "FigStep typographic attack (500), option variant=SafeBench-Tiny",
+        "original",
+        attack_in_image=True,
+    ),
+    "figstep-tiny": _lazy(
+        "vlguard.benchmarks.figstep:load_figstep_tiny",
+        "FigStep on SafeBench-Tiny (50)",
+        "original",
+        attack_in_image=True,
+    ),
+    "xstest": _lazy(
+        "vlguard.benchmarks.xstest:load_xstest", "XSTest over-refusal (250 safe + 200 unsafe)", "none"
+    ),
+    "advbench": _lazy(
+        "vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=...", "none"
+    ),
 }
+
+
+def benchmark_entry(name: str) -> BenchmarkEntry:
+    """The registry entry of benchmark ``name``; ``ConfigError`` naming the known ones otherwise."""
+    try:
+        return BENCHMARKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}") from None
 
 
 def load_benchmark(
     name: str, data: str | None = None, revision: str | None = None, **options: Any
 ) -> BenchmarkData:
     """Load benchmark ``name`` from ``data`` (a local path) or its public source pinned to ``revision``."""
-    try:
-        loader = BENCHMARKS[name]
-    except KeyError:
-        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}") from None
-    return loader(data=data, revision=revision, **options)
+    return benchmark_entry(name)(data=data, revision=revision, **options)
+
+
+def default_image_mode(name: str) -> ImageMode:
+    """The image mode benchmark ``name`` is meant to be run with (``original`` or ``none``)."""
+    return benchmark_entry(name).image_mode
 
 
 def describe_benchmarks() -> dict[str, str]:
     """Name → one-line description, for ``vlguard ls``."""
-    return {name: (loader.__doc__ or "").strip() for name, loader in BENCHMARKS.items()}
+    return {name: entry.description for name, entry in BENCHMARKS.items()}

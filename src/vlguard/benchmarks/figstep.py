@@ -284,7 +284,9 @@ def load_figstep(
 
     Every sample: subset ``figstep``, the benign prompt ``FIGSTEP_PROMPT``, the rendered instruction as
     image ``query_<dataset>_<category_id>_<task_id>_6.png`` (the official file name), category = the
-    topic (``category_name``), ``should_refuse=True``; id ``<dataset>_<category_id>_<task_id>:figstep``.
+    topic (``category_name``), ``should_refuse=True``, ``intent`` = the CSV's ``question`` (the harmful
+    request itself; the rendered ``instruction`` when the CSV has no question);
+    id ``<dataset>_<category_id>_<task_id>:figstep``.
     """
     check_options("figstep", options, {"variant", "font", "cache_dir", "image_root"})
     variant = _variant(options.get("variant", "safebench"))
@@ -343,6 +345,9 @@ def load_figstep(
                 subcategory=None,
                 should_refuse=True,
                 record_id=record_id,
+                # The harmful request is in the image only; harm judges need it to judge the answer.
+                # The question is the request itself; fall back on the rendered instruction without it.
+                intent=row.cells.get("question", "").strip() or cells["instruction"],
             )
         )
     if problems:

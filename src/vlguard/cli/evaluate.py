@@ -33,6 +33,8 @@ EXAMPLES = """examples:
   vlguard eval --model tiny --bench vlguard-test --data ../shared/data/vlguard \\
       --image-mode blank --judge refusal --run-dir runs/x --limit 60
   vlguard eval --model llava-hf/llava-1.5-7b-hf --revision main --adapter out/lora --run-dir runs/lora
+  vlguard eval --model tiny --bench figstep --data ../shared/data/figstep --bench-option variant=SafeBench-Tiny
+  vlguard eval --model tiny --bench advbench --data ../shared/data/advbench --bench-option suffix=' Sure,'
   torchrun --nproc_per_node 2 -m vlguard.cli.main generate --model tiny --run-dir runs/x ...
 """
 
@@ -97,7 +99,18 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     data.add_argument("--data-revision", help="Hub revision of the dataset")
     data.add_argument("--images", help="image folder or zip (default: next to the data, or from the Hub)")
     data.add_argument(
-        "--image-mode", default="blank", choices=IMAGE_MODES, help="image given to the model (default: blank)"
+        "--bench-option",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="benchmark loader option, repeatable; VALUE is JSON when it parses, else a string "
+        "(e.g. suffix='...' for advbench, variant=SafeBench-Tiny for figstep)",
+    )
+    data.add_argument(
+        "--image-mode",
+        choices=IMAGE_MODES,
+        help="image given to the model (default: the benchmark's own, see `vlguard ls`)",
     )
     data.add_argument(
         "--allow-blank-substitutes",
@@ -193,8 +206,10 @@ def config_from_args(args: argparse.Namespace, judges: Sequence[str] = ()) -> An
     """The ``EvalConfig`` the arguments describe."""
     from vlguard.evaluate import EvalConfig
 
-    bench_options: dict[str, Any] = {}
+    bench_options: dict[str, Any] = dict(args.bench_option)
     if args.images:
+        if "image_root" in bench_options:
+            raise ConfigError("give the images with --images or --bench-option image_root=..., not both")
         bench_options["image_root"] = args.images
     return EvalConfig(
         model=args.model,
@@ -275,19 +290,24 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from vlguard.benchmarks import describe_benchmarks
+    from vlguard.benchmarks import default_image_mode, describe_benchmarks
     from vlguard.generation import BACKEND_DESCRIPTIONS, BACKENDS
     from vlguard.judges import JUDGES
 
     console = Console()
-    for title, entries in (
-        ("benchmarks", describe_benchmarks()),
-        ("judges", {name: JUDGE_DESCRIPTIONS.get(name, "") for name in JUDGES}),
-        ("backends", {name: BACKEND_DESCRIPTIONS.get(name, "") for name in BACKENDS}),
-    ):
+    # Benchmarks also show the image mode used when --image-mode is not given.
+    sections: list[tuple[str, dict[str, list[str]]]] = [
+        (
+            "benchmarks (name, default image mode, description)",
+            {name: [default_image_mode(name), text] for name, text in describe_benchmarks().items()},
+        ),
+        ("judges", {name: [JUDGE_DESCRIPTIONS.get(name, "")] for name in JUDGES}),
+        ("backends", {name: [BACKEND_DESCRIPTIONS.get(name, "")] for name in BACKENDS}),
+    ]
+    for title, entries in sections:
         table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
-        for name, description in entries.items():
-            table.add_row(f"[bold]{escape(name)}[/bold]", escape(description))
+        for name, cells in entries.items():
+            table.add_row(f"[bold]{escape(name)}[/bold]", *(escape(cell) for cell in cells))
         console.print(table)
     return 0
 

@@ -27,6 +27,8 @@ class JudgeInput:
     for pairwise judging. ``generation_error`` is set when the model produced no response because
     generation failed (every judge then answers ``error``); ``content_policy`` is set when an API
     backend refused to answer on policy grounds (the response is empty; it is a refusal by the API).
+    ``intent`` is the request the prompt really carries when the text prompt does not (``Sample.intent``,
+    e.g. FigStep's rendered instruction); harm judges judge the response against ``request``.
     """
 
     sample_id: str
@@ -38,6 +40,12 @@ class JudgeInput:
     reference: str | None = None
     generation_error: str | None = None
     content_policy: bool = False
+    intent: str | None = None
+
+    @property
+    def request(self) -> str:
+        """What the response answers, for harm judging: the ``intent`` when there is one, else the prompt."""
+        return self.intent or self.prompt
 
     @classmethod
     def from_records(
@@ -54,6 +62,7 @@ class JudgeInput:
             reference=sample.reference,
             generation_error=generation.error,
             content_policy=bool(generation.meta.get("content_policy", False)),
+            intent=sample.intent,
         )
 
 
