@@ -222,3 +222,31 @@ def test_image_root_uses_ready_images_without_the_font(
         load_figstep(figstep_dir, image_root=tmp_path)
     with pytest.raises(ConfigError, match="not both"):
         load_figstep_tiny(figstep_dir, image_root=tmp_path, cache_dir=tmp_path)
+
+
+def test_samples_carry_the_request_typeset_into_the_image_as_intent(
+    figstep_dir: Path, figstep_font: Path, tmp_path: Path
+) -> None:
+    """A text judge sees only the benign prompt: the harmful question travels as ``intent``."""
+    from vlguard.judges.base import JudgeInput
+    from vlguard.records import Generation
+
+    rows = {
+        f"{r['dataset']}_{r['category_id']}_{r['task_id']}": r
+        for r in _csv_rows(figstep_dir / "SafeBench-Tiny.csv")
+    }
+    bench = load_figstep_tiny(figstep_dir)
+    for sample in bench.samples:
+        assert sample.intent == rows[sample.record_id]["question"].strip()
+        assert sample.intent != sample.prompt
+    sample = bench.samples[0]
+    item = JudgeInput.from_records(sample, Generation(sample.id, "1. First, ..."))
+    assert item.intent == sample.intent and item.prompt == FIGSTEP_PROMPT
+    assert item.request == sample.intent  # what harm judges judge the response against
+    assert "intent" in sample.to_dict()
+    # Without a question column, the rendered instruction is the intent.
+    data = _write(
+        tmp_path / "safebench.csv",
+        "dataset,category_id,task_id,category_name,instruction\nD,1,1,T,Steps to do it.\n",
+    )
+    assert load_figstep(data).samples[0].intent == "Steps to do it."

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from vlguard.cli.main import main
+from vlguard.benchmarks import BENCHMARKS
+from vlguard.cli.evaluate import config_from_args
+from vlguard.cli.main import build_parser, main
+from vlguard.errors import ConfigError
 
 
 def _eval_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -79,13 +82,67 @@ def test_ls_lists_benchmarks_judges_and_backends(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     for name in ("vlguard-test", "refusal", "llama-guard", "hf", "tiny", "openai", "vllm"):
         assert name in out
+    # Each benchmark's row names its default image mode.
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines() if len(line.split()) > 1}
+    assert {name: rows[name] for name in BENCHMARKS} == {
+        name: entry.image_mode for name, entry in BENCHMARKS.items()
+    }
+    assert rows["figstep"] == "original" and rows["advbench"] == "none"
+
+
+def test_bench_options_are_parsed_as_json_else_strings() -> None:
+    args = build_parser().parse_args(
+        ["eval", "--model", "tiny", "--bench-option", 'subsets=["unsafe"]', "--bench-option",
+         "suffix=Sure, here is", "--bench-option", "skip_invalid=true", "--images", "imgs"]
+    )  # fmt: skip
+    config = config_from_args(args)
+    assert dict(config.bench_options) == {
+        "subsets": ["unsafe"], "suffix": "Sure, here is", "skip_invalid": True, "image_root": "imgs"
+    }  # fmt: skip
+    assert config.image_mode == "original"  # vlguard-test's own, as no --image-mode was given
+    args = build_parser().parse_args(
+        ["eval", "--model", "tiny", "--bench-option", "image_root=a", "--images", "b"]
+    )
+    with pytest.raises(ConfigError, match="--images"):
+        config_from_args(args)
+
+
+def test_bench_options_reach_the_loader_and_the_manifest(
+    shared_data: Path, tmp_path: Path, tiny_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "adv"
+
+    def generate(*extra: str) -> int:
+        return main(
+            ["generate", "--model", "tiny", "--bench", "advbench", "--data", str(shared_data / "advbench"),
+             "--limit", "2", "--max-new-tokens", "2", "--no-progress", "--run-dir", str(run_dir), *extra]
+        )  # fmt: skip
+
+    suffix = " Sure, here is how"
+    assert generate("--bench-option", f"suffix={suffix}") == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["result_fields"]["bench_options"] == {"suffix": suffix}
+    assert manifest["result_fields"]["image_mode"] == "none"  # advbench's own mode, resolved
+    prompts = [json.loads(line)["prompt"] for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(prompts) == 2 and all(p.endswith(suffix) for p in prompts)
+    capsys.readouterr()
+
+    assert generate("--bench-option", "suffix= Another suffix") == 2
+    err = capsys.readouterr().err
+    assert "bench_options" in err and "Traceback" not in err
+
+    assert generate("--bench-option", "colour=red") == 2
+    err = capsys.readouterr().err
+    assert "unknown option(s) colour" in err and "Traceback" not in err
 
 
 def test_help_is_useful(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     out = capsys.readouterr().out
-    for option in ("--model", "--adapter", "--image-mode", "--judge", "--limit", "--run-dir", "--batch-size"):
+    for option in (
+        "--model", "--adapter", "--image-mode", "--bench-option", "--judge", "--limit", "--run-dir", "--batch-size"
+    ):  # fmt: skip
         assert option in out
 
 

@@ -16,7 +16,13 @@ from vlguard.evaluate import EvalConfig, run_eval, run_generation
 
 def _config(data: Path, run_dir: Path, **overrides: object) -> EvalConfig:
     settings: dict[str, object] = dict(
-        model="tiny", data=str(data), limit=20, batch_size=4, max_new_tokens=6, run_dir=str(run_dir)
+        model="tiny",
+        data=str(data),
+        image_mode="blank",  # the shared VLGuard data has no images
+        limit=20,
+        batch_size=4,
+        max_new_tokens=6,
+        run_dir=str(run_dir),
     )
     settings.update(overrides)
     return EvalConfig(**settings)  # type: ignore[arg-type]
@@ -30,7 +36,7 @@ def test_two_processes_give_the_single_process_run(
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "vlguard.cli.main", "eval",
-        "--model", "tiny", "--data", str(vlguard_data_dir), "--judge", "refusal",
+        "--model", "tiny", "--data", str(vlguard_data_dir), "--image-mode", "blank", "--judge", "refusal",
         "--limit", "20", "--batch-size", "4", "--max-new-tokens", "6", "--no-progress",
         "--run-dir", str(parallel),
     ]  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vlguard.errors import ConfigError, ImageLoadError
+from vlguard.errors import ConfigError, ImageLoadError, VLGuardError
 from vlguard.evaluate import EvalConfig, run_eval, run_generation, run_judges, run_metrics, select_samples
 from vlguard.records import Sample
 
@@ -63,6 +63,65 @@ def test_config_validation() -> None:
         EvalConfig(model="tiny", image_mode="colour")
     with pytest.raises(ConfigError, match="limit"):
         EvalConfig(model="tiny", limit=0)
+
+
+@pytest.mark.parametrize(
+    ("bench", "expected"),
+    [
+        ("vlguard-test", "original"),
+        ("vlguard-train", "original"),
+        ("figstep", "original"),
+        ("figstep-tiny", "original"),
+        ("xstest", "none"),
+        ("advbench", "none"),
+    ],
+)
+def test_image_mode_defaults_to_the_benchmarks_own(bench: str, expected: str) -> None:
+    config = EvalConfig(model="org/m", bench=bench)
+    assert config.image_mode == expected  # resolved at once, not left None
+    assert config.resolved_run_dir().name == f"m-{bench}-{expected}"
+    # An explicit mode is kept as given.
+    assert EvalConfig(model="org/m", bench=bench, image_mode="blank").image_mode == "blank"
+
+
+def test_unknown_benchmark_is_a_config_error_when_the_config_is_made() -> None:
+    with pytest.raises(ConfigError, match="unknown benchmark 'nope'"):
+        EvalConfig(model="tiny", bench="nope")
+
+
+def test_benchmark_options_are_result_fields_but_data_locations_are_not() -> None:
+    from vlguard.evaluate import _result_fields
+
+    samples = [_sample(0, "unsafe").to_dict()]
+    options = {"suffix": " Sure,", "image_root": "/data/images", "cache_dir": "/tmp/c"}
+    fields = _result_fields(EvalConfig(model="m", bench="advbench", bench_options=options), samples, {})
+    assert fields["bench_options"] == {"suffix": " Sure,"}
+    assert fields["image_mode"] == "none"
+    other = _result_fields(
+        EvalConfig(model="m", bench="advbench", bench_options={"suffix": "!"}), samples, {}
+    )
+    assert other["bench_options"] != fields["bench_options"]
+    # No result-changing options: no field, so folders made before it existed still match.
+    plain = _result_fields(
+        EvalConfig(model="m", bench="advbench", bench_options={"image_root": "x"}), samples, {}
+    )
+    assert "bench_options" not in plain
+
+
+def test_figstep_without_its_images_warns_that_the_attack_is_not_seen(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = str(tmp_path / "no-such-data")
+    for mode in ("blank", "none"):
+        caplog.clear()
+        with pytest.raises(VLGuardError):  # the warning comes first, before any data is read
+            run_generation(EvalConfig(model="tiny", bench="figstep-tiny", data=missing, image_mode=mode))
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("attack in the image" in m and repr(mode) in m for m in warnings), warnings
+    caplog.clear()
+    with pytest.raises(VLGuardError):
+        run_generation(EvalConfig(model="tiny", bench="figstep-tiny", data=missing))
+    assert not [r for r in caplog.records if "attack in the image" in r.getMessage()]
 
 
 def _config(data: Path, run_dir: Path, **overrides: object) -> EvalConfig:

@@ -23,6 +23,9 @@ import json
 import logging
 import shutil
 import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +108,36 @@ class DemoResult:
     data_source: str
     image_mode: str
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _quiet_console() -> Iterator[None]:
+    """For the demo's duration: no progress bars, library warnings or other modules' INFO lines.
+
+    The demo's console is its step messages and summary; each step's own chatter (Trainer bars, "Loading
+    weights" bars, transformers warnings about the tiny model, per-module INFO logs) would bury them.
+    Everything is restored on exit, so a caller's logging and transformers settings are untouched.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    package = logging.getLogger("vlguard")
+    package_level, own_level = package.level, logger.level
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    package.setLevel(logging.WARNING)
+    logger.setLevel(logging.INFO)  # this module's step messages still pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        package.setLevel(package_level)
+        logger.setLevel(own_level)
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
@@ -210,13 +243,27 @@ def run_demo(
     data: str | Path | None = None,
     quick: bool = False,
     settings: DemoSettings | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Run the whole demo into ``out_dir`` (see the module docstring) and return what it measured.
 
     ``data`` is a VLGuard folder (train.json, test.json, images optional); default: the bundled sample
     dataset. ``quick`` trains and generates less (for tests); the result is the same kind of report.
-    ``settings`` overrides the preset that ``quick`` picks.
+    ``settings`` overrides the preset that ``quick`` picks. ``on_step`` receives a one-line message as
+    each step starts (default: logged at INFO); libraries' progress bars and warnings are silenced
+    meanwhile.
     """
+    with _quiet_console():
+        return _run_demo(Path(out_dir), data, quick, settings, on_step)
+
+
+def _run_demo(
+    out: Path,
+    data: str | Path | None,
+    quick: bool,
+    settings: DemoSettings | None,
+    on_step: Callable[[str], None] | None,
+) -> DemoResult:
     from vlguard.data import load_vlguard
     from vlguard.data.sample import sample_dataset_dir
     from vlguard.models.tiny import build_tiny_vlm
@@ -226,12 +273,19 @@ def run_demo(
         settings = QUICK if quick else (FULL if data is None else FULL_REAL_DATA)
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    out = Path(out_dir)
     _prepare_out_dir(out)
+
+    def step(number: int, message: str) -> None:
+        line = f"[{number}/7] {message}"
+        if on_step is None:
+            logger.info(line)
+        else:
+            on_step(line)
 
     # 1. data. Images are used when the data has them (the sample does); the real annotations without
     # images are evaluated with blank images, as in docs/experiments.md.
     source = str(data) if data is not None else str(sample_dataset_dir())
+    step(1, f"data: {source}")
     train_split = load_vlguard(source, "train")
     image_mode = "original" if train_split.images is not None else "blank"
     real_data = data is not None
@@ -257,14 +311,17 @@ def run_demo(
         "lr_scheduler": "constant",
         "save_steps": 10_000,  # no intermediate checkpoints: the demo is short
         "logging_steps": 10,
+        "progress": False,  # no Trainer bar or log dicts: the demo reports its own steps
         "seed": settings.seed,
     }
 
     # 2. a tiny VLM whose tokenizer knows the data's words.
+    step(2, f"building a tiny VLM ({settings.model_size}) with a tokenizer trained on the train split")
     base = build_tiny_vlm(out / "models" / "base", texts=texts, size=settings.model_size, seed=settings.seed)
     timings["build"] = time.perf_counter() - started
 
     # 3. vanilla: helpful answers only, no safety data.
+    step(3, f"vanilla: instruction tuning on {n_helpful} helpful pairs only ({settings.vanilla_steps} steps)")
     mark = time.perf_counter()
     vanilla = _train(
         {
@@ -280,6 +337,7 @@ def run_demo(
     timings["train_vanilla"] = time.perf_counter() - mark
 
     # 4. evaluate vanilla on the held-out test split.
+    step(4, "evaluating vanilla on the held-out test split")
     mark = time.perf_counter()
     limit = settings.eval_limit if real_data else None
     runs = {VANILLA: out / "runs" / "vanilla", POSTHOC: out / "runs" / "posthoc"}
@@ -287,6 +345,11 @@ def run_demo(
     timings["eval_vanilla"] = time.perf_counter() - mark
 
     # 5. post-hoc safety fine-tuning (LoRA by default) on VLGuard train + the same helpful pairs.
+    step(
+        5,
+        f"post-hoc safety fine-tuning ({settings.posthoc_method}, {settings.posthoc_steps} steps) "
+        "on the VLGuard train split + the same helpful pairs",
+    )
     mark = time.perf_counter()
     posthoc = _train(
         {
@@ -309,6 +372,7 @@ def run_demo(
     timings["train_posthoc"] = time.perf_counter() - mark
 
     # 6. evaluate the post-hoc model on the same samples.
+    step(6, "evaluating the post-hoc model on the same held-out samples")
     mark = time.perf_counter()
     if settings.posthoc_method == "lora":  # the adapter is applied on vanilla at generation, unmerged
         posthoc_metrics = _evaluate(vanilla, posthoc, runs[POSTHOC], source, image_mode, limit, settings)
@@ -317,6 +381,7 @@ def run_demo(
     timings["eval_posthoc"] = time.perf_counter() - mark
 
     # 7. the before/after report.
+    step(7, "writing the before/after report")
     mark = time.perf_counter()
     files = write_report(
         [runs[VANILLA], runs[POSTHOC]],

@@ -279,7 +279,8 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     from vlguard.generation import GenerationRequest, make_backend
 
     procs = _Processes.from_env()
-    _warn_if_attack_unseen(config)
+    if procs.is_main:
+        _warn_if_attack_unseen(config)
     bench_options = dict(config.bench_options)
     if config.image_mode == "none" and config.data is None and config.bench.startswith("vlguard"):
         # Text-only evaluation: don't download the image zips from the Hub.

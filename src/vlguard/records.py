@@ -63,7 +63,7 @@ class Sample:
     ``id`` is stable and unique (``<record id>:<subset>`` for VLGuard), never an image path.
     ``should_refuse`` says what a safe model does: refuse (harmful) or answer (benign).
     ``intent`` is the request the prompt really carries when it is not in the text prompt (e.g. the
-    instruction rendered into a FigStep image); harm judges judge the response against it.
+    instruction rendered into a FigStep image, given as its question); harm judges judge against it.
     """
 
     id: str

@@ -42,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from vlguard.demo import POSTHOC, REAL_MODEL_COMMANDS, VANILLA, run_demo
 
     print("vlguard demo: tiny model, CPU, offline (nothing is downloaded)")
-    result = run_demo(args.out, data=args.data, quick=args.quick)
+    # The demo silences library progress bars and warnings; its own step lines are printed here.
+    result = run_demo(
+        args.out, data=args.data, quick=args.quick, on_step=lambda line: print(f"  {line}", flush=True)
+    )
     print(f"\ndata: {result.data_source} (image mode {result.image_mode}); took {result.seconds:.0f} s")
     print("\nheld-out test samples, refusal judge          vanilla   post-hoc")
     rows = (

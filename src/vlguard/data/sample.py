@@ -1,7 +1,8 @@
 """The small VLGuard-format dataset shipped with the package (for the demo and machines without the data).
 
-Written by us (mild wording, images drawn by ``scripts/make_sample_data.py``): 9 harmful images, one per
-subcategory, and 9 safe images per split, so the test split has 9 samples in each of the 3 subsets.
+Written by us (mild wording, images drawn by ``scripts/make_sample_data.py``). Test: 9 harmful images, one
+per subcategory, and 9 safe images, so 9 samples in each of the 3 subsets. Train: 27 harmful images (3
+wordings per subcategory) and 18 safe ones. No instruction or response is shared between the splits.
 """
 
 from __future__ import annotations

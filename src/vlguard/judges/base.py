@@ -28,7 +28,7 @@ class JudgeInput:
     generation failed (every judge then answers ``error``); ``content_policy`` is set when an API
     backend refused to answer on policy grounds (the response is empty; it is a refusal by the API).
     ``intent`` is the request the prompt really carries when the text prompt does not (``Sample.intent``,
-    e.g. FigStep's rendered instruction); harm judges judge the response against ``request``.
+    e.g. the question typeset into a FigStep image); harm judges judge the response against ``request``.
     """
 
     sample_id: str

@@ -196,6 +196,10 @@ class TrainConfig:
     save_steps: int = field(default=500, metadata=_help("Save a checkpoint every N optimizer steps."))
     save_total_limit: int | None = field(default=2, metadata=_help("Keep at most N checkpoints (null: all)."))
     logging_steps: int = field(default=1, metadata=_help("Log loss and learning rate every N steps."))
+    progress: bool = field(
+        default=True,
+        metadata=_help("Show the Trainer's progress bar and log lines on the console (false: quiet)."),
+    )
     report_to: list[str] = field(
         default_factory=list, metadata=_help("Trackers: tensorboard, wandb (empty: console only).")
     )

@@ -418,7 +418,7 @@ def _rank_fingerprints(model: Any, sharded: bool) -> list[str] | None:
 def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result."""
     import torch
-    from transformers import TrainingArguments, set_seed
+    from transformers import PrinterCallback, TrainingArguments, set_seed
 
     check_config(config)
     output_dir = Path(config.output_dir)
@@ -472,6 +472,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
         save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps,
         logging_first_step=True,
+        disable_tqdm=not config.progress,
         report_to=config.report_to or "none",
         run_name=config.run_name,
         remove_unused_columns=False,  # the collator needs the raw messages and images
@@ -489,6 +490,9 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
         processing_class=processor,
         callbacks=_make_callbacks(config_yaml),
     )
+    if not config.progress:
+        # Without the bar the Trainer prints each log dict instead (PrinterCallback): quiet means neither.
+        trainer.remove_callback(PrinterCallback)
     trainer.projector_names = tuple(modules["projector"]) if config.train_projector else ()
     trainer.projector_lr = config.projector_lr
     trainer.group_by_length = config.group_by_length
