@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/vlguard}
 OUT=${2:-runs/replicate-tiny}
 VANILLA_EPOCHS=${VANILLA_EPOCHS:-4}
-POSTHOC_EPOCHS=${POSTHOC_EPOCHS:-5}
+POSTHOC_EPOCHS=${POSTHOC_EPOCHS:-8}
 VANILLA_LR=${VANILLA_LR:-3e-3}
 POSTHOC_LR=${POSTHOC_LR:-2e-3}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}
@@ -32,18 +32,19 @@ else
 fi
 start=$(date +%s)
 
-.venv/bin/python scripts/replicate_tiny_prep.py "$DATA" "$OUT"
+# Steps whose output is complete are skipped on a rerun (delete OUT/<step> to redo one).
+[ -f "$OUT/base/config.json" ] || .venv/bin/python scripts/replicate_tiny_prep.py "$DATA" "$OUT"
 
 common=(method=full data.image_mode=blank global_batch_size=16 per_device_batch_size=$((16 / PROCS)) max_length=256
         group_by_length=true lr_scheduler=cosine warmup_ratio=0.03 save_steps=100000 logging_steps=25)
 
 # 1. vanilla: helpful, no safety data
-"${TRAIN[@]}" model.name_or_path="$OUT/base" data.recipe=instructions \
+[ -f "$OUT/vanilla/model/COMPLETE" ] || "${TRAIN[@]}" model.name_or_path="$OUT/base" data.recipe=instructions \
   data.instructions="$OUT/safe_safe_train.jsonl" lr="$VANILLA_LR" epochs="$VANILLA_EPOCHS" \
   output_dir="$OUT/vanilla" "${common[@]}"
 
 # 2. post-hoc: VLGuard train (2,000 conversations, 2,977 pairs) + the same 977 helpfulness conversations
-"${TRAIN[@]}" model.name_or_path="$OUT/vanilla/model" data.recipe=posthoc data.vlguard="$DATA" \
+[ -f "$OUT/posthoc/model/COMPLETE" ] || "${TRAIN[@]}" model.name_or_path="$OUT/vanilla/model" data.recipe=posthoc data.vlguard="$DATA" \
   data.instructions="$OUT/safe_safe_train.jsonl" data.n_helpfulness=977 lr="$POSTHOC_LR" \
   epochs="$POSTHOC_EPOCHS" output_dir="$OUT/posthoc" "${common[@]}"
 trained=$(date +%s)

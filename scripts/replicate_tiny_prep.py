@@ -16,17 +16,22 @@ from pathlib import Path
 from vlguard.data import load_vlguard
 from vlguard.models.tiny import TINY_SIZES, TinyVLMSize, build_tiny_vlm
 
-
 # Between "tiny" (tests) and "small": what 20 CPU minutes can train for a few epochs on ~4k
 # conversations (about 1M parameters in the language model; blank images need no bigger vision tower).
-EXPERIMENT_SIZE = TinyVLMSize(text_hidden=128, text_layers=4, text_heads=4, vocab_size=2048, max_positions=1024)
+EXPERIMENT_SIZE = TinyVLMSize(
+    text_hidden=128, text_layers=4, text_heads=4, vocab_size=2048, max_positions=1024
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data", help="VLGuard folder (train.json)")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--size", default="experiment", help=f"'experiment' (default) or one of {', '.join(TINY_SIZES)}")
+    parser.add_argument(
+        "--size", default="experiment", help=f"'experiment' (default) or one of {', '.join(TINY_SIZES)}"
+    )
     args = parser.parse_args()
     train = load_vlguard(args.data, "train", download_images=False)
     rows, texts = [], []
@@ -39,7 +44,10 @@ def main() -> None:
                         "id": f"{record.uid}:safe_safe",
                         "images": [record.image],
                         "messages": [
-                            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": pair.instruction}]},
+                            {
+                                "role": "user",
+                                "content": [{"type": "image"}, {"type": "text", "text": pair.instruction}],
+                            },
                             {"role": "assistant", "content": [{"type": "text", "text": pair.response}]},
                         ],
                     }
@@ -49,7 +57,9 @@ def main() -> None:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     shape = EXPERIMENT_SIZE if args.size == "experiment" else TINY_SIZES[args.size]
     build_tiny_vlm(args.out / "base", texts=texts, size=shape, seed=0)
-    print(f"{len(rows)} safe_safe conversations → {args.out / 'safe_safe_train.jsonl'}; model → {args.out / 'base'}")
+    print(
+        f"{len(rows)} safe_safe conversations → {args.out / 'safe_safe_train.jsonl'}; model → {args.out / 'base'}"
+    )
 
 
 if __name__ == "__main__":

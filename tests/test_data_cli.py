@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,10 +72,19 @@ def test_stats_table_on_real_data(run: Runner, vlguard_data_dir: Path) -> None:
     }
 
 
+def _sample_records(split: str) -> list[dict[str, Any]]:
+    """The bundled sample's raw records of one split (the expected counts are derived from them)."""
+    records: list[dict[str, Any]] = json.loads((sample_dataset_dir() / f"{split}.json").read_text())
+    return records
+
+
 def test_validate_ok_and_with_images(run: Runner) -> None:
     code, out, _ = run("data", "validate", str(sample_dataset_dir()), "--images")
     assert code == 0
-    assert "train: OK: 18 records and images, 27 samples" in out and "test: OK" in out
+    # Counted from the file itself: one sample per instruction-response pair.
+    records = _sample_records("train")
+    n_samples = sum(len(record["instr-resp"]) for record in records)
+    assert f"train: OK: {len(records)} records and images, {n_samples} samples" in out and "test: OK" in out
 
 
 def test_validate_lists_problems(run: Runner, tmp_path: Path) -> None:
@@ -130,7 +140,14 @@ def test_stats_defaults_to_the_bundled_sample(run: Runner) -> None:
     code, out, _ = run("data", "stats", "--json")
     summary = json.loads(out)
     assert code == 0 and summary["path"] == str(sample_dataset_dir())
-    assert summary["samples_by_subset"] == {"unsafe": 18, "safe_unsafe": 18, "safe_safe": 18}
+    # Both splits: a harmful image gives one unsafe sample, a safe image one safe_safe + one safe_unsafe.
+    records = _sample_records("train") + _sample_records("test")
+    n_safe = sum(record["safe"] for record in records)
+    assert summary["samples_by_subset"] == {
+        "unsafe": len(records) - n_safe,
+        "safe_unsafe": n_safe,
+        "safe_safe": n_safe,
+    }
 
 
 @pytest.mark.parametrize(("fmt", "suffix"), [("llava", ".json"), ("messages", ".jsonl")])
@@ -139,7 +156,7 @@ def test_convert(run: Runner, tmp_path: Path, fmt: str, suffix: str) -> None:
     code, out, _ = run(
         "data", "convert", str(sample_dataset_dir()), "--format", fmt, "--out", str(out_file), "--seed", "3"
     )
-    assert code == 0 and "wrote 18" in out
+    assert code == 0 and f"wrote {len(_sample_records('train'))} " in out
     text = out_file.read_text()
     rows = json.loads(text) if suffix == ".json" else [json.loads(line) for line in text.splitlines()]
     records = load_vlguard(sample_dataset_dir(), "train").records
@@ -169,9 +186,10 @@ def test_mix_posthoc_and_mixed(run: Runner, tmp_path: Path) -> None:
         str(out_file),
     ]
     code, out, _ = run(*argv, "--recipe", "posthoc", "--n", "12", "--seed", "1")
-    assert code == 0 and "safety: 18" in out and "instructions: 12" in out
+    n_safety = len(_sample_records("train"))  # one conversation per train record
+    assert code == 0 and f"safety: {n_safety}\n" in out and "instructions: 12" in out
     lines = [json.loads(line) for line in out_file.read_text().splitlines()]
-    assert len(lines) == 30 and sum(r["source"] == "instructions" for r in lines) == 12
+    assert len(lines) == n_safety + 12 and sum(r["source"] == "instructions" for r in lines) == 12
     code, out, _ = run(*argv, "--recipe", "mixed", "--seed", "1")
     assert code == 0 and "instructions: 40" in out
     code, _, err = run(*argv, "--recipe", "posthoc", "--n", "41")

@@ -27,7 +27,12 @@ def _refused_unsafe(run_dir: Path) -> tuple[int, int]:
 def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # A clean console: the demo's own step lines, no Trainer / weight-loading progress bars or log dicts.
+    assert "[1/7]" in printed and "[7/7]" in printed
+    console = captured.out + captured.err
+    assert "it/s]" not in console and "s/it]" not in console and "'train_runtime'" not in console
     report = out / "report" / "report.html"
     assert report.is_file() and (out / "report" / "report.md").is_file()
     assert str(report) in printed

@@ -167,14 +167,20 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     assert any(not torch.equal(start[k], b[k]) for k in b)
 
 
-def test_lora_resume_restores_adapters_and_projector(tiny_model_dir: Path, instructions: Path, tmp_path: Path) -> None:
+def test_lora_resume_restores_adapters_and_projector(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path
+) -> None:
     import torch
 
     common = {"max_steps": 4, "save_steps": 2, "global_batch_size": 2, "per_device_batch_size": 2,
               "method": "lora", "lora.r": 4, "lr": 5e-3, "projector_lr": 1e-3}  # fmt: skip
     straight = train(_config(tiny_model_dir, instructions, tmp_path / "a", **common))
-    shutil.copytree(tmp_path / "a" / "checkpoints" / "checkpoint-2", tmp_path / "b" / "checkpoints" / "checkpoint-2")
-    resumed = train(_config(tiny_model_dir, instructions, tmp_path / "b", resume_from_checkpoint="latest", **common))
+    shutil.copytree(
+        tmp_path / "a" / "checkpoints" / "checkpoint-2", tmp_path / "b" / "checkpoints" / "checkpoint-2"
+    )
+    resumed = train(
+        _config(tiny_model_dir, instructions, tmp_path / "b", resume_from_checkpoint="latest", **common)
+    )
     a = _weights(straight.model_dir, "adapter_model.safetensors")
     b = _weights(resumed.model_dir, "adapter_model.safetensors")
     assert any("multi_modal_projector" in k for k in a), "the projector is trained and saved with the adapter"

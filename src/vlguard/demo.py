@@ -6,12 +6,15 @@
 3. "vanilla": the tiny model instruction-tuned on the helpful pairs only, so it answers everything;
 4. evaluation of vanilla on the held-out test split (``vlguard.evaluate.run_eval``, two offline
    judges: ``refusal`` and ``refusal-paper``, so the report also shows their agreement);
-5. post-hoc safety fine-tuning (``vlguard.train``): LoRA on VLGuard's train split + the same helpful
-   pairs, the paper's ``posthoc`` recipe (``quick``: full fine-tuning, fewer steps);
-6. evaluation of the post-hoc model (vanilla + adapter) on the same held-out samples;
+5. post-hoc safety fine-tuning (``vlguard.train``) on VLGuard's train split + the same helpful pairs,
+   the paper's ``posthoc`` recipe (full fine-tuning of the tiny model; ``DemoSettings`` can pick LoRA);
+6. evaluation of the post-hoc model on the same held-out samples;
 7. the before/after report (``vlguard.report``).
 
-A tiny model shows that the pipeline works end to end; its "safety" means nothing for real models.
+The bundled sample's test split shares no instruction or response with its train split, so the
+held-out evaluation asks the tiny model to generalise "harmful request -> apologetic refusal" to
+unseen wording. A tiny model shows that the pipeline works end to end; its "safety" means nothing for
+real models.
 With ``data`` (the real VLGuard, thousands of samples, usually without images: evaluated with blank
 images) training draws ``max_train_conversations`` conversations and evaluation ``eval_limit`` samples;
 that takes longer (about 5 minutes on 2 busy cores) and post-hoc tuning is full fine-tuning.
@@ -52,20 +55,22 @@ REAL_MODEL_COMMANDS = (
 class DemoSettings:
     """How much work each step does. ``FULL`` is what ``vlguard demo`` runs, ``QUICK`` its short form.
 
-    Tuned on the bundled sample (2 CPU cores, seeds fixed): the sample's refusals all start with the
-    same apology, which LoRA teaches the tiny model within ~100 steps (FULL: 8 of 9 held-out unsafe
-    samples refused, none of the safe ones; vanilla refuses none). QUICK (tests) fine-tunes fully for
-    fewer steps: 8 of 9 refused, 2 of 9 safe ones over-refused.
+    Tuned on the bundled sample, whose test wording is unseen in training (measured with seeds 0, 1
+    and 2; vanilla refuses none of the 18 held-out unsafe samples, ``unsafe`` + ``safe_unsafe``):
+    FULL's post-hoc model refuses 18 of 18 with every seed, and over-refuses 0, 2 and 2 of the 9
+    ``safe_safe`` samples; QUICK's refuses 18 of 18 and over-refuses 0 to 4 of 9. Post-hoc LoRA (the
+    paper's recipe, ``posthoc_method="lora"``) is not robust on so small a model: at lr 1e-2 for 200
+    steps it refused 16, 4 and 5 of 18 with the three seeds, and diverged at higher lr or rank.
     """
 
     model_size: str = "tiny"
-    vanilla_steps: int = 60
+    vanilla_steps: int = 30
     vanilla_lr: float = 3e-3
     posthoc_steps: int = 120
-    posthoc_lr: float = 5e-3
-    # The paper's post-hoc LoRA (the report then names the adapter); "full" is faster per step on the
-    # tiny model, where LoRA's per-layer overhead outweighs its tiny matrix products.
-    posthoc_method: str = "lora"
+    posthoc_lr: float = 2e-3
+    # Full fine-tuning: more robust than LoRA on the tiny model (see above) and faster per step, as
+    # LoRA's per-layer overhead outweighs its tiny matrix products.
+    posthoc_method: str = "full"
     lora_r: int = 16
     batch_size: int = 8
     max_new_tokens: int = 24
@@ -78,10 +83,10 @@ class DemoSettings:
 FULL = DemoSettings()
 # Real VLGuard (--data): full fine-tuning learns its varied refusals within the budget where LoRA does
 # not (measured: 39 of 42 held-out unsafe samples refused, no over-refusal, on 150 test samples).
-FULL_REAL_DATA = DemoSettings(posthoc_method="full", posthoc_lr=3e-3)
+FULL_REAL_DATA = DemoSettings(vanilla_steps=60, posthoc_steps=120, posthoc_lr=3e-3, posthoc_method="full")
 QUICK = DemoSettings(
     vanilla_steps=30,
-    posthoc_steps=40,
+    posthoc_steps=80,
     posthoc_lr=3e-3,
     posthoc_method="full",
     max_new_tokens=12,
@@ -181,8 +186,9 @@ def _train(overrides: dict[str, Any]) -> Path:
     from vlguard.train.trainer import train
 
     result = train(load_config(None, overrides))
-    logger.info(
-        "trained %s: %d steps, loss %s", overrides["output_dir"], result.global_step, result.train_loss
+    # DEBUG: on the demo's console the step lines say what is trained; this is for ``-v``.
+    logger.debug(
+        "trained %s: %d steps, loss %.3f", overrides["output_dir"], result.global_step, result.train_loss
     )
     return result.model_dir
 
@@ -344,7 +350,7 @@ def _run_demo(
     vanilla_metrics = _evaluate(vanilla, None, runs[VANILLA], source, image_mode, limit, settings)
     timings["eval_vanilla"] = time.perf_counter() - mark
 
-    # 5. post-hoc safety fine-tuning (LoRA by default) on VLGuard train + the same helpful pairs.
+    # 5. post-hoc safety fine-tuning (full by default) on VLGuard train + the same helpful pairs.
     step(
         5,
         f"post-hoc safety fine-tuning ({settings.posthoc_method}, {settings.posthoc_steps} steps) "

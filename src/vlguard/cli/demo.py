@@ -13,9 +13,9 @@ def register(subparsers: Any) -> None:
         help="offline demo: a tiny VLM before and after post-hoc safety fine-tuning, with a report",
         description=(
             "Build a tiny VLM, instruction-tune it on helpful data only (vanilla), evaluate it on held-out "
-            "VLGuard samples, safety fine-tune it (post-hoc: VLGuard train + the same helpful data; LoRA on "
-            "the bundled sample, full fine-tuning with --data), "
-            "evaluate again and write a before/after report. Offline and on CPU, a few minutes on 2 cores. "
+            "VLGuard samples (unseen wording), safety fine-tune it (post-hoc: VLGuard train + the same "
+            "helpful data, full fine-tuning), evaluate again and write a before/after report. Offline and on "
+            "CPU, about a minute on 2 idle cores (a few with --data). "
             "A tiny model demonstrates the pipeline, not real safety."
         ),
     )

@@ -2,7 +2,7 @@
 
 Written by us (mild wording, images drawn by ``scripts/make_sample_data.py``). Test: 9 harmful images, one
 per subcategory, and 9 safe images, so 9 samples in each of the 3 subsets. Train: 27 harmful images (3
-wordings per subcategory) and 18 safe ones. No instruction or response is shared between the splits.
+wordings per subcategory) and 27 safe ones. No instruction or response is shared between the splits.
 """
 
 from __future__ import annotations

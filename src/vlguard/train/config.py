@@ -182,7 +182,8 @@ class TrainConfig:
         metadata=_help("Longest sequence in tokens (image tokens included); longer text is cut."),
     )
     group_by_length: bool = field(
-        default=False, metadata=_help("Batch conversations of similar length together (less padding, faster).")
+        default=False,
+        metadata=_help("Batch conversations of similar length together (less padding, faster)."),
     )
     max_grad_norm: float = field(default=1.0, metadata=_help("Gradient clipping."))
     optim: str = field(

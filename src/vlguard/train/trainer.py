@@ -292,7 +292,6 @@ def _make_trainer_class() -> type:
 
             return LengthGroupedSampler(
                 self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                dataset=dataset,
                 lengths=dataset.lengths(),
             )
 
