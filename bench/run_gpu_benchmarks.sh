@@ -16,5 +16,5 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)" | tee -a "$out/gpu.txt"
-timeout 390 python3 bench/eval_throughput.py --gpu-7b --data "$data" --out "$out/eval_gpu7b.json" 2>&1 | tee "$out/eval_gpu7b.log"
+timeout 360 python3 bench/eval_throughput.py --gpu-7b --data "$data" --out "$out/eval_gpu7b.json" 2>&1 | tee "$out/eval_gpu7b.log"
 timeout 170 python3 bench/train_throughput.py --gpu-7b --out "$out/train_gpu7b.json" 2>&1 | tee "$out/train_gpu7b.log"
