@@ -25,8 +25,13 @@ def _refused_unsafe(run_dir: Path) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from transformers.utils import logging as hf_logging
+
     out = tmp_path / "demo"
+    before = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
     assert main(["demo", "--quick", "--out", str(out)]) == 0
+    # The demo silences transformers only for its own duration.
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == before
     captured = capsys.readouterr()
     printed = captured.out
     # A clean console: the demo's own step lines, no Trainer / weight-loading progress bars or log dicts.

@@ -160,3 +160,28 @@ def test_conversation_without_answer_is_an_error(tiny_model_dir: Path) -> None:
     messages = [{"role": "user", "content": [_text("Only a question")]}]
     with pytest.raises(CollatorError, match=r"q1.*no assistant tokens"):
         VLMCollator(processor)([{"id": "q1", "messages": messages, "images": []}])
+
+
+def test_image_modes_mirror_evaluation(tmp_path: Path) -> None:
+    from vlguard.data.conversations import Conversation
+    from vlguard.data.images import FolderImageSource
+    from vlguard.train.data import BLANK_SIZE, ConversationDataset, TrainingData
+
+    _image(40, 30).save(tmp_path / "a.png")
+    conversations = (
+        Conversation("with", "a.png", tuple(_two_turns()), "safety"),
+        Conversation("missing", "gone.png", tuple(_two_turns()), "safety"),
+    )
+    data = TrainingData(conversations, {"safety": FolderImageSource(tmp_path)}, {"safety": 2})
+    original = ConversationDataset(data, "original")[0]
+    assert original["images"][0].size == (40, 30) and original["images"][0].getpixel((0, 0)) == (200, 30, 30)
+    blank = ConversationDataset(data, "blank")
+    assert blank[0]["images"][0].size == (40, 30) and blank[0]["images"][0].getpixel((0, 0)) == (
+        255,
+        255,
+        255,
+    )
+    assert blank[1]["images"][0].size == BLANK_SIZE  # the original is unavailable: a fixed-size blank
+    none = ConversationDataset(data, "none")[0]
+    assert none["images"] == []
+    assert all(part["type"] == "text" for m in none["messages"] for part in m["content"])

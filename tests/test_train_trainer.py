@@ -13,6 +13,7 @@ from vlguard.errors import ConfigError, ImageLoadError, VLGuardError
 from vlguard.train.config import TrainConfig, load_config
 from vlguard.train.trainer import COMPLETE_MARKER, train
 
+REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
@@ -230,3 +231,9 @@ def test_empty_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
     data.write_text(json.dumps(_conversation(0, None)) + "\n")
     config = _config(tiny_model_dir, data, tmp_path / "run2", **{"data.max_samples": 0})
     _fails_before_training(config, VLGuardError, "no training conversations")
+
+
+def test_recipe_without_its_data_fails_before_any_load(tmp_path: Path) -> None:
+    config = load_config(REPO / "configs/train/posthoc-lora.yaml", [f"output_dir={tmp_path / 'run'}"])
+    # The shipped recipe names a Hub model that is not available offline: the data error comes first.
+    _fails_before_training(config, ConfigError, "needs data.instructions")

@@ -131,8 +131,9 @@ def _quiet_console() -> Iterator[None]:
     package_level, own_level = package.level, logger.level
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    package.setLevel(logging.WARNING)
-    logger.setLevel(logging.INFO)  # this module's step messages still pass
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # debug logging (``-v``) keeps everything
+        package.setLevel(logging.WARNING)
+        logger.setLevel(logging.INFO)  # this module's step messages still pass
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

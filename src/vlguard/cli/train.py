@@ -86,9 +86,10 @@ def _is_rank_zero() -> bool:
 
 def run_merge(args: argparse.Namespace) -> int:
     from vlguard.train.merge import merge_adapter
+    from vlguard.train.trainer import resolve_model_path
 
     out = merge_adapter(
-        args.base,
+        resolve_model_path(args.base),  # `tiny` names the built-in tiny VLM, as in `vlguard train`
         args.adapter,
         args.out,
         revision=args.revision,

@@ -52,7 +52,10 @@ class ModelConfig:
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
         default="auto",
-        metadata=_help("Weights dtype: auto = bfloat16 on a GPU that supports it, float32 on CPU."),
+        metadata=_help(
+            "Weights dtype. auto: LoRA on a bf16 GPU loads the frozen base in bfloat16; full fine-tuning keeps "
+            "float32 master weights (bf16 compute via autocast / DeepSpeed / FSDP); float32 on CPU."
+        ),
     )
     trust_remote_code: bool = field(
         default=False, metadata=_help("Allow code from the model repository (off: safer).")

@@ -64,6 +64,21 @@ def resolve_vlguard_source(source: str) -> str:
     return source
 
 
+def check_data_config(config: DataConfig) -> None:
+    """The sources each recipe needs (checked before anything is loaded)."""
+    if config.recipe == "instructions" and config.instructions is None:
+        raise ConfigError("data.recipe=instructions needs data.instructions (a LLaVA or messages file)")
+    if config.recipe != "instructions" and config.vlguard is None:
+        raise ConfigError(f"data.recipe={config.recipe} needs data.vlguard (a folder or Hub repo id)")
+    if config.recipe == "mixed" and config.instructions is None:
+        raise ConfigError("data.recipe=mixed needs data.instructions (the full instruction dataset)")
+    if config.recipe == "posthoc" and config.n_helpfulness > 0 and config.instructions is None:
+        raise ConfigError(
+            "data.recipe=posthoc with data.n_helpfulness > 0 needs data.instructions "
+            "(or set data.n_helpfulness=0 to train on VLGuard alone)"
+        )
+
+
 def build_training_data(config: DataConfig) -> TrainingData:
     """Load and mix the data that ``config`` describes (see :class:`DataConfig`)."""
     from vlguard.data import load_vlguard
@@ -71,21 +86,12 @@ def build_training_data(config: DataConfig) -> TrainingData:
     instructions, instruction_images, instruction_source = _load_instructions(config)
     sources: dict[str, Any] = {INSTRUCTIONS: instruction_source}
     images: dict[str, ImageSource | None] = {INSTRUCTIONS: instruction_images}
+    check_data_config(config)
     if config.recipe == "instructions":
-        if config.instructions is None:
-            raise ConfigError("data.recipe=instructions needs data.instructions (a LLaVA or messages file)")
         conversations = [c.__class__(c.id, c.image, c.messages, INSTRUCTIONS) for c in instructions]
         counts = {INSTRUCTIONS: len(conversations)}
     else:
-        if config.vlguard is None:
-            raise ConfigError(f"data.recipe={config.recipe} needs data.vlguard (a folder or Hub repo id)")
-        if config.recipe == "mixed" and config.instructions is None:
-            raise ConfigError("data.recipe=mixed needs data.instructions (the full instruction dataset)")
-        if config.recipe == "posthoc" and config.n_helpfulness > 0 and config.instructions is None:
-            raise ConfigError(
-                "data.recipe=posthoc with data.n_helpfulness > 0 needs data.instructions "
-                "(or set data.n_helpfulness=0 to train on VLGuard alone)"
-            )
+        assert config.vlguard is not None
         safety_set = load_vlguard(
             resolve_vlguard_source(config.vlguard),
             config.vlguard_split,

@@ -38,7 +38,7 @@ from typing import Any
 from vlguard.errors import ConfigError, VLGuardError
 from vlguard.train.collator import VLMCollator
 from vlguard.train.config import TrainConfig, dump_config
-from vlguard.train.data import ConversationDataset, TrainingData, build_training_data
+from vlguard.train.data import ConversationDataset, TrainingData, build_training_data, check_data_config
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def check_config(config: TrainConfig) -> None:
         re.compile(config.lora.target_modules)
     except re.error as err:
         raise ConfigError(f"config key 'lora.target_modules': invalid regex ({err})") from err
+    check_data_config(config.data)
     for positive in (
         "per_device_batch_size",
         "global_batch_size",
