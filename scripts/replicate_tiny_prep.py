@@ -17,7 +17,7 @@ from vlguard.data import load_vlguard
 from vlguard.models.tiny import TINY_SIZES, TinyVLMSize, build_tiny_vlm
 
 # Between "tiny" (tests) and "small": what 20 CPU minutes can train for a few epochs on ~4k
-# conversations (about 1M parameters in the language model; blank images need no bigger vision tower).
+# conversations (1.2 M parameters; blank images need no bigger vision tower).
 EXPERIMENT_SIZE = TinyVLMSize(
     text_hidden=128, text_layers=4, text_heads=4, vocab_size=2048, max_positions=1024
 )

@@ -52,6 +52,8 @@ def test_relative_image_paths_resolve_against_the_input_folder(tmp_path: Path) -
         ('{"id": "a", "prompt": "p"}', "response", "missing required field"),
         ('{"id": 3, "prompt": "p", "response": "r"}', "id", "must be a string"),
         ('{"id": "a", "prompt": "p", "response": "r", "image": 5}', "image", "must be a string"),
+        ('{"id": "a", "prompt": "p", "response": "r", "image": "../x.png"}', "image", "escapes"),
+        ('{"id": "a", "prompt": "p", "response": "r", "image": "/etc/passwd"}', "image", "absolute"),
         ("[1, 2]", "", "JSON object"),
         ('{"id": "a", "prompt": ', "", "not valid JSON"),
     ],

@@ -9,18 +9,15 @@ row and the column, as a ``vlguard.errors`` error: never a traceback.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlguard.data.sources import DataSourceError, hub_file, looks_like_repo_id, sha256_file
 from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardError
 
-# "owner/name": what a Hub repository id looks like (and a relative local path usually doesn't exist).
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # The real files are tens of kilobytes; a limit keeps a wrong path (a model file, a video) from
 # being read into memory whole just to be rejected.
 MAX_CSV_BYTES = 64 * 1024 * 1024
@@ -38,15 +35,6 @@ class CsvRow:
     def where(self) -> str:
         """How a problem message names this row."""
         return f"row {self.number} (line {self.line})"
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file, for the run manifest."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_data_file(
@@ -78,14 +66,14 @@ def resolve_data_file(
             )
         path = candidate
     elif not path.exists():
-        if isinstance(data, str) and _HUB_ID.match(data) and not data.startswith((".", "~")):
+        if isinstance(data, str) and looks_like_repo_id(data) and not data.startswith((".", "~")):
             return _download_from_hub(data, filename, benchmark=benchmark, revision=revision)
         raise ConfigError(f"{path}: no such file or folder (benchmark {benchmark!r} expects {filename})")
     if revision is not None:
         raise ConfigError(
             f"revision {revision!r} only applies to a Hub dataset id, but {benchmark!r} data is the local path {path}"
         )
-    source = {"kind": "local", "path": str(path.resolve()), "file": path.name, "sha256": sha256_of(path)}
+    source = {"kind": "local", "path": str(path.resolve()), "file": path.name, "sha256": sha256_file(path)}
     return path, source
 
 
@@ -93,23 +81,20 @@ def _download_from_hub(
     repo_id: str, filename: str, *, benchmark: str, revision: str | None
 ) -> tuple[Path, dict[str, Any]]:
     """Fetch ``filename`` from a Hub dataset repository (honours ``HF_HUB_OFFLINE`` and the cache)."""
-    from huggingface_hub import hf_hub_download
-
     try:
-        local = Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision))
-    except Exception as err:  # the hub raises many types (offline, 404, gated, network): all user-facing
-        raise VLGuardError(
-            f"{repo_id}: no such local file or folder, and cannot get {filename} of benchmark {benchmark!r} "
-            f"from the Hub dataset {repo_id!r}"
-            f"{f' at revision {revision!r}' if revision else ''}: {type(err).__name__}: {str(err).rstrip('. ')}. "
+        local = hub_file(repo_id, filename, revision)
+    except DataSourceError as err:
+        raise DataSourceError(
+            f"{err} (benchmark {benchmark!r}; no local file or folder {repo_id!r} either). "
             "Pass a local CSV file or folder instead (offline machines: HF_HUB_OFFLINE=1 uses the cache only)."
         ) from err
+    assert local is not None  # a required file is a path or an error
     source = {
         "kind": "hub",
         "repo_id": repo_id,
         "revision": revision,
         "file": filename,
-        "sha256": sha256_of(local),
+        "sha256": sha256_file(local),
     }
     return local, source
 

@@ -35,7 +35,8 @@ from typing import Any
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from vlguard.benchmarks.base import BenchmarkData, ImageSource
-from vlguard.benchmarks.csv_source import check_options, read_csv_rows, resolve_data_file, sha256_of
+from vlguard.benchmarks.csv_source import check_options, read_csv_rows, resolve_data_file
+from vlguard.data.sources import sha256_file
 from vlguard.errors import ConfigError, DataValidationError, ImageLoadError, Problem
 from vlguard.records import Sample
 
@@ -234,7 +235,7 @@ def _rendered_images(
     renderer: dict[str, Any] = {
         "version": RENDERER_VERSION,
         "font": str(font_path),
-        "font_sha256": sha256_of(font_path),
+        "font_sha256": sha256_file(font_path),
         "font_size": FONT_SIZE,
         "canvas": list(CANVAS_SIZE),
         "origin": list(TEXT_ORIGIN),

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +172,14 @@ def run_stats(args: argparse.Namespace) -> int:
     _print_tables(summary)
     for split, problems in skipped.items():
         if problems:
-            print(f"{split}: skipped {len(problems)} invalid record(s):")
-            print("\n".join(f"  - {problem}" for problem in problems))
+            _print_problems(f"{split}: skipped {len(problems)} invalid record(s):", problems)
     return 0
+
+
+def _print_problems(header: str, problems: Iterable[object]) -> None:
+    print(header)
+    for problem in problems:
+        print(f"  - {problem}")
 
 
 def _file_splits(args: argparse.Namespace) -> list[str]:
@@ -250,16 +256,12 @@ def run_validate(args: argparse.Namespace) -> int:
         try:
             dataset = _load(args, split, skip_invalid=False, image_root=args.image_root)
         except DataValidationError as err:
-            print(f"{split}: INVALID ({len(err.problems)} problem(s))")
-            for problem in err.problems:
-                print(f"  - {problem}")
+            _print_problems(f"{split}: INVALID ({len(err.problems)} problem(s))", err.problems)
             failed = True
             continue
         problems = check_images(dataset) if args.images else []
         if problems:
-            print(f"{split}: INVALID images ({len(problems)} problem(s))")
-            for problem in problems:
-                print(f"  - {problem}")
+            _print_problems(f"{split}: INVALID images ({len(problems)} problem(s))", problems)
             failed = True
             continue
         checked = " and images" if args.images else ""
@@ -281,9 +283,7 @@ def run_convert(args: argparse.Namespace) -> int:
     out = write_jsonl(rows, args.out) if args.out.suffix == ".jsonl" else write_json(rows, args.out)
     print(f"wrote {len(rows)} {args.format} conversations ({args.split}) to {out}")
     if dataset.problems:
-        print(f"skipped {len(dataset.problems)} invalid record(s):")
-        for problem in dataset.problems:
-            print(f"  - {problem}")
+        _print_problems(f"skipped {len(dataset.problems)} invalid record(s):", dataset.problems)
     return 0
 
 

@@ -8,12 +8,14 @@ names the file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import threading
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -55,20 +57,14 @@ def _check_path(path: str, root: str) -> None:
         raise ImageLoadError(f"{root}: {reason}")
 
 
-def _decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Image:
-    """Decode one image, refusing bombs from the header size before decoding the pixels."""
+@contextlib.contextmanager
+def _pillow_errors(name: str) -> Iterator[None]:
+    """Turn Pillow's failures into ``ImageLoadError`` naming the file; our own pixel limit decides bombs."""
     try:
         with warnings.catch_warnings():
             # Our own pixel limit decides; Pillow's warning would only duplicate it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(stream)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageLoadError(
-                    f"{name}: refusing to decode a {width}x{height} image "
-                    f"({width * height:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
-                )
-            image.load()
+            yield
     except Image.DecompressionBombError as err:
         raise ImageLoadError(f"{name}: refused as a decompression bomb: {err}") from err
     except UnidentifiedImageError as err:
@@ -76,22 +72,27 @@ def _decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as err:
         # Pillow reports truncated or corrupt data as OSError (sometimes SyntaxError / ValueError).
         raise ImageLoadError(f"{name}: truncated or corrupt image: {err}") from err
+
+
+def _decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Image:
+    """Decode one image, refusing bombs from the header size before decoding the pixels."""
+    with _pillow_errors(name):
+        image = Image.open(stream)
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageLoadError(
+                f"{name}: refusing to decode a {width}x{height} image "
+                f"({width * height:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
+            )
+        image.load()
     return image
 
 
 def _header_size(stream: IO[bytes], name: str) -> tuple[int, int]:
     """Width and height read from the header only (no pixel decoding)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(stream) as image:
-                return image.size
-    except Image.DecompressionBombError as err:
-        raise ImageLoadError(f"{name}: refused as a decompression bomb: {err}") from err
-    except UnidentifiedImageError as err:
-        raise ImageLoadError(f"{name}: not an image file (Pillow cannot identify it)") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageLoadError(f"{name}: truncated or corrupt image: {err}") from err
+    with _pillow_errors(name), Image.open(stream) as image:
+        size: tuple[int, int] = image.size
+    return size
 
 
 class FolderImageSource:

@@ -21,6 +21,10 @@ class GenerationRequest:
     image: Image | None = None
     system: str | None = None
 
+    def system_or(self, default: str | None) -> str | None:
+        """The system prompt to send: the request's own, else the backend's ``default`` (may be None)."""
+        return self.system if self.system is not None else default
+
 
 class GenerationBackend(Protocol):
     """A model that answers prompts in batches. Outputs are in the order of the requests."""

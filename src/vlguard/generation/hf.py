@@ -234,7 +234,7 @@ class HFBackend:
             content.append({"type": "image"})
         content.append({"type": "text", "text": request.prompt})
         messages: list[dict[str, Any]] = []
-        system = request.system if request.system is not None else self.system_prompt
+        system = request.system_or(self.system_prompt)
         if system:
             messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
         messages.append({"role": "user", "content": content})

@@ -91,15 +91,6 @@ class OpenAIBackend:
             "extra_params": self.extra_params,
         }
 
-    def _messages(self, request: GenerationRequest) -> list[Message]:
-        messages: list[Message] = []
-        system = request.system if request.system is not None else self.system_prompt
-        if system:
-            messages.append({"role": "system", "content": system})
-        images = [request.image] if request.image is not None else []
-        messages.append(user_message(request.prompt, images))
-        return messages
-
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Answer every request concurrently; failures are Generations with ``error`` set."""
         params = {
@@ -107,8 +98,25 @@ class OpenAIBackend:
             "temperature": self.temperature,
             **self.extra_params,
         }
-        results = self.client.complete_many([self._messages(r) for r in requests], **params)
+        results = self.client.complete_many(
+            [chat_messages(r, self.system_prompt) for r in requests], **params
+        )
         return [_to_generation(r.sample_id, result) for r, result in zip(requests, results, strict=True)]
+
+
+def chat_messages(request: GenerationRequest, default_system: str | None) -> list[Message]:
+    """OpenAI-format messages for a request: an optional system turn, then the user turn.
+
+    The image (if any) goes as a base64 PNG data URL part before the text. Shared by the ``openai`` and
+    ``vllm`` backends, which both speak this format.
+    """
+    messages: list[Message] = []
+    system = request.system_or(default_system)
+    if system:
+        messages.append({"role": "system", "content": system})
+    images = [request.image] if request.image is not None else []
+    messages.append(user_message(request.prompt, images))
+    return messages
 
 
 def _to_generation(sample_id: str, result: ChatResult) -> Generation:

@@ -8,23 +8,16 @@ many conversations are handed to it per call. A LoRA adapter is served with ``Lo
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest
+from vlguard.generation.openai_api import chat_messages
 from vlguard.records import Generation
 
 logger = logging.getLogger(__name__)
-
-
-def _data_url(image: Any) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class VLLMBackend:
@@ -96,25 +89,13 @@ class VLLMBackend:
             "system_prompt": self.system_prompt,
         }
 
-    def _messages(self, request: GenerationRequest) -> list[dict[str, Any]]:
-        content: list[dict[str, Any]] = []
-        if request.image is not None:
-            content.append({"type": "image_url", "image_url": {"url": _data_url(request.image)}})
-        content.append({"type": "text", "text": request.prompt})
-        messages: list[dict[str, Any]] = []
-        system = request.system if request.system is not None else self.system_prompt
-        if system:
-            messages.append({"role": "system", "content": system})
-        messages.append({"role": "user", "content": content})
-        return messages
-
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Answer every request; outputs in request order."""
         results: list[Generation] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start : start + self.batch_size]
             outputs = self.llm.chat(
-                [self._messages(r) for r in chunk],
+                [chat_messages(r, self.system_prompt) for r in chunk],
                 self.sampling,
                 use_tqdm=False,
                 lora_request=self.lora_request,

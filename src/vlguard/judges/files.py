@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from vlguard.data.images import unsafe_path_reason
 from vlguard.errors import DataValidationError, Problem
 from vlguard.judges.base import Judge, JudgeInput
 
@@ -21,7 +22,8 @@ _OPTIONAL = ("image", "reference", "subset")
 def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
     """Read and validate a JSONL file of responses; all problems are reported at once.
 
-    A relative ``image`` path is resolved against the input file's folder.
+    An ``image`` path is relative to the input file's folder and may not leave it (no absolute paths,
+    no ``..``).
     """
     path = Path(input_path)
     if not path.is_file():
@@ -62,14 +64,20 @@ def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
                         )
                     )
                     bad = True
+            image = record.get("image")
+            reason = unsafe_path_reason(image) if isinstance(image, str) else None
+            if reason is not None:
+                # A shared responses file must not make the judge read (and send to its API) files
+                # outside the input's folder.
+                problems.append(Problem(str(path), where, "image", reason))
+                bad = True
             if bad:
                 continue
             if record["id"] in seen:
                 problems.append(Problem(str(path), where, "id", f"duplicate id {record['id']!r}"))
                 continue
             seen.add(record["id"])
-            image = record.get("image")
-            if image is not None and not Path(image).is_absolute():
+            if image is not None:
                 image = str(path.parent / image)
             items.append(
                 JudgeInput(

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from vlguard.api_client import ChatClient, ChatResult, Message, image_data_url
+from vlguard.api_client import ChatClient, ChatResult, Message, user_message
 from vlguard.judges.base import SKIPPED, JudgeInput, error_judgment
 from vlguard.records import Judgment
 
@@ -201,14 +201,9 @@ class LLMJudge:
             text = HARM_TEMPLATE.format(question=item.request, response=item.response)
             system = HARM_SYSTEM
             evidence["judged_request"] = "intent" if item.intent else "prompt"
-        content: str | list[dict[str, Any]] = text
-        if image_sent and item.image is not None:
-            content = [
-                {"type": "image_url", "image_url": {"url": image_data_url(item.image)}},
-                {"type": "text", "text": text},
-            ]
+        images = [item.image] if image_sent and item.image is not None else []
         evidence["image_sent"] = image_sent
-        return [{"role": "system", "content": system}, {"role": "user", "content": content}], evidence
+        return [{"role": "system", "content": system}, user_message(text, images)], evidence
 
     def _verdict(self, item: JudgeInput, result: ChatResult, evidence: dict[str, Any]) -> Judgment:
         if result.content_policy:
