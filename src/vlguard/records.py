@@ -79,6 +79,7 @@ class Sample:
     intent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON record (``samples.jsonl`` line)."""
         d = dataclasses.asdict(self)
         # Left out when unset, so samples.jsonl (and its hash in run manifests) of every benchmark
         # without an intent stays as it was before the field existed, and older run folders resume.
@@ -98,10 +99,12 @@ class Generation:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON record (``generations.jsonl`` line)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Generation:
+        """Read a ``generations.jsonl`` record (``error`` and ``meta`` optional)."""
         return cls(
             sample_id=d["sample_id"], response=d["response"], error=d.get("error"), meta=d.get("meta", {})
         )
@@ -121,10 +124,12 @@ class Judgment:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON record (``judgments/<judge>.jsonl`` line)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Judgment:
+        """Read a judgments record (``evidence`` optional)."""
         return cls(
             sample_id=d["sample_id"], judge=d["judge"], label=d["label"], evidence=d.get("evidence", {})
         )

@@ -66,6 +66,7 @@ class JsonlStore:
         self.path = Path(path)
 
     def exists(self) -> bool:
+        """Whether the file has been created."""
         return self.path.is_file()
 
     def read(self) -> list[dict[str, Any]]:
@@ -174,18 +175,22 @@ class RunFolder:
 
     @property
     def manifest_path(self) -> Path:
+        """``manifest.json``: what was run (config, versions, data hashes, judges)."""
         return self.path / MANIFEST
 
     @property
     def metrics_path(self) -> Path:
+        """``metrics.json``: the computed metrics (rewritten whole by ``run_metrics``)."""
         return self.path / METRICS
 
     @property
     def samples(self) -> JsonlStore:
+        """The samples as evaluated, one per line."""
         return JsonlStore(self.path / SAMPLES)
 
     @property
     def generations(self) -> JsonlStore:
+        """The merged generations, one per line (appended as batches finish)."""
         return JsonlStore(self.path / GENERATIONS)
 
     def rank_generations(self, rank: int) -> JsonlStore:
@@ -197,6 +202,7 @@ class RunFolder:
         return sorted(self.path.glob("generations.rank*.jsonl"))
 
     def judgments(self, judge: str) -> JsonlStore:
+        """The verdicts of ``judge``, one per line."""
         return JsonlStore(self.path / JUDGMENTS_DIR / f"{judge}.jsonl")
 
     def judge_names(self) -> list[str]:
@@ -211,27 +217,33 @@ class RunFolder:
         return bool(self.rank_generation_files()) or bool(self.judge_names())
 
     def read_manifest(self) -> dict[str, Any] | None:
-        if not self.manifest_path.is_file():
-            return None
-        try:
-            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise CorruptRunFileError(f"{self.manifest_path}: not valid JSON ({err.msg})") from err
-        if not isinstance(manifest, dict):
-            raise CorruptRunFileError(f"{self.manifest_path}: not a JSON object")
-        return manifest
+        """The manifest, or None when the folder has none; ``CorruptRunFileError`` if it is not a JSON object."""
+        return _read_json_object(self.manifest_path)
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Replace the manifest atomically."""
         atomic_write_json(self.manifest_path, manifest)
 
     def read_metrics(self) -> dict[str, Any] | None:
-        if not self.metrics_path.is_file():
-            return None
-        metrics: dict[str, Any] = json.loads(self.metrics_path.read_text(encoding="utf-8"))
-        return metrics
+        """The metrics, or None when not computed yet; ``CorruptRunFileError`` if not a JSON object."""
+        return _read_json_object(self.metrics_path)
 
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Replace ``metrics.json`` atomically."""
         atomic_write_json(self.metrics_path, metrics)
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object file of a run folder, or None when it does not exist."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CorruptRunFileError(f"{path}: not valid JSON ({err.msg})") from err
+    if not isinstance(value, dict):
+        raise CorruptRunFileError(f"{path}: not a JSON object")
+    return value
 
 
 def done_ids(records: Iterable[Mapping[str, Any]], key: str = "sample_id") -> set[str]:

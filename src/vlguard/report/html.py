@@ -22,7 +22,7 @@ from vlguard.report.charts import Chart
 from vlguard.report.document import CONTENT_WARNING, Report, subset_label
 from vlguard.report.examples import Example, ExampleSection
 from vlguard.report.loading import MetricRow
-from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, run_settings
+from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, pct, run_settings
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 _METRIC_HELP = {
@@ -43,10 +43,6 @@ _GOOD_PAIRWISE = {"win": "good", "loss": "bad", "tie": "mixed"}
 def e(value: object) -> str:
     """HTML-escape any value (quotes too, so the result is safe inside attributes)."""
     return escape(str(value), quote=True)
-
-
-def pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 def _json_number(value: float | int | None) -> str:
@@ -92,9 +88,7 @@ def delta_cell(row: ComparisonRow, index: int) -> str:
     delta = row.delta(index)
     if delta is None:
         return '<td class="num missing">–</td>'
-    improved = row.improved(index)
-    css = "" if improved is None else ("better" if improved else "worse")
-    word = "" if improved is None else (" better" if improved else " worse")
+    word = row.change_word(index)
     cell = row.cells[index]
     assert cell is not None
     attributes = _attrs(
@@ -108,9 +102,7 @@ def delta_cell(row: ComparisonRow, index: int) -> str:
             ("data-delta", _json_number(delta)),
         ]
     )
-    return (
-        f'<td class="num {css}"{attributes}>{100 * delta:+.1f} pp<span class="n">{word.strip()}</span></td>'
-    )
+    return f'<td class="num {word}"{attributes}>{100 * delta:+.1f} pp<span class="n">{word}</span></td>'
 
 
 def _judge_text(row: ComparisonRow) -> str:
@@ -175,9 +167,8 @@ def _deltas_section(report: Report) -> str:
             cell, delta = row.cells[index], row.delta(index)
             if base is None or cell is None or delta is None:
                 continue
-            improved = row.improved(index)
-            css = "" if improved is None else ("better" if improved else "worse")
-            verdict = "no change" if improved is None else ("better" if improved else "worse")
+            css = row.change_word(index)
+            verdict = css or "no change"
             separated = (
                 base.ci_low is not None
                 and cell.ci_low is not None

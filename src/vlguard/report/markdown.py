@@ -13,7 +13,7 @@ from html import escape
 
 from vlguard.report.document import CONTENT_WARNING, Report, subset_label
 from vlguard.report.loading import MetricRow
-from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, run_settings
+from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, pct, run_settings
 
 # What could start markup inside a table cell: emphasis, code, links/images, strike-through, the cell
 # separator. (HTML is escaped separately; parentheses are harmless once brackets are escaped.)
@@ -33,25 +33,20 @@ def fenced(text: str) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
 def _value(cell: MetricRow | None) -> str:
     if cell is None:
         return "–"
-    ci = f" [{_pct(cell.ci_low)}–{_pct(cell.ci_high)}]" if cell.ci_low is not None else ""
+    ci = f" [{pct(cell.ci_low)}–{pct(cell.ci_high)}]" if cell.ci_low is not None else ""
     errors = f", {cell.n_errors} err" if cell.n_errors else ""
-    return f"{_pct(cell.value)}{ci} (n={cell.n}{errors})"
+    return f"{pct(cell.value)}{ci} (n={cell.n}{errors})"
 
 
 def _delta(row: ComparisonRow, index: int) -> str:
     delta = row.delta(index)
     if delta is None:
         return "–"
-    improved = row.improved(index)
-    word = "" if improved is None else (" better" if improved else " worse")
-    return f"{100 * delta:+.1f} pp{word}"
+    word = row.change_word(index)
+    return f"{100 * delta:+.1f} pp{' ' + word if word else ''}"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -130,7 +125,7 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
                     out.append(
                         f"- **{metric_label(row.metric)}** on {subset_label(row.subset)} ({cell_text(row.judge)}), "
                         f"{cell_text(runs[0].label)} → {cell_text(runs[index].label)}: "
-                        f"{_pct(row.cells[0].value)} → {_pct(cell.value)} ({_delta(row, index)})"
+                        f"{pct(row.cells[0].value)} → {pct(cell.value)} ({_delta(row, index)})"
                     )
 
     out += ["", "## Charts", ""]
@@ -152,7 +147,7 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
                         cell_text(" vs ".join(r.judges)),
                         cell_text("all subsets" if r.subset == "all" else subset_label(r.subset)),
                         "undefined" if r.kappa is None else f"{r.kappa:.3f}",
-                        _pct(r.agreement),
+                        pct(r.agreement),
                         str(r.n),
                     ]
                     for r in agreement

@@ -98,9 +98,20 @@ class ComparisonRow:
             return None
         return (delta > 0) == (self.metric in HIGHER_IS_BETTER)
 
+    def change_word(self, index: int) -> str:
+        """``"better"`` or ``"worse"`` for run ``index`` against the baseline; ``""`` for no change or unknown."""
+        improved = self.improved(index)
+        return "" if improved is None else ("better" if improved else "worse")
+
     @property
     def judge_versions(self) -> tuple[str | None, ...]:
+        """The judge version of each run's cell (None where the run has no such row)."""
         return tuple(cell.judge_version if cell else None for cell in self.cells)
+
+
+def pct(value: float | None) -> str:
+    """A rate as a percentage with one decimal (``–`` when there is none), as every report format shows it."""
+    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 def comparison_rows(runs: Sequence[RunData], group: str = "all") -> list[ComparisonRow]:
