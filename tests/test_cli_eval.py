@@ -77,6 +77,28 @@ def test_user_mistakes_exit_2_with_a_message(tmp_path: Path, capsys: pytest.Capt
     assert "unknown benchmark" in capsys.readouterr().err
 
 
+def test_bad_judge_option_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "prompt": "p", "response": "r"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    for option, message in (("refusal.mode=bogus", "bogus"), ("refusal.no_such=1", "no_such")):
+        argv = [
+            "judge",
+            "--judge",
+            "refusal",
+            "--judge-option",
+            option,
+            "--input",
+            str(src),
+            "--output",
+            str(out),
+        ]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "judge 'refusal'" in err and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_ls_lists_benchmarks_judges_and_backends(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ls"]) == 0
     out = capsys.readouterr().out

@@ -263,3 +263,19 @@ def test_killed_run_resumes_with_every_sample_once_and_the_same_metrics(
         return {r["sample_id"]: r for r in map(json.loads, path.read_text().splitlines())}
 
     assert by_id(generations) == by_id(clean_dir / "generations.jsonl")
+
+
+def test_judges_get_no_image_path_outside_the_image_root(tmp_path: Path) -> None:
+    from vlguard.evaluate import _image_file
+
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "a.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"x")
+
+    def sample(image: str) -> Sample:
+        return Sample("s", "b", "unsafe", "p", image, None, None, None, should_refuse=True)
+
+    assert _image_file(root, sample("a.png")) == str(root / "a.png")
+    assert _image_file(root, sample("../secret.png")) is None
+    assert _image_file(root, sample(str(tmp_path / "secret.png"))) is None

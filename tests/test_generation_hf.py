@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -108,6 +109,37 @@ def test_lora_adapter_is_applied_without_merging(
     (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
     with pytest.raises(ConfigError, match="safetensors"):
         HFBackend(str(tiny_model_dir), adapter=str(pickled))
+
+
+def test_hub_adapter_is_fetched_as_safetensors_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    from vlguard.generation.hf import _safetensors_adapter
+
+    calls: list[dict[str, Any]] = []
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "adapter_config.json").write_text("{}")
+
+    def fake_snapshot_download(repo_id: str, **kwargs: Any) -> str:
+        calls.append({"repo_id": repo_id, **kwargs})
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    # The repository has only a pickled adapter: it is never downloaded, and the adapter is refused.
+    with pytest.raises(ConfigError, match="safetensors"):
+        _safetensors_adapter("owner/pickled-adapter")
+    assert calls[0]["repo_id"] == "owner/pickled-adapter"
+    assert not any(p.endswith(".bin") or "*" in p for p in calls[0]["allow_patterns"])
+    (snapshot / "adapter_model.safetensors").write_bytes(b"")
+    assert _safetensors_adapter("owner/safe-adapter") == snapshot
+
+
+def test_hub_adapter_not_available_offline_is_a_clear_error() -> None:
+    from vlguard.generation.hf import _safetensors_adapter
+
+    with pytest.raises(ConfigError, match="cannot load LoRA adapter 'no-such-owner/no-such-adapter'"):
+        _safetensors_adapter("no-such-owner/no-such-adapter")
 
 
 def test_model_without_chat_template_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -443,7 +443,7 @@ def run_judges(
     """
     from tqdm.auto import tqdm
 
-    from vlguard.judges import JUDGES
+    from vlguard.judges import JUDGES, make_judge
     from vlguard.judges.base import JudgeInput
 
     run = RunFolder(run_dir)
@@ -460,7 +460,7 @@ def run_judges(
         if name not in JUDGES:
             raise ConfigError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}")
     for name in judge_names:
-        judge = JUDGES[name](**dict(options.get(name, {})))
+        judge = make_judge(name, **dict(options.get(name, {})))
         record_judge(run, name, judge.describe())
         store = run.judgments(name)
         done = {r["sample_id"] for r in store.read()}
@@ -480,8 +480,14 @@ def run_judges(
 
 
 def _image_file(image_dir: Path | None, sample: Sample) -> str | None:
-    """The sample's image as a readable file path, when its image root is a folder holding it."""
-    if image_dir is None or sample.image is None:
+    """The sample's image as a readable file path, when its image root is a folder holding it.
+
+    A path that would leave the image root (``..``, absolute; e.g. an edited samples.jsonl) gives None:
+    judges send the file to their model, possibly over an API.
+    """
+    from vlguard.data.images import unsafe_path_reason
+
+    if image_dir is None or sample.image is None or unsafe_path_reason(sample.image) is not None:
         return None
     path = image_dir / sample.image
     return str(path) if path.is_file() else None

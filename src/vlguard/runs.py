@@ -239,6 +239,8 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise CorruptRunFileError(f"{path}: not UTF-8 text") from err
     except json.JSONDecodeError as err:
         raise CorruptRunFileError(f"{path}: not valid JSON ({err.msg})") from err
     if not isinstance(value, dict):

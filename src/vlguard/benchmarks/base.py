@@ -18,9 +18,13 @@ class ImageSource(Protocol):
     ``vlguard.errors.ImageLoadError`` with the path in the message.
     """
 
-    def open(self, relative_path: str) -> Image: ...
+    def open(self, relative_path: str) -> Image:
+        """The decoded image at ``relative_path`` (``ImageLoadError`` when missing, unsafe or corrupt)."""
+        ...
 
-    def exists(self, relative_path: str) -> bool: ...
+    def exists(self, relative_path: str) -> bool:
+        """Whether ``relative_path`` names an image under the root (without decoding it)."""
+        ...
 
 
 @dataclass(frozen=True)

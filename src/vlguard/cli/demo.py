@@ -8,6 +8,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    """Add the demo command."""
     parser = subparsers.add_parser(
         "demo",
         help="offline demo: a tiny VLM before and after post-hoc safety fine-tuning, with a report",
@@ -39,6 +40,7 @@ def _pct(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the demo and print its before/after summary."""
     from vlguard.demo import POSTHOC, REAL_MODEL_COMMANDS, VANILLA, run_demo
 
     print("vlguard demo: tiny model, CPU, offline (nothing is downloaded)")

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vlguard.cli.common import is_rank_zero
 from vlguard.errors import ConfigError
 from vlguard.records import IMAGE_MODES
 
@@ -239,6 +240,7 @@ def config_from_args(args: argparse.Namespace, judges: Sequence[str] = ()) -> An
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Generate, judge and compute metrics; print the summary table."""
     from vlguard.evaluate import run_eval
 
     config = config_from_args(args, judges=args.judges or ("refusal",))
@@ -249,30 +251,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """Generate answers only (resumable)."""
     from vlguard.evaluate import run_generation
 
     config = config_from_args(args)
     run_dir = run_generation(config, progress=not args.no_progress)
-    if _is_main():
+    if is_rank_zero():
         print(f"generations in {run_dir / 'generations.jsonl'}")
     return 0
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
+    """Judge a run's saved generations, or a JSONL file with --input/--output."""
     if not args.judges:
         raise ConfigError("give at least one --judge (see `vlguard ls`)")
     options = _judge_options(args.judge_option)
     if args.input or args.output:
         if args.run or not (args.input and args.output):
             raise ConfigError("judge a file with both --input and --output, and no run folder")
-        from vlguard.judges import JUDGES, judge_jsonl
+        from vlguard.judges import judge_jsonl, make_judge
 
-        for name in args.judges:
-            if name not in JUDGES:
-                raise ConfigError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}")
         if len(args.judges) != 1:
             raise ConfigError("judge a file with one --judge at a time (one output file per judge)")
-        judge = JUDGES[args.judges[0]](**options.get(args.judges[0], {}))
+        judge = make_judge(args.judges[0], **options.get(args.judges[0], {}))
         n = judge_jsonl(judge, args.input, args.output)
         print(f"{n} judgments written to {args.output}")
         return 0
@@ -286,6 +287,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    """List benchmarks, judges and backends by name."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -310,12 +312,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
             table.add_row(f"[bold]{escape(name)}[/bold]", *(escape(cell) for cell in cells))
         console.print(table)
     return 0
-
-
-def _is_main() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 def _pct(x: float | None) -> str:

@@ -27,6 +27,7 @@ COMMAND_MODULES: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vlguard`` parser with every command module registered."""
     parser = argparse.ArgumentParser(
         prog="vlguard",
         description="Measure and fix the safety of vision-language models (VLGuard evaluation and safety fine-tuning).",
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the command; a ``VLGuardError`` is one line on stderr, not a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

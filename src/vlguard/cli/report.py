@@ -11,6 +11,7 @@ FORMATS = ("html", "json", "csv")  # mirrors vlguard.report.FORMATS, kept here s
 
 
 def register(subparsers: Any) -> None:
+    """Add the report command."""
     parser = subparsers.add_parser(
         "report",
         help="write an HTML + markdown report of one run or a before/after comparison",
@@ -55,6 +56,7 @@ def default_out_dir(runs: list[str], labels: list[str] | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the report (or the exported tables) and print where."""
     from vlguard.report import write_report
 
     out = args.out if args.out is not None else default_out_dir(args.runs, args.labels)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from vlguard.cli.common import is_rank_zero
+
 
 def register(subparsers: Any) -> None:
+    """Add the train and merge commands."""
     train = subparsers.add_parser(
         "train",
         help="fine-tune a VLM (post-hoc or mixed VLGuard recipes, LoRA or full)",
@@ -49,6 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Resolve the recipe (file + overrides), then train, or print the config / its keys."""
     from vlguard.errors import ConfigError
     from vlguard.train.config import describe_fields, dump_config, load_config
 
@@ -70,7 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
     from vlguard.train.trainer import train
 
     result = train(config)
-    if result.world_size == 1 or _is_rank_zero():
+    if result.world_size == 1 or is_rank_zero():
         loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
         print(
             f"trained {result.global_step} steps (mean loss {loss}) on {result.counts}; saved {result.model_dir}"
@@ -78,13 +82,8 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_rank_zero() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
-
-
 def run_merge(args: argparse.Namespace) -> int:
+    """Merge a LoRA adapter into its base model and save it (safetensors)."""
     from vlguard.train.merge import merge_adapter
     from vlguard.train.trainer import resolve_model_path
 

@@ -92,6 +92,31 @@ def ensure_tiny_model(
     return target
 
 
+def _safetensors_adapter(adapter: str) -> Path:
+    """A local folder holding the LoRA adapter as safetensors: ``adapter`` itself or its Hub snapshot.
+
+    PEFT falls back to a pickled ``adapter_model.bin`` when there is no safetensors file (also for a
+    Hub id); vlguard loads safetensors only, so a Hub adapter is fetched with just the safetensors
+    files and PEFT is handed the local folder.
+    """
+    path = Path(adapter)
+    if not path.is_dir():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            path = Path(
+                snapshot_download(
+                    adapter, allow_patterns=["adapter_config.json", "adapter_model.safetensors"]
+                )
+            )
+        except (OSError, ValueError, HfHubHTTPError) as err:
+            raise ConfigError(f"cannot load LoRA adapter {adapter!r}: {err}") from err
+    if not (path / "adapter_model.safetensors").is_file():
+        raise ConfigError(f"adapter folder {adapter} has no adapter_model.safetensors (safetensors only)")
+    return path
+
+
 class HFBackend:
     """Batched greedy generation with a transformers image-text-to-text model.
 
@@ -153,14 +178,9 @@ class HFBackend:
         if adapter is not None:
             from peft import PeftModel
 
-            if Path(adapter).is_dir() and not (Path(adapter) / "adapter_model.safetensors").is_file():
-                # PEFT would fall back to a pickled adapter_model.bin; vlguard loads safetensors only.
-                raise ConfigError(
-                    f"adapter folder {adapter} has no adapter_model.safetensors (safetensors only)"
-                )
-
+            adapter_dir = _safetensors_adapter(adapter)
             try:
-                base = PeftModel.from_pretrained(base, adapter, is_trainable=False)
+                base = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
             except (OSError, ValueError) as err:
                 raise ConfigError(f"cannot load LoRA adapter {adapter!r}: {err}") from err
         self.model = base.to(self.device).eval()

@@ -46,6 +46,25 @@ JUDGES: dict[str, Callable[..., Judge]] = {
     "llm-judge": _llm_judge,
 }
 
+
+def make_judge(name: str, **options: Any) -> Judge:
+    """The judge ``name`` with ``options``; ``ConfigError`` for an unknown name or a bad option.
+
+    Judges raise ``TypeError`` / ``ValueError`` for a wrong keyword or value; from the CLI
+    (``--judge-option``) that is a user mistake, so it becomes a one-line error naming the judge.
+    """
+    from vlguard.errors import ConfigError
+
+    try:
+        factory = JUDGES[name]
+    except KeyError:
+        raise ConfigError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}") from None
+    try:
+        return factory(**options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"judge {name!r}: bad option(s) {sorted(options)}: {err}") from err
+
+
 __all__ = [
     "ERROR",
     "JUDGES",
@@ -55,5 +74,6 @@ __all__ = [
     "RefusalJudge",
     "error_judgment",
     "judge_jsonl",
+    "make_judge",
     "read_judge_inputs",
 ]

@@ -44,4 +44,5 @@ class Report:
 
     @property
     def is_comparison(self) -> bool:
+        """Whether the report compares runs with a baseline (more than one run)."""
         return len(self.runs) > 1
