@@ -324,3 +324,21 @@ def test_bad_settings_are_config_errors() -> None:
         ChatClient("localhost:8000/v1", "m")
     with pytest.raises(ConfigError, match="max_concurrency"):
         ChatClient("http://127.0.0.1:9/v1", "m", max_concurrency=0)
+
+
+def test_a_key_cut_at_the_message_length_limit_is_still_redacted(
+    api_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The retry message is capped at 500 characters: the key must be redacted before the cut, or a
+    # key straddling the limit would leave its first characters in the logs.
+    padding = "x" * (500 - len("HTTP 429: ") - 10)
+
+    def respond(body: dict[str, Any], index: int) -> Reply:
+        return error_reply(429, padding + SECRET, headers={"Retry-After": "0"})
+
+    caplog.set_level(logging.DEBUG)
+    with scripted_server(respond) as server:
+        result = fast_client(server.url, api_key, max_retries=0).complete(HELLO)
+    assert result.error is not None and result.error.startswith("gave up after 1 attempts")
+    for text in (caplog.text, str(result)):
+        assert SECRET[:8] not in text

@@ -291,7 +291,7 @@ class ChatClient:
             raw = ""
         detail, code = _error_detail(raw)
         if err.code in RETRY_STATUS:
-            raise _Retryable(f"HTTP {err.code}: {detail}"[:500], parse_retry_after(err.headers))
+            raise _Retryable(self._redact(f"HTTP {err.code}: {detail}")[:500], parse_retry_after(err.headers))
         if _is_content_policy(code, detail):
             return ChatResult("", finish_reason="content_filter", content_policy=True)
         return ChatResult("", error=self._redact(f"HTTP {err.code}: {detail}")[:500])
