@@ -286,22 +286,25 @@ class ChatClient:
 
     def _http_error(self, err: urllib.error.HTTPError) -> ChatResult:
         try:
-            raw = err.read().decode("utf-8", errors="replace")
+            # Redact before anything is cut to length: a cut through an echoed key would leave a
+            # fragment too short to recognise.
+            raw = self._redact(err.read().decode("utf-8", errors="replace"))
         except (OSError, HTTPException):
             raw = ""
         detail, code = _error_detail(raw)
         if err.code in RETRY_STATUS:
-            raise _Retryable(self._redact(f"HTTP {err.code}: {detail}")[:500], parse_retry_after(err.headers))
+            raise _Retryable(f"HTTP {err.code}: {detail}"[:500], parse_retry_after(err.headers))
         if _is_content_policy(code, detail):
             return ChatResult("", finish_reason="content_filter", content_policy=True)
-        return ChatResult("", error=self._redact(f"HTTP {err.code}: {detail}")[:500])
+        return ChatResult("", error=f"HTTP {err.code}: {detail}"[:500])
 
     def _parse_success(self, payload: bytes) -> ChatResult:
         try:
             data = json.loads(payload)
             choice = data["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
-            return ChatResult("", error=self._redact(f"malformed response: {payload[:200]!r}"))
+            text = self._redact(payload.decode("utf-8", errors="replace"))  # before the cut, as above
+            return ChatResult("", error=f"malformed response: {text[:200]!r}")
         message = choice.get("message") or {}
         content = message.get("content")
         if isinstance(content, list):  # some servers answer with content parts
