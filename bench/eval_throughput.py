@@ -157,15 +157,14 @@ def build_llava(shapes: str, device: str, dtype: Any, texts: list[str]) -> tuple
         LlavaProcessor,
     )
 
+    from vlguard.models.shapes import LLAVA_15_7B_TEXT, LLAVA_15_7B_VISION
     from vlguard.models.tiny import IMAGE_TOKEN, TINY_CHAT_TEMPLATE, train_tokenizer
 
     vision: dict[str, Any]
     text: dict[str, Any]
     if shapes == "7b":
-        vision = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16)
-        vision.update(image_size=336, patch_size=14, projection_dim=768)
-        text = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32)
-        text.update(num_key_value_heads=32, max_position_embeddings=4096, vocab_size=32064)
+        vision = dict(LLAVA_15_7B_VISION)
+        text = dict(LLAVA_15_7B_TEXT)
         tokenizer_vocab = 32000
     else:  # tiny shapes, for a CPU smoke test of this code path
         vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)

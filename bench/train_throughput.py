@@ -145,6 +145,8 @@ def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
 def _llava_config(tiny: bool) -> Any:
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
+    from vlguard.models.shapes import LLAVA_15_7B_TEXT, LLAVA_15_7B_VISION
+
     if tiny:
         vision = CLIPVisionConfig(
             hidden_size=32,
@@ -165,24 +167,8 @@ def _llava_config(tiny: bool) -> Any:
             max_position_embeddings=4096,
         )
     else:  # CLIP ViT-L/14-336 + Llama-2-7B (LLaVA-1.5-7B)
-        vision = CLIPVisionConfig(
-            hidden_size=1024,
-            intermediate_size=4096,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            image_size=336,
-            patch_size=14,
-            projection_dim=768,
-        )
-        text = LlamaConfig(
-            vocab_size=32064,
-            hidden_size=4096,
-            intermediate_size=11008,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=32,
-            max_position_embeddings=4096,
-        )
+        vision = CLIPVisionConfig(**LLAVA_15_7B_VISION)
+        text = LlamaConfig(**LLAVA_15_7B_TEXT)
     return LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000 if not tiny else 500,
                        vision_feature_select_strategy="default", vision_feature_layer=-2)  # fmt: skip
 

@@ -114,7 +114,7 @@ def test_lora_adapter_is_applied_without_merging(
 def test_hub_adapter_is_fetched_as_safetensors_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub
 
-    from vlguard.generation.hf import _safetensors_adapter
+    from vlguard.generation.hf import safetensors_adapter
 
     calls: list[dict[str, Any]] = []
     snapshot = tmp_path / "snapshot"
@@ -128,18 +128,18 @@ def test_hub_adapter_is_fetched_as_safetensors_only(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     # The repository has only a pickled adapter: it is never downloaded, and the adapter is refused.
     with pytest.raises(ConfigError, match="safetensors"):
-        _safetensors_adapter("owner/pickled-adapter")
+        safetensors_adapter("owner/pickled-adapter")
     assert calls[0]["repo_id"] == "owner/pickled-adapter"
     assert not any(p.endswith(".bin") or "*" in p for p in calls[0]["allow_patterns"])
     (snapshot / "adapter_model.safetensors").write_bytes(b"")
-    assert _safetensors_adapter("owner/safe-adapter") == snapshot
+    assert safetensors_adapter("owner/safe-adapter") == snapshot
 
 
 def test_hub_adapter_not_available_offline_is_a_clear_error() -> None:
-    from vlguard.generation.hf import _safetensors_adapter
+    from vlguard.generation.hf import safetensors_adapter
 
     with pytest.raises(ConfigError, match="cannot load LoRA adapter 'no-such-owner/no-such-adapter'"):
-        _safetensors_adapter("no-such-owner/no-such-adapter")
+        safetensors_adapter("no-such-owner/no-such-adapter")
 
 
 def test_model_without_chat_template_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:

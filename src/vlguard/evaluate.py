@@ -459,17 +459,19 @@ def run_judges(
     for name in judge_names:
         if name not in JUDGES:
             raise ConfigError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}")
+    generated = [s for s in samples if s.id in generations]
+    if len(generated) < len(samples):
+        logger.warning(
+            "%d sample(s) have no generation yet; judging the %d that do",
+            len(samples) - len(generated),
+            len(generated),
+        )
     for name in judge_names:
         judge = make_judge(name, **dict(options.get(name, {})))
         record_judge(run, name, judge.describe())
         store = run.judgments(name)
         done = {r["sample_id"] for r in store.read()}
-        todo = [s for s in samples if s.id in generations and s.id not in done]
-        missing = sum(1 for s in samples if s.id not in generations)
-        if missing:
-            logger.warning(
-                "%d sample(s) have no generation yet; judging the %d that do", missing, len(generations)
-            )
+        todo = [s for s in generated if s.id not in done]
         bar = tqdm(total=len(todo), desc=f"judge {name}", unit="sample", disable=not progress)
         for chunk in _chunks(todo, JUDGE_CHUNK):
             items = [JudgeInput.from_records(s, generations[s.id], _image_file(image_dir, s)) for s in chunk]

@@ -92,7 +92,7 @@ def ensure_tiny_model(
     return target
 
 
-def _safetensors_adapter(adapter: str) -> Path:
+def safetensors_adapter(adapter: str) -> Path:
     """A local folder holding the LoRA adapter as safetensors: ``adapter`` itself or its Hub snapshot.
 
     PEFT falls back to a pickled ``adapter_model.bin`` when there is no safetensors file (also for a
@@ -144,22 +144,21 @@ class HFBackend:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
-        self.model_id = model
-        self.revision = revision
-        self.adapter = adapter
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
-        self.system_prompt = system_prompt
-        self.trust_remote_code = trust_remote_code
-        # Extra generate() arguments (e.g. min_new_tokens for benchmarks); greedy settings always win.
-        self.generate_kwargs = dict(generate_kwargs or {})
-
+        resolved_device = resolve_device(device)
         path = str(ensure_tiny_model(model)) if is_tiny(model) else model
-        self.model_path = path
+        self._set_settings(
+            model_id=model,
+            model_path=path,
+            revision=revision,
+            adapter=adapter,
+            device=resolved_device,
+            dtype=resolve_dtype(dtype, resolved_device),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            system_prompt=system_prompt,
+            trust_remote_code=trust_remote_code,
+            generate_kwargs=generate_kwargs,
+        )
         try:
             self.processor = AutoProcessor.from_pretrained(
                 path, revision=revision, trust_remote_code=trust_remote_code
@@ -178,7 +177,7 @@ class HFBackend:
         if adapter is not None:
             from peft import PeftModel
 
-            adapter_dir = _safetensors_adapter(adapter)
+            adapter_dir = safetensors_adapter(adapter)
             try:
                 base = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
             except (OSError, ValueError) as err:
@@ -203,19 +202,54 @@ class HFBackend:
         """
         self = cls.__new__(cls)
         param = next(model.parameters())
-        self.model_id = self.model_path = model_id
-        self.revision = self.adapter = None
-        self.device = str(param.device)
-        self.dtype = str(param.dtype).removeprefix("torch.")
-        self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
-        self.system_prompt = system_prompt
-        self.trust_remote_code = False
-        self.generate_kwargs = dict(generate_kwargs or {})
+        self._set_settings(
+            model_id=model_id,
+            model_path=model_id,
+            revision=None,
+            adapter=None,
+            device=str(param.device),
+            dtype=str(param.dtype).removeprefix("torch."),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            system_prompt=system_prompt,
+            trust_remote_code=False,
+            generate_kwargs=generate_kwargs,
+        )
         self.processor = processor
         self._use_processor(processor)
         self.model = model.eval()
         return self
+
+    def _set_settings(
+        self,
+        *,
+        model_id: str,
+        model_path: str,
+        revision: str | None,
+        adapter: str | None,
+        device: str,
+        dtype: str,
+        batch_size: int,
+        max_new_tokens: int,
+        system_prompt: str | None,
+        trust_remote_code: bool,
+        generate_kwargs: dict[str, Any] | None,
+    ) -> None:
+        """The settings ``describe()`` reports; one place for both constructors."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
+        self.model_id = model_id
+        self.model_path = model_path
+        self.revision = revision
+        self.adapter = adapter
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.system_prompt = system_prompt
+        self.trust_remote_code = trust_remote_code
+        # Extra generate() arguments (e.g. min_new_tokens for benchmarks); greedy settings always win.
+        self.generate_kwargs = dict(generate_kwargs or {})
 
     def _use_processor(self, processor: Any) -> None:
         """Check the chat template and set left padding on the processor's tokenizer."""
@@ -270,7 +304,8 @@ class HFBackend:
         if not requests:
             return []
         texts = [self.prompt_text(r) for r in requests]
-        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        # One batched (fast-tokenizer) call; token counts group prompts better than character counts.
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(requests)), key=lambda i: (requests[i].image is None, lengths[i], i))
         results: list[Generation | None] = [None] * len(requests)
         batch: list[int] = []

@@ -73,7 +73,10 @@ class VLLMBackend:
         if adapter is not None:
             from vllm.lora.request import LoRARequest
 
-            self.lora_request = LoRARequest("adapter", 1, adapter)
+            from vlguard.generation.hf import safetensors_adapter
+
+            # The same safetensors-only resolution as the hf backend (a Hub id becomes a local folder).
+            self.lora_request = LoRARequest("adapter", 1, str(safetensors_adapter(adapter)))
 
     def describe(self) -> dict[str, Any]:
         """Model id, revision, adapter, dtype and decoding settings (for the manifest)."""
@@ -87,6 +90,7 @@ class VLLMBackend:
             "max_new_tokens": self.max_new_tokens,
             "decoding": "greedy",
             "system_prompt": self.system_prompt,
+            "trust_remote_code": self.trust_remote_code,
         }
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
