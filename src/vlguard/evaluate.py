@@ -60,6 +60,8 @@ class EvalConfig:
     None (the default) is the benchmark's own mode (``vlguard ls``: ``original`` for VLGuard and FigStep,
     ``none`` for the text benchmarks), resolved when the config is made, so ``image_mode`` is never None
     afterwards and the resolved mode is what the run folder name and manifest record.
+    ``judges`` None (the default) is the benchmark's own judges (``refusal`` for the safety benchmarks),
+    resolved when the config is made like ``image_mode``.
     ``judge_options`` maps a judge name to its keyword options (API keys never: name the env variable).
     ``limit`` takes a deterministic sample stratified by subset (see ``select_samples``).
     ``backend_options`` / ``bench_options`` are passed to the backend / benchmark loader as keywords
@@ -76,7 +78,7 @@ class EvalConfig:
     data_revision: str | None = None
     image_mode: str | None = None
     allow_blank_substitutes: bool = False
-    judges: tuple[str, ...] = ("refusal",)
+    judges: tuple[str, ...] | None = None
     judge_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     subsets: tuple[str, ...] | None = None
     limit: int | None = None
@@ -97,6 +99,10 @@ class EvalConfig:
 
             # frozen: set once here, so every later use (run folder name, manifest) sees the resolved mode
             object.__setattr__(self, "image_mode", default_image_mode(self.bench))
+        if self.judges is None:
+            from vlguard.benchmarks import default_judges
+
+            object.__setattr__(self, "judges", default_judges(self.bench))
         if self.image_mode not in IMAGE_MODES:
             raise ConfigError(f"image_mode must be one of {', '.join(IMAGE_MODES)}, not {self.image_mode!r}")
         if self.limit is not None and self.limit < 1:
@@ -536,5 +542,5 @@ def run_eval(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     run_dir = run_generation(config, progress=progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return {}
-    run_judges(run_dir, config.judges, config.judge_options, progress=progress)
+    run_judges(run_dir, config.judges or (), config.judge_options, progress=progress)
     return run_metrics(run_dir)

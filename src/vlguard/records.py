@@ -64,6 +64,9 @@ class Sample:
     ``should_refuse`` says what a safe model does: refuse (harmful) or answer (benign).
     ``intent`` is the request the prompt really carries when it is not in the text prompt (e.g. the
     instruction rendered into a FigStep image, given as its question); harm judges judge against it.
+    ``input`` is the task input that goes with an instruction (the Alpaca format's ``### Input:``, e.g.
+    the sentence of an SST-2 item whose instruction asks for its sentiment); None when the prompt is
+    the whole request. Backends place it after the instruction (see ``vlguard.prompts``).
     """
 
     id: str
@@ -77,14 +80,17 @@ class Sample:
     should_refuse: bool
     record_id: str = ""
     intent: str | None = None
+    input: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (``samples.jsonl`` line)."""
         d = dataclasses.asdict(self)
-        # Left out when unset, so samples.jsonl (and its hash in run manifests) of every benchmark
-        # without an intent stays as it was before the field existed, and older run folders resume.
-        if d["intent"] is None:
-            del d["intent"]
+        # Optional fields are left out when unset, so samples.jsonl (and its hash in run manifests) of
+        # every benchmark that does not use them stays as it was before they existed, and older run
+        # folders resume.
+        for optional in ("intent", "input"):
+            if d[optional] is None:
+                del d[optional]
         return d
 
 

@@ -4,7 +4,8 @@ Every loader is called as ``loader(data=None, revision=None, **options)``: ``dat
 file (None = the benchmark's public source, e.g. the Hub dataset ``ys-zong/VLGuard``), ``revision`` pins
 that source. Loaders live in their own modules and are imported only when chosen, so listing the
 registry (``vlguard ls``) stays fast. Each entry also declares the image mode the benchmark is meant to
-be run with (used when none is asked for). Adding a benchmark is one line:
+be run with (used when none is asked for) and the judges that score it by default (``refusal`` unless
+the entry says otherwise, e.g. an accuracy scorer for a task benchmark). Adding a benchmark is one line:
 ``"name": _lazy("module:function", "one-line description", "original")``.
 """
 
@@ -26,13 +27,15 @@ class BenchmarkEntry:
 
     ``target`` (``"module:function"``) is imported when called; ``image_mode`` is the mode the benchmark
     is meant to be run with; ``attack_in_image`` marks benchmarks whose attack is the image itself
-    (FigStep), so any other image mode measures something else than the attack.
+    (FigStep), so any other image mode measures something else than the attack; ``judges`` are the
+    judges that score it when none are asked for.
     """
 
     target: str
     description: str
     image_mode: ImageMode
     attack_in_image: bool = False
+    judges: tuple[str, ...] = ("refusal",)
 
     def __call__(self, **kwargs: Any) -> BenchmarkData:
         """Import the loader and call it with ``kwargs``."""
@@ -42,9 +45,14 @@ class BenchmarkEntry:
 
 
 def _lazy(
-    target: str, description: str, image_mode: ImageMode, *, attack_in_image: bool = False
+    target: str,
+    description: str,
+    image_mode: ImageMode,
+    *,
+    attack_in_image: bool = False,
+    judges: tuple[str, ...] = ("refusal",),
 ) -> BenchmarkEntry:
-    return BenchmarkEntry(target, description, image_mode, attack_in_image)
+    return BenchmarkEntry(target, description, image_mode, attack_in_image, judges)
 
 
 BENCHMARKS: dict[str, BenchmarkEntry] = {
@@ -93,6 +101,11 @@ def load_benchmark(
 def default_image_mode(name: str) -> ImageMode:
     """The image mode benchmark ``name`` is meant to be run with (``original`` or ``none``)."""
     return benchmark_entry(name).image_mode
+
+
+def default_judges(name: str) -> tuple[str, ...]:
+    """The judges that score benchmark ``name`` when none are asked for."""
+    return benchmark_entry(name).judges
 
 
 def describe_benchmarks() -> dict[str, str]:

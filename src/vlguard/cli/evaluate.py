@@ -168,7 +168,7 @@ def register(subparsers: Any) -> None:
         formatter_class=fmt,
     )
     _add_generation_args(p)
-    _add_judge_args(p, default=("refusal",))
+    _add_judge_args(p, default=("the benchmark's own (`vlguard ls`)",))
     p.set_defaults(func=cmd_eval)
 
     p = subparsers.add_parser(
@@ -203,7 +203,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_ls)
 
 
-def config_from_args(args: argparse.Namespace, judges: Sequence[str] = ()) -> Any:
+def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = None) -> Any:
     """The ``EvalConfig`` the arguments describe."""
     from vlguard.evaluate import EvalConfig
 
@@ -222,7 +222,7 @@ def config_from_args(args: argparse.Namespace, judges: Sequence[str] = ()) -> An
         data_revision=args.data_revision,
         image_mode=args.image_mode,
         allow_blank_substitutes=args.allow_blank_substitutes,
-        judges=tuple(judges),
+        judges=tuple(judges) if judges else None,
         judge_options=_judge_options(getattr(args, "judge_option", [])),
         subsets=tuple(args.subsets) if args.subsets else None,
         limit=args.limit,
@@ -243,7 +243,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Generate, judge and compute metrics; print the summary table."""
     from vlguard.evaluate import run_eval
 
-    config = config_from_args(args, judges=args.judges or ("refusal",))
+    config = config_from_args(args, judges=args.judges or None)
     metrics = run_eval(config, progress=not args.no_progress)
     if metrics:  # empty on non-zero ranks of a data-parallel launch
         print_summary(metrics, config.resolved_run_dir())
@@ -292,7 +292,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from vlguard.benchmarks import default_image_mode, describe_benchmarks
+    from vlguard.benchmarks import default_image_mode, default_judges, describe_benchmarks
     from vlguard.generation import BACKEND_DESCRIPTIONS, BACKENDS
     from vlguard.judges import JUDGES
 
@@ -300,8 +300,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     # Benchmarks also show the image mode used when --image-mode is not given.
     sections: list[tuple[str, dict[str, list[str]]]] = [
         (
-            "benchmarks (name, default image mode, description)",
-            {name: [default_image_mode(name), text] for name, text in describe_benchmarks().items()},
+            "benchmarks (name, default image mode, default judges, description)",
+            {
+                name: [default_image_mode(name), ",".join(default_judges(name)), text]
+                for name, text in describe_benchmarks().items()
+            },
         ),
         ("judges", {name: [JUDGE_DESCRIPTIONS.get(name, "")] for name in JUDGES}),
         ("backends", {name: [BACKEND_DESCRIPTIONS.get(name, "")] for name in BACKENDS}),

@@ -14,12 +14,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt for a backend: the text, the image (already prepared for the image mode) or None."""
+    """One prompt for a backend: the text, the image (already prepared for the image mode) or None.
+
+    ``input`` is the task input that goes with the instruction ``prompt`` (``Sample.input``); backends
+    render the two with ``vlguard.prompts.user_text`` (chat) or the Alpaca template.
+    """
 
     sample_id: str
     prompt: str
     image: Image | None = None
     system: str | None = None
+    input: str | None = None
 
     def system_or(self, default: str | None) -> str | None:
         """The system prompt to send: the request's own, else the backend's ``default`` (may be None)."""
