@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -33,6 +33,7 @@ DEFAULT_PROJECTOR_MODULES = r"(.*\.)?(multi_modal_projector|connector|visual\.me
 Recipe = Literal["posthoc", "mixed", "instructions"]
 Method = Literal["lora", "full"]
 Auto = Literal["auto", "true", "false"]
+T = TypeVar("T")
 
 
 def _help(text: str) -> dict[str, str]:
@@ -131,6 +132,29 @@ class LoraConfig:
 
 
 @dataclass
+class SafetyLossConfig:
+    """An auxiliary loss on safety data at every step: loss + weight × (loss on a batch of safety data).
+
+    Booster's "VLGuard" baseline for harmful fine-tuning (GitHub git-disl/Booster, ``VlguardTrainer``:
+    λ × the loss on a 4-sample alignment batch at each step). Off while ``data`` is null.
+    """
+
+    data: str | None = field(
+        default=None,
+        metadata=_help(
+            "Safety conversations (LLaVA or messages format, JSON/JSONL file or owner/name/file.json on the "
+            "Hub); null = no auxiliary loss."
+        ),
+    )
+    weight: float = field(
+        default=0.1, metadata=_help("λ: weight of the safety loss (Booster's script: 0.1).")
+    )
+    batch_size: int = field(
+        default=4, metadata=_help("Safety conversations per step and process (Booster: 4).")
+    )
+
+
+@dataclass
 class TrainConfig:
     """A full training run: model, data, method and the optimisation settings (LLaVA-1.5 defaults)."""
 
@@ -139,6 +163,12 @@ class TrainConfig:
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings."})
     method: Method = field(
         default="lora", metadata=_help("lora (adapters on the language model) or full fine-tuning.")
+    )
+    safety_loss: SafetyLossConfig = field(
+        default_factory=SafetyLossConfig,
+        metadata={
+            "help": "Auxiliary loss on safety data at every step (off unless safety_loss.data is set)."
+        },
     )
     output_dir: str = field(
         default="runs/train/default",
@@ -330,13 +360,14 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
     return parsed
 
 
-def load_config(
-    path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
-) -> TrainConfig:
-    """Read a YAML config (or start from the defaults) and apply dotted overrides.
+def load_dataclass(
+    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> T:
+    """Read a YAML file into the config dataclass ``cls`` (or start from its defaults), then apply overrides.
 
     ``overrides`` is a list of ``key=value`` strings (values parsed by the field's type) or a mapping
-    ``{"lora.r": 64}``. Raises :class:`ConfigError` naming the file and key on any problem.
+    ``{"lora.r": 64}``. Raises :class:`ConfigError` naming the file and key on any problem. Every
+    config of vlguard (``vlguard train``, ``vlguard hft``) is read through this one function.
     """
     raw: dict[str, Any] = {}
     if path is not None:
@@ -362,16 +393,23 @@ def load_config(
             node = child
         node[leaf] = value
     try:
-        return typing.cast(TrainConfig, _build(TrainConfig, raw, "", text_keys))
+        return typing.cast(T, _build(cls, raw, "", text_keys))
     except ConfigError as err:
         if path is not None:
             raise ConfigError(f"{path}: {err}") from err
         raise
 
 
-def dump_config(config: TrainConfig) -> str:
-    """The resolved config as YAML (loadable again with :func:`load_config`)."""
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> TrainConfig:
+    """Read a training config (YAML) and apply dotted overrides; see :func:`load_dataclass`."""
+    return load_dataclass(TrainConfig, path, overrides)
+
+
+def dump_config(config: Any) -> str:
+    """A resolved config dataclass as YAML (loadable again with :func:`load_dataclass`)."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
 
 
 def describe_fields(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:

@@ -39,6 +39,7 @@ from vlguard.errors import ConfigError, VLGuardError
 from vlguard.train.collator import VLMCollator
 from vlguard.train.config import TrainConfig, dump_config
 from vlguard.train.data import ConversationDataset, TrainingData, build_training_data, check_data_config
+from vlguard.train.safety_loss import SafetyBatches, check_safety_loss_config, load_safety_data
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def check_config(config: TrainConfig) -> None:
     except re.error as err:
         raise ConfigError(f"config key 'lora.target_modules': invalid regex ({err})") from err
     check_data_config(config.data)
+    check_safety_loss_config(config.safety_loss)
     for positive in (
         "per_device_batch_size",
         "global_batch_size",
@@ -260,6 +262,47 @@ def _make_trainer_class() -> type:
         projector_names: tuple[str, ...] = ()
         projector_lr: float | None = None
         group_by_length: bool = False
+        # The auxiliary safety loss (safety_loss.* in the config): None = off.
+        safety_batches: SafetyBatches | None = None
+        safety_weight: float = 0.0
+        _safety_step: int = -1
+        _safety_micro: int = 0
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            result: Any = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.safety_batches is None or not model.training:
+                return result
+            loss, outputs = result if return_outputs else (result, None)
+            safety_loss: Any = super().compute_loss(model, self._next_safety_batch())
+            # When the user loss is already normalised over the whole accumulated batch (token-count
+            # normalisation), the Trainer does not divide it by the accumulation steps: the safety term,
+            # a per-batch mean, is divided here so that each optimizer step adds λ × one mean safety loss.
+            scaled_for_accumulation = (
+                self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            ) or self.compute_loss_func is not None
+            term = self.safety_weight * safety_loss
+            if scaled_for_accumulation:
+                term = term / self.current_gradient_accumulation_steps
+            loss = loss + term
+            return (loss, outputs) if return_outputs else loss
+
+        def _next_safety_batch(self) -> dict[str, Any]:
+            # The draw number comes from the optimizer step (restored on resume) and the micro-step
+            # within it, so a resumed run draws the same safety batches as an uninterrupted one.
+            assert self.safety_batches is not None
+            step = self.state.global_step
+            if step != self._safety_step:
+                self._safety_step, self._safety_micro = step, 0
+            draw = step * self.args.gradient_accumulation_steps + self._safety_micro
+            self._safety_micro += 1
+            batch = self.data_collator(self.safety_batches.examples(draw))
+            return dict(self._prepare_inputs(batch))
 
         def create_optimizer(self, model: Any = None) -> Any:
             opt_model: Any = self.model if model is None else model
@@ -439,6 +482,14 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     dataset = ConversationDataset(data, config.data.image_mode)
     collator = VLMCollator(processor, max_length=config.max_length)
     logger.info("training on %d conversations %s", len(dataset), data.counts)
+    safety_data = load_safety_data(config.safety_loss, config.data.image_mode)
+    if safety_data is not None:
+        logger.info(
+            "auxiliary safety loss: weight %g, %d conversations per step from %d",
+            config.safety_loss.weight,
+            config.safety_loss.batch_size,
+            len(safety_data.conversations),
+        )
 
     world_size = _world_size()
     cuda = torch.cuda.is_available()
@@ -496,6 +547,15 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     trainer.projector_names = tuple(modules["projector"]) if config.train_projector else ()
     trainer.projector_lr = config.projector_lr
     trainer.group_by_length = config.group_by_length
+    if safety_data is not None:
+        trainer.safety_weight = config.safety_loss.weight
+        trainer.safety_batches = SafetyBatches(
+            ConversationDataset(safety_data, config.data.image_mode),
+            batch_size=config.safety_loss.batch_size,
+            seed=config.seed,
+            rank=trainer.args.process_index,
+            world_size=trainer.args.world_size,
+        )
 
     started = time.time()
     outcome = trainer.train(resume_from_checkpoint=resume)
@@ -523,6 +583,14 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
             "base_revision": config.model.revision,
             "counts": data.counts,
             "data_sources": data.sources,
+            "safety_loss": None
+            if safety_data is None
+            else {
+                "weight": config.safety_loss.weight,
+                "batch_size": config.safety_loss.batch_size,
+                "counts": safety_data.counts,
+                "source": safety_data.sources,
+            },
             "global_step": outcome.global_step,
             "train_loss": outcome.training_loss,
             "train_seconds": round(elapsed, 1),
