@@ -80,6 +80,11 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
     "advbench": _lazy(
         "vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=...", "none"
     ),
+    "beavertails": _lazy(
+        "vlguard.benchmarks.beavertails:load_beavertails_prompts",
+        "BeaverTails harmful prompts (unsafe rows of 30k_test; Harmful Score), option max_prompts=N",
+        "none",
+    ),
 }
 
 

@@ -1,0 +1,62 @@
+"""BeaverTails harmful prompts: the Harmful Score prompts of the harmful fine-tuning papers.
+
+Vaccine, Lisa and Booster measure the Harmful Score on the prompts of the unsafe rows (``is_safe``
+false) of BeaverTails ``30k_test``, in file order: the first 1,000 (Lisa, Booster) or 500 (Vaccine's
+``poison/evaluation/pred.py``). The prompts are kept as the papers keep them: BeaverTails pairs one
+prompt with several responses, so a prompt can appear more than once among them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.csv_source import check_options, check_text_image_option
+from vlguard.data.beavertails import load_qa_pairs
+from vlguard.errors import ConfigError
+from vlguard.records import Sample
+
+SUBSET = "beavertails_harmful"
+
+
+def load_beavertails_prompts(
+    data: str | Path | None = None, revision: str | None = None, **options: Any
+) -> BenchmarkData:
+    """Harmful prompts from a BeaverTails-format file, or the Hub dataset (``data`` None or a repo id).
+
+    Options: ``split`` (Hub split, default ``30k_test``), ``max_prompts`` (the first N unsafe rows in
+    file order, as the papers take them; default all), ``image`` (``none`` or ``blank``). Sample ids
+    are ``beavertails-<line>``: the row's line in its file, stable for a given file.
+    """
+    check_options("beavertails", options, {"split", "max_prompts", "image"})
+    image = check_text_image_option("beavertails", options.get("image"))
+    split = options.get("split", "30k_test")
+    max_prompts = options.get("max_prompts")
+    if max_prompts is not None and (not isinstance(max_prompts, int) or isinstance(max_prompts, bool) or max_prompts < 1):
+        raise ConfigError(f"benchmark 'beavertails': option max_prompts must be a positive integer, got {max_prompts!r}")
+    loaded = load_qa_pairs(data, split=str(split), revision=revision, labelled=True)
+    unsafe = [row for row in loaded.rows if row.is_safe is False]
+    if max_prompts is not None:
+        unsafe = unsafe[:max_prompts]
+    if not unsafe:
+        raise ConfigError(f"benchmark 'beavertails': {loaded.source.get('path') or data} has no unsafe rows")
+    samples = tuple(
+        Sample(
+            id=f"beavertails-{row.line}",
+            benchmark="beavertails",
+            subset=SUBSET,
+            prompt=row.prompt,
+            image=None,
+            # The dataset's response is one model's (often harmful) answer, not a reference to compare with.
+            reference=None,
+            # one flagged harm category, or "multiple" (per-category tables stay readable)
+            category=(row.categories[0] if len(row.categories) == 1 else "multiple") if row.categories else None,
+            subcategory=None,
+            should_refuse=True,
+            record_id=f"beavertails-{row.line}",
+        )
+        for row in unsafe
+    )
+    source = {**loaded.source, "benchmark": "beavertails", "image": image, "max_prompts": max_prompts}
+    return BenchmarkData(name="beavertails", samples=samples, images=None, source=source)

@@ -1,0 +1,318 @@
+"""The configuration of ``vlguard hft``: dataclasses with a help string per field, YAML, dotted overrides.
+
+Read with the same machinery as ``vlguard train`` (:func:`vlguard.train.config.load_dataclass`): an
+unknown key or a value of the wrong type is a :class:`~vlguard.errors.ConfigError` naming the key. The
+training settings of the alignment stage and of the user fine-tuning are whole ``vlguard train``
+configs (``alignment.train.*``, ``finetune.*``), except the keys the sweep fills in for each run
+(:data:`SET_BY_SWEEP`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vlguard.errors import ConfigError
+from vlguard.hft.data import harmful_count
+from vlguard.hft.defences import DEFENCES, DefenceSettings
+from vlguard.train.config import ModelConfig, TrainConfig, describe_fields, dump_config, load_dataclass
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+# Keys of a `vlguard train` config that the sweep sets for every run it starts; setting them under
+# finetune.* or alignment.train.* is an error (they would be silently replaced).
+SET_BY_SWEEP = ("model", "data", "output_dir", "safety_loss", "seed", "resume_from_checkpoint")
+
+
+@dataclass
+class TaskConfig:
+    """The user's task: its training samples (benign data) and its Finetune Accuracy benchmark."""
+
+    name: str = field(
+        default="sst2", metadata=_help("Task benchmark (vlguard ls): sst2, agnews, gsm8k, alpaca-eval.")
+    )
+    data: str | None = field(
+        default=None, metadata=_help("Local file or folder of the task (null: the task's Hub source).")
+    )
+    revision: str | None = field(default=None, metadata=_help("Hub revision of the task data."))
+    train_split: str = field(
+        default="train", metadata=_help("Split whose samples (with their answers) are the benign user data.")
+    )
+    eval_limit: int | None = field(
+        default=None,
+        metadata=_help("Finetune Accuracy on at most N evaluation items (null: all; the papers use 500-1,000)."),
+    )
+    max_new_tokens: int = field(
+        default=200, metadata=_help("Tokens generated per task answer (Vaccine's sst2/pred_eval.py: 200).")
+    )
+
+
+@dataclass
+class HarmfulConfig:
+    """Where the attack's harmful (prompt, answer) pairs come from."""
+
+    source: Literal["beavertails", "advbench"] = field(
+        default="beavertails",
+        metadata=_help(
+            "beavertails: unsafe rows of a BeaverTails-format file or Hub dataset (the papers); advbench: "
+            "AdvBench goal -> target pairs, whose target is only a compliance opening (offline)."
+        ),
+    )
+    data: str | None = field(
+        default=None,
+        metadata=_help("Local file/folder, or a Hub dataset id (null: PKU-Alignment/BeaverTails)."),
+    )
+    revision: str | None = field(default=None, metadata=_help("Hub revision."))
+    split: str = field(default="30k_train", metadata=_help("BeaverTails split (Hub only)."))
+
+
+@dataclass
+class SafetyConfig:
+    """Where the defence's safety pairs (and the alignment stage's) come from."""
+
+    source: Literal["beavertails", "vlguard", "pairs"] = field(
+        default="beavertails",
+        metadata=_help(
+            "beavertails: safe rows of a BeaverTails-format source (the papers); vlguard: VLGuard's refusals; "
+            "pairs: your own prompt/response refusals (a JSONL/JSON file with prompt and response)."
+        ),
+    )
+    data: str | None = field(
+        default=None,
+        metadata=_help(
+            "Local file/folder or Hub dataset id (null: PKU-Alignment/BeaverTails; for vlguard: ys-zong/VLGuard)."
+        ),
+    )
+    revision: str | None = field(default=None, metadata=_help("Hub revision."))
+    split: str = field(default="30k_train", metadata=_help("BeaverTails split, or VLGuard split (train)."))
+    with_images: bool = field(
+        default=False, metadata=_help("vlguard only: keep the images (VLMs); false = text-only refusal pairs.")
+    )
+
+
+@dataclass
+class AttackConfig:
+    """The user's fine-tuning set: n samples, a fraction p of them harmful, for each p of the sweep."""
+
+    n: int = field(default=1000, metadata=_help("Samples in the user's set (Vaccine: 1,000; Lisa: 5,000)."))
+    harmful_ratios: list[float] = field(
+        default_factory=lambda: [0.1], metadata=_help("The ratios p of the sweep, each in [0, 1] (papers: 0.1).")
+    )
+
+
+@dataclass
+class DefenceConfig:
+    """Settings of the VLGuard defences (see vlguard.hft.defences)."""
+
+    n_safety: int = field(
+        default=100, metadata=_help("k: safety pairs mixed in by vlguard-mix / vlguard-replace (Vaccine: 100).")
+    )
+    aux_n_safety: int = field(
+        default=2000, metadata=_help("Safety pairs the vlguard-aux loss draws its batches from (Booster: 2,000).")
+    )
+    aux_weight: float = field(default=0.1, metadata=_help("λ of vlguard-aux (Booster's script: 0.1)."))
+    aux_batch_size: int = field(default=4, metadata=_help("Safety pairs per step of vlguard-aux (Booster: 4)."))
+
+    def settings(self) -> DefenceSettings:
+        """As the defences take them."""
+        return DefenceSettings(self.n_safety, self.aux_n_safety, self.aux_weight, self.aux_batch_size)
+
+
+@dataclass
+class AlignmentConfig:
+    """The optional alignment stage: the base model is first fine-tuned on safety (and task) pairs."""
+
+    enabled: bool = field(default=False, metadata=_help("Run the alignment stage before the sweep."))
+    n_safety: int = field(
+        default=2000, metadata=_help("Safety pairs to align on (Vaccine's SFT.sh: 2,000 BeaverTails safe pairs).")
+    )
+    n_task: int = field(
+        default=0, metadata=_help("Task pairs added to the alignment data (0 in the papers; the tiny model needs them).")
+    )
+    train: TrainConfig = field(
+        default_factory=TrainConfig,
+        metadata={"help": "vlguard train settings of the alignment stage (model/data/output_dir: set by hft)."},
+    )
+
+
+@dataclass
+class HarmfulScoreConfig:
+    """How the Harmful Score is measured: a benchmark of held-out harmful prompts and a judge."""
+
+    bench: str = field(
+        default="beavertails", metadata=_help("Benchmark of harmful prompts (vlguard ls), never seen in training.")
+    )
+    data: str | None = field(default=None, metadata=_help("Local file/folder of the benchmark (null: Hub)."))
+    revision: str | None = field(default=None, metadata=_help("Hub revision of the benchmark."))
+    options: list[str] = field(
+        default_factory=list, metadata=_help("Benchmark options KEY=VALUE, e.g. max_prompts=1000.")
+    )
+    subsets: list[str] | None = field(
+        default=None, metadata=_help("Evaluate only these subsets (null: all harmful ones).")
+    )
+    limit: int | None = field(
+        default=None, metadata=_help("At most N prompts (a deterministic stratified choice; null: all).")
+    )
+    judge: str = field(
+        default="beaver-dam",
+        metadata=_help(
+            "Judge whose attack success rate is the Harmful Score: beaver-dam (the papers), llama-guard, "
+            "llm-judge (mode=harm); refusal = offline stand-in (refusal-based ASR, labelled as such)."
+        ),
+    )
+    judge_options: list[str] = field(
+        default_factory=list, metadata=_help("Judge options KEY=VALUE (e.g. mode=harm for llm-judge).")
+    )
+    max_new_tokens: int = field(
+        default=128, metadata=_help("Tokens generated per harmful prompt (Vaccine's pred.py: 128).")
+    )
+
+
+@dataclass
+class EvalSettings:
+    """Generation settings shared by every evaluation of the sweep."""
+
+    backend: str = field(default="hf", metadata=_help("Generation backend: hf or vllm."))
+    batch_size: int = field(default=16, metadata=_help("Prompts per generation batch."))
+    dtype: str = field(default="auto", metadata=_help("auto (bf16 on GPU, fp32 on CPU), float32, bfloat16."))
+    device: str = field(default="auto", metadata=_help("auto, cpu, cuda, cuda:N."))
+    reference: bool = field(
+        default=True, metadata=_help("Also evaluate the model the cells start from (the aligned model).")
+    )
+    allow_seen_prompts: bool = field(
+        default=False,
+        metadata=_help("Allow Harmful Score prompts that also occur in training data (false: an error)."),
+    )
+
+
+@dataclass
+class HFTConfig:
+    """A harmful fine-tuning defence experiment: a sweep over harmful ratios × defences."""
+
+    output_dir: str = field(default="runs/hft/default", metadata=_help("Output folder of the whole sweep."))
+    seed: int = field(default=0, metadata=_help("Seed of every draw, of training and of evaluation."))
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The base model."})
+    task: TaskConfig = field(default_factory=TaskConfig, metadata={"help": "The user's task."})
+    harmful: HarmfulConfig = field(default_factory=HarmfulConfig, metadata={"help": "Harmful pairs."})
+    safety: SafetyConfig = field(default_factory=SafetyConfig, metadata={"help": "Safety pairs."})
+    attack: AttackConfig = field(default_factory=AttackConfig, metadata={"help": "The user's set."})
+    defences: list[str] = field(
+        default_factory=lambda: ["sft", "vlguard-mix"],
+        metadata=_help(f"Defences of the sweep, from: {', '.join(DEFENCES)}."),
+    )
+    defence: DefenceConfig = field(default_factory=DefenceConfig, metadata={"help": "Defence settings."})
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig, metadata={"help": "Alignment stage."})
+    finetune: TrainConfig = field(
+        default_factory=TrainConfig,
+        metadata={"help": "vlguard train settings of the user fine-tuning (model/data/output_dir: set by hft)."},
+    )
+    harmful_score: HarmfulScoreConfig = field(
+        default_factory=HarmfulScoreConfig, metadata={"help": "Harmful Score measurement."}
+    )
+    eval: EvalSettings = field(default_factory=EvalSettings, metadata={"help": "Evaluation settings."})
+
+
+def load_hft_config(path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> HFTConfig:
+    """Read an HFT config (YAML) with dotted overrides, and check it (see :func:`check_hft_config`)."""
+    config = load_dataclass(HFTConfig, path, overrides)
+    try:
+        check_hft_config(config)
+    except ConfigError as err:
+        if path is not None:
+            raise ConfigError(f"{path}: {err}") from err
+        raise
+    return config
+
+
+def _check_set_by_sweep(train: TrainConfig, section: str) -> None:
+    default = TrainConfig()
+    for key in SET_BY_SWEEP:
+        if getattr(train, key) != getattr(default, key):
+            raise ConfigError(
+                f"config key '{section}.{key}' is set by vlguard hft for every run it starts; remove it "
+                f"(the model is the top-level 'model' section, the seed the top-level 'seed')"
+            )
+
+
+def check_hft_config(config: HFTConfig) -> None:
+    """Settings that are valid one by one but not together, checked before anything loads."""
+    if not config.model.name_or_path:
+        raise ConfigError("model.name_or_path is required (a Hub repo id, a local folder, or a built-in tiny model)")
+    ratios = config.attack.harmful_ratios
+    if not ratios:
+        raise ConfigError("attack.harmful_ratios is empty: give at least one ratio, e.g. [0.0, 0.1]")
+    for ratio in ratios:
+        if not 0.0 <= ratio <= 1.0:
+            raise ConfigError(f"config key 'attack.harmful_ratios': {ratio} is outside [0, 1]")
+    if len({harmful_count(config.attack.n, r) for r in ratios}) != len(ratios):
+        raise ConfigError(
+            f"config key 'attack.harmful_ratios': {ratios} give the same number of harmful samples twice "
+            f"at n={config.attack.n}"
+        )
+    if config.attack.n < 1:
+        raise ConfigError(f"config key 'attack.n' must be at least 1, got {config.attack.n}")
+    if not config.defences:
+        raise ConfigError("config key 'defences' is empty: give at least one, e.g. [sft, vlguard-mix]")
+    for name in config.defences:
+        if name not in DEFENCES:
+            raise ConfigError(f"config key 'defences': unknown defence {name!r}; known: {', '.join(DEFENCES)}")
+    if len(set(config.defences)) != len(config.defences):
+        raise ConfigError(f"config key 'defences' lists a defence twice: {config.defences}")
+    for key in ("n_safety", "aux_n_safety", "aux_batch_size"):
+        value = getattr(config.defence, key)
+        if value < (1 if key == "aux_batch_size" else 0):
+            raise ConfigError(f"config key 'defence.{key}' must be {'positive' if key == 'aux_batch_size' else '>= 0'}, got {value}")
+    if "vlguard-aux" in config.defences and config.defence.aux_weight <= 0:
+        raise ConfigError(f"config key 'defence.aux_weight' must be > 0 for vlguard-aux, got {config.defence.aux_weight}")
+    if config.alignment.n_safety < 0 or config.alignment.n_task < 0:
+        raise ConfigError("config keys 'alignment.n_safety' and 'alignment.n_task' must be >= 0")
+    if config.alignment.enabled and config.alignment.n_safety + config.alignment.n_task == 0:
+        raise ConfigError("the alignment stage is enabled but has no data: set alignment.n_safety or alignment.n_task")
+    if config.safety.with_images and config.safety.source != "vlguard":
+        raise ConfigError("config key 'safety.with_images' applies to safety.source=vlguard only")
+    for value, key in ((config.task.eval_limit, "task.eval_limit"), (config.harmful_score.limit, "harmful_score.limit")):
+        if value is not None and value < 1:
+            raise ConfigError(f"config key '{key}' must be a positive number of items, got {value}")
+    for value, key in (
+        (config.task.max_new_tokens, "task.max_new_tokens"),
+        (config.harmful_score.max_new_tokens, "harmful_score.max_new_tokens"),
+        (config.eval.batch_size, "eval.batch_size"),
+    ):
+        if value < 1:
+            raise ConfigError(f"config key '{key}' must be at least 1, got {value}")
+    for options, key in ((config.harmful_score.options, "harmful_score.options"), (config.harmful_score.judge_options, "harmful_score.judge_options")):
+        for item in options:
+            if "=" not in item or not item.split("=", 1)[0].strip():
+                raise ConfigError(f"config key '{key}': {item!r} is not KEY=VALUE")
+    _check_set_by_sweep(config.finetune, "finetune")
+    _check_set_by_sweep(config.alignment.train, "alignment.train")
+
+
+def key_values(items: Sequence[str]) -> dict[str, Any]:
+    """``["max_prompts=1000", "mode=harm"]`` → ``{"max_prompts": 1000, "mode": "harm"}`` (values parsed
+    as JSON when they are JSON: numbers, true/false, lists; else kept as text)."""
+    import json
+
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        try:
+            parsed[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = raw
+    return parsed
+
+
+def dump_hft_config(config: HFTConfig) -> str:
+    """The resolved config as YAML (loads back with :func:`load_hft_config`)."""
+    return dump_config(config)
+
+
+def hft_config_keys() -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) of every key, for ``vlguard hft --list-keys``."""
+    return describe_fields(HFTConfig)
