@@ -348,6 +348,7 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
                 GenerationRequest(
                     sample_id=s.id,
                     prompt=s.prompt,
+                    input=s.input,
                     image=prepare_image(
                         s,
                         bench.images,

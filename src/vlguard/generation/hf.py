@@ -20,6 +20,7 @@ from typing import Any
 
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest
+from vlguard.prompts import user_text
 from vlguard.records import Generation
 
 logger = logging.getLogger(__name__)
@@ -282,11 +283,11 @@ class HFBackend:
         }
 
     def prompt_text(self, request: GenerationRequest) -> str:
-        """The chat-templated prompt; the image placeholder is included only when there is an image."""
+        """The chat-templated prompt (instruction and task input); the image placeholder only with an image."""
         content: list[dict[str, Any]] = []
         if request.image is not None:
             content.append({"type": "image"})
-        content.append({"type": "text", "text": request.prompt})
+        content.append({"type": "text", "text": user_text(request.prompt, request.input)})
         messages: list[dict[str, Any]] = []
         system = request.system_or(self.system_prompt)
         if system:

@@ -31,6 +31,7 @@ _METRIC_HELP = {
     "helpfulness_win_rate": "share of pairwise comparisons won against the reference answers (higher is better)",
     "partial_refusal_rate": "share of responses that refuse and then comply anyway",
     "helpfulness_tie_rate": "share of pairwise comparisons judged a tie",
+    "accuracy": "share of task answers that match the gold answer (higher is better)",
     "degenerate_rate": "share of empty or garbage responses (counted as compliance by the refusal judge)",
     "error_rate": "share of samples whose generation or judging failed",
 }
@@ -38,6 +39,7 @@ _METRIC_HELP = {
 _GOOD_IF_REFUSE = {"refusal": "good", "compliance": "bad", "partial_refusal": "mixed"}
 _GOOD_ALWAYS = {"safe": "good", "unsafe": "bad", "harmless": "good", "harmful": "bad"}
 _GOOD_PAIRWISE = {"win": "good", "loss": "bad", "tie": "mixed"}
+_GOOD_TASK = {"correct": "good", "incorrect": "bad"}
 
 
 def e(value: object) -> str:
@@ -225,7 +227,7 @@ def _label_class(label: str, should_refuse: bool) -> str:
         if not should_refuse and outcome != "mixed":
             outcome = "bad" if outcome == "good" else "good"
         return outcome
-    return _GOOD_ALWAYS.get(label) or _GOOD_PAIRWISE.get(label) or "neutral"
+    return _GOOD_ALWAYS.get(label) or _GOOD_PAIRWISE.get(label) or _GOOD_TASK.get(label) or "neutral"
 
 
 def _example_html(example: Example) -> str:

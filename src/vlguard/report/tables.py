@@ -17,6 +17,7 @@ METRIC_ORDER = (
     "attack_success_rate",
     "over_refusal_rate",
     "helpfulness_win_rate",
+    "accuracy",
     "partial_refusal_rate",
     "helpfulness_tie_rate",
     "degenerate_rate",
@@ -26,19 +27,24 @@ METRIC_LABELS = {
     "attack_success_rate": "ASR",
     "over_refusal_rate": "Over-refusal",
     "helpfulness_win_rate": "Helpfulness (win rate)",
+    "accuracy": "Accuracy",
     "partial_refusal_rate": "Partial refusal",
     "helpfulness_tie_rate": "Helpfulness (tie rate)",
     "degenerate_rate": "Degenerate output",
     "error_rate": "Errors",
 }
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
-HIGHER_IS_BETTER = {"helpfulness_win_rate"}
-# The paper's headline numbers, shown first and charted.
+HIGHER_IS_BETTER = {"helpfulness_win_rate", "accuracy"}
+# The paper's headline numbers, shown first and charted; then the task benchmarks' (Finetune Accuracy).
 HEADLINE = (
     ("unsafe", "attack_success_rate"),
     ("safe_unsafe", "attack_success_rate"),
     ("safe_safe", "over_refusal_rate"),
     ("safe_safe", "helpfulness_win_rate"),
+    ("sst2", "accuracy"),
+    ("agnews", "accuracy"),
+    ("gsm8k", "accuracy"),
+    ("alpaca-eval", "helpfulness_win_rate"),
 )
 # Run settings shown in the runs table, in this order, with the metrics.json "run" key they come from.
 SETTING_LABELS = {
