@@ -33,8 +33,12 @@ def load_beavertails_prompts(
     image = check_text_image_option("beavertails", options.get("image"))
     split = options.get("split", "30k_test")
     max_prompts = options.get("max_prompts")
-    if max_prompts is not None and (not isinstance(max_prompts, int) or isinstance(max_prompts, bool) or max_prompts < 1):
-        raise ConfigError(f"benchmark 'beavertails': option max_prompts must be a positive integer, got {max_prompts!r}")
+    if max_prompts is not None and (
+        not isinstance(max_prompts, int) or isinstance(max_prompts, bool) or max_prompts < 1
+    ):
+        raise ConfigError(
+            f"benchmark 'beavertails': option max_prompts must be a positive integer, got {max_prompts!r}"
+        )
     loaded = load_qa_pairs(data, split=str(split), revision=revision, labelled=True)
     unsafe = [row for row in loaded.rows if row.is_safe is False]
     if max_prompts is not None:
@@ -51,7 +55,9 @@ def load_beavertails_prompts(
             # The dataset's response is one model's (often harmful) answer, not a reference to compare with.
             reference=None,
             # one flagged harm category, or "multiple" (per-category tables stay readable)
-            category=(row.categories[0] if len(row.categories) == 1 else "multiple") if row.categories else None,
+            category=(row.categories[0] if len(row.categories) == 1 else "multiple")
+            if row.categories
+            else None,
             subcategory=None,
             should_refuse=True,
             record_id=f"beavertails-{row.line}",

@@ -21,6 +21,7 @@ COMMAND_MODULES: dict[str, str] = {
     "data": "vlguard.cli.data",
     "eval": "vlguard.cli.evaluate",
     "train": "vlguard.cli.train",
+    "hft": "vlguard.cli.hft",
     "report": "vlguard.cli.report",
     "demo": "vlguard.cli.demo",
 }

@@ -24,7 +24,8 @@ def register(subparsers: Any) -> None:
             "examples:\n"
             "  vlguard report runs/llava-vanilla\n"
             "  vlguard report runs/llava-vanilla runs/llava-posthoc --label vanilla --label post-hoc\n"
-            "  vlguard report runs/a runs/b --format csv --out tables"
+            "  vlguard report runs/a runs/b --format csv --out tables\n"
+            "  vlguard report runs/hft/seed0 runs/hft/seed1 runs/hft/seed2   (vlguard hft sweeps: seeds)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -58,8 +59,12 @@ def default_out_dir(runs: list[str], labels: list[str] | None) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Write the report (or the exported tables) and print where."""
     from vlguard.report import write_report
+    from vlguard.report.hft import is_hft_folder
 
     out = args.out if args.out is not None else default_out_dir(args.runs, args.labels)
+    hft = [is_hft_folder(r) for r in args.runs]
+    if any(hft):
+        return _run_hft(args, out, all(hft))
     files = write_report(
         args.runs,
         out,
@@ -73,4 +78,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     if args.format == "html":
         print(f"open {files.main.resolve().as_uri()} in a browser")
+    return 0
+
+
+def _run_hft(args: argparse.Namespace, out: Path, all_hft: bool) -> int:
+    """The report of `vlguard hft` output folders (several folders: seeds of one experiment)."""
+    from vlguard.errors import VLGuardError
+    from vlguard.report.hft import write_hft_report
+
+    if not all_hft:
+        raise VLGuardError(
+            "mix of vlguard hft output folders and evaluation run folders: report them separately"
+        )
+    files = write_hft_report(args.runs, out, fmt=args.format, title=args.title)
+    for path in files:
+        if path.suffix != ".png":
+            print(f"wrote {path}")
+    if args.format == "html":
+        print(f"open {files[0].resolve().as_uri()} in a browser")
     return 0

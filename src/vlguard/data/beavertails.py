@@ -119,12 +119,16 @@ def parse_qa_rows(records: Sequence[tuple[int, Any]], file: str, *, labelled: bo
         if labelled and not isinstance(is_safe, bool):
             problems.append(Problem(file, where, "is_safe", f"expected true or false, got {is_safe!r}"))
         elif not labelled and is_safe is not None and not isinstance(is_safe, bool):
-            problems.append(Problem(file, where, "is_safe", f"expected true, false or absent, got {is_safe!r}"))
+            problems.append(
+                Problem(file, where, "is_safe", f"expected true, false or absent, got {is_safe!r}")
+            )
         category = record.get("category", {})
         if not isinstance(category, dict) or not all(
             isinstance(k, str) and isinstance(v, bool) for k, v in category.items()
         ):
-            problems.append(Problem(file, where, "category", "expected an object of category name → true/false"))
+            problems.append(
+                Problem(file, where, "category", "expected an object of category name → true/false")
+            )
         if len(problems) > before:
             continue
         rows.append(
@@ -137,7 +141,9 @@ def parse_qa_rows(records: Sequence[tuple[int, Any]], file: str, *, labelled: bo
             )
         )
     if problems:
-        raise DataValidationError(problems, hint="(expected BeaverTails' fields: prompt, response, is_safe, category)")
+        raise DataValidationError(
+            problems, hint="(expected BeaverTails' fields: prompt, response, is_safe, category)"
+        )
     return rows
 
 
@@ -158,7 +164,9 @@ def load_qa_pairs(
         if revision is not None:
             raise DataSourceError(f"{path}: a revision applies to Hub sources only")
         if path.is_dir():
-            raise DataSourceError(f"{path}: expected a .jsonl or .json file (optionally .gz / .xz), got a folder")
+            raise DataSourceError(
+                f"{path}: expected a .jsonl or .json file (optionally .gz / .xz), got a folder"
+            )
         source: dict[str, Any] = {"kind": "local", "path": str(path.resolve())}
     else:
         repo = str(data) if data is not None else BEAVERTAILS_REPO
@@ -171,7 +179,13 @@ def load_qa_pairs(
         downloaded = hub_file(repo, SPLIT_FILES[split], revision)
         assert downloaded is not None
         path = downloaded
-        source = {"kind": "hub", "repo_id": repo, "split": split, "file": SPLIT_FILES[split], "revision": revision}
+        source = {
+            "kind": "hub",
+            "repo_id": repo,
+            "split": split,
+            "file": SPLIT_FILES[split],
+            "revision": revision,
+        }
     source["sha256"] = sha256_file(path)
     rows = parse_qa_rows(_records(path), str(path), labelled=labelled)
     if not rows:

@@ -45,10 +45,18 @@ class TaskConfig:
     )
     eval_limit: int | None = field(
         default=None,
-        metadata=_help("Finetune Accuracy on at most N evaluation items (null: all; the papers use 500-1,000)."),
+        metadata=_help(
+            "Finetune Accuracy on at most N evaluation items (null: all; the papers use 500-1,000)."
+        ),
     )
     max_new_tokens: int = field(
         default=200, metadata=_help("Tokens generated per task answer (Vaccine's sst2/pred_eval.py: 200).")
+    )
+    judge_options: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Options KEY=VALUE of the task's judge (alpaca-eval: the pairwise llm-judge's model, ...)."
+        ),
     )
 
 
@@ -91,7 +99,8 @@ class SafetyConfig:
     revision: str | None = field(default=None, metadata=_help("Hub revision."))
     split: str = field(default="30k_train", metadata=_help("BeaverTails split, or VLGuard split (train)."))
     with_images: bool = field(
-        default=False, metadata=_help("vlguard only: keep the images (VLMs); false = text-only refusal pairs.")
+        default=False,
+        metadata=_help("vlguard only: keep the images (VLMs); false = text-only refusal pairs."),
     )
 
 
@@ -101,7 +110,8 @@ class AttackConfig:
 
     n: int = field(default=1000, metadata=_help("Samples in the user's set (Vaccine: 1,000; Lisa: 5,000)."))
     harmful_ratios: list[float] = field(
-        default_factory=lambda: [0.1], metadata=_help("The ratios p of the sweep, each in [0, 1] (papers: 0.1).")
+        default_factory=lambda: [0.1],
+        metadata=_help("The ratios p of the sweep, each in [0, 1] (papers: 0.1)."),
     )
 
 
@@ -110,13 +120,17 @@ class DefenceConfig:
     """Settings of the VLGuard defences (see vlguard.hft.defences)."""
 
     n_safety: int = field(
-        default=100, metadata=_help("k: safety pairs mixed in by vlguard-mix / vlguard-replace (Vaccine: 100).")
+        default=100,
+        metadata=_help("k: safety pairs mixed in by vlguard-mix / vlguard-replace (Vaccine: 100)."),
     )
     aux_n_safety: int = field(
-        default=2000, metadata=_help("Safety pairs the vlguard-aux loss draws its batches from (Booster: 2,000).")
+        default=2000,
+        metadata=_help("Safety pairs the vlguard-aux loss draws its batches from (Booster: 2,000)."),
     )
     aux_weight: float = field(default=0.1, metadata=_help("λ of vlguard-aux (Booster's script: 0.1)."))
-    aux_batch_size: int = field(default=4, metadata=_help("Safety pairs per step of vlguard-aux (Booster: 4)."))
+    aux_batch_size: int = field(
+        default=4, metadata=_help("Safety pairs per step of vlguard-aux (Booster: 4).")
+    )
 
     def settings(self) -> DefenceSettings:
         """As the defences take them."""
@@ -129,14 +143,20 @@ class AlignmentConfig:
 
     enabled: bool = field(default=False, metadata=_help("Run the alignment stage before the sweep."))
     n_safety: int = field(
-        default=2000, metadata=_help("Safety pairs to align on (Vaccine's SFT.sh: 2,000 BeaverTails safe pairs).")
+        default=2000,
+        metadata=_help("Safety pairs to align on (Vaccine's SFT.sh: 2,000 BeaverTails safe pairs)."),
     )
     n_task: int = field(
-        default=0, metadata=_help("Task pairs added to the alignment data (0 in the papers; the tiny model needs them).")
+        default=0,
+        metadata=_help(
+            "Task pairs added to the alignment data (0 in the papers; the tiny model needs them)."
+        ),
     )
     train: TrainConfig = field(
         default_factory=TrainConfig,
-        metadata={"help": "vlguard train settings of the alignment stage (model/data/output_dir: set by hft)."},
+        metadata={
+            "help": "vlguard train settings of the alignment stage (model/data/output_dir: set by hft)."
+        },
     )
 
 
@@ -145,7 +165,8 @@ class HarmfulScoreConfig:
     """How the Harmful Score is measured: a benchmark of held-out harmful prompts and a judge."""
 
     bench: str = field(
-        default="beavertails", metadata=_help("Benchmark of harmful prompts (vlguard ls), never seen in training.")
+        default="beavertails",
+        metadata=_help("Benchmark of harmful prompts (vlguard ls), never seen in training."),
     )
     data: str | None = field(default=None, metadata=_help("Local file/folder of the benchmark (null: Hub)."))
     revision: str | None = field(default=None, metadata=_help("Hub revision of the benchmark."))
@@ -209,7 +230,9 @@ class HFTConfig:
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig, metadata={"help": "Alignment stage."})
     finetune: TrainConfig = field(
         default_factory=TrainConfig,
-        metadata={"help": "vlguard train settings of the user fine-tuning (model/data/output_dir: set by hft)."},
+        metadata={
+            "help": "vlguard train settings of the user fine-tuning (model/data/output_dir: set by hft)."
+        },
     )
     harmful_score: HarmfulScoreConfig = field(
         default_factory=HarmfulScoreConfig, metadata={"help": "Harmful Score measurement."}
@@ -217,7 +240,9 @@ class HFTConfig:
     eval: EvalSettings = field(default_factory=EvalSettings, metadata={"help": "Evaluation settings."})
 
 
-def load_hft_config(path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> HFTConfig:
+def load_hft_config(
+    path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> HFTConfig:
     """Read an HFT config (YAML) with dotted overrides, and check it (see :func:`check_hft_config`)."""
     config = load_dataclass(HFTConfig, path, overrides)
     try:
@@ -242,7 +267,9 @@ def _check_set_by_sweep(train: TrainConfig, section: str) -> None:
 def check_hft_config(config: HFTConfig) -> None:
     """Settings that are valid one by one but not together, checked before anything loads."""
     if not config.model.name_or_path:
-        raise ConfigError("model.name_or_path is required (a Hub repo id, a local folder, or a built-in tiny model)")
+        raise ConfigError(
+            "model.name_or_path is required (a Hub repo id, a local folder, or a built-in tiny model)"
+        )
     ratios = config.attack.harmful_ratios
     if not ratios:
         raise ConfigError("attack.harmful_ratios is empty: give at least one ratio, e.g. [0.0, 0.1]")
@@ -260,22 +287,33 @@ def check_hft_config(config: HFTConfig) -> None:
         raise ConfigError("config key 'defences' is empty: give at least one, e.g. [sft, vlguard-mix]")
     for name in config.defences:
         if name not in DEFENCES:
-            raise ConfigError(f"config key 'defences': unknown defence {name!r}; known: {', '.join(DEFENCES)}")
+            raise ConfigError(
+                f"config key 'defences': unknown defence {name!r}; known: {', '.join(DEFENCES)}"
+            )
     if len(set(config.defences)) != len(config.defences):
         raise ConfigError(f"config key 'defences' lists a defence twice: {config.defences}")
     for key in ("n_safety", "aux_n_safety", "aux_batch_size"):
         value = getattr(config.defence, key)
         if value < (1 if key == "aux_batch_size" else 0):
-            raise ConfigError(f"config key 'defence.{key}' must be {'positive' if key == 'aux_batch_size' else '>= 0'}, got {value}")
+            raise ConfigError(
+                f"config key 'defence.{key}' must be {'positive' if key == 'aux_batch_size' else '>= 0'}, got {value}"
+            )
     if "vlguard-aux" in config.defences and config.defence.aux_weight <= 0:
-        raise ConfigError(f"config key 'defence.aux_weight' must be > 0 for vlguard-aux, got {config.defence.aux_weight}")
+        raise ConfigError(
+            f"config key 'defence.aux_weight' must be > 0 for vlguard-aux, got {config.defence.aux_weight}"
+        )
     if config.alignment.n_safety < 0 or config.alignment.n_task < 0:
         raise ConfigError("config keys 'alignment.n_safety' and 'alignment.n_task' must be >= 0")
     if config.alignment.enabled and config.alignment.n_safety + config.alignment.n_task == 0:
-        raise ConfigError("the alignment stage is enabled but has no data: set alignment.n_safety or alignment.n_task")
+        raise ConfigError(
+            "the alignment stage is enabled but has no data: set alignment.n_safety or alignment.n_task"
+        )
     if config.safety.with_images and config.safety.source != "vlguard":
         raise ConfigError("config key 'safety.with_images' applies to safety.source=vlguard only")
-    for value, key in ((config.task.eval_limit, "task.eval_limit"), (config.harmful_score.limit, "harmful_score.limit")):
+    for value, key in (
+        (config.task.eval_limit, "task.eval_limit"),
+        (config.harmful_score.limit, "harmful_score.limit"),
+    ):
         if value is not None and value < 1:
             raise ConfigError(f"config key '{key}' must be a positive number of items, got {value}")
     for value, key in (
@@ -285,7 +323,10 @@ def check_hft_config(config: HFTConfig) -> None:
     ):
         if value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1, got {value}")
-    for options, key in ((config.harmful_score.options, "harmful_score.options"), (config.harmful_score.judge_options, "harmful_score.judge_options")):
+    for options, key in (
+        (config.harmful_score.options, "harmful_score.options"),
+        (config.harmful_score.judge_options, "harmful_score.judge_options"),
+    ):
         for item in options:
             if "=" not in item or not item.split("=", 1)[0].strip():
                 raise ConfigError(f"config key '{key}': {item!r} is not KEY=VALUE")

@@ -196,9 +196,7 @@ def advbench_pairs(data: str | Path | None, revision: str | None = None) -> Pair
     return PairPool(HARMFUL, tuple(pairs), {**source, "kind_of_pairs": "advbench goal -> target"})
 
 
-def qa_pairs(
-    data: str | Path | None, *, role: str, split: str, revision: str | None, which: str
-) -> PairPool:
+def qa_pairs(data: str | Path | None, *, role: str, split: str, revision: str | None, which: str) -> PairPool:
     """Pairs from a BeaverTails-format source: ``which`` = ``unsafe`` (is_safe false), ``safe``
     (is_safe true) or ``all`` (every row; files without is_safe, e.g. a user's own refusals)."""
     from vlguard.data.beavertails import load_qa_pairs
@@ -251,34 +249,20 @@ def vlguard_refusals(
     return PairPool(SAFETY, tuple(pairs), dict(dataset.source), dataset.images if with_images else None)
 
 
-def task_pairs(
-    task: str, data: str | None, *, split: str, revision: str | None = None, exclude_ids: Iterable[str] = ()
-) -> PairPool:
-    """The task benchmark's samples of ``split`` as pairs: instruction + input → the reference answer.
+def task_pairs(task: str, data: str | None, *, split: str = "train", revision: str | None = None) -> PairPool:
+    """The task's training examples of ``split`` (every row) as pairs: instruction + input → answer.
 
-    ``exclude_ids`` (e.g. the evaluation items, when a task has no separate training split) are left out.
+    Read by the task benchmarks' own loader (``vlguard.benchmarks.tasks.load_task_examples``), so the
+    instruction wording is exactly the one evaluated (the papers' prompts). ``split="holdout"`` (AG News,
+    whose local folder has only the test file): the rows the papers never evaluate.
     """
-    from vlguard.benchmarks import load_benchmark
+    from vlguard.benchmarks.tasks import load_task_examples
 
-    bench = load_benchmark(task, data=data, revision=revision, split=split)
-    excluded = set(exclude_ids)
-    pairs: list[Pair] = []
-    problems: list[Problem] = []
-    for sample in bench.samples:
-        if sample.id in excluded:
-            continue
-        if not sample.reference:
-            problems.append(Problem(str(data or task), sample.id, "reference", "no answer to train on"))
-            continue
-        pairs.append(
-            Pair(
-                id=sample.id,
-                role=TASK,
-                instruction=sample.prompt,
-                input=sample.input,
-                response=sample.reference,
-            )
-        )
-    if problems:
-        raise DataValidationError(problems)
-    return PairPool(TASK, tuple(pairs), {**bench.source, "split": split})
+    loaded = load_task_examples(task, data, n=None, seed=0, split=split, revision=revision)
+    pairs = tuple(
+        Pair(id=e.id, role=TASK, instruction=e.instruction, input=e.input, response=e.output)
+        for e in loaded.examples
+    )
+    # The loader's own shuffle (seed 0) is undone: the pool is in file order, and `draw` permutes it.
+    pairs = tuple(sorted(pairs, key=lambda p: int(p.id.rsplit(":", 1)[1])))
+    return PairPool(TASK, pairs, dict(loaded.source))

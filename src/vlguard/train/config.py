@@ -146,6 +146,12 @@ class SafetyLossConfig:
             "Hub); null = no auxiliary loss."
         ),
     )
+    image_root: str | None = field(
+        default=None,
+        metadata=_help(
+            "Folder or zip that the safety data's image paths are relative to (default: beside the file)."
+        ),
+    )
     weight: float = field(
         default=0.1, metadata=_help("λ: weight of the safety loss (Booster's script: 0.1).")
     )

@@ -46,7 +46,9 @@ def load_safety_data(config: SafetyLossConfig, image_mode: str, check: bool = Tr
     if config.data is None:
         return None
     local = Path(config.data)
-    image_root = str(local.parent) if local.is_file() and image_mode == "original" else None
+    image_root = config.image_root
+    if image_root is None and local.is_file() and image_mode == "original":
+        image_root = str(local.parent)  # as for data.instructions: image paths relative to the file
     dataset = load_conversations(config.data, image_root=image_root)
     conversations = tuple(
         c.__class__(c.id, c.image, c.messages, SAFETY_LOSS_SOURCE) for c in dataset.conversations

@@ -1,0 +1,102 @@
+"""`vlguard hft`: the harmful fine-tuning defence experiment (a thin wrapper over ``vlguard.hft``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from vlguard.cli.common import is_rank_zero
+
+
+def register(subparsers: Any) -> None:
+    """Add the hft command."""
+    parser = subparsers.add_parser(
+        "hft",
+        help="harmful fine-tuning defence experiment: Harmful Score and Finetune Accuracy per (ratio, defence)",
+        description=(
+            "Fine-tune a (safety-aligned) model on a user's task data of which a fraction p is harmful, "
+            "undefended and with the VLGuard defences, for every p of the sweep; measure the Harmful Score "
+            "and the Finetune Accuracy of every cell; write OUTPUT/summary.json. Reruns resume. "
+            "`vlguard report OUTPUT` draws the table and the HS-vs-p / FA-vs-p charts."
+        ),
+        epilog=(
+            "examples:\n"
+            "  vlguard hft configs/hft/tiny-cpu.yaml output_dir=runs/hft/tiny\n"
+            "  vlguard hft configs/hft/vaccine-sst2-llama2-7b.yaml attack.harmful_ratios=[0.0,0.05,0.1,0.2]\n"
+            "  vlguard hft CONFIG --cells 0/2 & vlguard hft CONFIG --cells 1/2 & wait; vlguard hft CONFIG\n"
+            "  accelerate launch -m vlguard.cli.main hft CONFIG     (data-parallel training and generation)\n"
+            "  vlguard hft --list-keys"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", nargs="?", help="YAML recipe from configs/hft/ (omit with --list-keys)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. seed=1")
+    parser.add_argument(
+        "--cells",
+        metavar="I/K",
+        default=None,
+        help="run only every K-th cell from the I-th (0-based), to run K shards at once; rerun without it to "
+        "write the summary",
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument(
+        "--list-keys", action="store_true", help="list every config key with its default and help"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config, run (or resume) the sweep, print the summary table."""
+    from vlguard.errors import ConfigError
+    from vlguard.hft.config import dump_hft_config, hft_config_keys, load_hft_config
+
+    if args.list_keys:
+        for key, default, text in hft_config_keys():
+            print(f"{key} = {default}\n    {text}")
+        return 0
+    if args.config is None:
+        raise ConfigError("give a config file, e.g. vlguard hft configs/hft/tiny-cpu.yaml")
+    overrides = list(args.overrides)
+    config_path = None if "=" in args.config else args.config
+    if config_path is None:
+        overrides.insert(0, args.config)
+    config = load_hft_config(config_path, overrides)
+    if args.print_config:
+        print(dump_hft_config(config), end="")
+        return 0
+    from vlguard.hft.summary import read_summary
+    from vlguard.hft.sweep import parse_shard, run_sweep
+
+    shard = parse_shard(args.cells) if args.cells else (0, 1)
+    result = run_sweep(config, shard=shard, progress=not args.no_progress)
+    if not is_rank_zero():
+        return 0
+    if result.summary is None:
+        print(
+            f"ran {len(result.cells_run)} cell(s) ({', '.join(result.cells_run) or 'none'}); "
+            f"{len(result.missing)} cell(s) not finished yet ({', '.join(result.missing)}): "
+            "rerun without --cells once every shard is done to write the summary"
+        )
+        return 0
+    rows = read_summary(result.summary)
+    stand_in = any(r.get("harmful_score_stand_in") for r in rows)
+    hs_head = "HS* %" if stand_in else "HS %"
+    print(f"{'p':>6}  {'defence':<16} {hs_head:>7} {'FA %':>7}  n(task/harmful/safety)")
+    for r in rows:
+        c = r["counts"]
+        print(
+            f"{r['harmful_ratio']:>6g}  {r['defence']:<16} {_pct(r['harmful_score']):>7} "
+            f"{_pct(r['finetune_accuracy']):>7}  {c.get('task', 0)}/{c.get('harmful', 0)}/{c.get('safety', 0)}"
+            + (f" +{c['aux_safety']} aux" if c.get("aux_safety") else "")
+        )
+    if stand_in:
+        print(
+            "* HS with the refusal judge: a stand-in for a moderation judge (share answered without refusing)"
+        )
+    print(f"wrote {result.summary}; report: vlguard report {result.output_dir}")
+    return 0

@@ -1,0 +1,153 @@
+"""``summary.json`` of a harmful fine-tuning sweep: one row per cell, read from the cells' run folders.
+
+Each row holds the cell (``harmful_ratio``, ``defence``, ``seed``, ``n`` and the counts of task,
+harmful and safety pairs it trained on), the Harmful Score and the Finetune Accuracy with their
+confidence intervals and number of items, and where each number comes from (the run folders, relative
+to the sweep folder). Values are fractions in [0, 1]. Every number is copied from a ``metrics.json``:
+rerunning ``vlguard eval`` / ``vlguard judge`` in a cell's folder reproduces it.
+
+With the ``refusal`` judge, the Harmful Score is the refusal judge's attack success rate (the share of
+harmful prompts answered without a refusal): an offline stand-in for the papers' moderation judge
+(``beaver-dam``), flagged in every row (``harmful_score_stand_in``) and in the report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlguard.errors import VLGuardError
+
+if TYPE_CHECKING:
+    from vlguard.hft.config import HFTConfig
+    from vlguard.hft.sweep import Cell, Layout
+
+SUMMARY_SCHEMA = 1
+STAND_IN_JUDGES = frozenset({"refusal", "refusal-paper"})
+STAND_IN_NOTE = (
+    "stand-in: the refusal judge's attack success rate (harmful prompts answered without a refusal), "
+    "not a moderation judge's Harmful Score"
+)
+FA_METRICS = ("accuracy", "helpfulness_win_rate")
+
+
+class SummaryError(VLGuardError):
+    """A cell's run folder lacks the number the summary needs."""
+
+
+def _metrics(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "metrics.json"
+    try:
+        loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise SummaryError(f"{path}: cannot read the metrics ({err})") from err
+    return loaded
+
+
+def pick_row(
+    metrics: Mapping[str, Any], metrics_names: Sequence[str], judge: str | None, where: Path
+) -> dict[str, Any]:
+    """The one ``group == all`` row of the first metric in ``metrics_names`` (of ``judge`` when given)."""
+    for name in metrics_names:
+        rows = [
+            r
+            for r in metrics.get("metrics", [])
+            if r.get("group") == "all"
+            and r.get("metric") == name
+            and (judge is None or r.get("judge") == judge)
+        ]
+        if len(rows) > 1:
+            subsets = ", ".join(sorted(str(r.get("subset")) for r in rows))
+            raise SummaryError(
+                f"{where}: {name} is reported for several subsets ({subsets}); choose one with "
+                "harmful_score.subsets so that the Harmful Score is one number"
+            )
+        if rows:
+            return rows[0]
+    raise SummaryError(
+        f"{where}: metrics.json has no {' or '.join(metrics_names)} row"
+        + (f" for judge {judge!r}" if judge else "")
+    )
+
+
+def _number(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    ci = [row.get("ci_low"), row.get("ci_high")] if row.get("ci_low") is not None else None
+    out = {
+        prefix: row["value"],
+        f"{prefix}_ci": ci,
+        f"{prefix}_n": row["n"],
+        f"{prefix}_n_errors": row.get("n_errors", 0),
+    }
+    if row.get("ci_method"):
+        out[f"{prefix}_ci_method"] = row["ci_method"]
+    return out
+
+
+def measured(hs_dir: Path, fa_dir: Path, hs_judge: str) -> dict[str, Any]:
+    """The Harmful Score and Finetune Accuracy fields from two run folders."""
+    hs_metrics, fa_metrics = _metrics(hs_dir), _metrics(fa_dir)
+    hs = pick_row(hs_metrics, ("attack_success_rate",), hs_judge, hs_dir / "metrics.json")
+    fa = pick_row(fa_metrics, FA_METRICS, None, fa_dir / "metrics.json")
+    stand_in = hs_judge in STAND_IN_JUDGES
+    return {
+        **_number(hs, "harmful_score"),
+        "harmful_score_judge": hs_judge,
+        "harmful_score_judge_version": hs.get("judge_version"),
+        "harmful_score_bench": hs_metrics.get("run", {}).get("benchmark"),
+        "harmful_score_stand_in": stand_in,
+        "harmful_score_note": STAND_IN_NOTE if stand_in else "share of answers the judge flags as harmful",
+        **_number(fa, "finetune_accuracy"),
+        "finetune_accuracy_metric": fa["metric"],
+        "finetune_accuracy_judge": fa.get("judge"),
+        "finetune_accuracy_bench": fa_metrics.get("run", {}).get("benchmark"),
+    }
+
+
+def cell_row(config: HFTConfig, layout: Layout, cell: Cell, hs_seen_in_training: int = 0) -> dict[str, Any]:
+    """The summary row of one finished cell."""
+    folder = layout.cell(cell)
+    stage = json.loads((folder / "stage.json").read_text(encoding="utf-8"))
+    provenance_file = folder / "train" / "model" / "vlguard_train.json"
+    provenance = json.loads(provenance_file.read_text(encoding="utf-8")) if provenance_file.is_file() else {}
+    return {
+        "harmful_ratio": cell.ratio,
+        "defence": cell.defence,
+        "seed": config.seed,
+        "n": config.attack.n,
+        "counts": stage["counts"],
+        **measured(folder / "hs", folder / "fa", config.harmful_score.judge),
+        "hs_prompts_seen_in_training": hs_seen_in_training,
+        "train_loss": provenance.get("train_loss"),
+        "train_seconds": provenance.get("train_seconds"),
+        "train_dir": str((folder / "train").relative_to(layout.root)),
+        "hs_run": str((folder / "hs").relative_to(layout.root)),
+        "fa_run": str((folder / "fa").relative_to(layout.root)),
+    }
+
+
+def write_summary(
+    config: HFTConfig, layout: Layout, cells: Sequence[Cell], hs_seen_in_training: int = 0
+) -> Path:
+    """Write ``summary.json`` (atomically) once every cell is finished; returns its path."""
+    from vlguard.runs import atomic_write_json
+
+    rows = [cell_row(config, layout, cell, hs_seen_in_training) for cell in cells]
+    atomic_write_json(layout.summary, rows)
+    return layout.summary
+
+
+def read_summary(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``summary.json`` (``SummaryError`` naming the file when it is not one)."""
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise SummaryError(f"{path}: cannot read the HFT summary ({err})") from err
+    required = ("harmful_ratio", "defence", "harmful_score", "finetune_accuracy")
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and all(k in r for k in required) for r in rows
+    ):
+        raise SummaryError(f"{path}: not an HFT summary (a list of rows with {', '.join(required)})")
+    return rows

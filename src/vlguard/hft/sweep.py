@@ -1,0 +1,687 @@
+"""Running a harmful fine-tuning sweep, top to bottom: pools → alignment → cells → evaluations → summary.
+
+``run_sweep(config)`` does, in ``config.output_dir``:
+
+1. load the pools (task, harmful, safety pairs) and check that no Harmful Score prompt occurs in them;
+2. optionally align the base model (``alignment.*``): a normal ``vlguard train`` run on safety (and
+   task) pairs; a LoRA alignment is merged, so every cell starts from the same standalone model;
+3. evaluate that start model (``reference/``) unless ``eval.reference`` is off;
+4. for every cell (harmful ratio p × defence): draw the user's set, apply the defence, train (a normal
+   ``vlguard train`` run folder), then measure the Harmful Score and the Finetune Accuracy (two normal
+   ``vlguard eval`` run folders);
+5. once every cell is finished, write ``summary.json`` (:mod:`vlguard.hft.summary`).
+
+Everything resumes: a finished stage is skipped, a killed training run continues from its last
+complete checkpoint, a killed evaluation from its last appended batch. Each stage folder keeps the
+settings it was made with (``stage.json``); a rerun with other settings for that stage stops with a
+``RunMismatchError`` instead of mixing results. ``--cells i/k`` runs every k-th cell from the i-th, so
+k processes (or machines sharing the folder) can run a sweep together; each waits for the alignment
+stage, which only shard 0 runs. Under ``accelerate launch`` every process runs the same loop: training
+and generation are data-parallel, files are written by rank 0.
+
+Folder layout::
+
+    OUTPUT/
+      hft_config.yaml                 the resolved config
+      alignment/  stage.json, train.jsonl, train/ (vlguard train), merged/ (LoRA only)
+      reference/  stage.json, hs/ and fa/ (vlguard eval run folders of the start model)
+      cells/p0.1-vlguard-mix/
+        stage.json                    the cell's settings, counts and data hashes
+        train.jsonl                   the cell's training set (messages format, `source` = role)
+        aux_safety.jsonl              vlguard-aux only: the safety pairs of the auxiliary loss
+        train/                        vlguard train run folder (model/ = the fine-tuned weights)
+        hs/ fa/                       vlguard eval run folders: Harmful Score, Finetune Accuracy
+      summary.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlguard.errors import ConfigError, RunMismatchError
+from vlguard.hft.config import HFTConfig, dump_hft_config, key_values
+from vlguard.hft.data import (
+    HARMFUL,
+    SAFETY,
+    TASK,
+    Pair,
+    PairPool,
+    advbench_pairs,
+    build_user_set,
+    draw,
+    find_leaks,
+    qa_pairs,
+    shuffled,
+    task_pairs,
+    vlguard_refusals,
+    write_pairs,
+)
+from vlguard.hft.defences import DEFENCES, CellData, apply_defence
+from vlguard.runs import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+STAGE_FILE = "stage.json"
+CONFIG_FILE = "hft_config.yaml"
+SUMMARY_FILE = "summary.json"
+# How often a shard waiting for the alignment stage (run by shard 0) looks for it.
+ALIGNMENT_POLL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of the sweep: a harmful ratio and a defence."""
+
+    ratio: float
+    defence: str
+
+    @property
+    def name(self) -> str:
+        """The cell's folder name, e.g. ``p0.1-vlguard-mix``."""
+        return f"p{self.ratio:g}-{self.defence}"
+
+
+def plan_cells(config: HFTConfig) -> list[Cell]:
+    """Every cell, ratio by ratio, defences in config order (the order shards are cut from)."""
+    return [Cell(ratio, defence) for ratio in config.attack.harmful_ratios for defence in config.defences]
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/k"`` → ``(i, k)`` with 0 ≤ i < k (``--cells 0/2``: cells 0, 2, 4, ...)."""
+    index, sep, count = spec.partition("/")
+    try:
+        i, k = int(index), int(count)
+    except ValueError:
+        i, k = -1, 0
+    if not sep or k < 1 or not 0 <= i < k:
+        raise ConfigError(f"--cells {spec!r}: expected I/K with 0 <= I < K, e.g. 0/2 and 1/2 for two shards")
+    return i, k
+
+
+def shard_cells(cells: Sequence[Cell], index: int, count: int) -> list[Cell]:
+    """The cells of shard ``index`` of ``count``: every ``count``-th from the ``index``-th."""
+    return list(cells[index::count])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each stage of a sweep lives under ``root``."""
+
+    root: Path
+
+    @property
+    def config_file(self) -> Path:
+        """The resolved config as given."""
+        return self.root / CONFIG_FILE
+
+    @property
+    def summary(self) -> Path:
+        """``summary.json``, written once every cell is finished."""
+        return self.root / SUMMARY_FILE
+
+    @property
+    def alignment(self) -> Path:
+        """The alignment stage."""
+        return self.root / "alignment"
+
+    @property
+    def reference(self) -> Path:
+        """The evaluations of the model the cells start from."""
+        return self.root / "reference"
+
+    def cell(self, cell: Cell) -> Path:
+        """The folder of one cell."""
+        return self.root / "cells" / cell.name
+
+
+# ---- processes ------------------------------------------------------------------------------------
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _barrier() -> None:
+    """Wait for every process of an ``accelerate launch`` / ``torchrun`` job (no-op alone)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
+# ---- stage settings ---------------------------------------------------------------------------------
+
+
+def guard_stage(folder: Path, settings: dict[str, Any], *, write: bool = True) -> None:
+    """Record the settings a stage is made with; stop if the folder was made with other ones."""
+    path = folder / STAGE_FILE
+    canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
+    if path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        if recorded != canonical:
+            keys = _differing_keys(recorded, canonical)
+            shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
+            raise RunMismatchError(
+                f"{folder} was made with other settings (differing: {shown}); use another "
+                f"output_dir, or delete {folder} to redo it"
+            )
+        return
+    if write and _rank() == 0:
+        atomic_write_json(path, canonical)
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON values (dicts are compared key by key)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            keys += _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+        return keys
+    return [] if a == b else [prefix.rstrip(".") or "(all)"]
+
+
+def _sha256_lines(pairs: Sequence[Pair]) -> str:
+    digest = hashlib.sha256()
+    for pair in pairs:
+        digest.update(json.dumps(dataclasses.asdict(pair), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+# ---- pools -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pools:
+    """The three pools of a sweep (None where no stage needs them)."""
+
+    task: PairPool
+    harmful: PairPool | None
+    safety: PairPool | None
+
+
+def load_pools(config: HFTConfig) -> Pools:
+    """Load the task pool, and the harmful / safety pools when a cell or the alignment needs them."""
+    task = task_pairs(
+        config.task.name, config.task.data, split=config.task.train_split, revision=config.task.revision
+    )
+    harmful = None
+    if any(r > 0 for r in config.attack.harmful_ratios):
+        h = config.harmful
+        if h.source == "advbench":
+            if h.data is None:
+                raise ConfigError(
+                    "harmful.source=advbench needs harmful.data (the AdvBench CSV or its folder)"
+                )
+            harmful = advbench_pairs(h.data, h.revision)
+        else:
+            harmful = qa_pairs(h.data, role=HARMFUL, split=h.split, revision=h.revision, which="unsafe")
+    safety = None
+    needs_safety = any(DEFENCES[d].needs_safety for d in config.defences) or (
+        config.alignment.enabled and config.alignment.n_safety > 0
+    )
+    if needs_safety:
+        s = config.safety
+        if s.source == "vlguard":
+            safety = vlguard_refusals(
+                s.data or "ys-zong/VLGuard",
+                split=s.split if s.split != "30k_train" else "train",
+                revision=s.revision,
+                with_images=s.with_images,
+            )
+        elif s.source == "pairs":
+            if s.data is None:
+                raise ConfigError(
+                    "safety.source=pairs needs safety.data (a JSONL/JSON file with prompt and response)"
+                )
+            safety = qa_pairs(s.data, role=SAFETY, split=s.split, revision=s.revision, which="all")
+        else:
+            safety = qa_pairs(s.data, role=SAFETY, split=s.split, revision=s.revision, which="safe")
+    return Pools(task, harmful, safety)
+
+
+# ---- evaluation --------------------------------------------------------------------------------------
+
+
+def hs_eval_config(
+    config: HFTConfig, model: str, adapter: str | None, run_dir: Path, revision: str | None
+) -> Any:
+    """The ``vlguard eval`` settings of a Harmful Score run."""
+    from vlguard.evaluate import EvalConfig
+
+    hs = config.harmful_score
+    return EvalConfig(
+        model=model,
+        backend=config.eval.backend,
+        revision=revision,
+        adapter=adapter,
+        bench=hs.bench,
+        data=hs.data,
+        data_revision=hs.revision,
+        judges=(hs.judge,),
+        judge_options={hs.judge: key_values(hs.judge_options)} if hs.judge_options else {},
+        subsets=tuple(hs.subsets) if hs.subsets else None,
+        limit=hs.limit,
+        batch_size=config.eval.batch_size,
+        max_new_tokens=hs.max_new_tokens,
+        seed=config.seed,
+        dtype=config.eval.dtype,
+        device=config.eval.device,
+        trust_remote_code=config.model.trust_remote_code,
+        bench_options=key_values(hs.options),
+        run_dir=str(run_dir),
+    )
+
+
+def fa_eval_config(
+    config: HFTConfig, model: str, adapter: str | None, run_dir: Path, revision: str | None
+) -> Any:
+    """The ``vlguard eval`` settings of a Finetune Accuracy run (the task benchmark, its own judges)."""
+    from vlguard.evaluate import EvalConfig
+
+    task = config.task
+    judge_options = key_values(task.judge_options)
+    return EvalConfig(
+        model=model,
+        backend=config.eval.backend,
+        revision=revision,
+        adapter=adapter,
+        bench=task.name,
+        data=task.data,
+        data_revision=task.revision,
+        judge_options={name: judge_options for name in _default_judges(task.name)} if judge_options else {},
+        limit=task.eval_limit,
+        batch_size=config.eval.batch_size,
+        max_new_tokens=task.max_new_tokens,
+        seed=config.seed,
+        dtype=config.eval.dtype,
+        device=config.eval.device,
+        trust_remote_code=config.model.trust_remote_code,
+        run_dir=str(run_dir),
+    )
+
+
+def _default_judges(bench: str) -> tuple[str, ...]:
+    from vlguard.benchmarks import default_judges
+
+    return default_judges(bench)
+
+
+def hs_prompts(config: HFTConfig) -> list[str]:
+    """The Harmful Score prompts exactly as evaluated (same benchmark, options, subsets and limit)."""
+    from vlguard.benchmarks import load_benchmark
+    from vlguard.evaluate import select_samples
+
+    hs = config.harmful_score
+    bench = load_benchmark(hs.bench, data=hs.data, revision=hs.revision, **key_values(hs.options))
+    samples = select_samples(bench.samples, tuple(hs.subsets) if hs.subsets else None, hs.limit)
+    if not any(s.should_refuse for s in samples):
+        raise ConfigError(f"harmful_score.bench={hs.bench!r} has no harmful prompts (none should be refused)")
+    return [s.intent or s.prompt for s in samples]
+
+
+def evaluate(eval_config: Any, *, progress: bool) -> Path:
+    """Generate, judge and compute metrics in a run folder, resuming; a judge that has already judged
+    every generation is not loaded again (a 7B moderation model takes a while)."""
+    from vlguard.evaluate import read_generations, run_generation, run_judges, run_metrics
+    from vlguard.runs import RunFolder, dedupe
+
+    run_dir = run_generation(eval_config, progress=progress)
+    if _rank() != 0:
+        return run_dir
+    run = RunFolder(run_dir)
+    generated = set(read_generations(run))
+    for judge in eval_config.judges or ():
+        judged = {r["sample_id"] for r in dedupe(run.judgments(judge).read())}
+        if not generated <= judged:
+            run_judges(run_dir, [judge], eval_config.judge_options, progress=progress)
+    run_metrics(run_dir)
+    return run_dir
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+
+def _images_of(pool: PairPool | None) -> str | None:
+    root = pool.source.get("image_root") if pool is not None and pool.images is not None else None
+    return str(root) if root else None
+
+
+def train_config_for(
+    config: HFTConfig,
+    base: Any,
+    *,
+    model: str,
+    revision: str | None,
+    data_file: Path,
+    output_dir: Path,
+    image_root: str | None,
+    aux: CellData | None = None,
+    aux_file: Path | None = None,
+) -> Any:
+    """A ``vlguard train`` config: the section's settings plus what the sweep sets for this run."""
+    from vlguard.train.config import DataConfig, SafetyLossConfig
+
+    with_images = image_root is not None
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(config.model, name_or_path=model, revision=revision),
+        data=DataConfig(
+            recipe="instructions",
+            vlguard=None,
+            instructions=str(data_file),
+            instructions_image_root=image_root,
+            n_helpfulness=0,
+            image_mode="original" if with_images else "none",
+            check_images=with_images,
+            seed=config.seed,
+        ),
+        output_dir=str(output_dir),
+        safety_loss=SafetyLossConfig(
+            data=str(aux_file) if aux is not None and aux_file is not None else None,
+            image_root=image_root,
+            weight=aux.aux_weight if aux is not None else 0.1,
+            batch_size=aux.aux_batch_size if aux is not None else 4,
+        ),
+        seed=config.seed,
+        resume_from_checkpoint="latest",
+    )
+
+
+def training_data(pairs: Sequence[Pair], pools: Pools, sources: dict[str, Any]) -> Any:
+    """The in-memory training data of ``pairs`` (conversations tagged by role, image roots by role)."""
+    from collections import Counter
+
+    from vlguard.train.data import TrainingData
+
+    found = Counter(p.role for p in pairs)
+    return TrainingData(
+        conversations=tuple(p.to_conversation() for p in pairs),
+        images={TASK: None, HARMFUL: None, SAFETY: pools.safety.images if pools.safety is not None else None},
+        counts={role: found[role] for role in (TASK, HARMFUL, SAFETY) if found[role]},
+        sources=sources,
+    )
+
+
+def _train(train_config: Any, data: Any) -> Path:
+    """Train (resuming), unless the run folder already holds the finished model."""
+    from vlguard.train.trainer import COMPLETE_MARKER, train
+
+    model_dir = Path(train_config.output_dir) / "model"
+    if (model_dir / COMPLETE_MARKER).is_file():
+        return model_dir
+    if data is not None and train_config.data.check_images:
+        from vlguard.train.data import check_images
+
+        check_images(data)
+    return train(train_config, data=data).model_dir
+
+
+# ---- stages ------------------------------------------------------------------------------------------
+
+
+# Training keys that change nothing in the trained weights: left out of a stage's settings, so that
+# a rerun may change them (e.g. turn the progress bar off) without a mismatch.
+_NOT_RESULTS = (
+    "progress",
+    "logging_steps",
+    "report_to",
+    "run_name",
+    "dataloader_num_workers",
+    "save_steps",
+    "save_total_limit",
+)
+
+
+def _train_settings(train: Any) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(train).items() if k not in _NOT_RESULTS}
+
+
+def _model_settings(config: HFTConfig) -> dict[str, Any]:
+    return {"model": dataclasses.asdict(config.model), "seed": config.seed}
+
+
+def _pool_source(pool: PairPool | None) -> Any:
+    return (
+        None
+        if pool is None
+        else {k: v for k, v in pool.source.items() if k != "path"} | {"n": len(pool.pairs)}
+    )
+
+
+def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False) -> tuple[str, str | None]:
+    """The model the cells start from, and its Hub revision: the base model, or the aligned one.
+
+    Shards other than 0 (``wait``) do not align: they wait for shard 0 to finish the stage.
+    """
+    from vlguard.train.trainer import COMPLETE_MARKER, resolve_model_path
+
+    base = resolve_model_path(config.model.name_or_path)
+    if not config.alignment.enabled:
+        return base, config.model.revision
+    folder = layout.alignment
+    train_cfg = config.alignment.train
+    final = folder / ("merged" if train_cfg.method == "lora" else "train/model")
+    done = (final / "config.json").is_file() and (
+        train_cfg.method == "lora" or (final / COMPLETE_MARKER).is_file()
+    )
+    if wait:
+        while not done:
+            logger.info("waiting for the alignment stage (run by shard 0) to finish in %s", folder)
+            time.sleep(ALIGNMENT_POLL_SECONDS)
+            done = (final / "config.json").is_file() and (
+                train_cfg.method == "lora" or (final / COMPLETE_MARKER).is_file()
+            )
+        return str(final), None
+    assert pools.safety is not None or config.alignment.n_safety == 0
+    pairs: list[Pair] = []
+    if config.alignment.n_safety:
+        assert pools.safety is not None
+        pairs += draw(pools.safety, config.alignment.n_safety, config.seed)
+    # The alignment's task pairs come from another permutation than the user sets' (a provider's data).
+    pairs += draw(pools.task, config.alignment.n_task, f"alignment:{config.seed}")
+    pairs = shuffled(pairs, f"alignment:{config.seed}")
+    settings = {
+        **_model_settings(config),
+        "alignment": {
+            **dataclasses.asdict(config.alignment),
+            "train": _train_settings(config.alignment.train),
+        },
+        "safety": _pool_source(pools.safety),
+        "task": _pool_source(pools.task),
+        "data_sha256": _sha256_lines(pairs),
+    }
+    guard_stage(folder, settings)
+    data_file = folder / "train.jsonl"
+    if _rank() == 0 and not data_file.is_file():
+        write_pairs(pairs, data_file)
+    _barrier()
+    image_root = _images_of(pools.safety)
+    train_config = train_config_for(
+        config,
+        train_cfg,
+        model=config.model.name_or_path,
+        revision=config.model.revision,
+        data_file=data_file,
+        output_dir=folder / "train",
+        image_root=image_root,
+    )
+    adapter = _train(train_config, training_data(pairs, pools, {"alignment": settings}))
+    if train_cfg.method != "lora":
+        return str(adapter), None
+    if _rank() == 0 and not (final / "config.json").is_file():
+        from vlguard.train.merge import merge_adapter
+
+        merge_adapter(
+            base,
+            adapter,
+            final,
+            revision=config.model.revision,
+            trust_remote_code=config.model.trust_remote_code,
+            overwrite=True,
+        )
+    _barrier()
+    return str(final), None
+
+
+def _eval_settings(config: HFTConfig) -> dict[str, Any]:
+    """What changes the numbers of an evaluation (batch size and device do not)."""
+    return {
+        "harmful_score": dataclasses.asdict(config.harmful_score),
+        "task": dataclasses.asdict(config.task),
+        "dtype": config.eval.dtype,
+        "backend": config.eval.backend,
+    }
+
+
+def evaluate_reference(
+    config: HFTConfig, layout: Layout, start: str, revision: str | None, *, progress: bool
+) -> None:
+    """Harmful Score and Finetune Accuracy of the model the cells start from (before the user's data)."""
+    folder = layout.reference
+    guard_stage(folder, {**_model_settings(config), "start_model": start, **_eval_settings(config)})
+    evaluate(hs_eval_config(config, start, None, folder / "hs", revision), progress=progress)
+    evaluate(fa_eval_config(config, start, None, folder / "fa", revision), progress=progress)
+
+
+def cell_data(config: HFTConfig, pools: Pools, cell: Cell) -> CellData:
+    """The training data of a cell: the user's set at the cell's ratio, with the cell's defence."""
+    assert pools.harmful is not None or cell.ratio == 0
+    harmful = pools.harmful or PairPool(HARMFUL, (), {"kind": "none"})
+    user = build_user_set(pools.task, harmful, n=config.attack.n, ratio=cell.ratio, seed=config.seed)
+    data = apply_defence(cell.defence, user, pools.safety, config.defence.settings(), config.seed)
+    return dataclasses.replace(data, train=tuple(shuffled(data.train, f"{cell.name}:{config.seed}")))
+
+
+def run_cell(
+    config: HFTConfig,
+    pools: Pools,
+    layout: Layout,
+    cell: Cell,
+    start: str,
+    revision: str | None,
+    *,
+    progress: bool,
+) -> None:
+    """Draw, train and evaluate one cell (each part skipped when already done)."""
+    folder = layout.cell(cell)
+    data = cell_data(config, pools, cell)
+    settings = {
+        **_model_settings(config),
+        "start_model": start,
+        "harmful_ratio": cell.ratio,
+        "defence": cell.defence,
+        "defence_settings": dataclasses.asdict(config.defence),
+        "n": config.attack.n,
+        "counts": data.counts,
+        "train_sha256": _sha256_lines(data.train),
+        "aux_safety_sha256": _sha256_lines(data.aux_safety) if data.aux_safety else None,
+        "pools": {
+            "task": _pool_source(pools.task),
+            "harmful": _pool_source(pools.harmful),
+            "safety": _pool_source(pools.safety),
+        },
+        "finetune": _train_settings(config.finetune),
+        **_eval_settings(config),
+    }
+    guard_stage(folder, settings)
+    train_file, aux_file = folder / "train.jsonl", folder / "aux_safety.jsonl"
+    if _rank() == 0:
+        if not train_file.is_file():
+            write_pairs(data.train, train_file)
+        if data.aux_safety and not aux_file.is_file():
+            write_pairs(data.aux_safety, aux_file)
+    _barrier()
+    image_root = _images_of(pools.safety)
+    train_config = train_config_for(
+        config,
+        config.finetune,
+        model=start,
+        revision=revision,
+        data_file=train_file,
+        output_dir=folder / "train",
+        image_root=image_root,
+        aux=data if data.aux_safety else None,
+        aux_file=aux_file,
+    )
+    model_dir = _train(train_config, training_data(data.train, pools, {"cell": settings}))
+    if config.finetune.method == "lora":
+        model, adapter, model_revision = start, str(model_dir), revision
+    else:
+        model, adapter, model_revision = str(model_dir), None, None
+    evaluate(hs_eval_config(config, model, adapter, folder / "hs", model_revision), progress=progress)
+    evaluate(fa_eval_config(config, model, adapter, folder / "fa", model_revision), progress=progress)
+
+
+def cell_finished(layout: Layout, cell: Cell) -> bool:
+    """Whether a cell's model is trained and both its evaluations have metrics."""
+    folder = layout.cell(cell)
+    return (folder / "train" / "model" / "COMPLETE").is_file() and all(
+        (folder / run / "metrics.json").is_file() for run in ("hs", "fa")
+    )
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a call of :func:`run_sweep` did: the cells it ran, and the summary when the sweep is complete."""
+
+    output_dir: Path
+    cells_run: tuple[str, ...]
+    summary: Path | None
+    missing: tuple[str, ...]
+
+
+def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: bool = True) -> SweepResult:
+    """Run (or resume) the sweep of ``config``; see the module docstring."""
+    from vlguard.hft.config import check_hft_config
+    from vlguard.hft.summary import write_summary
+
+    check_hft_config(config)
+    layout = Layout(Path(config.output_dir))
+    index, count = shard
+    if _rank() == 0 and not layout.config_file.is_file():
+        layout.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(layout.config_file, dump_hft_config(config))
+    pools = load_pools(config)
+    prompts = hs_prompts(config)
+    leaks = find_leaks(
+        [
+            *pools.task.pairs,
+            *(pools.harmful.pairs if pools.harmful else ()),
+            *(pools.safety.pairs if pools.safety else ()),
+        ],
+        prompts,
+    )
+    if leaks and not config.eval.allow_seen_prompts:
+        shown = "; ".join(repr(p[:80]) for p in leaks.prompts[:3])
+        raise ConfigError(
+            f"{len(leaks.prompts)} Harmful Score prompt(s) of {config.harmful_score.bench!r} also occur in the "
+            f"training pools (e.g. {shown}): the Harmful Score would be measured in-sample. Use held-out "
+            "prompts, or set eval.allow_seen_prompts=true (recorded in summary.json)"
+        )
+    start, revision = align(config, pools, layout, wait=index != 0)
+    if config.eval.reference and index == 0:
+        evaluate_reference(config, layout, start, revision, progress=progress)
+    cells = plan_cells(config)
+    ran: list[str] = []
+    for cell in shard_cells(cells, index, count):
+        logger.info("cell %s: harmful ratio %g, defence %s", cell.name, cell.ratio, cell.defence)
+        run_cell(config, pools, layout, cell, start, revision, progress=progress)
+        ran.append(cell.name)
+    _barrier()
+    if _rank() == 0 and count == 1:
+        # Every stage accepted these settings (or the run stopped above): they are the folder's config now.
+        atomic_write_text(layout.config_file, dump_hft_config(config))
+    missing = tuple(c.name for c in cells if not cell_finished(layout, c))
+    summary = None
+    if not missing and _rank() == 0:
+        summary = write_summary(config, layout, cells, hs_seen_in_training=len(leaks.prompts))
+    return SweepResult(layout.root, tuple(ran), summary, missing)

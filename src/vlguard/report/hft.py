@@ -1,0 +1,476 @@
+"""The report of harmful fine-tuning sweeps (``vlguard hft``): a table and HS-vs-p / FA-vs-p charts.
+
+``write_hft_report([OUTPUT, ...], out)`` reads each sweep's ``summary.json`` (and the evaluations of
+the start model in ``reference/``). Several sweep folders are several seeds of one experiment: each
+(harmful ratio, defence) cell is shown as the mean over seeds with the spread (min – max, and the
+sample standard deviation); one folder shows each number with its confidence interval. The HTML page
+reuses the evaluation report's style sheet, chart colours and Content-Security-Policy: one
+self-contained file with no script and no request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlguard import __version__
+from vlguard.errors import VLGuardError
+from vlguard.report.charts import Chart
+
+CHART_COLOURS = ("#8c8c8c", "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00")
+REFERENCE = "start model"
+
+
+def is_hft_folder(path: str | Path) -> bool:
+    """Whether ``path`` is the output folder of ``vlguard hft`` (not an evaluation run folder)."""
+    return (Path(path) / "hft_config.yaml").is_file() and not (Path(path) / "manifest.json").is_file()
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One number over seeds: mean, spread, and the confidence interval when there is a single seed."""
+
+    values: tuple[float, ...]
+    ci: tuple[float, float] | None = None
+
+    @property
+    def mean(self) -> float:
+        """Mean over seeds."""
+        return statistics.fmean(self.values)
+
+    @property
+    def sd(self) -> float | None:
+        """Sample standard deviation over seeds (None for one seed)."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def low(self) -> float:
+        """Lower end of the error bar: the lowest seed, or the CI's lower end for one seed."""
+        if len(self.values) == 1 and self.ci is not None:
+            return self.ci[0]
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        """Upper end of the error bar: the highest seed, or the CI's upper end for one seed."""
+        if len(self.values) == 1 and self.ci is not None:
+            return self.ci[1]
+        return max(self.values)
+
+    def text(self) -> str:
+        """``42.1%`` with ``[CI]`` (one seed) or ``± sd (min–max)`` (several)."""
+        main = f"{100 * self.mean:.1f}%"
+        if len(self.values) > 1:
+            assert self.sd is not None
+            return f"{main} ± {100 * self.sd:.1f} ({100 * min(self.values):.1f}–{100 * max(self.values):.1f})"
+        if self.ci is not None:
+            return f"{main} [{100 * self.ci[0]:.1f}–{100 * self.ci[1]:.1f}]"
+        return main
+
+
+@dataclass(frozen=True)
+class HFTRow:
+    """One (harmful ratio, defence) cell over the sweeps given."""
+
+    harmful_ratio: float | None  # None for the start model (before the user's fine-tuning)
+    defence: str
+    harmful_score: Stat
+    finetune_accuracy: Stat
+    counts: dict[str, int]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class HFTReport:
+    """Everything the HFT report shows."""
+
+    title: str
+    folders: tuple[str, ...]
+    rows: tuple[HFTRow, ...]
+    hs_judge: str
+    hs_stand_in: bool
+    hs_bench: str | None
+    fa_metric: str
+    fa_bench: str | None
+    charts: tuple[Chart, ...]
+    warnings: tuple[str, ...]
+    generated_at: str
+
+
+def _stat(rows: Sequence[dict[str, Any]], key: str) -> Stat:
+    values = tuple(float(r[key]) for r in rows)
+    ci = rows[0].get(f"{key}_ci") if len(rows) == 1 else None
+    return Stat(values, (float(ci[0]), float(ci[1])) if ci else None)
+
+
+def _reference_row(folder: Path, hs_judge: str) -> dict[str, Any] | None:
+    from vlguard.hft.summary import SummaryError, measured
+
+    hs, fa = folder / "reference" / "hs", folder / "reference" / "fa"
+    if not ((hs / "metrics.json").is_file() and (fa / "metrics.json").is_file()):
+        return None
+    try:
+        return measured(hs, fa, hs_judge)
+    except SummaryError:
+        return None
+
+
+def build_hft_report(folders: Sequence[str | Path], title: str | None = None) -> HFTReport:
+    """Read the sweeps and aggregate their cells over seeds."""
+    from vlguard.hft.summary import read_summary
+
+    if not folders:
+        raise VLGuardError("an HFT report needs at least one vlguard hft output folder")
+    per_folder: list[list[dict[str, Any]]] = []
+    references: list[dict[str, Any]] = []
+    for folder in folders:
+        path = Path(folder) / "summary.json"
+        if not path.is_file():
+            raise VLGuardError(
+                f"{folder}: no summary.json yet; finish the sweep first (rerun vlguard hft with its config)"
+            )
+        rows = read_summary(path)
+        if not rows:
+            raise VLGuardError(f"{path}: the summary has no cells")
+        per_folder.append(rows)
+        reference = _reference_row(Path(folder), str(rows[0].get("harmful_score_judge")))
+        if reference is not None:
+            references.append({**reference, "seed": rows[0].get("seed")})
+    first = per_folder[0][0]
+    judges = {r.get("harmful_score_judge") for rows in per_folder for r in rows}
+    warnings: list[str] = []
+    if len(judges) > 1:
+        warnings.append(
+            f"the sweeps used different Harmful Score judges ({', '.join(sorted(map(str, judges)))})"
+        )
+    seeds = [rows[0].get("seed") for rows in per_folder]
+    if len(set(seeds)) < len(seeds):
+        warnings.append(f"several sweeps share a seed ({seeds}): they are not independent repetitions")
+    cells: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for rows in per_folder:
+        for row in rows:
+            cells.setdefault((float(row["harmful_ratio"]), str(row["defence"])), []).append(row)
+    incomplete = [f"p={p:g} {d}" for (p, d), rs in cells.items() if len(rs) != len(per_folder)]
+    if incomplete:
+        warnings.append(f"cells missing from some sweeps (shown over fewer seeds): {', '.join(incomplete)}")
+    defence_order = list(dict.fromkeys(str(r["defence"]) for rows in per_folder for r in rows))
+    table: list[HFTRow] = []
+    if references:
+        table.append(
+            HFTRow(
+                None,
+                REFERENCE,
+                _stat(references, "harmful_score"),
+                _stat(references, "finetune_accuracy"),
+                {},
+                tuple(int(r["seed"]) for r in references),
+            )
+        )
+    for (ratio, defence), rows in sorted(
+        cells.items(), key=lambda item: (item[0][0], defence_order.index(item[0][1]))
+    ):
+        table.append(
+            HFTRow(
+                ratio,
+                defence,
+                _stat(rows, "harmful_score"),
+                _stat(rows, "finetune_accuracy"),
+                dict(rows[0].get("counts", {})),
+                tuple(int(r.get("seed", 0)) for r in rows),
+            )
+        )
+    report = HFTReport(
+        title=title
+        or f"Harmful fine-tuning: {first.get('finetune_accuracy_bench') or 'task'}, {len(folders)} seed(s)",
+        folders=tuple(str(f) for f in folders),
+        rows=tuple(table),
+        hs_judge=str(first.get("harmful_score_judge")),
+        hs_stand_in=bool(first.get("harmful_score_stand_in")),
+        hs_bench=first.get("harmful_score_bench"),
+        fa_metric=str(first.get("finetune_accuracy_metric", "accuracy")),
+        fa_bench=first.get("finetune_accuracy_bench"),
+        charts=(),
+        warnings=tuple(warnings),
+        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    return dataclasses.replace(report, charts=tuple(build_hft_charts(report)))
+
+
+# ---- charts ------------------------------------------------------------------------------------------
+
+
+def _hs_label(report: HFTReport) -> str:
+    return (
+        "Harmful Score (stand-in: refusal-judge ASR)"
+        if report.hs_stand_in
+        else f"Harmful Score ({report.hs_judge})"
+    )
+
+
+def _fa_label(report: HFTReport) -> str:
+    name = "Finetune Accuracy" if report.fa_metric == "accuracy" else "Helpfulness (win rate)"
+    return f"{name} ({report.fa_bench})" if report.fa_bench else name
+
+
+def _line_chart(report: HFTReport, attribute: str, ylabel: str) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.2, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    defences = list(dict.fromkeys(r.defence for r in report.rows if r.harmful_ratio is not None))
+    for index, defence in enumerate(defences):
+        rows = [r for r in report.rows if r.defence == defence and r.harmful_ratio is not None]
+        xs = [100 * (r.harmful_ratio or 0.0) for r in rows]
+        stats = [getattr(r, attribute) for r in rows]
+        ys = [100 * s.mean for s in stats]
+        low = [max(0.0, 100 * (s.mean - s.low)) for s in stats]
+        high = [max(0.0, 100 * (s.high - s.mean)) for s in stats]
+        axes.errorbar(
+            xs, ys, yerr=[low, high], marker="o", capsize=3, label=defence,
+            color=CHART_COLOURS[(index + 1) % len(CHART_COLOURS)],
+        )  # fmt: skip
+    reference = next((r for r in report.rows if r.harmful_ratio is None), None)
+    if reference is not None:
+        axes.axhline(
+            100 * getattr(reference, attribute).mean, color=CHART_COLOURS[0], linestyle="--", label=REFERENCE
+        )
+    axes.set_xlabel("harmful ratio p (%)")
+    axes.set_ylabel(ylabel + " (%)")
+    axes.set_ylim(0, 105)
+    axes.grid(alpha=0.3)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.legend(frameon=False, fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", metadata={"Software": None})  # no date: same inputs, same bytes
+    return buffer.getvalue()
+
+
+def _describe(report: HFTReport, attribute: str) -> str:
+    parts = [
+        f"{r.defence} at p={100 * r.harmful_ratio:g}%: {100 * getattr(r, attribute).mean:.1f}%"
+        for r in report.rows
+        if r.harmful_ratio is not None
+    ]
+    return "; ".join(parts)
+
+
+def build_hft_charts(report: HFTReport) -> list[Chart]:
+    """HS vs p and FA vs p, one line per defence (error bars: seed range, or the CI for one seed)."""
+    charts = []
+    for attribute, slug, label in (
+        ("harmful_score", "hs-vs-p", _hs_label(report)),
+        ("finetune_accuracy", "fa-vs-p", _fa_label(report)),
+    ):
+        title = f"{label} vs harmful ratio"
+        charts.append(
+            Chart(
+                slug=slug,
+                title=title,
+                alt=f"{title}: {_describe(report, attribute)}",
+                png=_line_chart(report, attribute, label),
+            )
+        )
+    return charts
+
+
+# ---- rendering ---------------------------------------------------------------------------------------
+
+
+def _ratio_text(row: HFTRow) -> str:
+    return "–" if row.harmful_ratio is None else f"{100 * row.harmful_ratio:g}%"
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    if not counts:
+        return "–"
+    text = f"{counts.get('task', 0)} / {counts.get('harmful', 0)} / {counts.get('safety', 0)}"
+    return text + (f" (+{counts['aux_safety']} aux)" if counts.get("aux_safety") else "")
+
+
+def _spread_note(report: HFTReport) -> str:
+    n_seeds = len(report.folders)
+    if n_seeds > 1:
+        return f"Mean over {n_seeds} seeds ± sample standard deviation (lowest–highest seed); error bars: lowest–highest seed."
+    return "One seed: values with their 95% confidence intervals (also the error bars)."
+
+
+def render_hft_html(report: HFTReport) -> str:
+    """The report as one self-contained HTML page (same CSP and style sheet as the evaluation report)."""
+    from vlguard.report.html import CSP, _css, _figures, e
+
+    def stat_cell(row: HFTRow, attribute: str) -> str:
+        stat: Stat = getattr(row, attribute)
+        ratio = "" if row.harmful_ratio is None else json.dumps(row.harmful_ratio)
+        return (
+            f'<td class="num" data-defence="{e(row.defence)}" data-ratio="{e(ratio)}" data-metric="{e(attribute)}" '
+            f'data-value="{e(json.dumps(stat.mean))}">{e(stat.text())}</td>'
+        )
+
+    body = "".join(
+        f"<tr><td>{e(_ratio_text(r))}</td><td>{e(r.defence)}</td>{stat_cell(r, 'harmful_score')}"
+        f"{stat_cell(r, 'finetune_accuracy')}<td>{e(_counts_text(r.counts))}</td>"
+        f"<td>{e(', '.join(map(str, r.seeds)))}</td></tr>"
+        for r in report.rows
+    )
+    hs_head = "Harmful Score*" if report.hs_stand_in else "Harmful Score"
+    table = (
+        '<table class="metrics" id="hft-table"><thead><tr><th>Harmful ratio p</th><th>Defence</th>'
+        f"<th>{e(hs_head)} ↓</th><th>{e(_fa_label(report))} ↑</th><th>Trained on: task / harmful / safety</th>"
+        f"<th>Seeds</th></tr></thead><tbody>{body}</tbody></table>"
+    )
+    notes = [f"<p class='muted'>{e(_spread_note(report))}</p>"]
+    if report.hs_stand_in:
+        notes.insert(
+            0,
+            "<p class='note' id='stand-in'>* Harmful Score measured with the offline <strong>refusal</strong> judge: "
+            "the share of harmful prompts answered without a refusal. It is a stand-in for the moderation "
+            "judge of the papers (beaver-dam), not the same number.</p>",
+        )
+    warnings = (
+        "<div class='warnings'><strong>Warnings</strong><ul>"
+        + "".join(f"<li>{e(w)}</li>" for w in report.warnings)
+        + "</ul></div>"
+        if report.warnings
+        else ""
+    )
+    sources = "".join(f"<li><code>{e(f)}</code></li>" for f in report.folders)
+    what = (
+        f"<p>Harmful Score: <strong>{e(report.hs_judge)}</strong> judge on <strong>{e(report.hs_bench)}</strong> "
+        f"(held-out harmful prompts). Finetune Accuracy: {e(report.fa_metric)} on <strong>{e(report.fa_bench)}</strong>. "
+        f"The “{REFERENCE}” row is the model before the user's fine-tuning.</p><p>Sweep folders (each cell's "
+        f"run folders are under <code>cells/</code>):</p><ul>{sources}</ul>"
+    )
+    sections = [
+        ("summary", "Harmful Score and Finetune Accuracy", warnings + table + "".join(notes)),
+        ("charts", "Versus the harmful ratio", _figures(report.charts)),
+        ("runs", "What produced these numbers", what),
+    ]
+    nav = "".join(f'<li><a href="#{sid}">{e(t)}</a></li>' for sid, t, _ in sections)
+    content = "".join(f'<section id="{sid}"><h2>{e(t)}</h2>{html}</section>' for sid, t, html in sections)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(report.title)}</title><style>{_css()}</style></head><body>"
+        f"<header><h1>{e(report.title)}</h1><nav><ul>{nav}</ul></nav></header>{content}"
+        f"<footer>Generated by vlguard {e(__version__)} at {e(report.generated_at)}.</footer></body></html>\n"
+    )
+
+
+def render_hft_markdown(report: HFTReport, chart_files: dict[str, str]) -> str:
+    """The report as markdown, charts linked as PNG files beside it."""
+    from vlguard.report.markdown import cell_text
+
+    hs_head = "Harmful Score*" if report.hs_stand_in else "Harmful Score"
+    lines = [f"# {cell_text(report.title)}", ""]
+    lines += [f"> Warning: {cell_text(w)}" for w in report.warnings]
+    lines += [
+        f"| Harmful ratio p | Defence | {hs_head} ↓ | {cell_text(_fa_label(report))} ↑ | Trained on: task / harmful / safety | Seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report.rows:
+        lines.append(
+            f"| {_ratio_text(r)} | {cell_text(r.defence)} | {r.harmful_score.text()} | {r.finetune_accuracy.text()} "
+            f"| {_counts_text(r.counts)} | {', '.join(map(str, r.seeds))} |"
+        )
+    lines.append("")
+    if report.hs_stand_in:
+        lines += [
+            "\\* Harmful Score measured with the offline refusal judge (share of harmful prompts answered "
+            "without a refusal): a stand-in for the papers' moderation judge (beaver-dam), not the same number.",
+            "",
+        ]
+    lines += [_spread_note(report), ""]
+    for chart in report.charts:
+        lines += [f"![{cell_text(chart.alt)}]({chart_files.get(chart.slug, '')})", ""]
+    lines += [
+        f"Harmful Score: {report.hs_judge} judge on {report.hs_bench}; Finetune Accuracy: {report.fa_metric} on {report.fa_bench}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def hft_table_rows(report: HFTReport) -> list[dict[str, Any]]:
+    """The table as JSON-ready rows (``--format json`` / ``csv``)."""
+    rows = []
+    for r in report.rows:
+        row: dict[str, Any] = {"harmful_ratio": r.harmful_ratio, "defence": r.defence, "seeds": list(r.seeds)}
+        for name in ("harmful_score", "finetune_accuracy"):
+            stat: Stat = getattr(r, name)
+            row.update(
+                {
+                    name: stat.mean,
+                    f"{name}_sd": stat.sd,
+                    f"{name}_low": stat.low,
+                    f"{name}_high": stat.high,
+                }
+            )
+        row["harmful_score_stand_in"] = report.hs_stand_in
+        row.update({f"n_{k}": v for k, v in r.counts.items()})
+        rows.append(row)
+    return rows
+
+
+def write_hft_report(
+    folders: Sequence[str | Path], out_dir: str | Path, *, fmt: str = "html", title: str | None = None
+) -> list[Path]:
+    """Write the HFT report into ``out_dir``: ``report.html`` + ``report.md`` + charts, or JSON / CSV."""
+    import csv
+
+    report = build_hft_report(folders, title)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "json":
+        path = out / "hft_report.json"
+        path.write_text(
+            json.dumps(
+                {"title": report.title, "rows": hft_table_rows(report), "warnings": list(report.warnings)},
+                indent=2,
+            )
+            + "\n"
+        )
+        return [path]
+    if fmt == "csv":
+        path = out / "hft_table.csv"
+        rows = hft_table_rows(report)
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {
+                        k: (
+                            ";".join(map(str, v))
+                            if isinstance(v, list)
+                            else ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+                        )
+                        for k, v in row.items()
+                    }
+                )
+        return [path]
+    charts_dir = out / "charts"
+    charts_dir.mkdir(exist_ok=True)
+    chart_files: dict[str, str] = {}
+    written: list[Path] = []
+    for chart in report.charts:
+        path = charts_dir / f"{chart.slug}.png"
+        path.write_bytes(chart.png)
+        chart_files[chart.slug] = f"charts/{path.name}"
+        written.append(path)
+    html_path, md_path = out / "report.html", out / "report.md"
+    html_path.write_text(render_hft_html(report), encoding="utf-8")
+    md_path.write_text(render_hft_markdown(report, chart_files), encoding="utf-8")
+    return [html_path, md_path, *written]
