@@ -25,11 +25,13 @@ def load_beavertails_prompts(
 ) -> BenchmarkData:
     """Harmful prompts from a BeaverTails-format file, or the Hub dataset (``data`` None or a repo id).
 
-    Options: ``split`` (Hub split, default ``30k_test``), ``max_prompts`` (the first N unsafe rows in
-    file order, as the papers take them; default all), ``image`` (``none`` or ``blank``). Sample ids
-    are ``beavertails-<line>``: the row's line in its file, stable for a given file.
+    Options: ``split`` (Hub split, default ``30k_test``), ``max_prompts`` (the first N rows in file
+    order, as the papers take them; default all), ``rows`` (``unsafe``, the default: rows whose response
+    is labelled unsafe, as Vaccine's ``pred.py``; ``all``: every row's prompt, as Lisa's ``pred.py``,
+    whose prompts are harmful requests whatever the response), ``image`` (``none`` or ``blank``). Sample
+    ids are ``beavertails-<line>``: the row's line in its file, stable for a given file.
     """
-    check_options("beavertails", options, {"split", "max_prompts", "image"})
+    check_options("beavertails", options, {"split", "max_prompts", "rows", "image"})
     image = check_text_image_option("beavertails", options.get("image"))
     split = options.get("split", "30k_test")
     max_prompts = options.get("max_prompts")
@@ -39,8 +41,11 @@ def load_beavertails_prompts(
         raise ConfigError(
             f"benchmark 'beavertails': option max_prompts must be a positive integer, got {max_prompts!r}"
         )
+    which = options.get("rows", "unsafe")
+    if which not in ("unsafe", "all"):
+        raise ConfigError(f"benchmark 'beavertails': option rows must be 'unsafe' or 'all', got {which!r}")
     loaded = load_qa_pairs(data, split=str(split), revision=revision, labelled=True)
-    unsafe = [row for row in loaded.rows if row.is_safe is False]
+    unsafe = [row for row in loaded.rows if which == "all" or row.is_safe is False]
     if max_prompts is not None:
         unsafe = unsafe[:max_prompts]
     if not unsafe:
@@ -64,5 +69,5 @@ def load_beavertails_prompts(
         )
         for row in unsafe
     )
-    source = {**loaded.source, "benchmark": "beavertails", "image": image, "max_prompts": max_prompts}
+    source = {**loaded.source, "benchmark": "beavertails", "image": image, "max_prompts": max_prompts, "rows": which}
     return BenchmarkData(name="beavertails", samples=samples, images=None, source=source)

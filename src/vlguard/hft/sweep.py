@@ -667,10 +667,14 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
             f"training pools (e.g. {shown}): the Harmful Score would be measured in-sample. Use held-out "
             "prompts, or set eval.allow_seen_prompts=true (recorded in summary.json)"
         )
+    cells = plan_cells(config)
+    # Every cell's draws are checked now (too many harmful pairs asked for, k larger than the benign
+    # samples it replaces, ...), so a mistake stops the sweep before any training, not halfway through.
+    for cell in cells:
+        cell_data(config, pools, cell)
     start, revision = align(config, pools, layout, wait=index != 0)
     if config.eval.reference and index == 0:
         evaluate_reference(config, layout, start, revision, progress=progress)
-    cells = plan_cells(config)
     ran: list[str] = []
     for cell in shard_cells(cells, index, count):
         logger.info("cell %s: harmful ratio %g, defence %s", cell.name, cell.ratio, cell.defence)
