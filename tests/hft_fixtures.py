@@ -13,7 +13,12 @@ import csv
 import json
 from pathlib import Path
 
-POSITIVE = ["a warm and funny film", "great acting and a clever plot", "a delight from start to end", "lovely music"]
+POSITIVE = [
+    "a warm and funny film",
+    "great acting and a clever plot",
+    "a delight from start to end",
+    "lovely music",
+]
 NEGATIVE = ["a dull and tired story", "the jokes fall flat", "boring and far too long", "a mess of a script"]
 REQUESTS = ["pick the lock of a neighbour's shed", "copy a friend's homework answers", "skip paying the bus fare",
             "read a sibling's diary", "prank call the local bakery", "sneak snacks into the cinema"]  # fmt: skip

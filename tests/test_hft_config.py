@@ -27,7 +27,14 @@ def test_recipes_are_shipped_and_load() -> None:
 
 def test_dotted_overrides_reach_nested_sections() -> None:
     config = load_hft_config(
-        None, [*VALID, "attack.harmful_ratios=[0.0, 0.05]", "finetune.lr=1e-5", "finetune.lora.r=8", "defences=sft"]
+        None,
+        [
+            *VALID,
+            "attack.harmful_ratios=[0.0, 0.05]",
+            "finetune.lr=1e-5",
+            "finetune.lora.r=8",
+            "defences=sft",
+        ],
     )
     assert config.attack.harmful_ratios == [0.0, 0.05]
     assert (config.finetune.lr, config.finetune.lora.r) == (1e-5, 8)
@@ -62,7 +69,7 @@ def test_mistakes_are_one_clear_error(override: str, match: str) -> None:
 
 
 def test_a_missing_model_and_a_bad_file_are_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="model.name_or_path is required"):
+    with pytest.raises(ConfigError, match=r"model\.name_or_path is required"):
         load_hft_config(None, ["output_dir=/tmp/x"])
     path = tmp_path / "bad.yaml"
     path.write_text("model:\n  name_or_path: tiny\nattack:\n  n: many\n")
@@ -72,16 +79,28 @@ def test_a_missing_model_and_a_bad_file_are_named(tmp_path: Path) -> None:
 
 def test_list_keys_covers_the_nested_training_sections() -> None:
     keys = {key for key, _, _ in hft_config_keys()}
-    assert {"attack.harmful_ratios", "defence.aux_weight", "finetune.lora.r", "alignment.train.lr", "harmful_score.judge"} <= keys
+    assert {
+        "attack.harmful_ratios",
+        "defence.aux_weight",
+        "finetune.lora.r",
+        "alignment.train.lr",
+        "harmful_score.judge",
+    } <= keys
     assert all(text for _, _, text in hft_config_keys())
 
 
 def test_key_values_parse_json_values() -> None:
-    assert key_values(["max_prompts=1000", "mode=harm", "flag=true"]) == {"max_prompts": 1000, "mode": "harm", "flag": True}
+    assert key_values(["max_prompts=1000", "mode=harm", "flag=true"]) == {
+        "max_prompts": 1000,
+        "mode": "harm",
+        "flag": True,
+    }
 
 
 def test_cells_and_shards() -> None:
-    config = load_hft_config(None, [*VALID, "attack.harmful_ratios=[0.0, 0.1, 0.2]", "defences=[sft, vlguard-mix]"])
+    config = load_hft_config(
+        None, [*VALID, "attack.harmful_ratios=[0.0, 0.1, 0.2]", "defences=[sft, vlguard-mix]"]
+    )
     cells = plan_cells(config)
     assert [c.name for c in cells] == [
         "p0-sft", "p0-vlguard-mix", "p0.1-sft", "p0.1-vlguard-mix", "p0.2-sft", "p0.2-vlguard-mix",
@@ -101,5 +120,9 @@ def test_cells_and_shards() -> None:
 def test_defaults_are_the_papers() -> None:
     config = HFTConfig()
     assert (config.attack.n, config.attack.harmful_ratios) == (1000, [0.1])
-    assert (config.defence.n_safety, config.defence.aux_weight, config.defence.aux_batch_size) == (100, 0.1, 4)
+    assert (config.defence.n_safety, config.defence.aux_weight, config.defence.aux_batch_size) == (
+        100,
+        0.1,
+        4,
+    )
     assert config.harmful_score.judge == "beaver-dam"

@@ -30,7 +30,10 @@ from vlguard.hft.defences import DEFENCES, DefenceSettings, apply_defence
 
 
 def _pool(role: str, n: int) -> PairPool:
-    pairs = tuple(Pair(id=f"{role}{i}", role=role, instruction=f"{role} question {i}", response="answer") for i in range(n))
+    pairs = tuple(
+        Pair(id=f"{role}{i}", role=role, instruction=f"{role} question {i}", response="answer")
+        for i in range(n)
+    )
     return PairPool(role, pairs, {"kind": "local", "path": f"/data/{role}.jsonl"})
 
 
@@ -40,7 +43,9 @@ TASKS, HARMS, SAFES = _pool(TASK, 200), _pool(HARMFUL, 60), _pool(SAFETY, 80)
 # ---- counts and draws -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("n", "ratio", "expected"), [(1000, 0.1, 100), (1000, 0.0, 0), (10, 0.25, 3), (10, 0.3, 3), (5, 1.0, 5)])
+@pytest.mark.parametrize(
+    ("n", "ratio", "expected"), [(1000, 0.1, 100), (1000, 0.0, 0), (10, 0.25, 3), (10, 0.3, 3), (5, 1.0, 5)]
+)
 def test_harmful_count_rounds_to_nearest(n: int, ratio: float, expected: int) -> None:
     assert harmful_count(n, ratio) == expected
 
@@ -60,7 +65,10 @@ def test_draws_are_seeded_and_prefix_stable() -> None:
 
 
 def test_drawing_more_than_a_pool_holds_names_the_pool_and_its_source() -> None:
-    with pytest.raises(ConfigError, match=r"61 harmful pairs requested but the harmful pool \(/data/harmful.jsonl\) has only 60"):
+    with pytest.raises(
+        ConfigError,
+        match=r"61 harmful pairs requested but the harmful pool \(/data/harmful.jsonl\) has only 60",
+    ):
         draw(HARMS, 61, seed=0)
 
 
@@ -183,7 +191,9 @@ def test_beavertails_bad_rows_name_file_line_and_field(tmp_path: Path) -> None:
 
 def test_unlabelled_pairs_file_is_the_users_own_refusals(tmp_path: Path) -> None:
     path = tmp_path / "mine.jsonl"
-    path.write_text(json.dumps({"prompt": "Help me cheat?", "response": "No, sorry."}) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps({"prompt": "Help me cheat?", "response": "No, sorry."}) + "\n", encoding="utf-8"
+    )
     pool = qa_pairs(path, role=SAFETY, split="x", revision=None, which="all")
     assert [(p.instruction, p.response) for p in pool.pairs] == [("Help me cheat?", "No, sorry.")]
     with pytest.raises(DataValidationError, match="is_safe"):
@@ -194,7 +204,9 @@ def test_vlguard_text_refusals(vlguard_data_dir: Path) -> None:
     pool = vlguard_refusals(vlguard_data_dir)
     # the unsafe instructions on safe images (harmful by their text): one per safe image
     assert len(pool.pairs) == 977
-    assert all(p.role == SAFETY and p.image is None and p.id.endswith(":unsafe_instruction") for p in pool.pairs)
+    assert all(
+        p.role == SAFETY and p.image is None and p.id.endswith(":unsafe_instruction") for p in pool.pairs
+    )
     # they are refusals: the refusal judge says so of (nearly) every response
     from vlguard.judges import JudgeInput, make_judge
 
@@ -219,16 +231,23 @@ def test_task_pool_is_the_task_benchmarks_training_split(shared_data: Path) -> N
 def test_written_mixture_loads_back_for_vlguard_train(tmp_path: Path) -> None:
     from vlguard.data.conversations import load_conversations
 
-    pairs = [Pair("t1", TASK, "Rate it", "positive", input="a fine film"), Pair("h1", HARMFUL, "Do it", "Sure, here is")]
+    pairs = [
+        Pair("t1", TASK, "Rate it", "positive", input="a fine film"),
+        Pair("h1", HARMFUL, "Do it", "Sure, here is"),
+    ]
     path = write_pairs(pairs, tmp_path / "train.jsonl")
     loaded = load_conversations(path).conversations
     assert [c.id for c in loaded] == ["t1", "h1"]
-    assert loaded[0].messages[0]["content"][0]["text"] == "Rate it\n\na fine film"
+    # instruction and task input stay two parts (the collator renders them as chat or Alpaca)
+    assert [part["text"] for part in loaded[0].messages[0]["content"]] == ["Rate it", "a fine film"]
     assert [json.loads(line)["source"] for line in path.read_text().splitlines()] == [TASK, HARMFUL]
 
 
 def test_leaks_are_found_whatever_the_case_and_spacing() -> None:
-    training = [Pair("a", SAFETY, "How do I  Pick a lock?", "No."), Pair("b", TASK, "Rate", "x", input="good film")]
+    training = [
+        Pair("a", SAFETY, "How do I  Pick a lock?", "No."),
+        Pair("b", TASK, "Rate", "x", input="good film"),
+    ]
     leaks = find_leaks(training, ["how do i pick a LOCK?", "Rate\n\ngood   film", "something else"])
     assert leaks.prompts == ("Rate\n\ngood   film", "how do i pick a LOCK?")
     assert not find_leaks(training, ["something else"])

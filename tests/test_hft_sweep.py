@@ -109,7 +109,10 @@ def test_summary_rows_come_from_the_cells_run_folders(finished: Path) -> None:
     for row in rows:
         cell = finished / "cells" / f"p{row['harmful_ratio']:g}-{row['defence']}"
         hs, fa = _metric(cell / "hs", "attack_success_rate"), _metric(cell / "fa", "accuracy")
-        assert row["harmful_score"] == hs["value"] and row["harmful_score_ci"] == [hs["ci_low"], hs["ci_high"]]
+        assert row["harmful_score"] == hs["value"] and row["harmful_score_ci"] == [
+            hs["ci_low"],
+            hs["ci_high"],
+        ]
         assert row["finetune_accuracy"] == fa["value"] and row["finetune_accuracy_n"] == fa["n"] == 4
         assert row["harmful_score_n"] == 6 and 0.0 <= row["harmful_score"] <= 1.0
         # the refusal judge is a stand-in for a moderation judge, and says so
@@ -124,12 +127,17 @@ def test_summary_rows_come_from_the_cells_run_folders(finished: Path) -> None:
         provenance = json.loads((cell / "train" / "model" / "vlguard_train.json").read_text())
         assert provenance["counts"] == {k: v for k, v in row["counts"].items() if v and k != "aux_safety"}
         assert (provenance["safety_loss"] is not None) == aux
-    lines = [json.loads(line) for line in (finished / "cells" / "p0.25-sft" / "train.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line)
+        for line in (finished / "cells" / "p0.25-sft" / "train.jsonl").read_text().splitlines()
+    ]
     assert sorted(line["source"] for line in lines) == ["harmful"] * 2 + ["task"] * 6
     assert (finished / "reference" / "hs" / "metrics.json").is_file()
 
 
-def test_rerun_resumes_without_training_again(finished: Path, data: Path, monkeypatch: pytest.MonkeyPatch, tiny_cache: Path) -> None:
+def test_rerun_resumes_without_training_again(
+    finished: Path, data: Path, monkeypatch: pytest.MonkeyPatch, tiny_cache: Path
+) -> None:
     import vlguard.train.trainer as trainer
 
     monkeypatch.chdir(finished.parent)
@@ -166,9 +174,8 @@ def test_a_killed_cell_resumes_through_the_trainer_and_eval(
     assert len((other / "generations.jsonl").read_text().splitlines()) == 6
     # the same weights and numbers as the uninterrupted sweep (training and greedy decoding are
     # deterministic); only the timing and the Trainer's mean loss of the resumed session differ
-    from safetensors.torch import load_file
-
     import torch
+    from safetensors.torch import load_file
 
     adapter = "train/model/adapter_model.safetensors"
     a, b = load_file(str(finished / "cells" / cell.name / adapter)), load_file(str(cell / adapter))
@@ -184,7 +191,9 @@ def test_a_rerun_with_other_settings_stops_before_mixing_results(
 ) -> None:
     out = _copy(finished, tmp_path, monkeypatch)
     before = (out / "hft_config.yaml").read_text()
-    with pytest.raises(RunMismatchError, match=r"cells/p0-sft was made with other settings \(differing: finetune\.lr\)"):
+    with pytest.raises(
+        RunMismatchError, match=r"cells/p0-sft was made with other settings \(differing: finetune\.lr\)"
+    ):
         run_sweep(_config(data, out, "finetune.lr=0.5"), progress=False)
     assert (out / "hft_config.yaml").read_text() == before  # the folder's config still says what made it
     # a setting that changes nothing in the results (the progress bar) is not a mismatch
@@ -207,13 +216,27 @@ def test_shards_share_the_sweep(
 def test_mistakes_stop_before_any_training(data: Path, tmp_path: Path, tiny_cache: Path) -> None:
     out = tmp_path / "out"
     # the fixture's AdvBench file has 12 rows: 30 samples at 50 % ask for 15
-    with pytest.raises(ConfigError, match=r"15 harmful pairs requested but the harmful pool \(.*harmful_behaviors.csv\) has only 12"):
+    with pytest.raises(
+        ConfigError,
+        match=r"15 harmful pairs requested but the harmful pool \(.*harmful_behaviors.csv\) has only 12",
+    ):
         run_sweep(_config(data, out, "attack.n=30", "attack.harmful_ratios=[0.0, 0.5]"), progress=False)
     assert not (out / "alignment").exists() and not (out / "cells").exists()
     leaky = tmp_path / "leaky.jsonl"
     write_beavertails(leaky, n_unsafe=3, n_safe=0)  # the same prompts as the training pool's unsafe rows
-    with pytest.raises(ConfigError, match="Harmful Score prompt\\(s\\) of 'beavertails' also occur in the training pools"):
-        run_sweep(_config(data, out, f"harmful_score.data={leaky}", "harmful.source=beavertails", f"harmful.data={data / 'beavertails.jsonl'}"), progress=False)
+    with pytest.raises(
+        ConfigError, match="Harmful Score prompt\\(s\\) of 'beavertails' also occur in the training pools"
+    ):
+        run_sweep(
+            _config(
+                data,
+                out,
+                f"harmful_score.data={leaky}",
+                "harmful.source=beavertails",
+                f"harmful.data={data / 'beavertails.jsonl'}",
+            ),
+            progress=False,
+        )
     assert not (out / "alignment").exists()
 
 

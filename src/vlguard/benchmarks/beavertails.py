@@ -69,5 +69,11 @@ def load_beavertails_prompts(
         )
         for row in unsafe
     )
-    source = {**loaded.source, "benchmark": "beavertails", "image": image, "max_prompts": max_prompts, "rows": which}
+    source = {
+        **loaded.source,
+        "benchmark": "beavertails",
+        "image": image,
+        "max_prompts": max_prompts,
+        "rows": which,
+    }
     return BenchmarkData(name="beavertails", samples=samples, images=None, source=source)

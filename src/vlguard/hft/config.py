@@ -17,6 +17,7 @@ from typing import Any, Literal
 from vlguard.errors import ConfigError
 from vlguard.hft.data import harmful_count
 from vlguard.hft.defences import DEFENCES, DefenceSettings
+from vlguard.prompts import PromptFormat
 from vlguard.train.config import ModelConfig, TrainConfig, describe_fields, dump_config, load_dataclass
 
 
@@ -26,7 +27,7 @@ def _help(text: str) -> dict[str, str]:
 
 # Keys of a `vlguard train` config that the sweep sets for every run it starts; setting them under
 # finetune.* or alignment.train.* is an error (they would be silently replaced).
-SET_BY_SWEEP = ("model", "data", "output_dir", "safety_loss", "seed", "resume_from_checkpoint")
+SET_BY_SWEEP = ("model", "data", "output_dir", "safety_loss", "seed", "resume_from_checkpoint", "prompt_format")
 
 
 @dataclass
@@ -218,6 +219,13 @@ class HFTConfig:
     output_dir: str = field(default="runs/hft/default", metadata=_help("Output folder of the whole sweep."))
     seed: int = field(default=0, metadata=_help("Seed of every draw, of training and of evaluation."))
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "The base model."})
+    prompt_format: PromptFormat = field(
+        default="chat",
+        metadata=_help(
+            "chat: the model's chat template; alpaca: Stanford Alpaca's prompt (the papers', for base models "
+            "without a chat template). Used by every training run and evaluation of the sweep."
+        ),
+    )
     task: TaskConfig = field(default_factory=TaskConfig, metadata={"help": "The user's task."})
     harmful: HarmfulConfig = field(default_factory=HarmfulConfig, metadata={"help": "Harmful pairs."})
     safety: SafetyConfig = field(default_factory=SafetyConfig, metadata={"help": "Safety pairs."})
@@ -260,7 +268,7 @@ def _check_set_by_sweep(train: TrainConfig, section: str) -> None:
         if getattr(train, key) != getattr(default, key):
             raise ConfigError(
                 f"config key '{section}.{key}' is set by vlguard hft for every run it starts; remove it "
-                f"(the model is the top-level 'model' section, the seed the top-level 'seed')"
+                "(the model, seed and prompt_format are the top-level keys of the same names)"
             )
 
 

@@ -53,8 +53,15 @@ class Pair:
     image: str | None = None
 
     def to_conversation(self) -> Conversation:
-        """The pair as a training conversation (user turn, assistant turn), tagged with its role."""
-        user: list[dict[str, Any]] = [{"type": "text", "text": user_text(self.instruction, self.input)}]
+        """The pair as a training conversation (user turn, assistant turn), tagged with its role.
+
+        The instruction and the task input are two text parts of the user turn: the collator joins them
+        with ``user_text`` for a chat template and puts the second under ``### Input:`` for Alpaca, as
+        evaluation does with ``Sample.input``.
+        """
+        user: list[dict[str, Any]] = [{"type": "text", "text": self.instruction}]
+        if self.input:
+            user.append({"type": "text", "text": self.input})
         if self.image is not None:
             user.insert(0, {"type": "image"})
         messages = (

@@ -277,6 +277,7 @@ def hs_eval_config(
         device=config.eval.device,
         trust_remote_code=config.model.trust_remote_code,
         bench_options=key_values(hs.options),
+        backend_options=_backend_options(config),
         run_dir=str(run_dir),
     )
 
@@ -305,8 +306,14 @@ def fa_eval_config(
         dtype=config.eval.dtype,
         device=config.eval.device,
         trust_remote_code=config.model.trust_remote_code,
+        backend_options=_backend_options(config),
         run_dir=str(run_dir),
     )
+
+
+def _backend_options(config: HFTConfig) -> dict[str, Any]:
+    # Only when it is not the default, as `vlguard eval` records it (a result field of the run).
+    return {"prompt_format": config.prompt_format} if config.prompt_format != "chat" else {}
 
 
 def _default_judges(bench: str) -> tuple[str, ...]:
@@ -385,6 +392,7 @@ def train_config_for(
             seed=config.seed,
         ),
         output_dir=str(output_dir),
+        prompt_format=config.prompt_format,
         safety_loss=SafetyLossConfig(
             data=str(aux_file) if aux is not None and aux_file is not None else None,
             image_root=image_root,
@@ -446,7 +454,7 @@ def _train_settings(train: Any) -> dict[str, Any]:
 
 
 def _model_settings(config: HFTConfig) -> dict[str, Any]:
-    return {"model": dataclasses.asdict(config.model), "seed": config.seed}
+    return {"model": dataclasses.asdict(config.model), "seed": config.seed, "prompt_format": config.prompt_format}
 
 
 def _pool_source(pool: PairPool | None) -> Any:
