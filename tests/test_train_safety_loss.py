@@ -134,7 +134,7 @@ def test_one_sgd_step_adds_exactly_weight_times_the_safety_gradient(
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlguard.train.collator import VLMCollator
+    from vlguard.train.collator import ConversationCollator
     from vlguard.train.data import ConversationDataset
     from vlguard.train.safety_loss import SafetyBatches, load_safety_data
     from vlguard.train.trainer import train
@@ -169,7 +169,7 @@ def test_one_sgd_step_adds_exactly_weight_times_the_safety_gradient(
     batches = SafetyBatches(ConversationDataset(safety_data, "none"), batch_size=3, seed=config.seed)
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    batch = VLMCollator(processor, max_length=config.max_length)(batches.examples(0))
+    batch = ConversationCollator(processor, max_length=config.max_length)(batches.examples(0))
     model(**batch).loss.backward()
 
     checked = 0
