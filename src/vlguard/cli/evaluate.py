@@ -347,6 +347,9 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
         )
     console = Console()
     console.print(table)
+    methods = sorted({row.get("ci_method") or "bootstrap-percentile" for row in metrics["metrics"]})
+    if methods:
+        console.print(f"95% CI method: {', '.join(methods)}")
     for row in metrics.get("agreement", []):
         if row.get("subset", "all") == "all":
             kappa = "n/a" if row["kappa"] is None else f"{row['kappa']:.3f}"
