@@ -11,25 +11,12 @@ import pytest
 from vlguard.cli.main import main
 from vlguard.errors import ConfigError
 from vlguard.evaluate import EvalConfig, run_eval
+from vlguard.models.shapes import LLAVA_15_CHAT_TEMPLATE
 from vlguard.presets import (
     LLAVA15_REFERENCE_PROMPT,
     LLAVA_V1_SYSTEM_PROMPT,
     get_preset,
     reference_prompt_check,
-)
-
-# The chat template of the Hub model llava-hf/llava-1.5-7b-hf (its chat_template.json), character for
-# character; copied from openvinotoolkit/openvino.genai src/cpp/src/tokenizer.cpp, which keeps it
-# verbatim to recognise "llava-1.5, llava-v1.6-vicuna (chat_template.json)", and identical in the other
-# public copies found (no weights or files are downloaded here).
-LLAVA15_HF_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
-    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
-    "'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}{# Render all text next #}{% if message['role'] "
-    "!= 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | "
-    "selectattr('type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}"
-    "{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 
 # The prompt of the reference script, as the issue and VLGuard_eval.py (llava_v1 conversation) give it.
@@ -57,7 +44,7 @@ def llava15_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("llava15") / "model"
     shutil.copytree(tiny_model_dir, folder)
     processor = AutoProcessor.from_pretrained(folder)
-    processor.chat_template = LLAVA15_HF_CHAT_TEMPLATE
+    processor.chat_template = LLAVA_15_CHAT_TEMPLATE
     processor.save_pretrained(folder)
     return folder
 
