@@ -35,11 +35,20 @@ METRIC_LABELS = {
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
 HIGHER_IS_BETTER = {"helpfulness_win_rate"}
 # The paper's headline numbers, shown first and charted.
-HEADLINE = (
+HEADLINE: tuple[tuple[str, str], ...] = (
     ("unsafe", "attack_success_rate"),
     ("safe_unsafe", "attack_success_rate"),
     ("safe_safe", "over_refusal_rate"),
     ("safe_safe", "helpfulness_win_rate"),
+)
+# The attack benchmarks' subsets (VLSafe, JailbreakLLMs, MM-SafetyBench's image variants, SPA-VL, AdvBench
+# with and without the GCG suffix): their attack success rate is what the report leads with and charts.
+HEADLINE += tuple(
+    (subset, "attack_success_rate")
+    for subset in (
+        *("vlsafe", "jailbreakllms", "jailbreakllms_template", "sd", "sd_typo", "typo", "spa_vl_harm"),
+        *("advbench", "advbench_suffix"),
+    )
 )
 # Run settings shown in the runs table, in this order, with the metrics.json "run" key they come from.
 SETTING_LABELS = {
