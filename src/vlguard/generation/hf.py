@@ -276,8 +276,8 @@ class HFBackend:
             "device": self.device,
             "batch_size": self.batch_size,
             "max_new_tokens": self.max_new_tokens,
-            "decoding": "greedy",
             "generate_kwargs": self.generate_kwargs,
+            "decoding": "greedy",
             "system_prompt": self.system_prompt,
             "trust_remote_code": self.trust_remote_code,
         }
