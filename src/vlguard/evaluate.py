@@ -368,15 +368,10 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
             config.model,
             **_backend_kwargs(config),
         )
+        if procs.is_main and config.preset is not None:
+            _record_preset(run, config.preset, backend)
         if procs.is_main:
             update_manifest(run, backend=backend.describe())
-            if config.preset is not None:
-                from vlguard.presets import get_preset, reference_prompt_check
-
-                preset = get_preset(config.preset)
-                update_manifest(
-                    run, preset={**preset.describe(), "prompt_check": reference_prompt_check(preset, backend)}
-                )
         store = run.generations if procs.world_size == 1 else run.rank_generations(procs.rank)
         window = config.batch_size * BATCHES_PER_APPEND
         bar = tqdm(
@@ -407,6 +402,16 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     procs.barrier()
     procs.close()
     return run.path
+
+
+def _record_preset(run: RunFolder, name: str, backend: Any) -> None:
+    """Record the preset's settings and whether this model's prompt is the reference prompt."""
+    from vlguard.presets import get_preset, reference_prompt_check
+
+    preset = get_preset(name)
+    update_manifest(
+        run, preset={**preset.describe(), "prompt_check": reference_prompt_check(preset, backend)}
+    )
 
 
 def _warn_if_attack_unseen(config: EvalConfig) -> None:
