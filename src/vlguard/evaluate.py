@@ -404,16 +404,6 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     return run.path
 
 
-def _record_preset(run: RunFolder, name: str, backend: Any) -> None:
-    """Record the preset's settings and whether this model's prompt is the reference prompt."""
-    from vlguard.presets import get_preset, reference_prompt_check
-
-    preset = get_preset(name)
-    update_manifest(
-        run, preset={**preset.describe(), "prompt_check": reference_prompt_check(preset, backend)}
-    )
-
-
 def _warn_if_attack_unseen(config: EvalConfig) -> None:
     """Warn when a benchmark whose attack is in the image (FigStep) runs without its images."""
     from vlguard.benchmarks import benchmark_entry
@@ -447,6 +437,16 @@ def _check_images_exist(samples: Sequence[Sample], bench: Any) -> None:
         raise ImageLoadError(
             f"{len(missing)} image(s) missing for image mode 'original' ({where}), e.g. {names}. {hint}"
         )
+
+
+def _record_preset(run: RunFolder, name: str, backend: Any) -> None:
+    """Record the preset's settings and whether this model's prompt is the reference prompt."""
+    from vlguard.presets import get_preset, reference_prompt_check
+
+    preset = get_preset(name)
+    update_manifest(
+        run, preset={**preset.describe(), "prompt_check": reference_prompt_check(preset, backend)}
+    )
 
 
 def _backend_kwargs(config: EvalConfig) -> dict[str, Any]:
