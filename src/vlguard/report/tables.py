@@ -32,10 +32,12 @@ METRIC_LABELS = {
     "degenerate_rate": "Degenerate output",
     "error_rate": "Errors",
 }
+# (subset, metric) pairs shown first and charted; defined below, extended for the attack benchmarks.
+HEADLINE: tuple[tuple[str, str], ...]
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
 HIGHER_IS_BETTER = {"helpfulness_win_rate"}
 # The paper's headline numbers, shown first and charted.
-HEADLINE: tuple[tuple[str, str], ...] = (
+HEADLINE = (
     ("unsafe", "attack_success_rate"),
     ("safe_unsafe", "attack_success_rate"),
     ("safe_safe", "over_refusal_rate"),
