@@ -577,8 +577,6 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
         "seed": fields.get("seed", 0),
         "n_samples": len(samples),
     }
-    if fields.get("preset") is not None:
-        run_info["preset"] = fields["preset"]
     metrics = compute_metrics(
         samples, judgments, run=run_info, seed=int(fields.get("seed", 0)), judge_versions=judge_versions
     )
