@@ -345,6 +345,7 @@ class HFBackend:
             "device": self.device,
             "batch_size": self.batch_size,
             "max_new_tokens": self.max_new_tokens,
+            "generate_kwargs": self.generate_kwargs,
             "decoding": "greedy",
             "prompt_format": self.prompt_format,
             "system_prompt": self.system_prompt,
