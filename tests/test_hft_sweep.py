@@ -262,3 +262,19 @@ def test_report_of_seeds(finished: Path, tmp_path: Path) -> None:
     assert "stand-in" in html and 'data-chart="hs-vs-p"' in html and 'data-chart="fa-vs-p"' in html
     assert f'data-value="{json.dumps(cell.harmful_score.mean)}"' in html
     assert (tmp_path / "report" / "charts" / "hs-vs-p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_parallel_cells_run_in_worker_processes(
+    finished: Path, data: Path, tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _copy(finished, tmp_path, monkeypatch, ignore=shutil.ignore_patterns("cells", "summary.json"))
+    result = run_sweep(_config(data, out, "compute.parallel_cells=2"), progress=False)
+    assert result.summary is not None and result.missing == ()
+    logs = sorted((out / "workers").glob("shard-*.log"))
+    assert [log.name for log in logs] == ["shard-0.log", "shard-1.log"]
+    assert "cell p0-sft" in logs[0].read_text() and "cell p0-vlguard-aux" in logs[1].read_text()
+    # the workers ran the same cells as one process would, to the same numbers
+    timing = ("train_seconds", "train_loss")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in read_summary(out / "summary.json")] == [
+        {k: v for k, v in r.items() if k not in timing} for r in read_summary(finished / "summary.json")
+    ]

@@ -27,7 +27,15 @@ def _help(text: str) -> dict[str, str]:
 
 # Keys of a `vlguard train` config that the sweep sets for every run it starts; setting them under
 # finetune.* or alignment.train.* is an error (they would be silently replaced).
-SET_BY_SWEEP = ("model", "data", "output_dir", "safety_loss", "seed", "resume_from_checkpoint", "prompt_format")
+SET_BY_SWEEP = (
+    "model",
+    "data",
+    "output_dir",
+    "safety_loss",
+    "seed",
+    "resume_from_checkpoint",
+    "prompt_format",
+)
 
 
 @dataclass
@@ -213,6 +221,27 @@ class EvalSettings:
 
 
 @dataclass
+class ComputeConfig:
+    """How the sweep uses this machine (never changes a result, so a rerun may change it)."""
+
+    threads: int | None = field(
+        default=None,
+        metadata=_help(
+            "torch intra-op threads of every process of the sweep (null: torch's default). 1 is fastest for "
+            "tiny models on a shared CPU: two threads on tiny matrices mostly wait for each other."
+        ),
+    )
+    parallel_cells: int = field(
+        default=1,
+        metadata=_help(
+            "Cells run at once, each group in its own process on this machine (`vlguard hft --cells I/K` "
+            "workers started by the sweep); 1 = one after another. On a multi-GPU machine, start one "
+            "shard per GPU yourself instead (CUDA_VISIBLE_DEVICES=i vlguard hft CONFIG --cells i/K)."
+        ),
+    )
+
+
+@dataclass
 class HFTConfig:
     """A harmful fine-tuning defence experiment: a sweep over harmful ratios × defences."""
 
@@ -246,6 +275,9 @@ class HFTConfig:
         default_factory=HarmfulScoreConfig, metadata={"help": "Harmful Score measurement."}
     )
     eval: EvalSettings = field(default_factory=EvalSettings, metadata={"help": "Evaluation settings."})
+    compute: ComputeConfig = field(
+        default_factory=ComputeConfig, metadata={"help": "Threads and parallel cells."}
+    )
 
 
 def load_hft_config(
@@ -338,6 +370,14 @@ def check_hft_config(config: HFTConfig) -> None:
         for item in options:
             if "=" not in item or not item.split("=", 1)[0].strip():
                 raise ConfigError(f"config key '{key}': {item!r} is not KEY=VALUE")
+    if config.compute.threads is not None and config.compute.threads < 1:
+        raise ConfigError(
+            f"config key 'compute.threads' must be at least 1 (or null), got {config.compute.threads}"
+        )
+    if config.compute.parallel_cells < 1:
+        raise ConfigError(
+            f"config key 'compute.parallel_cells' must be at least 1, got {config.compute.parallel_cells}"
+        )
     _check_set_by_sweep(config.finetune, "finetune")
     _check_set_by_sweep(config.alignment.train, "alignment.train")
 

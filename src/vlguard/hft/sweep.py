@@ -454,7 +454,11 @@ def _train_settings(train: Any) -> dict[str, Any]:
 
 
 def _model_settings(config: HFTConfig) -> dict[str, Any]:
-    return {"model": dataclasses.asdict(config.model), "seed": config.seed, "prompt_format": config.prompt_format}
+    return {
+        "model": dataclasses.asdict(config.model),
+        "seed": config.seed,
+        "prompt_format": config.prompt_format,
+    }
 
 
 def _pool_source(pool: PairPool | None) -> Any:
@@ -637,6 +641,60 @@ def cell_finished(layout: Layout, cell: Cell) -> bool:
     )
 
 
+def run_workers(config: HFTConfig, layout: Layout, workers: int) -> None:
+    """Run the cells in ``workers`` processes at once (``vlguard hft --cells i/K``), wait for all of them.
+
+    Each worker reads the resolved config (``workers/config.yaml``) and logs to ``workers/shard-<i>.log``;
+    with ``compute.threads`` set, each gets that many threads (``OMP_NUM_THREADS``). A failed worker is an
+    error naming its log; the others are stopped, and a rerun resumes every cell where it stopped.
+    """
+    import subprocess
+    import sys
+
+    from vlguard.errors import VLGuardError
+
+    folder = layout.root / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "config.yaml"
+    single = dataclasses.replace(config, compute=dataclasses.replace(config.compute, parallel_cells=1))
+    atomic_write_text(config_file, dump_hft_config(single))
+    env = dict(os.environ)
+    if config.compute.threads is not None:
+        env["OMP_NUM_THREADS"] = str(config.compute.threads)
+    processes: list[tuple[int, subprocess.Popen[bytes], Path]] = []
+    try:
+        for i in range(workers):
+            log = folder / f"shard-{i}.log"
+            with log.open("wb") as handle:
+                command = [
+                    sys.executable,
+                    "-m",
+                    "vlguard.cli.main",
+                    "hft",
+                    str(config_file),
+                    "--cells",
+                    f"{i}/{workers}",
+                    "--no-progress",
+                ]
+                processes.append(
+                    (i, subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env), log)
+                )
+        logger.info("%d cells in %d worker processes (logs: %s)", len(plan_cells(config)), workers, folder)
+        failed = [(i, log, p.wait()) for i, p, log in processes]
+    finally:
+        for _, process, _ in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+    bad = [(i, log, code) for i, log, code in failed if code != 0]
+    if bad:
+        i, log, code = bad[0]
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["(empty log)"]
+        raise VLGuardError(
+            f"worker {i} of {workers} failed (exit code {code}): {tail[0]} (log: {log}); rerun to resume"
+        )
+
+
 @dataclass(frozen=True)
 class SweepResult:
     """What a call of :func:`run_sweep` did: the cells it ran, and the summary when the sweep is complete."""
@@ -655,6 +713,10 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
     check_hft_config(config)
     layout = Layout(Path(config.output_dir))
     index, count = shard
+    if config.compute.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.compute.threads)
     if _rank() == 0 and not layout.config_file.is_file():
         layout.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(layout.config_file, dump_hft_config(config))
@@ -684,12 +746,18 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
     if config.eval.reference and index == 0:
         evaluate_reference(config, layout, start, revision, progress=progress)
     ran: list[str] = []
-    for cell in shard_cells(cells, index, count):
+    workers = min(config.compute.parallel_cells, len(cells))
+    if workers > 1 and count == 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # This process has aligned and evaluated the start model; the cells go to K worker processes.
+        run_workers(config, layout, workers)
+        ran = [c.name for c in cells]
+        index, count = 0, 0  # nothing left to run here
+    for cell in shard_cells(cells, index, count) if count else ():
         logger.info("cell %s: harmful ratio %g, defence %s", cell.name, cell.ratio, cell.defence)
         run_cell(config, pools, layout, cell, start, revision, progress=progress)
         ran.append(cell.name)
     _barrier()
-    if _rank() == 0 and count == 1:
+    if _rank() == 0 and count in (0, 1):
         # Every stage accepted these settings (or the run stopped above): they are the folder's config now.
         atomic_write_text(layout.config_file, dump_hft_config(config))
     missing = tuple(c.name for c in cells if not cell_finished(layout, c))
