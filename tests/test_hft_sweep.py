@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hft_fixtures import write_advbench, write_beavertails, write_heldout_prompts, write_sst2
-from vlguard.errors import ConfigError, RunMismatchError
+from vlguard.errors import ConfigError, DataValidationError, RunMismatchError
 from vlguard.hft.config import HFTConfig, load_hft_config
 from vlguard.hft.summary import read_summary
 from vlguard.hft.sweep import run_sweep
@@ -222,6 +222,14 @@ def test_mistakes_stop_before_any_training(data: Path, tmp_path: Path, tiny_cach
     ):
         run_sweep(_config(data, out, "attack.n=30", "attack.harmful_ratios=[0.0, 0.5]"), progress=False)
     assert not (out / "alignment").exists() and not (out / "cells").exists()
+    # a task file with the wrong columns names the file and the field
+    bad_task = tmp_path / "bad-sst2"
+    bad_task.mkdir()
+    (bad_task / "train.tsv").write_text("text\tlabel\na fine film\t1\n", encoding="utf-8")
+    (bad_task / "dev.tsv").write_text("sentence\tlabel\na fine film\t1\n", encoding="utf-8")
+    with pytest.raises(DataValidationError, match=r"train.tsv.*'sentence'"):
+        run_sweep(_config(data, out, f"task.data={bad_task}"), progress=False)
+    assert not (out / "alignment").exists()
     leaky = tmp_path / "leaky.jsonl"
     write_beavertails(leaky, n_unsafe=3, n_safe=0)  # the same prompts as the training pool's unsafe rows
     with pytest.raises(
@@ -278,3 +286,31 @@ def test_parallel_cells_run_in_worker_processes(
     assert [{k: v for k, v in r.items() if k not in timing} for r in read_summary(out / "summary.json")] == [
         {k: v for k, v in r.items() if k not in timing} for r in read_summary(finished / "summary.json")
     ]
+
+
+def test_vlm_cells_train_on_vlguard_refusals_with_their_images(
+    data: Path, tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VLM sweep: the safety pairs are VLGuard's refusals with their images (the bundled sample data)."""
+    from vlguard.train.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = _config(
+        data, Path("vlm"), "alignment.enabled=false", "eval.reference=false", "safety.source=vlguard",
+        "safety.data=sample", "safety.with_images=true", "attack.harmful_ratios=[0.25]",
+        "defences=[vlguard-mix, vlguard-aux]", "defence.n_safety=2", "defence.aux_n_safety=3",
+    )  # fmt: skip
+    assert run_sweep(config, progress=False).summary is not None
+    mix = Path("vlm/cells/p0.25-vlguard-mix")
+    rows = [json.loads(line) for line in (mix / "train.jsonl").read_text().splitlines()]
+    safety = [r for r in rows if r["source"] == "safety"]
+    assert len(safety) == 2 and all(
+        r["images"] and r["messages"][0]["content"][0] == {"type": "image"} for r in safety
+    )
+    assert all(not r["images"] for r in rows if r["source"] != "safety")  # task and harmful pairs: text only
+    train_config = load_config(mix / "train" / "train_config.yaml")
+    assert train_config.data.image_mode == "original" and train_config.data.instructions_image_root
+    aux = load_config(Path("vlm/cells/p0.25-vlguard-aux/train/train_config.yaml")).safety_loss
+    assert aux.data is not None and aux.image_root == train_config.data.instructions_image_root
+    provenance = json.loads(Path("vlm/cells/p0.25-vlguard-aux/train/model/vlguard_train.json").read_text())
+    assert provenance["safety_loss"]["counts"] == {"safety_loss": 3}

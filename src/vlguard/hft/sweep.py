@@ -486,9 +486,12 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
         train_cfg.method == "lora" or (final / COMPLETE_MARKER).is_file()
     )
     if wait:
+        waited = 0.0
         while not done:
-            logger.info("waiting for the alignment stage (run by shard 0) to finish in %s", folder)
+            if waited % 300 == 0:  # say so now and every 5 minutes, not every poll
+                logger.info("waiting for the alignment stage (run by shard 0) to finish in %s", folder)
             time.sleep(ALIGNMENT_POLL_SECONDS)
+            waited += ALIGNMENT_POLL_SECONDS
             done = (final / "config.json").is_file() and (
                 train_cfg.method == "lora" or (final / COMPLETE_MARKER).is_file()
             )
@@ -526,15 +529,15 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
         output_dir=folder / "train",
         image_root=image_root,
     )
-    adapter = _train(train_config, training_data(pairs, pools, {"alignment": settings}))
+    trained = _train(train_config, training_data(pairs, pools, {"alignment": settings}))
     if train_cfg.method != "lora":
-        return str(adapter), None
+        return str(trained), None
     if _rank() == 0 and not (final / "config.json").is_file():
         from vlguard.train.merge import merge_adapter
 
         merge_adapter(
             base,
-            adapter,
+            trained,
             final,
             revision=config.model.revision,
             trust_remote_code=config.model.trust_remote_code,
