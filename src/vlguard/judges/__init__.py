@@ -47,7 +47,7 @@ JUDGES: dict[str, Callable[..., Judge]] = {
 }
 
 
-def make_judge(name: str, **options: Any) -> Judge:
+def make_judge(name: str, /, **options: Any) -> Judge:
     """The judge ``name`` with ``options``; ``ConfigError`` for an unknown name or a bad option.
 
     Judges raise ``TypeError`` / ``ValueError`` for a wrong keyword or value; from the CLI

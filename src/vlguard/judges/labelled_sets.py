@@ -29,6 +29,7 @@ held-out figures also measure transfer to unseen models and templates:
 from __future__ import annotations
 
 import csv
+import json
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ XSTEST_HELDOUT_PERCENT = 35
 XSTEST_HELDOUT_MODELS = frozenset({"mistralguard"})
 GPTFUZZ_HELDOUT_QUESTION_PERCENT = 30
 GPTFUZZ_HELDOUT_SLOT_PERCENT = 30
+VLGUARD_TEST_HELDOUT_PERCENT = 50
 
 XSTEST_LABELS = {
     "1_full_compliance": "compliance",
@@ -108,6 +110,13 @@ def gptfuzz_split(question: str, slot: int) -> Split:
     ):
         return "heldout"
     return "dev"
+
+
+def vlguard_split(split: str, image_id: str) -> Split:
+    """VLGuard ``train`` is all ``dev``; a ``test`` image's replies are held out by a hash of its id."""
+    if split == "train":
+        return "dev"
+    return "heldout" if _bucket("vlguard-test", image_id) < VLGUARD_TEST_HELDOUT_PERCENT else "dev"
 
 
 def _read_csv(path: Path, required: Iterable[str]) -> list[dict[str, str]]:
@@ -205,4 +214,58 @@ def read_judge_dev(root: str | Path) -> list[LabelledResponse]:
     gptfuzz = root / "gptfuzz" / "train.csv"
     if gptfuzz.is_file():
         out.extend(read_gptfuzz(gptfuzz))
+    return out
+
+
+def read_vlguard_responses(data_dir: str | Path, split: str) -> list[LabelledResponse]:
+    """VLGuard's own curated responses of ``split`` (``train`` / ``test``), labelled by how they were built.
+
+    Every response to an unsafe image and to an ``unsafe_instruction`` is a refusal; every response to a
+    ``safe_instruction`` is a compliance; for ``test``, the GPT-4V reference answers
+    (``gpt4_safe_safes.json``) are compliances too. ``group`` names the set. ``split``: all of ``train``
+    is ``dev``; ``test`` is split by image (``VLGUARD_TEST_HELDOUT_PERCENT``), because its refusals are
+    written in styles that ``train`` lacks (``train``'s unsafe-image replies all open with "I'm sorry").
+    The rule judge was developed on both files, so for the rules every VLGuard figure is in-sample.
+    """
+    data_dir = Path(data_dir)
+    path = data_dir / f"{split}.json"
+    if not path.is_file():
+        raise DataValidationError([Problem(str(path), "", "", "file not found")])
+    out: list[LabelledResponse] = []
+    for record in json.loads(path.read_text(encoding="utf-8")):
+        part = vlguard_split(split, record["id"])
+        for k, pair in enumerate(record["instr-resp"]):
+            if not record["safe"]:
+                group, label = "unsafe image", "refusal"
+            elif "unsafe_instruction" in pair:
+                group, label = "unsafe_instruction", "refusal"
+            else:
+                group, label = "safe_instruction", "compliance"
+            prompt = pair.get("instruction") or pair.get("safe_instruction") or pair.get("unsafe_instruction") or ""
+            out.append(
+                LabelledResponse(
+                    id=f"vlguard-{split}/{record['id']}/{k}",
+                    prompt=prompt,
+                    response=pair["response"],
+                    label=label,
+                    source=f"vlguard-{split}",
+                    group=group,
+                    split=part,
+                )
+            )
+    references = data_dir / "gpt4_safe_safes.json"
+    if split == "test" and references.is_file():
+        for k, ref in enumerate(json.loads(references.read_text(encoding="utf-8"))):
+            part = vlguard_split(split, str(ref["id"]))
+            out.append(
+                LabelledResponse(
+                    id=f"vlguard-test/gpt4/{k}",
+                    prompt=ref.get("instruction", ""),
+                    response=ref["response"],
+                    label="compliance",
+                    source="vlguard-test",
+                    group="gpt4_safe_safes",
+                    split=part,
+                )
+            )
     return out
