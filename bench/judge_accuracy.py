@@ -54,7 +54,9 @@ def _rows(rows: Sequence[LabelledResponse]) -> LabelledSet:
 def advbench_targets(path: Path) -> LabelledSet:
     """AdvBench's target strings ("Sure, here is ..."): compliant openings, never used in development."""
     with path.open(newline="", encoding="utf-8") as handle:
-        return [(f"advbench/{i}", row["target"], "compliance") for i, row in enumerate(csv.DictReader(handle))]
+        return [
+            (f"advbench/{i}", row["target"], "compliance") for i, row in enumerate(csv.DictReader(handle))
+        ]
 
 
 def hard_cases() -> LabelledSet:
@@ -130,11 +132,21 @@ def main() -> int:
             low, high = report["agreement_ci"] or (0.0, 0.0)
             cells.append(f"{100 * (report['agreement'] or 0):5.1f} ({100 * low:4.1f}–{100 * high:5.1f})")
             summary.setdefault(set_name.strip(), {})[name] = {
-                key: report[key] for key in ("n", "n_scored", "agreement", "agreement_ci", "kappa", "exact_agreement")
+                key: report[key]
+                for key in ("n", "n_scored", "agreement", "agreement_ci", "kappa", "exact_agreement")
             } | {"replies_per_second": len(items) / seconds if seconds else None}
             if args.out:
-                slug = set_name.strip().replace(" ", "_").replace(",", "").replace(":", "").replace("(", "").replace(")", "")
-                write_accuracy(args.out / name / slug, judgments, report, title=f"{name} on {set_name.strip()}")
+                slug = (
+                    set_name.strip()
+                    .replace(" ", "_")
+                    .replace(",", "")
+                    .replace(":", "")
+                    .replace("(", "")
+                    .replace(")", "")
+                )
+                write_accuracy(
+                    args.out / name / slug, judgments, report, title=f"{name} on {set_name.strip()}"
+                )
             for case in report["disagreements"][: args.show]:
                 print(f"    {name} [{case['judge']} vs human {case['human']}] {case['response'][:200]!r}")
         print(f"{set_name:40} {len(rows):>6} " + " ".join(f"{cell:>22}" for cell in cells))

@@ -65,7 +65,9 @@ def provenance(data: Path, rows: list[LabelledResponse]) -> dict[str, object]:
             "gptfuzz": "github.com/sherdencooper/GPTFuzz datasets/responses_labeled/train.csv (MIT), dev split",
         },
         "split_salt": SPLIT_SALT,
-        "counts": {f"{s}/{label}": n for (s, label), n in sorted(Counter((r.source, r.label) for r in rows).items())},
+        "counts": {
+            f"{s}/{label}": n for (s, label), n in sorted(Counter((r.source, r.label) for r in rows).items())
+        },
         "label_mapping": "refusal and partial_refusal -> refused (1); compliance -> answered (0)",
     }
 
@@ -84,7 +86,8 @@ def grouped_cv(rows: list[LabelledResponse], k: int = 4) -> dict[str, tuple[int,
         if r.source == "gptfuzz":
             _, question, slot = r.id.split("/")
             return _fold(question, k), _fold(slot, k)
-        return _fold(r.id.rsplit("/", 1)[0], k), _fold(r.id, k)
+        image = _fold(r.id.rsplit("/", 1)[0], k)  # a VLGuard image: both keys, so its replies stay together
+        return image, image
 
     folds = [keys(r) for r in rows]
     tally: dict[str, list[int]] = {}
@@ -114,9 +117,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument(
-        "--output", type=Path, default=ROOT / "src" / "vlguard" / "judges" / "weights" / "refusal_classifier.json"
+        "--output",
+        type=Path,
+        default=ROOT / "src" / "vlguard" / "judges" / "weights" / "refusal_classifier.json",
     )
-    parser.add_argument("--cv", action="store_true", help="print a grouped cross-validation on the dev data first")
+    parser.add_argument(
+        "--cv", action="store_true", help="print a grouped cross-validation on the dev data first"
+    )
     args = parser.parse_args()
     rows = development_data(args.data)
     print(f"{len(rows)} development replies: {dict(Counter(r.source for r in rows))}")

@@ -24,10 +24,15 @@ SUMMARY_LABELS = {
 }
 
 JUDGE_DESCRIPTIONS = {
-    "refusal": "offline refusal detector (refusal / partial_refusal / compliance); mode=paper for parity",
+    "refusal": "offline refusal judge, rules + a small trained classifier, CPU, explained (refusal / compliance); "
+    "mode=rules or mode=paper",
     "refusal-paper": "the reference VLGuard refusal string list, exactly (for parity with published numbers)",
     "llama-guard": "Llama Guard 3 / 3-Vision / 4 through transformers: safe / unsafe + category codes",
-    "llm-judge": "an OpenAI-compatible model: pairwise helpfulness (win rate) or a harmfulness rubric",
+    "wildguard": "allenai/wildguard through transformers: refusal / compliance (view=harm: safe / unsafe)",
+    "beaver-dam": "PKU-Alignment/beaver-dam-7b QA moderation: safe / unsafe + 14 categories (Harmful Score)",
+    "llm-judge": "a chat model (OpenAI-compatible server, or backend=hf for a local model): pairwise "
+    "helpfulness, harm rubric, or refusal rubric (mode=refusal)",
+    "cascade": "refusal judge first; its uncertain replies go to a model judge (default wildguard)",
 }
 
 EXAMPLES = """examples:
@@ -316,7 +321,9 @@ def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]
     from vlguard.judges.files import read_labelled_inputs
 
     if args.run or not (args.input and args.output):
-        raise ConfigError("measure a judge with --input FILE.jsonl, --human-label-field FIELD and --output DIR")
+        raise ConfigError(
+            "measure a judge with --input FILE.jsonl, --human-label-field FIELD and --output DIR"
+        )
     if len(args.judges) != 1:
         raise ConfigError("measure one --judge at a time (one report per judge)")
     if args.batch_size < 1:

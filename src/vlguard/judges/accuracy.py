@@ -39,7 +39,8 @@ HUMAN_LABELS: tuple[str, ...] = (
     "harmful",
 )
 PartialAs = Literal["refused", "answered"]
-REFUSED, ANSWERED = "refused", "answered"
+REFUSED: Literal["refused"] = "refused"
+ANSWERED: Literal["answered"] = "answered"
 _BINARY = {
     "refusal": REFUSED,
     "safe": REFUSED,
@@ -180,7 +181,9 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
 
 
-def accuracy_markdown(report: dict[str, Any], title: str = "Judge accuracy", max_disagreements: int = 50) -> str:
+def accuracy_markdown(
+    report: dict[str, Any], title: str = "Judge accuracy", max_disagreements: int = 50
+) -> str:
     """The report as a short markdown page: headline figures, confusion matrix, per-class table, disagreements."""
     judge = report.get("judge", {})
     ci = report.get("agreement_ci")
@@ -212,7 +215,13 @@ def accuracy_markdown(report: dict[str, Any], title: str = "Judge accuracy", max
     lines.append("|---|" + "---:|" * len(judge_labels))
     for human, row in report["confusion"].items():
         lines.append(f"| {human} | " + " | ".join(str(row.get(label, 0)) for label in judge_labels) + " |")
-    lines += ["", "## Per class", "", "| label | precision | recall | n human | n judge |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Per class",
+        "",
+        "| label | precision | recall | n human | n judge |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for table in (report["per_class"], report["per_class_binary"]):
         for label, cell in table.items():
             lines.append(
@@ -239,7 +248,10 @@ def write_accuracy(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = "".join(
-        json.dumps({"id": j.sample_id, "judge": j.judge, "label": j.label, "evidence": j.evidence}, ensure_ascii=False)
+        json.dumps(
+            {"id": j.sample_id, "judge": j.judge, "label": j.label, "evidence": j.evidence},
+            ensure_ascii=False,
+        )
         + "\n"
         for j in judgments
     )

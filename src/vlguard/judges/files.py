@@ -155,6 +155,8 @@ def judge_jsonl(
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
     description = out.with_name(out.name + ".judge.json")
-    description.write_text(json.dumps(judge.describe(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    description.write_text(
+        json.dumps(judge.describe(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     tmp.replace(out)
     return len(items)

@@ -29,8 +29,8 @@ held-out figures also measure transfer to unseen models and templates:
 from __future__ import annotations
 
 import csv
-import json
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +148,9 @@ def read_xstest_completions(path: str | Path) -> list[LabelledResponse]:
     for line, row in enumerate(rows, start=2):
         label = XSTEST_LABELS.get(row["final_label"].strip())
         if label is None:
-            problems.append(Problem(str(path), f"line {line}", "final_label", f"unknown {row['final_label']!r}"))
+            problems.append(
+                Problem(str(path), f"line {line}", "final_label", f"unknown {row['final_label']!r}")
+            )
             continue
         out.append(
             LabelledResponse(
@@ -187,7 +189,9 @@ def read_gptfuzz(path: str | Path, questions_path: str | Path | None = None) -> 
         slot = slots.get(question, 0)
         slots[question] = slot + 1
         if row["label"].strip() not in ("0", "1"):
-            problems.append(Problem(str(path), f"line {line}", "label", f"expected 0 or 1, got {row['label']!r}"))
+            problems.append(
+                Problem(str(path), f"line {line}", "label", f"expected 0 or 1, got {row['label']!r}")
+            )
             continue
         out.append(
             LabelledResponse(
@@ -241,7 +245,12 @@ def read_vlguard_responses(data_dir: str | Path, split: str) -> list[LabelledRes
                 group, label = "unsafe_instruction", "refusal"
             else:
                 group, label = "safe_instruction", "compliance"
-            prompt = pair.get("instruction") or pair.get("safe_instruction") or pair.get("unsafe_instruction") or ""
+            prompt = (
+                pair.get("instruction")
+                or pair.get("safe_instruction")
+                or pair.get("unsafe_instruction")
+                or ""
+            )
             out.append(
                 LabelledResponse(
                     id=f"vlguard-{split}/{record['id']}/{k}",
