@@ -163,6 +163,7 @@ class LLMJudge:
         dtype: str = "auto",
         batch_size: int = 8,
         trust_remote_code: bool = False,
+        generate_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if mode not in _VERDICT_TOKENS:
             raise ValueError(f"unknown llm-judge mode {mode!r} (choose 'pairwise', 'harm' or 'refusal')")
@@ -198,6 +199,7 @@ class LLMJudge:
                 batch_size=int(batch_size),
                 max_new_tokens=self.max_tokens,
                 trust_remote_code=bool(trust_remote_code),
+                generate_kwargs=generate_kwargs,
             )
         elif isinstance(backend, str):
             raise ValueError(f"unknown llm-judge backend {backend!r} (choose 'openai' or 'hf')")
