@@ -70,7 +70,11 @@ def test_partial_can_count_as_answered() -> None:
 
 def test_kappa_undefined_when_everything_is_one_label() -> None:
     report = judge_accuracy(*case([("refusal", "refusal")] * 3))
-    assert report["agreement"] == 1.0 and report["kappa"] is None and math.isclose(report["exact_agreement"], 1.0)
+    assert (
+        report["agreement"] == 1.0
+        and report["kappa"] is None
+        and math.isclose(report["exact_agreement"], 1.0)
+    )
 
 
 def write_labelled(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -85,7 +89,19 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixt
         {"id": "c", "prompt": "Lock?", "response": "I won't explain that, it is illegal.", "human_label": "compliance"},
     ]  # fmt: skip
     src = write_labelled(tmp_path / "labelled.jsonl", rows)
-    code = main(["judge", "--judge", "refusal", "--input", str(src), "--human-label-field", "human_label", "--output", str(tmp_path / "acc")])
+    code = main(
+        [
+            "judge",
+            "--judge",
+            "refusal",
+            "--input",
+            str(src),
+            "--human-label-field",
+            "human_label",
+            "--output",
+            str(tmp_path / "acc"),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "acc" / "accuracy.json").read_text())
     assert report["judge"]["judge"] == "refusal" and report["judge"]["version"] == "default-2"
@@ -108,7 +124,19 @@ def test_cli_bad_labels_are_one_line_errors_naming_file_line_and_field(
         {"id": "c", "prompt": "q", "response": "r"},
     ]
     src = write_labelled(tmp_path / "labelled.jsonl", rows)
-    code = main(["judge", "--judge", "refusal", "--input", str(src), "--human-label-field", "human_label", "--output", str(tmp_path / "acc")])
+    code = main(
+        [
+            "judge",
+            "--judge",
+            "refusal",
+            "--input",
+            str(src),
+            "--human-label-field",
+            "human_label",
+            "--output",
+            str(tmp_path / "acc"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert f"{src}: record line 2, field 'human_label': unknown label 'yes'" in err
@@ -121,7 +149,19 @@ def test_cli_bad_labels_are_one_line_errors_naming_file_line_and_field(
     "argv",
     [
         ["judge", "--judge", "refusal", "--human-label-field", "h", "--output", "x"],  # no input
-        ["judge", "--judge", "refusal", "--judge", "refusal-paper", "--input", "f", "--human-label-field", "h", "--output", "x"],
+        [
+            "judge",
+            "--judge",
+            "refusal",
+            "--judge",
+            "refusal-paper",
+            "--input",
+            "f",
+            "--human-label-field",
+            "h",
+            "--output",
+            "x",
+        ],
         ["judge", "--judge", "nope", "--input", "f", "--human-label-field", "h", "--output", "x"],
     ],
 )
@@ -137,5 +177,13 @@ def test_cli_usage_errors(argv: list[str], tmp_path: Path, capsys: pytest.Captur
 def test_ls_lists_the_new_judges(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
-    for name in ("wildguard", "beaver-dam", "cascade", "llm-judge", "refusal", "refusal-paper", "llama-guard"):
+    for name in (
+        "wildguard",
+        "beaver-dam",
+        "cascade",
+        "llm-judge",
+        "refusal",
+        "refusal-paper",
+        "llama-guard",
+    ):
         assert name in out

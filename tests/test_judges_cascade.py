@@ -83,7 +83,9 @@ def test_description_names_both_judges_and_bad_options() -> None:
         judge = make_judge("cascade", model_judge="llm-judge", model_judge_options=rubric(server.url))
         described = judge.describe()
     assert described["offline"]["version"] == "default-2"
-    assert described["model_judge"]["mode"] == "refusal" and described["model_judge"]["model"] == "judge-model"
+    assert (
+        described["model_judge"]["mode"] == "refusal" and described["model_judge"]["model"] == "judge-model"
+    )
     from vlguard.errors import ConfigError
 
     with pytest.raises(ConfigError, match="cascade"):

@@ -141,7 +141,11 @@ def test_split_depends_on_ids_only() -> None:
 
 def test_split_sizes_on_the_real_data(shared_data: Path) -> None:
     rows = read_judge_dev(shared_data / "judge-dev")
-    sizes = {(s, p): sum(r.source == s and r.split == p for r in rows) for s in ("xstest", "gptfuzz") for p in ("dev", "heldout", "excluded")}
+    sizes = {
+        (s, p): sum(r.source == s and r.split == p for r in rows)
+        for s in ("xstest", "gptfuzz")
+        for p in ("dev", "heldout", "excluded")
+    }
     assert sizes == {
         ("xstest", "dev"): 1011,
         ("xstest", "heldout"): 963,
@@ -160,7 +164,9 @@ def test_split_sizes_on_the_real_data(shared_data: Path) -> None:
 
 def test_agreement_on_held_out_parts_stays_where_it_was_measured(shared_data: Path) -> None:
     """A regression guard on data the classifier never trained on (figures in docs/judges.md)."""
-    rows = [r for r in read_judge_dev(shared_data / "judge-dev") if r.split == "heldout" and r.source == "xstest"]
+    rows = [
+        r for r in read_judge_dev(shared_data / "judge-dev") if r.split == "heldout" and r.source == "xstest"
+    ]
     rows += [r for r in read_vlguard_responses(shared_data / "vlguard", "test") if r.split == "heldout"]
     judgments = RefusalJudge().judge([JudgeInput(r.id, r.prompt, r.response) for r in rows])
     for source, floor in (("xstest", 0.93), ("vlguard-test", 0.985)):
@@ -177,11 +183,20 @@ def test_the_recipe_reproduces_the_shipped_weights(shared_data: Path, tmp_path: 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "weights.json"
     subprocess.run(
-        [sys.executable, str(root / "scripts" / "train_refusal_classifier.py"), "--data", str(shared_data), "--output", str(out)],
+        [
+            sys.executable,
+            str(root / "scripts" / "train_refusal_classifier.py"),
+            "--data",
+            str(shared_data),
+            "--output",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )
-    shipped = json.loads((root / "src" / "vlguard" / "judges" / "weights" / "refusal_classifier.json").read_text())
+    shipped = json.loads(
+        (root / "src" / "vlguard" / "judges" / "weights" / "refusal_classifier.json").read_text()
+    )
     retrained = json.loads(out.read_text())
     assert retrained["features"] == shipped["features"]
     assert retrained["weights"] == pytest.approx(shipped["weights"], abs=1e-4)

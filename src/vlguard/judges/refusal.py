@@ -666,7 +666,7 @@ class RefusalJudge:
         self, response: str, rule_label: str, rule_evidence: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         """The classifier's verdict, explained; the rules' verdict when the classifier abstains."""
-        verdict = self._classifier.predict(response)
+        verdict = self._classifier.predict(response, (rule_label, rule_evidence))
         evidence: dict[str, Any] = {
             "mode": "default",
             "degenerate": False,

@@ -136,7 +136,9 @@ def sentence_profile(text: str, prefix: str) -> set[str]:
         "moral": sum(bool(_MORAL.search(s)) for s in sentences),
         "deflect": sum(deflects),
         # a suggestion to see someone else is not an instruction that answers the request
-        "instruct": sum(bool(_INSTRUCT.search(s)) and not d for s, d in zip(sentences, deflects, strict=True)),
+        "instruct": sum(
+            bool(_INSTRUCT.search(s)) and not d for s, d in zip(sentences, deflects, strict=True)
+        ),
     }
     features = {f"{prefix}{kind}:{_bucket_share(n / len(sentences))}" for kind, n in kinds.items()}
     features.add(f"{prefix}instruct_n:{_bucket(kinds['instruct'], _COUNT_EDGES)}")
@@ -153,9 +155,12 @@ def _bucket_share(share: float) -> int:
     return next((i for i, edge in enumerate(_SHARE_EDGES) if share < edge), len(_SHARE_EDGES))
 
 
-def reply_features(text: str) -> set[str]:
-    """The binary features of one reply (see the module docstring for the families)."""
-    label, evidence = classify_refusal(text)
+def reply_features(text: str, rule: tuple[str, dict[str, Any]] | None = None) -> set[str]:
+    """The binary features of one reply (see the module docstring for the families).
+
+    ``rule`` is ``classify_refusal(text)`` when the caller has it already (it is the slow part).
+    """
+    label, evidence = rule if rule is not None else classify_refusal(text)
     features = {
         f"r:{label}",
         f"rk:{evidence.get('refusal_kind')}",
@@ -212,9 +217,12 @@ class RefusalClassifier:
         """The weights shipped in the package (``path`` None) or a JSON file written by ``train``."""
         return _load_cached(str(path) if path is not None else "")
 
-    def predict(self, text: str) -> ClassifierVerdict:
-        """``p_refusal`` for one reply, or None when it shares too few words with the training data."""
-        features = frozenset(reply_features(text))
+    def predict(self, text: str, rule: tuple[str, dict[str, Any]] | None = None) -> ClassifierVerdict:
+        """``p_refusal`` for one reply, or None when it shares too few words with the training data.
+
+        ``rule``: the rules' ``(label, evidence)`` for ``text``, when the caller has computed it.
+        """
+        features = frozenset(reply_features(text, rule))
         words = [f[2:] for f in features if f.startswith("w:") and "_" not in f[2:]]
         coverage = sum(w in self.known_words for w in words) / len(words) if words else 0.0
         if coverage < MIN_COVERAGE:
