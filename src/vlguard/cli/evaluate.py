@@ -6,7 +6,6 @@ Heavy libraries (torch, transformers) are imported inside the command functions 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,10 +43,12 @@ def _key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true/false, lists), else a string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    from vlguard.fileio import JsonError, parse_json
+
     key, raw = text.split("=", 1)
     try:
-        value: Any = json.loads(raw)
-    except json.JSONDecodeError:
+        value: Any = parse_json(raw)
+    except JsonError:
         value = raw
     return key.strip(), value
 
@@ -354,4 +355,10 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
                 f"agreement {' vs '.join(row['judges'])}: Cohen's kappa {kappa}, "
                 f"raw agreement {_pct(row.get('agreement'))} %, n {row['n']}"
             )
+    if metrics.get("complete") is False:
+        from rich.markup import escape
+
+        from vlguard.evaluate import incomplete_summary
+
+        console.print(f"[bold red]{escape(incomplete_summary(metrics.get('completeness') or {}))}[/bold red]")
     console.print(f"metrics: {run_dir / 'metrics.json'}")
