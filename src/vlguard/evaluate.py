@@ -338,8 +338,15 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
 
 
 def _generate_locked(config: EvalConfig, progress: bool, held: contextlib.ExitStack) -> Path:
-    """Take the run folder's lock into ``held`` (rank 0; every rank fails alike without it), then generate."""
+    """Load the benchmark, take the run folder's lock into ``held``, then generate.
+
+    Everything that only reads (the benchmark, the sample selection, prompt lengths) comes first, so a
+    data error leaves no folder behind. Rank 0 takes the lock; every rank fails alike without it.
+    """
     procs = _Processes.from_env()
+    if procs.is_main:
+        _warn_if_attack_unseen(config)
+    bench, samples = _load_samples(config)
     refused = None
     if procs.is_main:
         try:
@@ -350,20 +357,13 @@ def _generate_locked(config: EvalConfig, progress: bool, held: contextlib.ExitSt
     if refused is not None:
         procs.close()
         raise RunLockedError(refused)
-    return _generate(config, procs, progress)
+    return _generate(config, procs, bench, samples, progress)
 
 
-def _generate(config: EvalConfig, procs: _Processes, progress: bool) -> Path:
-    import numpy as np
-    import torch
-    from tqdm.auto import tqdm
-
+def _load_samples(config: EvalConfig) -> tuple[Any, list[Sample]]:
+    """The benchmark and the samples selected from it (checked for length)."""
     from vlguard.benchmarks import load_benchmark
-    from vlguard.data.images import prepare_image
-    from vlguard.generation import GenerationRequest, make_backend
 
-    if procs.is_main:
-        _warn_if_attack_unseen(config)
     bench_options = dict(config.bench_options)
     if config.image_mode == "none" and config.data is None and config.bench.startswith("vlguard"):
         # Text-only evaluation: don't download the image zips from the Hub.
@@ -375,6 +375,19 @@ def _generate(config: EvalConfig, procs: _Processes, progress: bool) -> Path:
     check_prompt_lengths(
         samples, str(bench.source.get("path") or bench.source.get("repo_id") or config.bench)
     )
+    return bench, samples
+
+
+def _generate(
+    config: EvalConfig, procs: _Processes, bench: Any, samples: list[Sample], progress: bool
+) -> Path:
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from vlguard.data.images import prepare_image
+    from vlguard.generation import GenerationRequest, make_backend
+
     sample_dicts = [s.to_dict() for s in samples]
     run_dir = config.resolved_run_dir()
     manifest = build_manifest(

@@ -221,6 +221,8 @@ def parse_metrics(
         if not isinstance(raw, dict):
             problems.append(Problem(file, where, "", "expected an object"))
             continue
+        if raw.get("value") is None and raw.get("n") == 0:
+            continue  # no judged sample in this cell (e.g. every verdict an error): no number to show
         bad = [
             name
             for name, types in _ROW_FIELDS.items()

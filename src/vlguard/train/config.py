@@ -350,6 +350,10 @@ def load_config(
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        except RecursionError:
+            raise ConfigError(f"{path}: not a config: nested too deeply to read") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte offset {err.start}); save it as UTF-8") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config is a mapping of keys, got {type(loaded).__name__}")
         raw = loaded or {}
@@ -424,6 +428,18 @@ def check_values(config: TrainConfig) -> None:
         )
     if not config.output_dir.strip():
         raise ConfigError("config key 'output_dir': must not be empty")
+    for key, text in _strings(config.to_dict()):
+        if any("\ud800" <= ch <= "\udfff" for ch in text):
+            raise ConfigError(f"config key '{key}': holds a lone UTF-16 surrogate, which is not Unicode text")
+
+
+def _strings(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, text) of every string in a config dict, list items included."""
+    if isinstance(tree, dict):
+        return [item for k, v in tree.items() for item in _strings(v, f"{prefix}{k}.")]
+    if isinstance(tree, list):
+        return [item for v in tree for item in _strings(v, prefix)]
+    return [(prefix.rstrip("."), tree)] if isinstance(tree, str) else []
 
 
 def dump_config(config: TrainConfig) -> str:

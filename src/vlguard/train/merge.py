@@ -35,7 +35,7 @@ def merge_adapter(
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlguard.generation.hf import check_model_reference, safetensors_adapter
+    from vlguard.generation.hf import check_model_reference, ensure_tiny_model, is_tiny, safetensors_adapter
 
     adapter = Path(adapter)
     out = check_output_dir(out, "--out folder")
@@ -54,6 +54,8 @@ def merge_adapter(
     adapter_base = adapter_config.get("base_model_name_or_path")
     if adapter_base and adapter_base != base:
         logger.warning("the adapter was trained on %s; merging into %s", adapter_base, base)
+    # `tiny` names the built-in tiny VLM, as in `vlguard train`: built only once every input is checked.
+    base = str(ensure_tiny_model(base)) if is_tiny(base) else base
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     try:
         model = AutoModelForImageTextToText.from_pretrained(

@@ -449,7 +449,7 @@ def _check_same_settings(checkpoint: Path, config_yaml: str) -> None:
         return
     try:
         saved = yaml.safe_load(saved_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
         raise ConfigError(f"{saved_file}: unreadable ({err}); delete the checkpoint to start over") from None
     current = yaml.safe_load(config_yaml)
     differing = [
