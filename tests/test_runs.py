@@ -192,9 +192,9 @@ def test_a_run_folder_has_one_writer_at_a_time(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        with pytest.raises(RunLockedError, match=rf"in use by another vlguard process \(pid {holder.pid}"):
-            with lock_run_folder(run_dir):
-                pass
+        busy = rf"in use by another vlguard process \(pid {holder.pid}"
+        with pytest.raises(RunLockedError, match=busy), lock_run_folder(run_dir):
+            pass
         assert time.monotonic() - started < 5, "the second writer fails at once, it does not wait"
     finally:
         holder.kill()  # kill -9: the operating system releases the lock
@@ -221,6 +221,8 @@ def test_a_run_folder_path_that_is_a_file_is_a_config_error(tmp_path: Path) -> N
     from vlguard.errors import ConfigError
 
     (tmp_path / "run").write_text("not a folder")
-    with pytest.raises(ConfigError, match="run folder is an existing file"):
-        with lock_run_folder(tmp_path / "run"):
-            pass
+    with (
+        pytest.raises(ConfigError, match="run folder is an existing file"),
+        lock_run_folder(tmp_path / "run"),
+    ):
+        pass
