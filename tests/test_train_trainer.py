@@ -256,6 +256,10 @@ def ten_conversations(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _file_times(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 RESUME = {"max_steps": 4, "save_steps": 2, "global_batch_size": 2, "per_device_batch_size": 2, "lr": 5e-3}
 
 
@@ -279,10 +283,12 @@ def test_a_run_killed_during_its_final_save_resumes_without_training_further(
     shutil.copytree(straight_dir / "checkpoints", out / "checkpoints")
     (out / ".model.tmp").mkdir()
     (out / ".model.tmp" / "model.safetensors").write_bytes(b"half")
+    before = _file_times(out / "checkpoints")
     # The same command again (resume_from_checkpoint left at its default).
     resumed = train(_config(tiny_model_dir, ten_conversations, out, **RESUME))
     assert resumed.global_step == 4
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert _file_times(out / "checkpoints") == before, "resumed: no step trained, no checkpoint rewritten"
     a, b = _weights(straight.model_dir), _weights(resumed.model_dir)
     assert all(torch.equal(a[k], b[k]) for k in a), "the final model is checkpoint-4's weights, untouched"
     assert resumed.train_loss == pytest.approx(straight.train_loss, rel=1e-6)
@@ -296,8 +302,10 @@ def test_train_loss_after_a_resume_is_the_mean_over_the_whole_run(
     straight_dir, straight = straight_run
     out = tmp_path / "run"
     shutil.copytree(straight_dir / "checkpoints" / "checkpoint-2", out / "checkpoints" / "checkpoint-2")
+    before = _file_times(out / "checkpoints" / "checkpoint-2")
     resumed = train(_config(tiny_model_dir, ten_conversations, out, **RESUME))
     assert resumed.global_step == 4
+    assert _file_times(out / "checkpoints" / "checkpoint-2") == before, "resumed, not restarted from step 0"
     state = json.loads((straight_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
     losses = {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
     resumed_only = (losses[3] + losses[4]) / 2
