@@ -257,7 +257,9 @@ def ten_conversations(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _file_times(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 RESUME = {"max_steps": 4, "save_steps": 2, "global_batch_size": 2, "per_device_batch_size": 2, "lr": 5e-3}
