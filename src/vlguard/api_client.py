@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import ConfigError
+from vlguard.fileio import parse_json
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -341,7 +342,9 @@ class ChatClient:
 
     def _parse_success(self, payload: bytes) -> ChatResult:
         try:
-            data = json.loads(payload)
+            # The strict reader: a server's lone surrogate or absurd nesting is a malformed response for
+            # this request, not a crash of the run (or text that cannot be written to generations.jsonl).
+            data = parse_json(payload.decode("utf-8"))
             choice = data["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
             text = self._redact(payload.decode("utf-8", errors="replace"))  # before the cut, as above
@@ -363,7 +366,7 @@ class ChatClient:
 def _error_detail(raw: str) -> tuple[str, str]:
     """(message, code) from an OpenAI-style error body ``{"error": {"message", "code", "type"}}``."""
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except ValueError:
         return raw.strip()[:300], ""
     error = data.get("error", data) if isinstance(data, dict) else data
