@@ -37,9 +37,11 @@ from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardErr
 # the interpreter's recursion limit.
 MAX_JSON_DEPTH = 64
 
-# A JSON escape of a UTF-16 surrogate. Pairs (emoji written as "\ud83d\ude00") are fine once decoded;
-# only when the text holds such an escape at all do we walk the decoded value looking for lone ones.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+# A JSON escape of a UTF-16 surrogate. Pairs (an emoji written "\ud83d\ude00" by an ASCII-only encoder)
+# are fine once decoded; only when an escape is not half of a pair (an escaped backslash before "ud800"
+# also looks like one) do we walk the decoded value to find the lone surrogate, so files full of pairs
+# stay fast.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -97,9 +99,22 @@ def parse_json(text: str) -> Any:
     except RecursionError:
         raise JsonError(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
     _check_depth(value)
-    if _SURROGATE_ESCAPE.search(text):
+    if _may_hold_lone_surrogate(text):
         _check_surrogates(value)
     return value
+
+
+def _may_hold_lone_surrogate(text: str) -> bool:
+    """Whether a surrogate escape in ``text`` is not half of a high + low pair (cheap: escapes only)."""
+    low_expected_at = -1  # where the low half of the last high surrogate must start
+    for match in _SURROGATE_ESCAPE.finditer(text):
+        is_high = match.group()[3] in "89abAB"
+        if low_expected_at != -1 and (is_high or match.start() != low_expected_at):
+            return True
+        if not is_high and low_expected_at == -1:
+            return True
+        low_expected_at = match.end() if is_high else -1
+    return low_expected_at != -1
 
 
 def _check_depth(value: Any) -> None:
