@@ -42,6 +42,10 @@ def test_lone_surrogates_are_refused_with_their_path_but_pairs_are_text() -> Non
     with pytest.raises(JsonError, match="key"):
         parse_json('{"\\udc00": 1}')
     assert parse_json('"\\ud83d\\ude00"') == "\U0001f600"  # a pair is one emoji
+    assert parse_json('"\\uD83D\\uDE00 and \\ud83d\\ude01"') == "\U0001f600 and \U0001f601"
+    for halves in ('["\\ud83d", "\\ude00"]', '"\\ude00\\ud83d"', '"\\ud83d\\ud83d\\ude00"', '"\\ud83d"'):
+        with pytest.raises(JsonError, match="lone UTF-16 surrogate"):
+            parse_json(halves)
     assert parse_json('"a \\\\ud800 b"') == "a \\ud800 b"  # an escaped backslash, not a surrogate
 
 
