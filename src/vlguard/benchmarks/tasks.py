@@ -422,11 +422,31 @@ def _resolve_file(
     }
 
 
+def _collapse_missing_fields(problems: list[Problem], n_records: int, file: str) -> list[Problem]:
+    """One problem for a field that every record lacks (a file with the wrong columns), not one per row."""
+    missing: dict[str, list[Problem]] = {}
+    for problem in problems:
+        if problem.message.startswith("missing field"):
+            missing.setdefault(problem.field, []).append(problem)
+    everywhere = {name for name, found in missing.items() if len(found) == n_records}
+    if not everywhere:
+        return problems
+    kept = [p for p in problems if not (p.field in everywhere and p.message.startswith("missing field"))]
+    collapsed = [
+        Problem(
+            file, "", name, missing[name][0].message.replace("missing field", "missing in every record", 1)
+        )
+        for name in sorted(everywhere)
+    ]
+    return collapsed + kept
+
+
 def _read_items(spec: TaskSpec, path: Path, options: Mapping[str, Any]) -> list[TaskItem]:
     records = spec.load_records(path)
     if not records:
         raise DataValidationError([Problem(str(path), "", "", "no records")])
     items, problems = spec.read(records, str(path), options)
+    problems = _collapse_missing_fields(problems, len(records), str(path))
     if problems:
         raise DataValidationError(
             problems, hint=f"{spec.name} expects the layout of {spec.where_to_get}".rstrip()
@@ -574,7 +594,7 @@ def load_task_examples(
         known = sorted({*spec.local_files, *spec.hub_files} - {spec.eval_split})
         holdout = ["holdout"] if spec.holdout_start is not None else []
         raise ConfigError(
-            f"{task!r} has no split {split!r} for training (splits: {', '.join(known + holdout) or 'none'})"
+            f"{task!r} has no {split!r} split to train on (training splits: {', '.join(known + holdout) or 'none'})"
         )
     if n is not None and n > len(items):
         raise ConfigError(
