@@ -202,7 +202,9 @@ def test_training_examples_refuse_the_evaluation_data(shared_data: Path) -> None
         load_task_examples("sst2", shared_data / "sst2" / "dev.tsv", n=10)
     with pytest.raises(ConfigError, match="evaluation split"):
         load_task_examples("sst2", shared_data / "sst2", n=10, split="dev")
-    with pytest.raises(ConfigError, match=r"'alpaca-eval' has no 'train' split to train on \(training splits: none\)"):
+    with pytest.raises(
+        ConfigError, match=r"'alpaca-eval' has no 'train' split to train on \(training splits: none\)"
+    ):
         load_task_examples("alpaca-eval", shared_data / "alpaca_eval", n=10)
     with pytest.raises(ConfigError, match="no 'validation' split"):
         load_task_examples("sst2", shared_data / "sst2", n=10, split="validation")
