@@ -43,6 +43,20 @@ def test_registry_entries_default_to_text_only_and_their_scorers() -> None:
     assert all(t in BENCHMARKS for t in TASKS)
 
 
+def test_ls_lists_the_task_benchmarks_and_their_judges(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ls"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for task, judge in (
+        ("sst2", "accuracy"),
+        ("agnews", "accuracy"),
+        ("gsm8k", "accuracy"),
+        ("alpaca-eval", "llm-judge"),
+    ):
+        [line] = [line for line in lines if line.split()[:1] == [task]]
+        assert line.split()[1:3] == ["none", judge]
+    assert any(line.split()[:1] == ["accuracy"] for line in lines)  # the judge
+
+
 def test_sst2_is_the_whole_validation_split_with_the_papers_instruction(shared_data: Path) -> None:
     bench = load_benchmark("sst2", data=str(shared_data / "sst2"))
     samples = bench.samples
