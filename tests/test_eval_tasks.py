@@ -81,6 +81,18 @@ def test_sst2_accuracy_end_to_end_through_an_api_model(shared_data: Path, tmp_pa
         and manifest["judges"]["accuracy"]["match"] == "exact"
     )
 
+    # The report shows accuracy as a headline number, with its exact value in the page.
+    from vlguard.report import write_report
+
+    files = write_report([run_dir], tmp_path / "report")
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    summary = markdown.split("## Summary", 1)[1].split("### Other metrics", 1)[0]
+    assert f"| accuracy (1) | sst2 | Accuracy | {100 * row['value']:.1f}% [" in summary
+    html = files.main.read_text(encoding="utf-8")
+    cell = re.search(r'data-subset="sst2" data-metric="accuracy" data-group="all" data-value="([^"]+)"', html)
+    assert cell is not None and float(cell.group(1)) == row["value"]
+    assert "share of task answers that match the gold answer" in html
+
 
 def test_alpaca_eval_win_rate_against_the_gpt4_turbo_references(shared_data: Path, tmp_path: Path) -> None:
     """The default judge of alpaca-eval is the pairwise llm-judge, shown the file's reference answers."""
