@@ -123,7 +123,7 @@ def test_alpaca_eval_has_805_instructions_with_gpt4_turbo_references(shared_data
     samples = bench.samples
     assert len(samples) == 805 and samples[0].id == "alpaca-eval:eval:0"
     raw = json.loads((shared_data / "alpaca_eval" / "alpaca_eval_gpt4_1106_preview.json").read_text())
-    assert [s.prompt for s in samples] == [r["instruction"].strip() for r in raw]
+    assert [s.prompt for s in samples] == [r["instruction"] for r in raw]  # as written, like the papers
     assert [s.reference for s in samples] == [r["reference_output"].strip() for r in raw]
     assert bench.references == {s.id: s.reference for s in samples}
     assert {s.category for s in samples} == {"helpful_base", "koala", "oasst", "selfinstruct", "vicuna"}
@@ -321,6 +321,22 @@ def test_bad_rows_are_named_by_file_line_and_field(tmp_path: Path) -> None:
     ]
 
 
+def test_texts_are_kept_as_written_and_split_on_newlines_only(tmp_path: Path) -> None:
+    # U+2028 and form feeds are line breaks to str.splitlines, but not in a TSV / JSON Lines file.
+    sst2 = _write(
+        tmp_path / "sst2" / "dev.tsv", "label\tsentence\r\n1\tline\u2028sep and \x0c feed \r\n0\t dull \r\n"
+    )
+    assert [s.input for s in load_benchmark("sst2", data=str(sst2)).samples] == [
+        "line\u2028sep and \x0c feed ",
+        " dull ",
+    ]
+    gsm8k = _write(
+        tmp_path / "gsm8k" / "test.jsonl",
+        json.dumps({"question": "a\u2028b?", "answer": "#### 1"}, ensure_ascii=False) + "\n",
+    )
+    assert load_benchmark("gsm8k", data=str(gsm8k)).samples[0].prompt == "a\u2028b?"
+
+
 def test_unreadable_files_and_missing_paths(tmp_path: Path) -> None:
     latin = _write(tmp_path / "latin" / "dev.tsv", "label\tsentence\n1\tcaf\xe9\n".encode("latin-1"))
     with pytest.raises(DataValidationError, match=r"line 2: not UTF-8"):
@@ -413,8 +429,8 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_hub_sources_are_the_default_and_read_from_the_cache(hub_cache: Path) -> None:
     sst2 = load_benchmark("sst2")
     assert [(s.id, s.input, s.reference) for s in sst2.samples[:2]] == [
-        ("sst2:dev:0", "review 0", "negative"),
-        ("sst2:dev:1", "review 1", "positive"),
+        ("sst2:dev:0", "review 0 ", "negative"),  # the raw text, as the papers prompt it
+        ("sst2:dev:1", "review 1 ", "positive"),
     ]
     assert sst2.source["kind"] == "hub" and sst2.source["repo_id"] == "nyu-mll/glue"
     assert sst2.source["commit"] == COMMIT and sst2.source["file"] == "sst2/validation-00000-of-00001.parquet"

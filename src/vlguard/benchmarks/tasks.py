@@ -167,13 +167,20 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of a file, split on newlines only (``str.splitlines`` also splits inside a text on
+    characters such as U+2028 or form feeds, which then look like ragged rows); CRLF is accepted."""
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def read_tsv(path: Path) -> list[TaskRecord]:
     """A tab-separated file with a header row (GLUE's layout): one record per non-blank line.
 
     GLUE's TSV files are not quoted (a sentence may hold ``"``), so cells are split on tabs only. A
     line with another number of cells than the header is a problem naming the line.
     """
-    lines = _read_text(path).splitlines()
+    lines = _lines(_read_text(path))
     if not lines or not lines[0].strip():
         raise DataValidationError([Problem(str(path), "", "", "empty file: no header row")])
     columns = [cell.strip() for cell in lines[0].split("\t")]
@@ -243,7 +250,7 @@ def read_jsonl_records(path: Path) -> list[TaskRecord]:
 
     records: list[TaskRecord] = []
     problems: list[Problem] = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(_lines(_read_text(path)), start=1):
         if not line.strip():
             continue
         try:
@@ -317,9 +324,13 @@ def read_by_suffix(path: Path) -> list[TaskRecord]:
 
 
 def text_field(
-    record: TaskRecord, names: Sequence[str], file: str, problems: list[Problem], *, strip: bool = True
+    record: TaskRecord, names: Sequence[str], file: str, problems: list[Problem], *, strip: bool = False
 ) -> str | None:
-    """The record's first present field of ``names`` as non-empty text; a problem (and None) otherwise."""
+    """The record's first present field of ``names`` as non-empty text; a problem (and None) otherwise.
+
+    Task texts are kept as the source has them by default (``strip=False``: the papers format the raw
+    dataset text into their prompts); ``strip=True`` drops surrounding whitespace.
+    """
     name = next((n for n in names if n in record.fields), None)
     if name is None:
         present = ", ".join(sorted(map(str, record.fields))) or "none"
