@@ -258,6 +258,9 @@ def _result_fields(
         "system_prompt": config.system_prompt,
         "seed": config.seed,
     }
+    if "prompt_format" in config.backend_options:
+        # Only when set, like bench_options: chat and alpaca prompts give different answers.
+        fields["prompt_format"] = config.backend_options["prompt_format"]
     bench_options = {k: v for k, v in config.bench_options.items() if k not in LOCATION_OPTIONS}
     if bench_options:
         # Only when set: run folders made before this field existed (without options) still resume.

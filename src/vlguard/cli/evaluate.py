@@ -73,7 +73,11 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     from vlguard.generation import BACKENDS
 
     model = p.add_argument_group("model")
-    model.add_argument("--model", required=True, help="local folder, Hub id, or 'tiny' (built-in tiny VLM)")
+    model.add_argument(
+        "--model",
+        required=True,
+        help="local folder, Hub id, 'tiny' (built-in tiny VLM) or 'tiny-lm' (built-in tiny text LM)",
+    )
     model.add_argument(
         "--backend", default="hf", choices=sorted(BACKENDS), help="generation backend (default: hf)"
     )
