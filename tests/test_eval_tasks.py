@@ -141,21 +141,14 @@ def test_alpaca_eval_win_rate_against_the_gpt4_turbo_references(shared_data: Pat
     assert row["value"] == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("model", ["tiny-lm", "tiny"])
 def test_done_when_sst2_on_a_local_model_writes_accuracy(
-    shared_data: Path, tmp_path: Path, tiny_cache: Path, capsys: pytest.CaptureFixture[str]
+    model: str, shared_data: Path, tmp_path: Path, tiny_cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`vlguard eval --model tiny-lm --bench sst2 --data ../shared/data/sst2 --limit 40 --run-dir D` (and the
+    tiny VLM, text only) writes D/metrics.json with an accuracy metric over the 40 judged answers."""
     run_dir = tmp_path / "D"
-    args = [
-        "eval",
-        "--model",
-        "tiny",
-        "--bench",
-        "sst2",
-        "--data",
-        str(shared_data / "sst2"),
-        "--limit",
-        "40",
-    ]
+    args = ["eval", "--model", model, "--bench", "sst2", "--data", str(shared_data / "sst2"), "--limit", "40"]
     args += ["--run-dir", str(run_dir), "--max-new-tokens", "4", "--batch-size", "8", "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -169,3 +162,37 @@ def test_done_when_sst2_on_a_local_model_writes_accuracy(
     ]
     assert len(labels) == 40 and set(labels) <= {"correct", "incorrect"}
     assert row["value"] == pytest.approx(labels.count("correct") / 40)
+
+
+def test_the_papers_alpaca_prompt_reaches_a_text_model(
+    shared_data: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    """With prompt_format=alpaca (base models, as in the papers) the model sees Alpaca's exact prompt."""
+    from vlguard.benchmarks import load_benchmark
+    from vlguard.generation.hf import HFBackend
+
+    sample = load_benchmark("sst2", data=str(shared_data / "sst2"), rows=1).samples[0]
+    backend = HFBackend("tiny-lm", prompt_format="alpaca", max_new_tokens=2)
+    prompt = backend.prompt_text(GenerationRequest(sample.id, sample.prompt, input=sample.input))
+    assert prompt == (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n### Instruction:\nAnalyze the sentiment "
+        "of the input, and respond only positive or negative\n\n### Input:\none long string of cliches .\n\n"
+        "### Response:\n"
+    )
+    run_dir = tmp_path / "alpaca"
+    args = [
+        "eval",
+        "--model",
+        "tiny-lm",
+        "--bench",
+        "sst2",
+        "--data",
+        str(shared_data / "sst2"),
+        "--limit",
+        "8",
+    ]
+    args += ["--backend-option", "prompt_format=alpaca", "--run-dir", str(run_dir), "--max-new-tokens", "2"]
+    assert main([*args, "--no-progress"]) == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["result_fields"]["prompt_format"] == "alpaca"
