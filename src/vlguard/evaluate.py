@@ -336,9 +336,7 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
             **_backend_kwargs(config),
         )
         if procs.is_main:
-            update_manifest(
-                run, backend=backend.describe(), data_parallel={"processes": procs.world_size}
-            )
+            update_manifest(run, backend=backend.describe(), data_parallel={"processes": procs.world_size})
         store = run.generations if procs.world_size == 1 else run.rank_generations(procs.rank)
         bar = tqdm(
             total=len(shard), desc="generate", unit="sample", disable=not progress or not procs.is_main
@@ -372,9 +370,7 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     return run.path
 
 
-def _check_generations(
-    backend: str, requests: Sequence[Any], generations: Sequence[Generation]
-) -> None:
+def _check_generations(backend: str, requests: Sequence[Any], generations: Sequence[Generation]) -> None:
     """One generation per request, in request order: anything else is a backend defect, never saved."""
     got = [g.sample_id for g in generations]
     wanted = [r.sample_id for r in requests]

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __version__ = "0.33.0+stand-in"
 
@@ -44,7 +44,7 @@ def _record(event: dict[str, Any]) -> None:
 class SamplingParams:
     """The fields of vLLM's SamplingParams that exist; an unknown keyword is a TypeError, as there."""
 
-    _FIELDS = {
+    _FIELDS: ClassVar[dict[str, Any]] = {
         "n": 1, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "seed": None, "max_tokens": 16,
         "min_tokens": 0, "ignore_eos": False, "stop": None, "stop_token_ids": None,
         "skip_special_tokens": True, "repetition_penalty": 1.0, "detokenize": True,
@@ -111,7 +111,9 @@ class _StandInModel:
             if target not in self.shapes:
                 raise ValueError(f"There is no module or parameter named '{target}'")
             if list(tensor.shape) != self.shapes[target]:
-                raise ValueError(f"shape mismatch for {target}: {list(tensor.shape)} vs {self.shapes[target]}")
+                raise ValueError(
+                    f"shape mismatch for {target}: {list(tensor.shape)} vs {self.shapes[target]}"
+                )
             done.add(target)
         self.loaded += sorted(done)
         return done
