@@ -593,12 +593,18 @@ def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="vlguard-bench-", dir=args.work_dir))
     (work / "prompts.json").write_text(json.dumps(prompts), encoding="utf-8")
     (work / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+    deadline = time.monotonic() + args.time_budget
+
+    def left() -> float:
+        return max(30.0, deadline - time.monotonic())
+
     try:
-        build = run_worker("build", work, timeout=args.stage_timeout)
+        build = run_worker("build", work, timeout=left())
         if "error" in build:
             raise SystemExit(f"building the model failed: {build['error']}")
-        hf = run_worker("hf", work, timeout=args.stage_timeout)
-        vllm = run_worker("vllm", work, timeout=args.stage_timeout)
+        # vllm first: if the time budget runs out, the new figure is the one to keep (hf has one above).
+        vllm = run_worker("vllm", work, timeout=left())
+        hf = run_worker("hf", work, timeout=left())
     finally:
         if not args.keep_model:
             import shutil
@@ -684,7 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shared-blank-image", action="store_true", help="hf vs vllm: one blank image for every prompt"
     )
-    parser.add_argument("--stage-timeout", type=float, default=420, help="hf vs vllm: seconds per stage")
+    parser.add_argument(
+        "--time-budget", type=float, default=540, help="hf vs vllm: seconds for all stages (default 540)"
+    )
     parser.add_argument("--work-dir", type=Path, help="where the model is saved (default: a temp folder)")
     parser.add_argument("--keep-model", action="store_true", help="keep the saved model and worker JSON")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
