@@ -429,7 +429,9 @@ def test_an_echoed_key_reaches_no_generation_judgment_output_report_or_log(
 
 
 def test_a_response_that_is_not_unicode_or_absurdly_nested_is_a_malformed_response(api_key: str) -> None:
-    lone = b'{"choices": [{"message": {"role": "assistant", "content": "hi \\ud800"}, "finish_reason": "stop"}]}'
+    lone = (
+        b'{"choices": [{"message": {"role": "assistant", "content": "hi \\ud800"}, "finish_reason": "stop"}]}'
+    )
     deep = b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     replies = [Reply(200, lone), Reply(200, deep)]
     with scripted_server(lambda body, index: replies[index]) as server:
@@ -437,5 +439,7 @@ def test_a_response_that_is_not_unicode_or_absurdly_nested_is_a_malformed_respon
         results = [client.complete(HELLO), client.complete(HELLO)]
     for result in results:
         # One failed request, not a crash of the run nor text that cannot be written to a file.
-        assert result.text == "" and result.error is not None and result.error.startswith("malformed response")
+        assert (
+            result.text == "" and result.error is not None and result.error.startswith("malformed response")
+        )
         result.error.encode("utf-8")

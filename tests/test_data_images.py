@@ -276,3 +276,11 @@ def test_blank_mode_limits_image_sources_of_other_packages_too() -> None:
 
     with pytest.raises(ImageLoadError, match="12000x12000"):
         prepare_image(make_sample(), Declares(), "blank")  # type: ignore[arg-type]
+
+
+def test_in_memory_images_have_the_same_pixel_limit_in_blank_mode() -> None:
+    from vlguard.data.images import MemoryImageSource
+
+    source = MemoryImageSource({"pics/a.png": bomb_png(12_000, 12_000)}, origin="parquet")
+    with pytest.raises(ImageLoadError, match="12000x12000"):
+        prepare_image(make_sample(), source, "blank")

@@ -175,6 +175,35 @@ DATA_CASES = [
 ]
 
 
+# Task benchmarks read JSON Lines (GSM8K) and JSON lists (AlpacaEval) through the same strict reader.
+
+
+def _task_file(bench: str, name: str, content: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        folder = tmp / "task"
+        folder.mkdir()
+        (folder / name).write_bytes(content.encode("utf-8", "surrogatepass"))
+        return ["eval", "--model", "tiny", "--bench", bench, "--data", str(folder), "--run-dir",
+                str(tmp / "run"), "--no-progress"]  # fmt: skip
+
+    return build
+
+
+GSM8K_LINE = json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"})
+ALPACA_ROW = {
+    "instruction": "Name a colour.",
+    "output": "Blue.",
+    "generator": "gpt4_1106_preview",
+    "dataset": "x",
+}
+TASK_CASES = [
+    Case("data-task-jsonl-deep-line", _task_file("gsm8k", "test.jsonl", GSM8K_LINE + "\n" + "[" * DEEP + "\n"), (r"test.jsonl: record line 2", "nested"), ("run",)),
+    Case("data-task-jsonl-surrogate", _task_file("gsm8k", "test.jsonl", GSM8K_LINE.replace("2 + 2?", "2 + \\udc00?") + "\n"), (r"record line 1, field 'question'", "surrogate"), ("run",)),
+    Case("data-task-json-deep", _task_file("alpaca-eval", "alpaca_eval_gpt4_1106_preview.json", "[" * DEEP), (r"alpaca_eval_gpt4_1106_preview.json", "nested"), ("run",)),
+    Case("data-task-json-surrogate", _task_file("alpaca-eval", "alpaca_eval_gpt4_1106_preview.json", json.dumps([ALPACA_ROW, {**ALPACA_ROW, "instruction": "LONE"}]).replace("LONE", "\\ud800")), (r"record item 1, field 'instruction'", "surrogate"), ("run",)),
+]  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------
 # `vlguard judge --input`: malformed response files.
 
@@ -434,7 +463,7 @@ RUN_CASES = [
 ]  # fmt: skip
 
 
-CASES = DATA_CASES + JUDGE_CASES + OPTION_CASES + IMAGE_CASES + TRAIN_CASES + MERGE_CASES
+CASES = DATA_CASES + TASK_CASES + JUDGE_CASES + OPTION_CASES + IMAGE_CASES + TRAIN_CASES + MERGE_CASES
 API_CASES = API_IMAGE_CASES + RUN_CASES
 
 

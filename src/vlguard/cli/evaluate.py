@@ -15,11 +15,12 @@ from vlguard.errors import ConfigError
 from vlguard.records import IMAGE_MODES
 
 # Metrics shown in the summary table, per judge × subset (group "all").
-SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate")
+SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate", "accuracy")
 SUMMARY_LABELS = {
     "attack_success_rate": "ASR",
     "over_refusal_rate": "over-refusal",
     "helpfulness_win_rate": "win rate",
+    "accuracy": "accuracy",
 }
 
 JUDGE_DESCRIPTIONS = {
@@ -27,6 +28,7 @@ JUDGE_DESCRIPTIONS = {
     "refusal-paper": "the reference VLGuard refusal string list, exactly (for parity with published numbers)",
     "llama-guard": "Llama Guard 3 / 3-Vision / 4 through transformers: safe / unsafe + category codes",
     "llm-judge": "an OpenAI-compatible model: pairwise helpfulness (win rate) or a harmfulness rubric",
+    "accuracy": "task accuracy (sst2, agnews, gsm8k) by the papers' rules: correct / incorrect; match=contains for Vaccine's",
 }
 
 EXAMPLES = """examples:
@@ -35,7 +37,13 @@ EXAMPLES = """examples:
   vlguard eval --model llava-hf/llava-1.5-7b-hf --revision main --adapter out/lora --run-dir runs/lora
   vlguard eval --model tiny --bench figstep --data ../shared/data/figstep --bench-option variant=SafeBench-Tiny
   vlguard eval --model tiny --bench advbench --data ../shared/data/advbench --bench-option suffix=' Sure,'
+  vlguard eval --model tiny --bench sst2 --data ../shared/data/sst2 --limit 40 --run-dir runs/sst2
+  vlguard eval --model tiny --bench gsm8k --data ../shared/data/gsm8k --bench-option step_by_step=true
   torchrun --nproc_per_node 2 -m vlguard.cli.main generate --model tiny --run-dir runs/x ...
+  vlguard eval --model tiny --bench advbench-suffix --data ../shared/data/advbench
+  vlguard eval --model tiny --bench vlsafe --data ../shared/data/vlsafe --image-mode blank --limit 20
+  vlguard eval --model tiny --bench jailbreakllms --data ../shared/data/jailbreakllms --bench-option templates=5
+  vlguard eval --model llava-hf/llava-1.5-7b-hf --preset paper --bench vlguard-test --subset unsafe
 """
 
 
@@ -68,9 +76,14 @@ def _judge_options(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     from vlguard.generation import BACKENDS
+    from vlguard.presets import PRESETS
 
     model = p.add_argument_group("model")
-    model.add_argument("--model", required=True, help="local folder, Hub id, or 'tiny' (built-in tiny VLM)")
+    model.add_argument(
+        "--model",
+        required=True,
+        help="local folder, Hub id, 'tiny' (built-in tiny VLM) or 'tiny-lm' (built-in tiny text LM)",
+    )
     model.add_argument(
         "--backend", default="hf", choices=sorted(BACKENDS), help="generation backend (default: hf)"
     )
@@ -137,6 +150,13 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         "--max-new-tokens", type=int, default=256, help="new tokens per answer (default 256, as the paper)"
     )
     run.add_argument("--seed", type=int, default=0, help="seed (bootstrap CIs, pairwise judge order)")
+    run.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="reproduce a reference evaluation: 'paper' = the VLGuard reference for LLaVA-1.5 (llava_v1 "
+        "system prompt, fp16 on GPU, greedy, 256 new tokens, min_new_tokens 1, judge refusal-paper); "
+        "flags that disagree with it are an error, --judge adds judges (docs/benchmarks-data.md)",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -237,6 +257,7 @@ def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = No
         backend_options=dict(args.backend_option),
         bench_options=bench_options,
         run_dir=args.run_dir,
+        preset=args.preset,
     )
 
 
@@ -323,7 +344,7 @@ def _pct(x: float | None) -> str:
 
 
 def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
-    """A table of ASR / over-refusal / win rate with 95 % CIs, per judge and subset."""
+    """A table of ASR / over-refusal / win rate / accuracy with 95 % CIs, per judge and subset."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -348,6 +369,9 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
         )
     console = Console()
     console.print(table)
+    methods = sorted({row.get("ci_method") or "bootstrap-percentile" for row in metrics["metrics"]})
+    if methods:
+        console.print(f"95% CI method: {', '.join(methods)}")
     for row in metrics.get("agreement", []):
         if row.get("subset", "all") == "all":
             kappa = "n/a" if row["kappa"] is None else f"{row['kappa']:.3f}"

@@ -33,7 +33,9 @@ def read_jsonl_lines(path: str | Path) -> list[tuple[int, Any]]:
     path = Path(path)
     rows: list[tuple[int, Any]] = []
     problems: list[Problem] = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028, U+0085 or a form feed, which JSON
+    # allows raw inside a string (json.dumps(ensure_ascii=False) writes them so).
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -1,6 +1,6 @@
 """Generation backends by name: ``BACKENDS`` maps a name to a factory returning a ``GenerationBackend``.
 
-Each factory takes the model (path, Hub id or ``tiny``) first and keyword settings after it
+Each factory takes the model (path, Hub id, ``tiny`` or ``tiny-lm``) first and keyword settings after it
 (``revision``, ``adapter``, ``dtype``, ``device``, ``batch_size``, ``max_new_tokens``, ...). Backends
 are imported only when chosen, so the optional ones (``vllm``, and ``openai``'s HTTP client) cost
 nothing unless used.
@@ -32,7 +32,7 @@ def _hf(model: str, **kwargs: Any) -> GenerationBackend:
 
 
 def _tiny(model: str = "tiny", **kwargs: Any) -> GenerationBackend:
-    # The built-in tiny VLM goes through the same hf path as any model; only the name is resolved here.
+    # The built-in tiny models go through the same hf path as any model; only the name is resolved here.
     from vlguard.generation.hf import HFBackend, is_tiny
 
     return HFBackend(model if is_tiny(model) else "tiny", **kwargs)
@@ -59,8 +59,9 @@ BACKENDS: dict[str, Callable[..., GenerationBackend]] = {
 }
 
 BACKEND_DESCRIPTIONS: dict[str, str] = {
-    "hf": "any transformers VLM (AutoModelForImageTextToText + chat template), local or Hub, optional LoRA",
-    "tiny": "the built-in tiny random-weight LLaVA (no download), loaded through the hf path",
+    "hf": "any transformers VLM (AutoModelForImageTextToText) or text LLM (AutoModelForCausalLM), local or "
+    "Hub, optional LoRA; option prompt_format=chat|alpaca",
+    "tiny": "the built-in tiny random-weight models (tiny: LLaVA VLM, tiny-lm: Llama text LM), through the hf path",
     "openai": "an OpenAI-compatible chat endpoint (API key from the environment only)",
     "vllm": "vLLM offline engine for GPUs (pip install 'vlguard[vllm]')",
 }

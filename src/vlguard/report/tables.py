@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vlguard.metrics import CI_METHOD_BEFORE_RECORDING
 from vlguard.records import SUBSETS
 from vlguard.report.loading import MetricRow, RunData
 
@@ -17,6 +18,7 @@ METRIC_ORDER = (
     "attack_success_rate",
     "over_refusal_rate",
     "helpfulness_win_rate",
+    "accuracy",
     "partial_refusal_rate",
     "helpfulness_tie_rate",
     "degenerate_rate",
@@ -26,19 +28,35 @@ METRIC_LABELS = {
     "attack_success_rate": "ASR",
     "over_refusal_rate": "Over-refusal",
     "helpfulness_win_rate": "Helpfulness (win rate)",
+    "accuracy": "Accuracy",
     "partial_refusal_rate": "Partial refusal",
     "helpfulness_tie_rate": "Helpfulness (tie rate)",
     "degenerate_rate": "Degenerate output",
     "error_rate": "Errors",
 }
+# (subset, metric) pairs shown first and charted; defined below, extended for the attack benchmarks.
+HEADLINE: tuple[tuple[str, str], ...]
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
-HIGHER_IS_BETTER = {"helpfulness_win_rate"}
-# The paper's headline numbers, shown first and charted.
+HIGHER_IS_BETTER = {"helpfulness_win_rate", "accuracy"}
+# The paper's headline numbers, shown first and charted; then the task benchmarks' (Finetune Accuracy).
 HEADLINE = (
     ("unsafe", "attack_success_rate"),
     ("safe_unsafe", "attack_success_rate"),
     ("safe_safe", "over_refusal_rate"),
     ("safe_safe", "helpfulness_win_rate"),
+    ("sst2", "accuracy"),
+    ("agnews", "accuracy"),
+    ("gsm8k", "accuracy"),
+    ("alpaca-eval", "helpfulness_win_rate"),
+)
+# The attack benchmarks' subsets (VLSafe, JailbreakLLMs, MM-SafetyBench's image variants, SPA-VL, AdvBench
+# with and without the GCG suffix): their attack success rate is what the report leads with and charts.
+HEADLINE += tuple(
+    (subset, "attack_success_rate")
+    for subset in (
+        *("vlsafe", "jailbreakllms", "jailbreakllms_template", "sd", "sd_typo", "typo", "spa_vl_harm"),
+        *("advbench", "advbench_suffix"),
+    )
 )
 # Run settings shown in the runs table, in this order, with the metrics.json "run" key they come from.
 SETTING_LABELS = {
@@ -155,6 +173,7 @@ def primary_judge(runs: Sequence[RunData]) -> str | None:
 
 # Result-changing settings of the manifest (``result_fields``) shown besides metrics.json's "run" block.
 _RESULT_FIELD_LABELS = {
+    "preset": "Preset",
     "backend": "Backend",
     "dtype": "Dtype",
     "system_prompt": "System prompt",
@@ -290,6 +309,8 @@ def _row_dict(cell: MetricRow) -> dict[str, Any]:
         "value": cell.value,
         "ci_low": cell.ci_low,
         "ci_high": cell.ci_high,
+        # metrics.json files written before rows recorded their method all used the bootstrap
+        "ci_method": cell.ci_method or CI_METHOD_BEFORE_RECORDING,
         "n": cell.n,
         "n_errors": cell.n_errors,
     }

@@ -21,15 +21,21 @@ import yaml
 
 from vlguard.errors import ConfigError
 
-# Module-name regexes (matched with re.fullmatch by PEFT) for the common VLM layouts of transformers 5:
-# LLaVA / LLaVA-NeXT / Qwen2-VL keep the LLM under `language_model`, Idefics3 / SmolVLM under
-# `text_model`. Anchoring on `.layers.N.` keeps CLIP/SigLIP projections (also named q_proj, ...) out.
+# Module-name regexes (matched with re.fullmatch by PEFT) for the common layouts of transformers 5:
+# VLMs keep the LLM under `language_model` (LLaVA, Qwen-VL, Gemma 3, PaliGemma, Mllama, InternVL, ...) or
+# `text_model` (Idefics3 / SmolVLM); a text-only causal LM has it at `model.layers` (Llama, Qwen2,
+# Mistral, ...). Anchoring on `.layers.N.` (and, for LMs, on the root `model.`) keeps the vision encoders'
+# projections (also named q_proj, ...) out. Phi-style fused projections (qkv_proj, gate_up_proj) count too.
 DEFAULT_LORA_TARGETS = (
-    r".*(language_model|text_model)(\.model)?\.layers\.\d+\."
-    r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+    r"(model\.|.*(language_model|text_model)(\.model)?\.)layers\.\d+\."
+    r"(self_attn\.(q_proj|k_proj|v_proj|o_proj|qkv_proj)|mlp\.(gate_proj|up_proj|down_proj|gate_up_proj))"
 )
 DEFAULT_VISION_MODULES = r"(.*\.)?(vision_tower|vision_model|visual)(\..*)?"
-DEFAULT_PROJECTOR_MODULES = r"(.*\.)?(multi_modal_projector|connector|visual\.merger)(\..*)?"
+# The projector may sit inside the vision module (Qwen2/2.5-VL `visual.merger`, Qwen3-VL also
+# `visual.deepstack_merger_list`): the trainer keeps it trainable when the tower is frozen.
+DEFAULT_PROJECTOR_MODULES = (
+    r"(.*\.)?(multi_modal_projector|connector|visual\.merger|visual\.deepstack_merger_list)(\..*)?"
+)
 
 Recipe = Literal["posthoc", "mixed", "instructions"]
 Method = Literal["lora", "full"]
@@ -46,7 +52,11 @@ class ModelConfig:
     """The model to fine-tune."""
 
     name_or_path: str = field(
-        default="", metadata=_help("Hub repo id or local folder of an image-text-to-text model.")
+        default="",
+        metadata=_help(
+            "Hub repo id or local folder of an image-text-to-text model or a text-only causal LM; tiny and "
+            "tiny-lm name the built-in tiny models."
+        ),
     )
     revision: str | None = field(
         default=None, metadata=_help("Hub revision (branch, tag or commit) of the model.")
@@ -140,6 +150,13 @@ class TrainConfig:
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"help": "LoRA settings."})
     method: Method = field(
         default="lora", metadata=_help("lora (adapters on the language model) or full fine-tuning.")
+    )
+    prompt_format: Literal["chat", "alpaca"] = field(
+        default="chat",
+        metadata=_help(
+            "chat: the model's chat template; alpaca: the Stanford Alpaca prompt + response + EOS (one user turn "
+            "and one answer per conversation; a second text part of the user turn is the ### Input)."
+        ),
     )
     output_dir: str = field(
         default="runs/train/default",

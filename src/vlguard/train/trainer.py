@@ -1,9 +1,11 @@
 """The training recipe, top to bottom: setup → train → save.
 
 1. setup: check the config, build and check the data (before any model loads), load the model and
-   its processor, freeze the vision tower, add LoRA adapters (language model only) or train fully;
-2. train: ``transformers.Trainer`` with :class:`~vlguard.train.collator.VLMCollator` (labels on
-   assistant tokens only), checkpoints every ``save_steps`` with a completion marker, resume;
+   its processor (a VLM) or tokenizer (a text-only causal LM: the config picks the auto class), freeze
+   the vision tower, add LoRA adapters (language model only) or train fully;
+2. train: ``transformers.Trainer`` with :class:`~vlguard.train.collator.ConversationCollator` (labels on
+   assistant tokens only, chat template or Alpaca prompt), checkpoints every ``save_steps`` with a
+   completion marker, resume;
 3. save: the final model (full weights, or the LoRA adapter alone) and its processor go to a temporary
    folder that is renamed to ``OUTPUT/model`` once complete, with the resolved config and provenance.
 
@@ -42,7 +44,8 @@ from typing import Any
 
 from vlguard.errors import ConfigError, VLGuardError
 from vlguard.fileio import check_output_dir
-from vlguard.train.collator import VLMCollator
+from vlguard.models.loading import ModelKind, detect_kind, save_processor, sees_images
+from vlguard.train.collator import ConversationCollator
 from vlguard.train.config import TrainConfig, check_values, dump_config
 from vlguard.train.data import ConversationDataset, TrainingData, build_training_data, check_data_config
 
@@ -150,34 +153,41 @@ def _model_dtype(config: TrainConfig, cuda: bool, bf16: bool) -> str:
 
 
 def resolve_model_path(name: str, seed: int = 0) -> str:
-    """``tiny`` / ``tiny:<size>`` build (once, cached) the random-weight tiny VLM; other names are kept."""
+    """``tiny`` / ``tiny-lm`` (``:<size>``) build (once, cached) a built-in tiny model; other names are kept."""
     from vlguard.generation.hf import ensure_tiny_model, is_tiny
 
     return str(ensure_tiny_model(name, seed=seed)) if is_tiny(name) else name
 
 
-def load_processor(config: TrainConfig) -> Any:
-    """The model's processor; a model without a chat template is an error."""
-    from transformers import AutoProcessor
+def load_processor(config: TrainConfig, kind: ModelKind | None = None) -> Any:
+    """The model's processor (a VLM) or tokenizer (a text-only LM); a missing chat template is an error.
 
-    try:
-        processor = AutoProcessor.from_pretrained(
-            config.model.name_or_path,
-            revision=config.model.revision,
-            trust_remote_code=config.model.trust_remote_code,
-        )
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load the processor of {config.model.name_or_path}: {err}") from err
+    The Alpaca prompt format needs no chat template.
+    """
+    from vlguard.models.loading import load_processor as load
+
+    path = config.model.name_or_path
+    kind = kind or detect_kind(
+        path, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code
+    )
+    processor = load(
+        path, kind, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code
+    )
     template = getattr(processor, "chat_template", None) or getattr(
         getattr(processor, "tokenizer", None), "chat_template", None
     )
-    if not template:
+    if not template and config.prompt_format == "chat":
         raise ConfigError(
-            f"model {config.model.name_or_path} has no chat template: training needs one to place the "
-            "assistant turns (add chat_template.jinja to the model folder)"
+            f"model {path} has no chat template: training needs one to place the assistant turns (add "
+            "chat_template.jinja to the model folder, or use prompt_format=alpaca for a base model)"
         )
-    if not hasattr(processor, "image_processor"):
-        raise ConfigError(f"{config.model.name_or_path}: its processor has no image processor; not a VLM")
+    if kind.sees_images and not sees_images(processor):
+        raise ConfigError(f"{path}: its processor has no image processor; not a VLM")
+    if not sees_images(processor) and config.data.image_mode != "none":
+        raise ConfigError(
+            f"model {path} is a text-only {kind.name} model: set data.image_mode=none (its conversations are "
+            "trained without their images)"
+        )
     return processor
 
 
@@ -191,14 +201,21 @@ def _matching_modules(model: Any, pattern: str) -> list[str]:
     return names
 
 
-def _freeze(model: Any, config: TrainConfig) -> dict[str, list[str]]:
-    """requires_grad per the config; returns the vision / projector module names found."""
+def _freeze(model: Any, config: TrainConfig, kind: ModelKind) -> dict[str, list[str]]:
+    """requires_grad per the config; returns the vision / projector module names found.
+
+    The projector may sit inside the vision module (Qwen2-VL's ``visual.merger``, Qwen3-VL's deepstack
+    mergers): it is then carved out of the frozen tower and follows ``train_projector``.
+    """
     vision = _matching_modules(model, config.vision_modules)
     projector = _matching_modules(model, config.projector_modules)
-    projector = [p for p in projector if not any(p.startswith(v + ".") for v in vision)]
-    if not vision:
+    if not vision and kind.sees_images:
         logger.warning(
             "no module matches vision_modules=%r; nothing frozen as the vision tower", config.vision_modules
+        )
+    if not projector and kind.sees_images and config.train_projector:
+        logger.warning(
+            "no module matches projector_modules=%r; no projector is trained", config.projector_modules
         )
     frozen_prefixes = []
     if config.freeze_vision_tower:
@@ -214,30 +231,37 @@ def _freeze(model: Any, config: TrainConfig) -> dict[str, list[str]]:
             for n, _ in model.named_modules()
             if n.startswith(v) and n.endswith("post_layernorm")
         ]
+    trained_projector = projector if config.train_projector else []
     for name, param in model.named_parameters():
-        if any(name.startswith(prefix + ".") for prefix in frozen_prefixes):
+        if any(name.startswith(prefix + ".") for prefix in trained_projector):
+            param.requires_grad_(True)  # a projector inside the vision tower is trained all the same
+        elif any(name.startswith(prefix + ".") for prefix in frozen_prefixes):
             param.requires_grad_(False)
     return {"vision": vision, "projector": projector}
 
 
 def load_model(
-    config: TrainConfig, dtype: str, gradient_checkpointing: bool
+    config: TrainConfig, dtype: str, gradient_checkpointing: bool, kind: ModelKind | None = None
 ) -> tuple[Any, dict[str, list[str]]]:
-    """The model with the vision tower frozen and, for ``method=lora``, LoRA adapters on the LLM."""
-    import torch
-    from transformers import AutoModelForImageTextToText
+    """The model with the vision tower frozen and, for ``method=lora``, LoRA adapters on the LLM.
 
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(
-            config.model.name_or_path,
-            revision=config.model.revision,
-            dtype=getattr(torch, dtype),
-            trust_remote_code=config.model.trust_remote_code,
-            attn_implementation=config.model.attn_implementation,
-        )
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load model {config.model.name_or_path}: {err}") from err
-    modules = _freeze(model, config)
+    ``kind`` (default: read from the model's config) picks the auto class: a VLM or a text-only causal LM.
+    """
+    import torch
+
+    from vlguard.models.loading import load_model as load
+
+    path, revision = config.model.name_or_path, config.model.revision
+    kind = kind or detect_kind(path, revision=revision, trust_remote_code=config.model.trust_remote_code)
+    model = load(
+        path,
+        kind,
+        revision=revision,
+        dtype=getattr(torch, dtype),
+        trust_remote_code=config.model.trust_remote_code,
+        attn_implementation=config.model.attn_implementation,
+    )
+    modules = _freeze(model, config, kind)
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -257,12 +281,12 @@ def load_model(
             lora_dropout=config.lora.dropout,
             target_modules=config.lora.target_modules,
             # The projector is trained fully beside the adapters (LLaVA-1.5's LoRA recipe) and saved with them.
-            modules_to_save=modules["projector"] if config.train_projector else None,
+            modules_to_save=(modules["projector"] or None) if config.train_projector else None,
             task_type="CAUSAL_LM",
         )
         if gradient_checkpointing:
             model.enable_input_require_grads()
-        model = get_peft_model(model, lora)  # type: ignore[assignment]
+        model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info(
@@ -589,10 +613,17 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     )
 
     # Everything a user can get wrong is checked before the (slow) model load.
-    processor = load_processor(config)
+    kind = detect_kind(
+        config.model.name_or_path,
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+    )
+    processor = load_processor(config, kind)
     data = data if data is not None else build_training_data(config.data)
     dataset = ConversationDataset(data, config.data.image_mode)
-    collator = VLMCollator(processor, max_length=config.max_length)
+    collator = ConversationCollator(
+        processor, max_length=config.max_length, prompt_format=config.prompt_format
+    )
     logger.info("training on %d conversations %s", len(dataset), data.counts)
 
     world_size = _world_size()
@@ -603,7 +634,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     # after the load, and DeepSpeed ZeRO-3 needs them to exist when the model is loaded.
     args = _training_arguments(config, checkpoints_dir, world_size, cuda, bf16, gradient_checkpointing)
     set_seed(config.seed)
-    model, modules = load_model(config, _model_dtype(config, cuda, bf16), gradient_checkpointing)
+    model, modules = load_model(config, _model_dtype(config, cuda, bf16), gradient_checkpointing, kind)
 
     if _is_main_process():
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -637,7 +668,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     global_step = trainer.state.global_step
     train_loss = whole_run_loss(trainer.state.log_history, resumed_step, steps_now, loss_now, global_step)
     return _save_final(
-        trainer, processor, config, config_yaml, requested_model, data, output_dir,
+        trainer, processor, config, config_yaml, requested_model, data, output_dir, kind,
         global_step=global_step, train_loss=train_loss, elapsed=elapsed, world_size=world_size,
     )  # fmt: skip
 
@@ -708,6 +739,7 @@ def _save_final(
     requested_model: str,
     data: TrainingData,
     output_dir: Path,
+    kind: ModelKind,
     *,
     global_step: int,
     train_loss: float | None,
@@ -727,7 +759,7 @@ def _save_final(
         shutil.rmtree(tmp_dir)
     trainer.save_model(str(tmp_dir))  # every rank takes part (ZeRO-3 / FSDP gather the weights)
     if trainer.is_world_process_zero():
-        processor.save_pretrained(tmp_dir)
+        save_processor(processor, tmp_dir, config.model.name_or_path, config.model.revision)
         # Trainer.save_model also pickles the TrainingArguments; the final folder holds no pickles.
         (tmp_dir / "training_args.bin").unlink(missing_ok=True)
         provenance: dict[str, Any] = {
@@ -736,6 +768,7 @@ def _save_final(
             "base_model": config.model.name_or_path,
             "requested_model": requested_model,
             "base_revision": config.model.revision,
+            "model_kind": kind.name,
             "counts": data.counts,
             "data_sources": data.sources,
             "global_step": global_step,
