@@ -53,7 +53,7 @@ def test_syntax_errors_read_well() -> None:
     with pytest.raises(JsonError) as info:
         parse_json('{"a": "unterminated')
     assert (info.value.line, info.value.column) == (1, 7)
-    assert "at at" not in f"{info.value.message} at line 1" and info.value.message == "unterminated string"
+    assert "at at" not in f"{info.value.message} at line 1" and info.value.message == "Unterminated string"
 
 
 def test_invalid_utf8_names_the_line(tmp_path: Path) -> None:

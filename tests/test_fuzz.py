@@ -78,7 +78,7 @@ DATA_FILES: list[tuple[str, str | bytes, tuple[str, ...]]] = [
         _records().replace("A cat.", "A caf\u00e9.").encode("latin-1"),
         (r"not UTF-8 text: byte 0xe9", r"line 1"),
     ),
-    ("truncated", _records()[:40], (r"not valid JSON: unterminated string at line 1 column \d+",)),
+    ("truncated", _records()[:40], (r"not valid JSON: Unterminated string at line 1 column \d+",)),
     ("empty-file", "", (r"not valid JSON",)),
     (
         "top-level-object",

@@ -86,8 +86,7 @@ def format_json_path(path: Sequence[int | str]) -> str:
 def _syntax_message(err: json.JSONDecodeError) -> str:
     # The standard messages end in "starting at" / "delimiter" followed by their own location, which we
     # print ourselves ("Unterminated string starting at" would read "...starting at at line 1").
-    msg = err.msg.removesuffix(" starting at").removesuffix(":")
-    return msg[:1].lower() + msg[1:]
+    return err.msg.removesuffix(" starting at").removesuffix(":")
 
 
 def parse_json(text: str) -> Any:
