@@ -1,4 +1,4 @@
-"""Agreement of refusal judges with labelled replies: a thin caller of ``vlguard.judges.accuracy``.
+"""Agreement of refusal judges with labelled replies: a thin caller of ``vlguard.judges.agreement``.
 
     python bench/judge_accuracy.py [--data ../shared/data] [--part dev|heldout|all]
         [--judge refusal --judge refusal-rules --judge refusal-paper] [--out DIR] [--show N]
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.judges import make_judge
-from vlguard.judges.accuracy import run_judge_accuracy, write_accuracy
+from vlguard.judges.agreement import run_judge_accuracy, write_accuracy
 from vlguard.judges.base import JudgeInput
 from vlguard.judges.labelled_sets import LabelledResponse, read_judge_dev, read_vlguard_responses
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -38,17 +40,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight Llama text LM (``tiny-lm``) saved to a folder, built once per test run."""
+    from vlguard.models.tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
 def _tiny_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vlguard.generation.hf import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("vlguard-cache")
     ensure_tiny_model("tiny", cache_root=root / "models")
+    ensure_tiny_model("tiny-lm", cache_root=root / "models")
     return root
 
 
 @pytest.fixture()
 def tiny_cache(_tiny_cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``VLGUARD_CACHE`` pointing at a folder where ``--model tiny`` is already built (once per run)."""
+    """``VLGUARD_CACHE`` pointing at a folder where ``tiny`` and ``tiny-lm`` are already built (once per run)."""
     monkeypatch.setenv("VLGUARD_CACHE", str(_tiny_cache_root))
     return _tiny_cache_root
 
@@ -62,3 +73,26 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+STAND_IN_VLLM = Path(__file__).resolve().parent / "vllm_stand_in"
+
+
+def _drop_vllm_modules() -> None:
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture()
+def stand_in_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The vLLM stand-in (``tests/vllm_stand_in``) importable as ``vllm``, with an empty call record."""
+    saved = {m: sys.modules[m] for m in sys.modules if m == "vllm" or m.startswith("vllm.")}
+    _drop_vllm_modules()
+    monkeypatch.syspath_prepend(str(STAND_IN_VLLM))
+    import vllm
+
+    vllm.CALLS.clear()
+    vllm.FAIL_ON_CHAT_CALL = None
+    yield vllm
+    _drop_vllm_modules()
+    sys.modules.update(saved)

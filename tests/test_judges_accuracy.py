@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from vlguard.cli.main import main
-from vlguard.judges.accuracy import binary_view, judge_accuracy, wilson_interval
+from vlguard.judges.agreement import binary_view, judge_accuracy
+from vlguard.metrics import wilson_ci
 from vlguard.judges.base import JudgeInput
 from vlguard.records import Judgment
 
@@ -20,13 +21,12 @@ def case(labels: list[tuple[str, str]]) -> tuple[list[JudgeInput], list[Judgment
     return items, judgments, [human for human, _ in labels]
 
 
-def test_wilson_interval_matches_the_formula() -> None:
-    low, high = wilson_interval(8, 10) or (0, 0)
-    # hand computation: p=0.8, z=1.96: centre 0.7167, half-width 0.2266 (Wilson 1927)
+def test_agreement_interval_is_wilson() -> None:
+    report = judge_accuracy(*case([("refusal", "refusal")] * 8 + [("refusal", "compliance")] * 2))
+    low, high = report["agreement_ci"]
+    # hand computation: p=0.8, n=10, z=1.96: centre 0.7167, half-width 0.2266 (Wilson 1927)
     assert low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
-    assert wilson_interval(0, 0) is None
-    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)  # type: ignore[index]
-    assert wilson_interval(0, 5)[0] == pytest.approx(0.0)  # type: ignore[index]
+    assert judge_accuracy(*case([("refusal", "error")]))["agreement_ci"] is None
 
 
 def test_report_numbers() -> None:
@@ -44,7 +44,7 @@ def test_report_numbers() -> None:
     assert (report["n"], report["n_errors"], report["n_scored"]) == (8, 1, 7)
     assert report["agreement"] == pytest.approx(5 / 7)
     low, high = report["agreement_ci"]
-    assert (low, high) == pytest.approx(wilson_interval(5, 7))
+    assert (low, high) == pytest.approx(wilson_ci(5, 7))
     assert report["exact_agreement"] == pytest.approx(4 / 7)
     assert report["confusion"]["compliance"] == {"compliance": 2, "error": 1, "partial_refusal": 1}
     assert report["confusion"]["refusal"] == {"compliance": 1, "refusal": 2}

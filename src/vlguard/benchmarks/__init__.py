@@ -77,8 +77,59 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
     "xstest": _lazy(
         "vlguard.benchmarks.xstest:load_xstest", "XSTest over-refusal (250 safe + 200 unsafe)", "none"
     ),
+    "vlsafe": _lazy(
+        "vlguard.benchmarks.vlsafe:load_vlsafe",
+        "VLSafe unsafe queries on COCO images (500); --images COCO train2017, or --image-mode blank",
+        "original",
+    ),
+    "jailbreakllms": _lazy(
+        "vlguard.benchmarks.jailbreakllms:load_jailbreakllms",
+        "JailbreakLLMs forbidden questions (390, 13 scenarios), option templates=N|all (666 jailbreaks)",
+        "none",
+    ),
+    "mm-safetybench": _lazy(
+        "vlguard.benchmarks.mm_safetybench:load_mm_safetybench",
+        "MM-SafetyBench (13 scenarios × SD / TYPO / SD+TYPO images; release files + images)",
+        "original",
+        attack_in_image=True,
+    ),
+    "spa-vl-harmeval": _lazy(
+        "vlguard.benchmarks.spa_vl:load_spa_vl_harmeval",
+        "SPA-VL HarmEval (265 harmful image-question pairs, Hub sqrti/SPA-VL)",
+        "original",
+    ),
+    "advbench-suffix": _lazy(
+        "vlguard.benchmarks.advbench:load_advbench_suffix",
+        "AdvBench (520) + the published transferable GCG suffix (the paper's AdvBench-Suffix)",
+        "none",
+    ),
     "advbench": _lazy(
         "vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=...", "none"
+    ),
+    # Task benchmarks of the harmful fine-tuning papers (Vaccine / Lisa / Booster): Finetune Accuracy.
+    "sst2": _lazy(
+        "vlguard.benchmarks.sst2:load_sst2",
+        "SST-2 sentiment, validation (872), papers' prompt; accuracy",
+        "none",
+        judges=("accuracy",),
+    ),
+    "agnews": _lazy(
+        "vlguard.benchmarks.agnews:load_agnews",
+        "AG News topics, test rows 0-999 as the papers (rows=all: 7,600); accuracy",
+        "none",
+        judges=("accuracy",),
+    ),
+    "gsm8k": _lazy(
+        "vlguard.benchmarks.gsm8k:load_gsm8k",
+        "GSM8K maths, test rows 0-999 as the papers (rows=all: 1,319); final-number accuracy",
+        "none",
+        judges=("accuracy",),
+    ),
+    "alpaca-eval": _lazy(
+        "vlguard.benchmarks.alpaca_eval:load_alpaca_eval",
+        "AlpacaEval (805) vs GPT-4 Turbo references; win rate (pairwise llm-judge)",
+        "none",
+        judges=("llm-judge",),
     ),
 }
 

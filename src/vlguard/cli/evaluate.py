@@ -6,7 +6,6 @@ Heavy libraries (torch, transformers) are imported inside the command functions 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,12 @@ from vlguard.errors import ConfigError
 from vlguard.records import IMAGE_MODES
 
 # Metrics shown in the summary table, per judge × subset (group "all").
-SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate")
+SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate", "accuracy")
 SUMMARY_LABELS = {
     "attack_success_rate": "ASR",
     "over_refusal_rate": "over-refusal",
     "helpfulness_win_rate": "win rate",
+    "accuracy": "accuracy",
 }
 
 JUDGE_DESCRIPTIONS = {
@@ -33,6 +33,7 @@ JUDGE_DESCRIPTIONS = {
     "llm-judge": "a chat model (OpenAI-compatible server, or backend=hf for a local model): pairwise "
     "helpfulness, harm rubric, or refusal rubric (mode=refusal)",
     "cascade": "refusal judge first; its uncertain replies go to a model judge (default wildguard)",
+    "accuracy": "task accuracy (sst2, agnews, gsm8k) by the papers' rules: correct / incorrect; match=contains for Vaccine's",
 }
 
 EXAMPLES = """examples:
@@ -41,7 +42,13 @@ EXAMPLES = """examples:
   vlguard eval --model llava-hf/llava-1.5-7b-hf --revision main --adapter out/lora --run-dir runs/lora
   vlguard eval --model tiny --bench figstep --data ../shared/data/figstep --bench-option variant=SafeBench-Tiny
   vlguard eval --model tiny --bench advbench --data ../shared/data/advbench --bench-option suffix=' Sure,'
+  vlguard eval --model tiny --bench sst2 --data ../shared/data/sst2 --limit 40 --run-dir runs/sst2
+  vlguard eval --model tiny --bench gsm8k --data ../shared/data/gsm8k --bench-option step_by_step=true
   torchrun --nproc_per_node 2 -m vlguard.cli.main generate --model tiny --run-dir runs/x ...
+  vlguard eval --model tiny --bench advbench-suffix --data ../shared/data/advbench
+  vlguard eval --model tiny --bench vlsafe --data ../shared/data/vlsafe --image-mode blank --limit 20
+  vlguard eval --model tiny --bench jailbreakllms --data ../shared/data/jailbreakllms --bench-option templates=5
+  vlguard eval --model llava-hf/llava-1.5-7b-hf --preset paper --bench vlguard-test --subset unsafe
 """
 
 
@@ -49,10 +56,12 @@ def _key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true/false, lists), else a string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    from vlguard.fileio import JsonError, parse_json
+
     key, raw = text.split("=", 1)
     try:
-        value: Any = json.loads(raw)
-    except json.JSONDecodeError:
+        value: Any = parse_json(raw)
+    except JsonError:
         value = raw
     return key.strip(), value
 
@@ -72,9 +81,14 @@ def _judge_options(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     from vlguard.generation import BACKENDS
+    from vlguard.presets import PRESETS
 
     model = p.add_argument_group("model")
-    model.add_argument("--model", required=True, help="local folder, Hub id, or 'tiny' (built-in tiny VLM)")
+    model.add_argument(
+        "--model",
+        required=True,
+        help="local folder, Hub id, 'tiny' (built-in tiny VLM) or 'tiny-lm' (built-in tiny text LM)",
+    )
     model.add_argument(
         "--backend", default="hf", choices=sorted(BACKENDS), help="generation backend (default: hf)"
     )
@@ -141,6 +155,13 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         "--max-new-tokens", type=int, default=256, help="new tokens per answer (default 256, as the paper)"
     )
     run.add_argument("--seed", type=int, default=0, help="seed (bootstrap CIs, pairwise judge order)")
+    run.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="reproduce a reference evaluation: 'paper' = the VLGuard reference for LLaVA-1.5 (llava_v1 "
+        "system prompt, fp16 on GPU, greedy, 256 new tokens, min_new_tokens 1, judge refusal-paper); "
+        "flags that disagree with it are an error, --judge adds judges (docs/benchmarks-data.md)",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -262,6 +283,7 @@ def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = No
         backend_options=dict(args.backend_option),
         bench_options=bench_options,
         run_dir=args.run_dir,
+        preset=args.preset,
     )
 
 
@@ -317,7 +339,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> int:
     """``vlguard judge --human-label-field``: agreement of one judge with human labels."""
     from vlguard.judges import make_judge
-    from vlguard.judges.accuracy import HUMAN_LABELS, run_judge_accuracy, write_accuracy
+    from vlguard.judges.agreement import HUMAN_LABELS, run_judge_accuracy, write_accuracy
+    from vlguard.fileio import check_output_dir
     from vlguard.judges.files import read_labelled_inputs
 
     if args.run or not (args.input and args.output):
@@ -328,6 +351,7 @@ def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]
         raise ConfigError("measure one --judge at a time (one report per judge)")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {args.batch_size}")
+    check_output_dir(args.output, "--output folder")  # before any judging, not after it
     items, labels = read_labelled_inputs(args.input, args.human_label_field, HUMAN_LABELS)
     judge = make_judge(args.judges[0], **options.get(args.judges[0], {}))
     judgments, report = run_judge_accuracy(
@@ -385,7 +409,7 @@ def _pct(x: float | None) -> str:
 
 
 def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
-    """A table of ASR / over-refusal / win rate with 95 % CIs, per judge and subset."""
+    """A table of ASR / over-refusal / win rate / accuracy with 95 % CIs, per judge and subset."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -410,6 +434,9 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
         )
     console = Console()
     console.print(table)
+    methods = sorted({row.get("ci_method") or "bootstrap-percentile" for row in metrics["metrics"]})
+    if methods:
+        console.print(f"95% CI method: {', '.join(methods)}")
     for row in metrics.get("agreement", []):
         if row.get("subset", "all") == "all":
             kappa = "n/a" if row["kappa"] is None else f"{row['kappa']:.3f}"
@@ -417,4 +444,10 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
                 f"agreement {' vs '.join(row['judges'])}: Cohen's kappa {kappa}, "
                 f"raw agreement {_pct(row.get('agreement'))} %, n {row['n']}"
             )
+    if metrics.get("complete") is False:
+        from rich.markup import escape
+
+        from vlguard.evaluate import incomplete_summary
+
+        console.print(f"[bold red]{escape(incomplete_summary(metrics.get('completeness') or {}))}[/bold red]")
     console.print(f"metrics: {run_dir / 'metrics.json'}")

@@ -8,7 +8,8 @@
 - ``beaver-dam``: the Beaver-Dam QA-moderation classifier (safe / unsafe + 14 categories; Harmful Score);
 - ``llm-judge``: a chat model on an OpenAI-compatible server or a local ``hf`` model (``mode="pairwise"``
   helpfulness, ``"harm"`` rubric or ``"refusal"`` rubric);
-- ``cascade``: the offline ``refusal`` judge, with its uncertain replies sent to a model judge.
+- ``cascade``: the offline ``refusal`` judge, with its uncertain replies sent to a model judge;
+- ``accuracy``: task accuracy (SST-2, AG News, GSM8K) by the harmful fine-tuning papers' rules.
 
 Factories import their heavy dependencies (torch, transformers) only when called.
 """
@@ -62,6 +63,12 @@ def _cascade(**options: Any) -> Judge:
     return CascadeJudge(**options)
 
 
+def _accuracy(**options: Any) -> Judge:
+    from vlguard.judges.task_accuracy import TaskAccuracyJudge
+
+    return TaskAccuracyJudge(**options)
+
+
 JUDGES: dict[str, Callable[..., Judge]] = {
     "refusal": _refusal,
     "refusal-paper": _refusal_paper,
@@ -70,6 +77,7 @@ JUDGES: dict[str, Callable[..., Judge]] = {
     "beaver-dam": _beaver_dam,
     "llm-judge": _llm_judge,
     "cascade": _cascade,
+    "accuracy": _accuracy,
 }
 
 

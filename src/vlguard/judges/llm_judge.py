@@ -177,6 +177,7 @@ class LLMJudge:
         self.include_image = bool(include_image)
         self.client: ChatClient | None = None
         self.backend: GenerationBackend | None = None
+        self._hf_settings: dict[str, Any] | None = None
         if isinstance(backend, str) and backend == "openai":
             self.client = client or ChatClient(
                 base_url,
@@ -188,23 +189,33 @@ class LLMJudge:
                 timeout=float(timeout),
             )
         elif isinstance(backend, str) and backend == "hf":
-            from vlguard.generation import make_backend
-
-            self.backend = make_backend(
-                "hf",
-                model,
-                revision=revision,
-                device=device,
-                dtype=dtype,
-                batch_size=int(batch_size),
-                max_new_tokens=self.max_tokens,
-                trust_remote_code=bool(trust_remote_code),
-                generate_kwargs=generate_kwargs,
-            )
+            if int(batch_size) < 1:
+                raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+            # the model loads on first use: building a judge must stay cheap (`vlguard eval` builds every
+            # judge before it loads the model under test, to fail fast on a bad option)
+            self._hf_settings = {
+                "model": model,
+                "revision": revision,
+                "device": device,
+                "dtype": dtype,
+                "batch_size": int(batch_size),
+                "max_new_tokens": self.max_tokens,
+                "trust_remote_code": bool(trust_remote_code),
+            }
+            self._generate_kwargs = generate_kwargs
         elif isinstance(backend, str):
             raise ValueError(f"unknown llm-judge backend {backend!r} (choose 'openai' or 'hf')")
         else:
             self.backend = backend
+
+    def _local_backend(self) -> GenerationBackend:
+        """The local generation backend, loaded on first use (``backend="hf"``) or as given."""
+        if self.backend is None:
+            from vlguard.generation import make_backend
+
+            assert self._hf_settings is not None
+            self.backend = make_backend("hf", generate_kwargs=self._generate_kwargs, **self._hf_settings)
+        return self.backend
 
     def describe(self) -> dict[str, Any]:
         """Mode, backend, judge model and revision, seed and a hash of the prompts (changing them changes verdicts)."""
@@ -212,6 +223,10 @@ class LLMJudge:
         where: dict[str, Any]
         if self.client is not None:
             where = {"backend": "openai", **self.client.describe()}
+        elif self._hf_settings is not None:
+            # from the settings, not the loaded backend: the same before and after the model loads
+            settings = {k: v for k, v in self._hf_settings.items() if k != "max_new_tokens"}
+            where = {"backend": "hf", **settings, "decoding": "greedy"}
         else:
             assert self.backend is not None
             where = {**self.backend.describe(), "backend": self.backend.name}
@@ -251,9 +266,8 @@ class LLMJudge:
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
             )
-        assert self.backend is not None
         requests = [self._request(item, messages) for item, messages in conversations]
-        generations = self.backend.generate(requests) if requests else []
+        generations = self._local_backend().generate(requests) if requests else []
         return [
             ChatResult("", error=g.error) if g.error is not None else ChatResult(g.response)
             for g in generations

@@ -31,6 +31,7 @@ _METRIC_HELP = {
     "helpfulness_win_rate": "share of pairwise comparisons won against the reference answers (higher is better)",
     "partial_refusal_rate": "share of responses that refuse and then comply anyway",
     "helpfulness_tie_rate": "share of pairwise comparisons judged a tie",
+    "accuracy": "share of task answers that match the gold answer (higher is better)",
     "degenerate_rate": "share of empty or garbage responses (counted as compliance by the refusal judge)",
     "error_rate": "share of samples whose generation or judging failed",
 }
@@ -38,6 +39,7 @@ _METRIC_HELP = {
 _GOOD_IF_REFUSE = {"refusal": "good", "compliance": "bad", "partial_refusal": "mixed"}
 _GOOD_ALWAYS = {"safe": "good", "unsafe": "bad", "harmless": "good", "harmful": "bad"}
 _GOOD_PAIRWISE = {"win": "good", "loss": "bad", "tie": "mixed"}
+_GOOD_TASK = {"correct": "good", "incorrect": "bad"}
 
 
 def e(value: object) -> str:
@@ -169,14 +171,18 @@ def _deltas_section(report: Report) -> str:
                 continue
             css = row.change_word(index)
             verdict = css or "no change"
-            separated = (
-                base.ci_low is not None
-                and cell.ci_low is not None
-                and base.ci_high is not None
-                and cell.ci_high is not None
-                and (cell.ci_low > base.ci_high or cell.ci_high < base.ci_low)
-            )
-            ci_note = "95% CIs do not overlap" if separated else "95% CIs overlap"
+            interval = report.delta_intervals.get((row.judge, row.subset, row.metric, index))
+            if interval is not None:
+                ci_note = interval.describe()
+            else:  # no per-sample judgments to resample: compare the two runs' own intervals
+                separated = (
+                    base.ci_low is not None
+                    and cell.ci_low is not None
+                    and base.ci_high is not None
+                    and cell.ci_high is not None
+                    and (cell.ci_low > base.ci_high or cell.ci_high < base.ci_low)
+                )
+                ci_note = "95% CIs do not overlap" if separated else "95% CIs overlap"
             items.append(
                 f"<li><strong>{e(metric_label(row.metric))}</strong> on {e(subset_label(row.subset))} "
                 f"({e(row.judge)} judge), {e(report.runs[0].label)} → {e(report.runs[index].label)}: "
@@ -225,7 +231,7 @@ def _label_class(label: str, should_refuse: bool) -> str:
         if not should_refuse and outcome != "mixed":
             outcome = "bad" if outcome == "good" else "good"
         return outcome
-    return _GOOD_ALWAYS.get(label) or _GOOD_PAIRWISE.get(label) or "neutral"
+    return _GOOD_ALWAYS.get(label) or _GOOD_PAIRWISE.get(label) or _GOOD_TASK.get(label) or "neutral"
 
 
 def _example_html(example: Example) -> str:
@@ -331,6 +337,14 @@ def render_html(report: Report) -> str:
             + "".join(f"<li>{e(w)}</li>" for w in report.warnings)
             + "</ul></div>"
         )
+    if report.incomplete:
+        # Above everything else: these numbers describe only part of the benchmark.
+        warnings = (
+            "<div class='incomplete' role='alert' id='incomplete'><strong>Incomplete run</strong><ul>"
+            + "".join(f"<li>{e(note)}</li>" for note in report.incomplete)
+            + "</ul></div>"
+            + warnings
+        )
     headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
     others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
     summary = warnings + metrics_table(report, headline or others, "Metric", "summary-table")
@@ -341,9 +355,9 @@ def render_html(report: Report) -> str:
             + "</details>"
         )
     summary += (
-        "<p class='muted'>Values with bootstrap 95% confidence intervals and the number of judged samples "
+        f"<p class='muted' id='intervals-note'>{e(report.intervals_note)} n is the number of judged samples "
+        "(errors are excluded from n). Hover a metric name for its definition.</p>"
     )
-    summary += "(errors are excluded from n). Hover a metric name for its definition.</p>"
     sections.append(("summary", "Summary", summary))
     sections.append(("runs", "What produced these numbers", _settings_table(report)))
     if report.is_comparison:
@@ -370,7 +384,8 @@ def render_html(report: Report) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(report.title)}</title><style>{_css()}</style></head><body>"
-        f"<header><h1>{e(report.title)}</h1><p class='meta'>{described}</p>"
+        f"<header><h1>{e(report.title)}{' (INCOMPLETE)' if report.incomplete else ''}</h1>"
+        f"<p class='meta'>{described}</p>"
         f'<p class="content-warning" role="note" id="content-warning">{e(CONTENT_WARNING)}</p>'
         f"<nav><ul>{nav}</ul></nav></header>{body}"
         f"<footer>Generated by vlguard {e(report.version)} at {e(report.generated_at)}.</footer>"

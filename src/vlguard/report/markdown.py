@@ -41,6 +41,11 @@ def _value(cell: MetricRow | None) -> str:
     return f"{pct(cell.value)}{ci} (n={cell.n}{errors})"
 
 
+def _delta_interval_text(report: Report, row: ComparisonRow, index: int) -> str:
+    interval = report.delta_intervals.get((row.judge, row.subset, row.metric, index))
+    return "" if interval is None else f"; {interval.describe()}"
+
+
 def _delta(row: ComparisonRow, index: int) -> str:
     delta = row.delta(index)
     if delta is None:
@@ -83,9 +88,11 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
     """The report as markdown; ``chart_files`` maps a chart's slug to its PNG's path relative to the file."""
     chart_files = chart_files or {}
     runs = report.runs
-    out = [f"# {cell_text(report.title)}", ""]
+    out = [f"# {cell_text(report.title)}{' (INCOMPLETE)' if report.incomplete else ''}", ""]
     out.append(f"> **{CONTENT_WARNING}**")
     out.append("")
+    for note in report.incomplete:
+        out += [f"> **⚠ {cell_text(note)}**", ""]
     if report.is_comparison:
         out.append(
             f"Comparison of {len(runs)} runs; the first, **{cell_text(runs[0].label)}**, is the baseline."
@@ -100,7 +107,7 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
     headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
     others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
     out += [metrics_table(report, headline or others, "Metric"), ""]
-    out.append("Values with bootstrap 95% confidence intervals; n = judged samples (errors excluded).")
+    out.append(f"{cell_text(report.intervals_note)} n = judged samples (errors excluded).")
     if headline and others:
         out += ["", "### Other metrics", "", metrics_table(report, others, "Metric")]
 
@@ -126,6 +133,7 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
                         f"- **{metric_label(row.metric)}** on {subset_label(row.subset)} ({cell_text(row.judge)}), "
                         f"{cell_text(runs[0].label)} → {cell_text(runs[index].label)}: "
                         f"{pct(row.cells[0].value)} → {pct(cell.value)} ({_delta(row, index)})"
+                        + _delta_interval_text(report, row, index)
                     )
 
     out += ["", "## Charts", ""]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vlguard.metrics import CI_METHOD_BEFORE_RECORDING
 from vlguard.records import SUBSETS
 from vlguard.report.loading import MetricRow, RunData
 
@@ -17,6 +18,7 @@ METRIC_ORDER = (
     "attack_success_rate",
     "over_refusal_rate",
     "helpfulness_win_rate",
+    "accuracy",
     "partial_refusal_rate",
     "helpfulness_tie_rate",
     "degenerate_rate",
@@ -26,19 +28,35 @@ METRIC_LABELS = {
     "attack_success_rate": "ASR",
     "over_refusal_rate": "Over-refusal",
     "helpfulness_win_rate": "Helpfulness (win rate)",
+    "accuracy": "Accuracy",
     "partial_refusal_rate": "Partial refusal",
     "helpfulness_tie_rate": "Helpfulness (tie rate)",
     "degenerate_rate": "Degenerate output",
     "error_rate": "Errors",
 }
+# (subset, metric) pairs shown first and charted; defined below, extended for the attack benchmarks.
+HEADLINE: tuple[tuple[str, str], ...]
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
-HIGHER_IS_BETTER = {"helpfulness_win_rate"}
-# The paper's headline numbers, shown first and charted.
+HIGHER_IS_BETTER = {"helpfulness_win_rate", "accuracy"}
+# The paper's headline numbers, shown first and charted; then the task benchmarks' (Finetune Accuracy).
 HEADLINE = (
     ("unsafe", "attack_success_rate"),
     ("safe_unsafe", "attack_success_rate"),
     ("safe_safe", "over_refusal_rate"),
     ("safe_safe", "helpfulness_win_rate"),
+    ("sst2", "accuracy"),
+    ("agnews", "accuracy"),
+    ("gsm8k", "accuracy"),
+    ("alpaca-eval", "helpfulness_win_rate"),
+)
+# The attack benchmarks' subsets (VLSafe, JailbreakLLMs, MM-SafetyBench's image variants, SPA-VL, AdvBench
+# with and without the GCG suffix): their attack success rate is what the report leads with and charts.
+HEADLINE += tuple(
+    (subset, "attack_success_rate")
+    for subset in (
+        *("vlsafe", "jailbreakllms", "jailbreakllms_template", "sd", "sd_typo", "typo", "spa_vl_harm"),
+        *("advbench", "advbench_suffix"),
+    )
 )
 # Run settings shown in the runs table, in this order, with the metrics.json "run" key they come from.
 SETTING_LABELS = {
@@ -155,6 +173,7 @@ def primary_judge(runs: Sequence[RunData]) -> str | None:
 
 # Result-changing settings of the manifest (``result_fields``) shown besides metrics.json's "run" block.
 _RESULT_FIELD_LABELS = {
+    "preset": "Preset",
     "backend": "Backend",
     "dtype": "Dtype",
     "system_prompt": "System prompt",
@@ -187,6 +206,8 @@ def run_settings(run: RunData) -> dict[str, str]:
     for key, label in SETTING_LABELS.items():
         value = info.get(key, manifest.get(key))
         settings[label] = "none" if value is None else str(value)
+    if not run.complete:
+        settings[SETTING_LABELS["n_samples"]] += f" (INCOMPLETE: {_coverage(run.completeness)})"
     for key, value in info.items():
         if key not in SETTING_LABELS and isinstance(value, str | int | float | bool):
             settings[key.replace("_", " ").capitalize()] = str(value)
@@ -212,6 +233,24 @@ def run_settings(run: RunData) -> dict[str, str]:
             settings[label] = value
     settings["Folder"] = str(run.path)
     return settings
+
+
+def _coverage(counts: dict[str, Any]) -> str:
+    total = counts.get("samples")
+    parts = [f"{counts.get('generated')} of {total} generated"]
+    judged = counts.get("judged") or {}
+    parts += [f"{n} of {total} judged by {judge}" for judge, n in judged.items()]
+    return ", ".join(parts) if judged else parts[0] + ", none judged"
+
+
+def incompleteness_notes(runs: Sequence[RunData]) -> list[str]:
+    """One line per run that was not finished: its metrics cover only some of its samples."""
+    return [
+        f"{run.label} is INCOMPLETE: {_coverage(run.completeness)}. Its numbers describe only those "
+        "samples, not the benchmark; finish the run (rerun its `vlguard eval` command) before comparing."
+        for run in runs
+        if not run.complete
+    ]
 
 
 def comparability_warnings(runs: Sequence[RunData]) -> list[str]:
@@ -270,6 +309,8 @@ def _row_dict(cell: MetricRow) -> dict[str, Any]:
         "value": cell.value,
         "ci_low": cell.ci_low,
         "ci_high": cell.ci_high,
+        # metrics.json files written before rows recorded their method all used the bootstrap
+        "ci_method": cell.ci_method or CI_METHOD_BEFORE_RECORDING,
         "n": cell.n,
         "n_errors": cell.n_errors,
     }

@@ -1,5 +1,6 @@
 """How well a judge agrees with human labels: agreement (Wilson interval), confusion matrix, per-class
-precision / recall, Cohen's kappa and the list of disagreements.
+precision / recall, Cohen's kappa and the list of disagreements. (Not the ``accuracy`` judge, which
+scores task answers.)
 
 Used by ``vlguard judge --judge J --input F --human-label-field FIELD --output DIR`` and by
 ``bench/judge_accuracy.py``, so that anyone can calibrate a judge on their own labelled sample before
@@ -18,7 +19,6 @@ labels are compared as well (``exact_agreement``), and the confusion matrix keep
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vlguard.judges.base import ERROR, SKIPPED, Judge, JudgeInput
-from vlguard.metrics import cohens_kappa
+from vlguard.metrics import cohens_kappa, wilson_ci
 from vlguard.records import Judgment
 
 HUMAN_LABELS: tuple[str, ...] = (
@@ -57,17 +57,6 @@ def binary_view(label: str, partial_as: PartialAs = REFUSED) -> str | None:
     if label == "partial_refusal":
         return partial_as
     return _BINARY.get(label)
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
-    """The Wilson score interval of a proportion (95 % by default); None when ``n`` is 0."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _precision_recall(human: Sequence[str], judged: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
@@ -144,7 +133,7 @@ def judge_accuracy(
         "n_scored": len(pairs),
         "partial_as": partial_as,
         "agreement": agree / len(pairs) if pairs else None,
-        "agreement_ci": wilson_interval(agree, len(pairs)),
+        "agreement_ci": wilson_ci(agree, len(pairs)),
         "exact_agreement": exact / len(scored) if scored else None,
         "kappa": cohens_kappa([h for h, _ in pairs], [j for _, j in pairs]),
         "kappa_exact": cohens_kappa(human_exact, judge_exact),
