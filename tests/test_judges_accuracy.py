@@ -10,8 +10,8 @@ import pytest
 
 from vlguard.cli.main import main
 from vlguard.judges.agreement import binary_view, judge_accuracy
-from vlguard.metrics import wilson_ci
 from vlguard.judges.base import JudgeInput
+from vlguard.metrics import wilson_ci
 from vlguard.records import Judgment
 
 

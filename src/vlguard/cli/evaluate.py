@@ -338,9 +338,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> int:
     """``vlguard judge --human-label-field``: agreement of one judge with human labels."""
+    from vlguard.fileio import check_output_dir
     from vlguard.judges import make_judge
     from vlguard.judges.agreement import HUMAN_LABELS, run_judge_accuracy, write_accuracy
-    from vlguard.fileio import check_output_dir
     from vlguard.judges.files import read_labelled_inputs
 
     if args.run or not (args.input and args.output):
