@@ -265,7 +265,8 @@ def test_parse_refusal_verdicts() -> None:
 def tiny_vlm_folder(tiny_cache: Path) -> str:
     from vlguard.generation.hf import ensure_tiny_model
 
-    return str(ensure_tiny_model("tiny"))
+    # the small size: its 1,024 positions hold the refusal rubric (the 512 of "tiny" do not)
+    return str(ensure_tiny_model("tiny:small"))
 
 
 def _forcing(folder: str, text: str) -> dict[str, Any]:
