@@ -153,15 +153,27 @@ def _save(
     return out
 
 
-def _write_video_config(out: Path, config: dict[str, Any]) -> None:
-    """The video processor config a real checkpoint ships (so AutoProcessor loads it with torchvision)."""
-    (out / "video_preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
+def _video_processor(class_name: str, config: dict[str, Any]) -> Any:
+    """The architecture's video processor where torchvision exists, else None (built without it)."""
+    import transformers
+
+    from vlguard.models.loading import torchvision_available
+
+    return getattr(transformers, class_name)(**config) if torchvision_available() else None
 
 
 def _video_less(processor_cls: Any) -> Any:
     from vlguard.models.loading import processor_without_video, torchvision_available
 
     return processor_cls if torchvision_available() else processor_without_video(processor_cls)
+
+
+def _write_video_config(out: Path, class_name: str, config: dict[str, Any]) -> None:
+    """The video processor config a real checkpoint ships, written by hand when it was built without
+    torchvision (so that ``AutoProcessor`` loads the folder where torchvision exists)."""
+    path = out / "video_preprocessor_config.json"
+    if not path.is_file():
+        path.write_text(json.dumps({"video_processor_type": class_name, **config}, indent=2) + "\n")
 
 
 # ---- chat templates (after the official ones) -------------------------------------------------------
@@ -317,10 +329,11 @@ def build_llava_onevision(out: Path, seed: int = 0) -> Path:
     image_processor = LlavaOnevisionImageProcessorPil(
         size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
     )
+    video = {"size": {"height": size, "width": size}}
     processor = _video_less(LlavaOnevisionProcessor)(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        video_processor=None,
+        video_processor=_video_processor("LlavaOnevisionVideoProcessor", video),
         num_image_tokens=(size // 14) ** 2,
         vision_feature_select_strategy="full",
         chat_template=ONEVISION_TEMPLATE,
@@ -336,10 +349,7 @@ def build_llava_onevision(out: Path, seed: int = 0) -> Path:
         vision_aspect_ratio="anyres_max_9",
     )
     path = _save(LlavaOnevisionForConditionalGeneration, config, processor, out, seed)
-    _write_video_config(
-        path,
-        {"video_processor_type": "LlavaOnevisionVideoProcessor", "size": {"height": size, "width": size}},
-    )
+    _write_video_config(path, "LlavaOnevisionVideoProcessor", video)
     return path
 
 
@@ -388,13 +398,14 @@ def _build_qwen(out: Path, seed: int, family: str) -> Path:
             "Qwen3VLVideoProcessor",
         ),
     }[family]
-    config_cls, model_cls, processor_cls, video_cls = (getattr(transformers, n) for n in names)
+    config_cls, model_cls, processor_cls = (getattr(transformers, n) for n in names[:3])
     tokenizer = _qwen_tokenizer()
     patch = 16 if family == "qwen3_vl" else 14
+    video = {"patch_size": patch, "merge_size": 2, "temporal_patch_size": 2}
     processor = _video_less(processor_cls)(
         image_processor=_qwen_image_processor(patch),
         tokenizer=tokenizer,
-        video_processor=None,
+        video_processor=_video_processor(names[3], video),
         chat_template=QWEN3_VL_TEMPLATE if family == "qwen3_vl" else QWEN2_VL_TEMPLATE,
     )
     text = _llama_text(tokenizer, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]})
@@ -423,8 +434,7 @@ def _build_qwen(out: Path, seed: int, family: str) -> Path:
         tie_word_embeddings=False,
     )
     path = _save(model_cls, config, processor, out, seed, eos=["<|im_end|>"])
-    _write_video_config(path, {"video_processor_type": video_cls.__name__ if isinstance(video_cls, type) else names[3],
-                               "patch_size": patch, "merge_size": 2, "temporal_patch_size": 2})  # fmt: skip
+    _write_video_config(path, names[3], video)
     return path
 
 
@@ -475,12 +485,13 @@ def build_smolvlm(out: Path, seed: int = 0) -> Path:
     )
     size, patch, scale = 32, 8, 2
     image_seq_len = (size // patch) ** 2 // scale**2
+    video = {"size": {"longest_edge": 2 * size}}
     processor = _video_less(SmolVLMProcessor)(
         image_processor=SmolVLMImageProcessorPil(
             size={"longest_edge": 2 * size}, max_image_size={"longest_edge": size}
         ),
         tokenizer=tokenizer,
-        video_processor=None,
+        video_processor=_video_processor("SmolVLMVideoProcessor", video),
         image_seq_len=image_seq_len,
         chat_template=SMOLVLM_TEMPLATE,
     )
@@ -496,13 +507,10 @@ def build_smolvlm(out: Path, seed: int = 0) -> Path:
         text_config=LlamaConfig(**_llama_text(tokenizer)),
         image_token_id=tokenizer.image_token_id,
         scale_factor=scale,
-        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
     path = _save(SmolVLMForConditionalGeneration, config, processor, out, seed)
-    _write_video_config(
-        path, {"video_processor_type": "SmolVLMVideoProcessor", "size": {"longest_edge": 2 * size}}
-    )
+    _write_video_config(path, "SmolVLMVideoProcessor", video)
     return path
 
 
@@ -519,7 +527,7 @@ def build_paligemma(out: Path, seed: int = 0) -> Path:
     tokenizer = _tokenizer([], {"image_token": "<image>"}, bos="<bos>", eos="<eos>", add_bos=True)
     size, patch = 28, 14
     image_processor = SiglipImageProcessorPil(size={"height": size, "width": size})
-    image_processor.image_seq_length = (size // patch) ** 2
+    image_processor.image_seq_length = (size // patch) ** 2  # type: ignore[attr-defined]
     processor = PaliGemmaProcessor(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=PALIGEMMA_TEMPLATE
     )
@@ -530,7 +538,7 @@ def build_paligemma(out: Path, seed: int = 0) -> Path:
         image_token_index=tokenizer.image_token_id,
         projection_dim=64,
     )
-    config.text_config.vocab_size = len(tokenizer)
+    config.text_config.vocab_size = len(tokenizer)  # type: ignore[union-attr]
     return _save(PaliGemmaForConditionalGeneration, config, processor, out, seed)
 
 
@@ -600,7 +608,7 @@ def build_mllama(out: Path, seed: int = 0) -> Path:
             intermediate_size=64,
             num_hidden_layers=2,
             num_global_layers=1,
-            num_attention_heads=2,
+            attention_heads=2,
             image_size=size,
             patch_size=14,
             max_num_tiles=4,
@@ -639,12 +647,13 @@ def build_internvl(out: Path, seed: int = 0) -> Path:
         pad="<|endoftext|>",
     )
     size, patch = 32, 8
+    video = {"size": {"height": size, "width": size}}
     processor = _video_less(InternVLProcessor)(
         image_processor=GotOcr2ImageProcessorPil(
             size={"height": size, "width": size}, crop_to_patches=False, max_patches=2
         ),
         tokenizer=tokenizer,
-        video_processor=None,
+        video_processor=_video_processor("InternVLVideoProcessor", video),
         image_seq_length=(size // patch) ** 2 // 4,
         chat_template=INTERNVL_TEMPLATE,
     )
@@ -662,9 +671,7 @@ def build_internvl(out: Path, seed: int = 0) -> Path:
         downsample_ratio=0.5,
     )
     path = _save(InternVLForConditionalGeneration, config, processor, out, seed)
-    _write_video_config(
-        path, {"video_processor_type": "InternVLVideoProcessor", "size": {"height": size, "width": size}}
-    )
+    _write_video_config(path, "InternVLVideoProcessor", video)
     return path
 
 
@@ -711,9 +718,9 @@ def build_aya_vision(out: Path, seed: int = 0) -> Path:
 def build_mistral3(out: Path, seed: int = 0) -> Path:
     """Mistral 3 (Pixtral vision): needs torchvision for its image processor."""
     from transformers import (
-        MistralConfig,
         Mistral3Config,
         Mistral3ForConditionalGeneration,
+        MistralConfig,
         PixtralImageProcessor,
         PixtralProcessor,
         PixtralVisionConfig,
@@ -731,7 +738,7 @@ def build_mistral3(out: Path, seed: int = 0) -> Path:
     config = Mistral3Config(
         vision_config=PixtralVisionConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=size, patch_size=patch, head_dim=16,
+            image_size=size, patch_size=patch,
         ),
         text_config=MistralConfig(**_llama_text(tokenizer, head_dim=16)),
         image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"),
@@ -768,12 +775,12 @@ def build_llama4(out: Path, seed: int = 0) -> Path:
     )
     config = Llama4Config(
         vision_config=Llama4VisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=size,
-            patch_size=patch, vision_output_dim=32, projector_input_dim=32, projector_output_dim=64,
+            hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, image_size=size,
+            patch_size=patch, vision_output_dim=64, projector_input_dim=64, projector_output_dim=64,
             pixel_shuffle_ratio=0.5,
         ),
         text_config=Llama4TextConfig(**_llama_text(tokenizer, head_dim=16, num_local_experts=1,
-                                                   intermediate_size_mlp=128, interleave_moe_layer_step=0)),
+                                                   intermediate_size_mlp=128, moe_layers=[])),
         image_token_index=tokenizer.convert_tokens_to_ids("<|patch|>"),
     )  # fmt: skip
     return _save(Llama4ForConditionalGeneration, config, processor, out, seed)
@@ -786,7 +793,8 @@ class TinyArchitecture:
     ``end_of_turn``: the special token the chat template puts after each answer (None: the template
     puts none, as LLaVA-NeXT's official one); ``projector``: the projector modules' name suffixes;
     ``needs_image``: every prompt must carry an image (PaliGemma); ``needs_torchvision``: its image
-    processor needs torchvision; ``prefix_lm``: attends bidirectionally over its prompt (PaliGemma).
+    processor needs torchvision; ``prefix_lm``: attends bidirectionally over its prompt (PaliGemma);
+    ``known_failure``: why the model itself does not run in the pinned transformers (an upstream bug).
     """
 
     name: str
@@ -796,6 +804,7 @@ class TinyArchitecture:
     needs_image: bool = False
     needs_torchvision: bool = False
     prefix_lm: bool = False
+    known_failure: str | None = None
 
 
 TINY_ARCHITECTURES: dict[str, TinyArchitecture] = {
@@ -827,7 +836,13 @@ TINY_ARCHITECTURES: dict[str, TinyArchitecture] = {
             "mistral3", build_mistral3, "</s>", ("multi_modal_projector",), needs_torchvision=True
         ),
         TinyArchitecture(
-            "llama4", build_llama4, "<|eot|>", ("multi_modal_projector",), needs_torchvision=True
+            "llama4",
+            build_llama4,
+            "<|eot|>",
+            ("multi_modal_projector",),
+            needs_torchvision=True,
+            known_failure="transformers 5.24: Llama4ForConditionalGeneration.forward reads outputs.image_outputs, "
+            "which its language model's output lacks (AttributeError on every forward pass)",
         ),
     )
 }
