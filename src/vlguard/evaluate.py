@@ -3,7 +3,9 @@
 ``run_eval(config)`` runs the three stages; each is also a function of its own (``run_generation``,
 ``run_judges``, ``run_metrics``) that reads what the stage before wrote, so saved generations can be
 re-judged without regenerating. Every stage appends its results in flushed batches and skips what is
-already done, so rerunning a killed command finishes it exactly once (see ``vlguard.runs``).
+already done, so rerunning a killed command finishes it exactly once (see ``vlguard.runs``). Generation
+hands the backend as many requests per call as it asks for (``requests_per_call``: a few padded batches
+for ``hf``, hundreds of conversations for vLLM) and appends after every call.
 
 Data-parallel generation: started under ``torchrun --nproc_per_node N`` (or ``accelerate launch``),
 each process takes a deterministic shard of the pending samples (``pending[rank::world_size]``) and
@@ -38,9 +40,6 @@ from vlguard.runs import (
 
 logger = logging.getLogger(__name__)
 
-# How many batches are generated between two appends: a larger window sorts more prompts by length
-# (less padding); a smaller one loses less work when the process is killed.
-BATCHES_PER_APPEND = 4
 # Judgments are appended every this many samples.
 JUDGE_CHUNK = 64
 # Generation can take hours on one shard; the default 30-minute collective timeout would kill the run.
@@ -67,6 +66,9 @@ class EvalConfig:
     ``backend_options`` / ``bench_options`` are passed to the backend / benchmark loader as keywords
     (e.g. ``{"image_root": "test.zip"}`` for VLGuard, ``{"suffix": "..."}`` for AdvBench); the options
     other than data locations (``LOCATION_OPTIONS``) are result fields of the run.
+    ``preset`` (e.g. ``"paper"``, see ``vlguard.presets``) fills in the reference evaluation's settings
+    when the config is made (system prompt, dtype, max/min new tokens, judges); settings given explicitly
+    that disagree with it are a ``ConfigError``, judges given explicitly are added to the preset's.
     """
 
     model: str
@@ -92,8 +94,11 @@ class EvalConfig:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     bench_options: Mapping[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+    preset: str | None = None
 
     def __post_init__(self) -> None:
+        if self.preset is not None:
+            self._apply_preset()
         if self.image_mode is None:
             from vlguard.benchmarks import default_image_mode
 
@@ -111,6 +116,27 @@ class EvalConfig:
             raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+
+    def _apply_preset(self) -> None:
+        from vlguard.presets import apply_preset, get_preset
+
+        preset = get_preset(self.preset or "")
+        settings = apply_preset(
+            preset,
+            backend=self.backend,
+            device=self.device,
+            system_prompt=self.system_prompt,
+            max_new_tokens=self.max_new_tokens,
+            dtype=self.dtype,
+            judges=self.judges,
+            backend_options=self.backend_options,
+        )
+        # frozen: resolved once here, so the run folder and manifest record the settings actually used
+        object.__setattr__(self, "system_prompt", settings.system_prompt)
+        object.__setattr__(self, "max_new_tokens", settings.max_new_tokens)
+        object.__setattr__(self, "dtype", settings.dtype)
+        object.__setattr__(self, "judges", settings.judges)
+        object.__setattr__(self, "backend_options", settings.backend_options)
 
     def resolved_run_dir(self) -> Path:
         """``run_dir``, or ``runs/<model>-<bench>-<image mode>`` when none was given."""
@@ -265,6 +291,11 @@ def _result_fields(
     if bench_options:
         # Only when set: run folders made before this field existed (without options) still resume.
         fields["bench_options"] = bench_options
+    if config.preset is not None:
+        # Only when set, like bench_options. The preset's generate() settings (min_new_tokens) are not
+        # in any other result field, so they are recorded here.
+        fields["preset"] = config.preset
+        fields["generate_kwargs"] = dict(config.backend_options.get("generate_kwargs") or {})
     return fields
 
 
@@ -339,14 +370,16 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
             config.model,
             **_backend_kwargs(config),
         )
+        if procs.is_main and config.preset is not None:
+            _record_preset(run, config.preset, backend)
         if procs.is_main:
-            update_manifest(run, backend=backend.describe())
+            update_manifest(run, backend=backend.describe(), data_parallel={"processes": procs.world_size})
         store = run.generations if procs.world_size == 1 else run.rank_generations(procs.rank)
-        window = config.batch_size * BATCHES_PER_APPEND
         bar = tqdm(
             total=len(shard), desc="generate", unit="sample", disable=not progress or not procs.is_main
         )
-        for chunk in _chunks(shard, window):
+        # One backend call per chunk, appended at once: a kill loses at most one call's work.
+        for chunk in _chunks(shard, backend.requests_per_call):
             requests = [
                 GenerationRequest(
                     sample_id=s.id,
@@ -362,6 +395,7 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
                 for s in chunk
             ]
             generations = backend.generate(requests)
+            _check_generations(backend.name, requests, generations)
             store.append(g.to_dict() for g in generations)
             bar.update(len(chunk))
         bar.close()
@@ -372,6 +406,17 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     procs.barrier()
     procs.close()
     return run.path
+
+
+def _check_generations(backend: str, requests: Sequence[Any], generations: Sequence[Generation]) -> None:
+    """One generation per request, in request order: anything else is a backend defect, never saved."""
+    got = [g.sample_id for g in generations]
+    wanted = [r.sample_id for r in requests]
+    if got != wanted:
+        raise VLGuardError(
+            f"backend {backend!r} answered {len(got)} request(s) of {len(wanted)} or out of order "
+            f"(first requests {wanted[:3]}, first answers {got[:3]}); nothing of this call was saved"
+        )
 
 
 def _warn_if_attack_unseen(config: EvalConfig) -> None:
@@ -400,10 +445,23 @@ def _check_images_exist(samples: Sequence[Sample], bench: Any) -> None:
     ]
     if missing:
         names = ", ".join(f"{s.id} ({s.image})" for s in missing[:5])
-        raise ImageLoadError(
-            f"{len(missing)} image(s) missing for image mode 'original', e.g. {names}; "
+        where = "no image folder was given" if bench.images is None else f"not in {bench.images!r}"
+        hint = bench.missing_images_hint or (
             "give the image folder/zip, use --image-mode blank/none, or --allow-blank-substitutes"
         )
+        raise ImageLoadError(
+            f"{len(missing)} image(s) missing for image mode 'original' ({where}), e.g. {names}. {hint}"
+        )
+
+
+def _record_preset(run: RunFolder, name: str, backend: Any) -> None:
+    """Record the preset's settings and whether this model's prompt is the reference prompt."""
+    from vlguard.presets import get_preset, reference_prompt_check
+
+    preset = get_preset(name)
+    update_manifest(
+        run, preset={**preset.describe(), "prompt_check": reference_prompt_check(preset, backend)}
+    )
 
 
 def _backend_kwargs(config: EvalConfig) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from vlguard.report.document import Report
 from vlguard.report.examples import ImageStatus, open_images, select_examples
 from vlguard.report.export import write_csv, write_json
 from vlguard.report.html import render_html
+from vlguard.report.intervals import delta_intervals, intervals_note
 from vlguard.report.loading import RunData, load_runs
 from vlguard.report.markdown import render_markdown
 from vlguard.report.tables import comparability_warnings, comparison_rows, primary_judge, summary_rows
@@ -64,6 +65,8 @@ def build_report(
         title=title,
         runs=tuple(runs),
         summary=tuple(summary_rows(runs)),
+        intervals_note=intervals_note(runs),
+        delta_intervals=delta_intervals(runs),
         groups={group: tuple(comparison_rows(runs, group)) for group in ("category", "subcategory")},
         charts=tuple(build_charts(runs)) if with_charts else (),
         warnings=tuple(comparability_warnings(runs)),

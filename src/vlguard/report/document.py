@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from vlguard.report.charts import Chart
 from vlguard.report.examples import ExampleSection, ImageStatus
+from vlguard.report.intervals import DeltaInterval
 from vlguard.report.loading import RunData
 from vlguard.report.tables import ComparisonRow
 
@@ -36,6 +37,9 @@ class Report:
     groups: dict[str, tuple[ComparisonRow, ...]]  # "category" / "subcategory" -> rows
     charts: tuple[Chart, ...]
     warnings: tuple[str, ...]
+    intervals_note: str  # how the CIs were made (Wilson, bootstrap, ...), stated under the tables
+    # (judge, subset, metric, run index) -> bootstrap CI of that run's headline delta to the baseline
+    delta_intervals: dict[tuple[str, str, str, int], DeltaInterval]
     examples: tuple[ExampleSection, ...]
     image_status: ImageStatus
     primary_judge: str | None

@@ -23,6 +23,7 @@ METRIC_COLUMNS = (
     "value",
     "ci_low",
     "ci_high",
+    "ci_method",
     "n",
     "n_errors",
     "delta_vs_baseline",
@@ -36,6 +37,7 @@ def report_tables(report: Report) -> dict[str, Any]:
     return {
         "schema": 1,
         "baseline": runs[0].label,
+        "intervals_note": report.intervals_note,
         "runs": [
             {"label": run.label, "path": str(run.path), "run": run.run_info, "settings": run_settings(run)}
             for run in runs

@@ -53,6 +53,9 @@ class MetricRow:
     ci_high: float | None
     n: int
     n_errors: int
+    # How ci_low/ci_high were made ("wilson", "bootstrap-percentile"); None in a metrics.json written
+    # before rows recorded it (every CI was a percentile bootstrap then).
+    ci_method: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str, str | None]:
@@ -167,6 +170,7 @@ def parse_metrics(
                 ci_high=_optional_float(raw.get("ci_high")),
                 n=int(raw["n"]),
                 n_errors=int(raw.get("n_errors") or 0),
+                ci_method=None if raw.get("ci_method") is None else str(raw["ci_method"]),
             )
         )
     agreement: list[AgreementRow] = []

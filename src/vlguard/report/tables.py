@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vlguard.metrics import CI_METHOD_BEFORE_RECORDING
 from vlguard.records import SUBSETS
 from vlguard.report.loading import MetricRow, RunData
 
@@ -31,6 +32,8 @@ METRIC_LABELS = {
     "degenerate_rate": "Degenerate output",
     "error_rate": "Errors",
 }
+# (subset, metric) pairs shown first and charted; defined below, extended for the attack benchmarks.
+HEADLINE: tuple[tuple[str, str], ...]
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
 HIGHER_IS_BETTER = {"helpfulness_win_rate"}
 # The paper's headline numbers, shown first and charted.
@@ -39,6 +42,15 @@ HEADLINE = (
     ("safe_unsafe", "attack_success_rate"),
     ("safe_safe", "over_refusal_rate"),
     ("safe_safe", "helpfulness_win_rate"),
+)
+# The attack benchmarks' subsets (VLSafe, JailbreakLLMs, MM-SafetyBench's image variants, SPA-VL, AdvBench
+# with and without the GCG suffix): their attack success rate is what the report leads with and charts.
+HEADLINE += tuple(
+    (subset, "attack_success_rate")
+    for subset in (
+        *("vlsafe", "jailbreakllms", "jailbreakllms_template", "sd", "sd_typo", "typo", "spa_vl_harm"),
+        *("advbench", "advbench_suffix"),
+    )
 )
 # Run settings shown in the runs table, in this order, with the metrics.json "run" key they come from.
 SETTING_LABELS = {
@@ -155,6 +167,7 @@ def primary_judge(runs: Sequence[RunData]) -> str | None:
 
 # Result-changing settings of the manifest (``result_fields``) shown besides metrics.json's "run" block.
 _RESULT_FIELD_LABELS = {
+    "preset": "Preset",
     "backend": "Backend",
     "dtype": "Dtype",
     "system_prompt": "System prompt",
@@ -270,6 +283,8 @@ def _row_dict(cell: MetricRow) -> dict[str, Any]:
         "value": cell.value,
         "ci_low": cell.ci_low,
         "ci_high": cell.ci_high,
+        # metrics.json files written before rows recorded their method all used the bootstrap
+        "ci_method": cell.ci_method or CI_METHOD_BEFORE_RECORDING,
         "n": cell.n,
         "n_errors": cell.n_errors,
     }
