@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,15 +52,57 @@ TINY_LM = "tiny-lm"
 BATCHES_PER_CALL = 4
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+# A Hub repo id: ``name`` or ``owner/name`` (what huggingface_hub accepts), never a path with more parts.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` → this process's CUDA device (``cuda:<LOCAL_RANK>`` under torchrun) or ``cpu``."""
+    """``auto`` → this process's CUDA device (``cuda:<LOCAL_RANK>`` under torchrun) or ``cpu``.
+
+    Any other value is checked: ``ConfigError`` for an unknown device, or a CUDA / MPS device this
+    machine or this torch build does not have (checked before any model loads).
+    """
     import torch
 
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
+    if device == "auto":
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        return "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type not in DEVICE_TYPES:
+        raise ConfigError(f"device {device!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r}: CUDA is not available (this torch build has no CUDA support, or no GPU "
+                "is visible); use --device cpu or auto"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"device {device!r}: MPS is not available on this machine; use --device cpu or auto"
+        )
+    return device
+
+
+def check_model_reference(name: str, what: str = "model") -> None:
+    """``ConfigError`` when ``name`` is neither an existing local path nor shaped like a Hub repo id.
+
+    A mistyped local folder (``runs/train/x/model``) would otherwise reach huggingface_hub, whose
+    answer ("Repo id must be in the form 'repo_name' or 'namespace/repo_name'") hides the real
+    mistake: the folder does not exist.
+    """
+    if is_tiny(name) or Path(name).expanduser().exists():
+        return
+    if not _HUB_ID.match(name):
+        raise ConfigError(f"{what} {name!r}: no such file or folder (and not a Hub repo id like owner/name)")
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -202,6 +245,7 @@ class HFBackend:
         import torch
 
         resolved_device = resolve_device(device)
+        check_model_reference(model)
         path = str(ensure_tiny_model(model)) if is_tiny(model) else model
         self._set_settings(
             model_id=model,
@@ -410,8 +454,19 @@ class HFBackend:
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(requests)), key=lambda i: (requests[i].image is None, lengths[i], i))
         results: list[Generation | None] = [None] * len(requests)
+        context = self.context_length()
         batch: list[int] = []
         for i in order:
+            if context is not None and lengths[i] > context:
+                # Never run it: the model was not made to attend that far, and on the way it could allocate
+                # memory quadratic in the length (a 3 MB prompt asked for terabytes) before failing.
+                results[i] = Generation(
+                    sample_id=requests[i].sample_id,
+                    response="",
+                    error=f"prompt too long: {lengths[i]:,} tokens, more than the model's context of "
+                    f"{context:,} tokens",
+                )
+                continue
             if batch and (
                 len(batch) == self.batch_size
                 or (requests[batch[0]].image is None) != (requests[i].image is None)
@@ -458,6 +513,15 @@ class HFBackend:
             return
         for i, (response, meta) in zip(batch, outs, strict=True):
             results[i] = Generation(sample_id=requests[i].sample_id, response=response, meta=meta)
+
+    def context_length(self) -> int | None:
+        """The most tokens the language model attends to (``max_position_embeddings``), if its config says."""
+        config = getattr(self.model, "config", None)
+        for candidate in (getattr(config, "text_config", None), config):
+            value = getattr(candidate, "max_position_embeddings", None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
 
     @property
     def _eos_ids(self) -> set[int]:
