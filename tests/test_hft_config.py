@@ -61,6 +61,8 @@ def test_dotted_overrides_reach_nested_sections() -> None:
         ("safety.with_images=true", "applies to safety.source=vlguard only"),
         ("task.eval_limit=0", "task.eval_limit"),
         ("finetune.lr=fast", "'finetune.lr': expected a number"),
+        ("finetune.lr=-1e-5", "'finetune.lr': must be > 0"),
+        ("alignment.train.lora.dropout=1", "'alignment.train.lora.dropout': must be >= 0 and < 1"),
     ],
 )
 def test_mistakes_are_one_clear_error(override: str, match: str) -> None:

@@ -115,7 +115,10 @@ def test_bad_settings_fail_before_loading(tmp_path: Path, data: tuple[Path, Path
         ("safety_loss.batch_size", "0", "safety_loss.batch_size"),
     ):
         config = _config(
-            tmp_path / "no-model", task, tmp_path / "run", **{"safety_loss.data": str(safety), key: value}
+            Path("someone/no-such-model"),
+            task,
+            tmp_path / "run",
+            **{"safety_loss.data": str(safety), key: value},
         )
         with pytest.raises(ConfigError, match=match):
             train(config)

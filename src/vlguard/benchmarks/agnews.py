@@ -64,13 +64,13 @@ def read_agnews(
             label = label_field(
                 record, "class index", dict(enumerate(AGNEWS_CLASSES, start=1)), file, row_problems
             )
-            title = text_field(record, ("title",), file, row_problems, strip=False)
-            description = text_field(record, ("description",), file, row_problems, strip=False)
+            title = text_field(record, ("title",), file, row_problems)
+            description = text_field(record, ("description",), file, row_problems)
             # The Hub's ag_news builds its text exactly so: title, one space, description (unstripped).
             text = None if title is None or description is None else f"{title} {description}"
         else:
             label = label_field(record, "label", dict(enumerate(AGNEWS_CLASSES)), file, row_problems)
-            text = text_field(record, ("text",), file, row_problems, strip=False)
+            text = text_field(record, ("text",), file, row_problems)
         if row_problems or label is None or text is None:
             problems.extend(row_problems)
             continue

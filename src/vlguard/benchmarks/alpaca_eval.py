@@ -47,7 +47,7 @@ def read_alpaca_eval(
     for record in records:
         row_problems: list[Problem] = []
         instruction = text_field(record, ("instruction",), file, row_problems)
-        reference = text_field(record, ("output", "reference_output"), file, row_problems)
+        reference = text_field(record, ("output", "reference_output"), file, row_problems, strip=True)
         origin = record.fields.get("dataset")
         if origin is not None and not isinstance(origin, str):
             row_problems.append(

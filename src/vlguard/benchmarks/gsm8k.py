@@ -59,8 +59,8 @@ def read_gsm8k(
     problems: list[Problem] = []
     for record in records:
         row_problems: list[Problem] = []
-        question = text_field(record, ("question",), file, row_problems, strip=False)
-        answer = text_field(record, ("answer",), file, row_problems, strip=False)
+        question = text_field(record, ("question",), file, row_problems)
+        answer = text_field(record, ("answer",), file, row_problems)
         if answer is not None and ANSWER_MARKER not in answer:
             row_problems.append(
                 Problem(file, record.where, "answer", f"has no {ANSWER_MARKER} before the final answer")

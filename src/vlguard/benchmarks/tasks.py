@@ -167,13 +167,20 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of a file, split on newlines only (``str.splitlines`` also splits inside a text on
+    characters such as U+2028 or form feeds, which then look like ragged rows); CRLF is accepted."""
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def read_tsv(path: Path) -> list[TaskRecord]:
     """A tab-separated file with a header row (GLUE's layout): one record per non-blank line.
 
     GLUE's TSV files are not quoted (a sentence may hold ``"``), so cells are split on tabs only. A
     line with another number of cells than the header is a problem naming the line.
     """
-    lines = _read_text(path).splitlines()
+    lines = _lines(_read_text(path))
     if not lines or not lines[0].strip():
         raise DataValidationError([Problem(str(path), "", "", "empty file: no header row")])
     columns = [cell.strip() for cell in lines[0].split("\t")]
@@ -239,19 +246,21 @@ def read_headerless_csv(path: Path, columns: Sequence[str]) -> list[TaskRecord]:
 
 def read_jsonl_records(path: Path) -> list[TaskRecord]:
     """A JSON Lines file of objects (blank lines skipped); each bad line is a problem naming it."""
-    import json
+    from vlguard.fileio import JsonError, json_problem, parse_json
 
     records: list[TaskRecord] = []
     problems: list[Problem] = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(_lines(_read_text(path)), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(
-                Problem(str(path), f"line {number}", "", f"not valid JSON: {err.msg} at column {err.colno}")
-            )
+            row = parse_json(line)  # the strict reader: nesting depth, lone surrogates
+        except JsonError as err:
+            if err.line is None:
+                problems.append(json_problem(err, path, f"line {number}"))
+            else:
+                message = f"not valid JSON: {err.message} at column {err.column}"
+                problems.append(Problem(str(path), f"line {number}", "", message))
             continue
         if not isinstance(row, dict):
             problems.append(
@@ -266,14 +275,15 @@ def read_jsonl_records(path: Path) -> list[TaskRecord]:
 
 def read_json_list_records(path: Path) -> list[TaskRecord]:
     """A JSON file holding a list of objects; record ``i`` is named ``item <i>`` (0-based)."""
-    import json
+    from vlguard.fileio import JsonError, json_problem, parse_json
 
     try:
-        data = json.loads(_read_text(path))
-    except json.JSONDecodeError as err:
-        raise DataValidationError(
-            [Problem(str(path), "", "", f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}")]
-        ) from err
+        data = parse_json(_read_text(path))  # the strict reader: nesting depth, lone surrogates
+    except JsonError as err:
+        problem = json_problem(err, path)
+        if problem.record.startswith("#"):
+            problem = Problem(problem.file, f"item {problem.record[1:]}", problem.field, problem.message)
+        raise DataValidationError([problem]) from None
     if not isinstance(data, list):
         raise DataValidationError(
             [Problem(str(path), "", "", f"expected a JSON list of objects, got {type(data).__name__}")]
@@ -317,9 +327,13 @@ def read_by_suffix(path: Path) -> list[TaskRecord]:
 
 
 def text_field(
-    record: TaskRecord, names: Sequence[str], file: str, problems: list[Problem], *, strip: bool = True
+    record: TaskRecord, names: Sequence[str], file: str, problems: list[Problem], *, strip: bool = False
 ) -> str | None:
-    """The record's first present field of ``names`` as non-empty text; a problem (and None) otherwise."""
+    """The record's first present field of ``names`` as non-empty text; a problem (and None) otherwise.
+
+    Task texts are kept as the source has them by default (``strip=False``: the papers format the raw
+    dataset text into their prompts); ``strip=True`` drops surrounding whitespace.
+    """
     name = next((n for n in names if n in record.fields), None)
     if name is None:
         present = ", ".join(sorted(map(str, record.fields))) or "none"
@@ -422,11 +436,31 @@ def _resolve_file(
     }
 
 
+def _collapse_missing_fields(problems: list[Problem], n_records: int, file: str) -> list[Problem]:
+    """One problem for a field that every record lacks (a file with the wrong columns), not one per row."""
+    missing: dict[str, list[Problem]] = {}
+    for problem in problems:
+        if problem.message.startswith("missing field"):
+            missing.setdefault(problem.field, []).append(problem)
+    everywhere = {name for name, found in missing.items() if len(found) == n_records}
+    if not everywhere:
+        return problems
+    kept = [p for p in problems if not (p.field in everywhere and p.message.startswith("missing field"))]
+    collapsed = [
+        Problem(
+            file, "", name, missing[name][0].message.replace("missing field", "missing in every record", 1)
+        )
+        for name in sorted(everywhere)
+    ]
+    return collapsed + kept
+
+
 def _read_items(spec: TaskSpec, path: Path, options: Mapping[str, Any]) -> list[TaskItem]:
     records = spec.load_records(path)
     if not records:
         raise DataValidationError([Problem(str(path), "", "", "no records")])
     items, problems = spec.read(records, str(path), options)
+    problems = _collapse_missing_fields(problems, len(records), str(path))
     if problems:
         raise DataValidationError(
             problems, hint=f"{spec.name} expects the layout of {spec.where_to_get}".rstrip()
@@ -574,7 +608,7 @@ def load_task_examples(
         known = sorted({*spec.local_files, *spec.hub_files} - {spec.eval_split})
         holdout = ["holdout"] if spec.holdout_start is not None else []
         raise ConfigError(
-            f"{task!r} has no split {split!r} for training (splits: {', '.join(known + holdout) or 'none'})"
+            f"{task!r} has no {split!r} split to train on (training splits: {', '.join(known + holdout) or 'none'})"
         )
     if n is not None and n > len(items):
         raise ConfigError(

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,17 +47,62 @@ logger = logging.getLogger(__name__)
 
 TINY_PREFIX = "tiny"
 TINY_LM = "tiny-lm"
+# Padded batches per generate call: more sort more prompts by length (less padding); fewer lose less
+# work when a run is killed (the eval loop appends after every call).
+BATCHES_PER_CALL = 4
+
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+# A Hub repo id: ``name`` or ``owner/name`` (what huggingface_hub accepts), never a path with more parts.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` → this process's CUDA device (``cuda:<LOCAL_RANK>`` under torchrun) or ``cpu``."""
+    """``auto`` → this process's CUDA device (``cuda:<LOCAL_RANK>`` under torchrun) or ``cpu``.
+
+    Any other value is checked: ``ConfigError`` for an unknown device, or a CUDA / MPS device this
+    machine or this torch build does not have (checked before any model loads).
+    """
     import torch
 
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
+    if device == "auto":
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        return "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type not in DEVICE_TYPES:
+        raise ConfigError(f"device {device!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r}: CUDA is not available (this torch build has no CUDA support, or no GPU "
+                "is visible); use --device cpu or auto"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"device {device!r}: MPS is not available on this machine; use --device cpu or auto"
+        )
+    return device
+
+
+def check_model_reference(name: str, what: str = "model") -> None:
+    """``ConfigError`` when ``name`` is neither an existing local path nor shaped like a Hub repo id.
+
+    A mistyped local folder (``runs/train/x/model``) would otherwise reach huggingface_hub, whose
+    answer ("Repo id must be in the form 'repo_name' or 'namespace/repo_name'") hides the real
+    mistake: the folder does not exist.
+    """
+    if is_tiny(name) or Path(name).expanduser().exists():
+        return
+    if not _HUB_ID.match(name):
+        raise ConfigError(f"{what} {name!r}: no such file or folder (and not a Hub repo id like owner/name)")
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -199,6 +245,7 @@ class HFBackend:
         import torch
 
         resolved_device = resolve_device(device)
+        check_model_reference(model)
         path = str(ensure_tiny_model(model)) if is_tiny(model) else model
         self._set_settings(
             model_id=model,
@@ -320,7 +367,7 @@ class HFBackend:
         """Check the chat template (chat format) and set left padding on the tokenizer."""
         self.tokenizer = tokenizer_of(processor)
         self.accepts_images = sees_images(processor)
-        template = getattr(processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        template = getattr(processor, "chat_template", None)
         if self.prompt_format == "chat" and not template:
             raise ConfigError(
                 f"model {self.model_id!r} has no chat template; vlguard needs one to build chat prompts: "
@@ -331,6 +378,11 @@ class HFBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @property
+    def requests_per_call(self) -> int:
+        """Requests per ``generate`` call: a few padded batches (``batch_size`` × ``BATCHES_PER_CALL``)."""
+        return self.batch_size * BATCHES_PER_CALL
 
     def describe(self) -> dict[str, Any]:
         """Model id, revision, adapter, resolved dtype/device and decoding settings (for the manifest)."""
@@ -344,6 +396,7 @@ class HFBackend:
             "dtype": self.dtype,
             "device": self.device,
             "batch_size": self.batch_size,
+            "requests_per_call": self.requests_per_call,
             "max_new_tokens": self.max_new_tokens,
             "generate_kwargs": self.generate_kwargs,
             "decoding": "greedy",
@@ -401,8 +454,19 @@ class HFBackend:
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(requests)), key=lambda i: (requests[i].image is None, lengths[i], i))
         results: list[Generation | None] = [None] * len(requests)
+        context = self.context_length()
         batch: list[int] = []
         for i in order:
+            if context is not None and lengths[i] > context:
+                # Never run it: the model was not made to attend that far, and on the way it could allocate
+                # memory quadratic in the length (a 3 MB prompt asked for terabytes) before failing.
+                results[i] = Generation(
+                    sample_id=requests[i].sample_id,
+                    response="",
+                    error=f"prompt too long: {lengths[i]:,} tokens, more than the model's context of "
+                    f"{context:,} tokens",
+                )
+                continue
             if batch and (
                 len(batch) == self.batch_size
                 or (requests[batch[0]].image is None) != (requests[i].image is None)
@@ -449,6 +513,15 @@ class HFBackend:
             return
         for i, (response, meta) in zip(batch, outs, strict=True):
             results[i] = Generation(sample_id=requests[i].sample_id, response=response, meta=meta)
+
+    def context_length(self) -> int | None:
+        """The most tokens the language model attends to (``max_position_embeddings``), if its config says."""
+        config = getattr(self.model, "config", None)
+        for candidate in (getattr(config, "text_config", None), config):
+            value = getattr(candidate, "max_position_embeddings", None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
 
     @property
     def _eos_ids(self) -> set[int]:

@@ -18,7 +18,14 @@ from vlguard.errors import ConfigError
 from vlguard.hft.data import harmful_count
 from vlguard.hft.defences import DEFENCES, DefenceSettings
 from vlguard.prompts import PromptFormat
-from vlguard.train.config import ModelConfig, TrainConfig, describe_fields, dump_config, load_dataclass
+from vlguard.train.config import (
+    ModelConfig,
+    TrainConfig,
+    check_values,
+    describe_fields,
+    dump_config,
+    load_dataclass,
+)
 
 
 def _help(text: str) -> dict[str, str]:
@@ -380,6 +387,9 @@ def check_hft_config(config: HFTConfig) -> None:
         )
     _check_set_by_sweep(config.finetune, "finetune")
     _check_set_by_sweep(config.alignment.train, "alignment.train")
+    # the same range checks as `vlguard train` (lr > 0, lora.dropout < 1, ...), named by section
+    check_values(config.finetune, prefix="finetune.")
+    check_values(config.alignment.train, prefix="alignment.train.")
 
 
 def key_values(items: Sequence[str]) -> dict[str, Any]:

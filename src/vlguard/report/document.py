@@ -45,6 +45,8 @@ class Report:
     primary_judge: str | None
     generated_at: str
     version: str
+    # One line per run whose numbers cover only part of its samples (see ``incompleteness_notes``).
+    incomplete: tuple[str, ...] = ()
 
     @property
     def is_comparison(self) -> bool:

@@ -206,6 +206,8 @@ def run_settings(run: RunData) -> dict[str, str]:
     for key, label in SETTING_LABELS.items():
         value = info.get(key, manifest.get(key))
         settings[label] = "none" if value is None else str(value)
+    if not run.complete:
+        settings[SETTING_LABELS["n_samples"]] += f" (INCOMPLETE: {_coverage(run.completeness)})"
     for key, value in info.items():
         if key not in SETTING_LABELS and isinstance(value, str | int | float | bool):
             settings[key.replace("_", " ").capitalize()] = str(value)
@@ -231,6 +233,24 @@ def run_settings(run: RunData) -> dict[str, str]:
             settings[label] = value
     settings["Folder"] = str(run.path)
     return settings
+
+
+def _coverage(counts: dict[str, Any]) -> str:
+    total = counts.get("samples")
+    parts = [f"{counts.get('generated')} of {total} generated"]
+    judged = counts.get("judged") or {}
+    parts += [f"{n} of {total} judged by {judge}" for judge, n in judged.items()]
+    return ", ".join(parts) if judged else parts[0] + ", none judged"
+
+
+def incompleteness_notes(runs: Sequence[RunData]) -> list[str]:
+    """One line per run that was not finished: its metrics cover only some of its samples."""
+    return [
+        f"{run.label} is INCOMPLETE: {_coverage(run.completeness)}. Its numbers describe only those "
+        "samples, not the benchmark; finish the run (rerun its `vlguard eval` command) before comparing."
+        for run in runs
+        if not run.complete
+    ]
 
 
 def comparability_warnings(runs: Sequence[RunData]) -> list[str]:

@@ -9,6 +9,7 @@ naming the key, before any model is loaded.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -262,9 +263,11 @@ class TrainConfig:
     )
     run_name: str | None = field(default=None, metadata=_help("Name shown in the trackers."))
     resume_from_checkpoint: str | None = field(
-        default=None,
+        default="auto",
         metadata=_help(
-            "latest = the newest complete checkpoint in output_dir/checkpoints, or a checkpoint folder."
+            "auto (or latest) = resume from the newest complete checkpoint in output_dir/checkpoints when "
+            "there is one (made with the same settings), so rerunning a command continues it; a checkpoint "
+            "folder; null = start from step 0 (refused when complete checkpoints exist)."
         ),
     )
     dataloader_num_workers: int = field(
@@ -401,6 +404,10 @@ def load_dataclass(
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        except RecursionError:
+            raise ConfigError(f"{path}: not a config: nested too deeply to read") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte offset {err.start}); save it as UTF-8") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config is a mapping of keys, got {type(loaded).__name__}")
         raw = loaded or {}
@@ -423,11 +430,86 @@ def load_dataclass(
         raise
 
 
+# (dotted key, lowest allowed, whether the lowest is excluded, highest allowed or None, whether excluded)
+_RANGES: tuple[tuple[str, float, bool, float | None, bool], ...] = (
+    ("lr", 0, True, None, False),
+    ("projector_lr", 0, True, None, False),
+    ("weight_decay", 0, False, None, False),
+    ("warmup_ratio", 0, False, 1, True),
+    ("epochs", 0, True, None, False),
+    ("max_grad_norm", 0, False, None, False),
+    ("global_batch_size", 1, False, None, False),
+    ("per_device_batch_size", 1, False, None, False),
+    ("max_length", 1, False, None, False),
+    ("save_steps", 1, False, None, False),
+    ("save_total_limit", 1, False, None, False),
+    ("logging_steps", 1, False, None, False),
+    ("dataloader_num_workers", 0, False, None, False),
+    ("seed", 0, False, 2**32 - 1, False),
+    ("lora.r", 1, False, None, False),
+    ("lora.alpha", 0, True, None, False),
+    ("lora.dropout", 0, False, 1, True),
+    ("data.n_helpfulness", 0, False, None, False),
+    ("data.max_samples", 0, False, None, False),
+    ("data.seed", 0, False, 2**32 - 1, False),
+)
+
+
+def check_values(config: TrainConfig, prefix: str = "") -> None:
+    """``ConfigError`` naming the key of a value outside its range (``lr=nan``, ``lr=-5``, ``lora.dropout=1``).
+
+    Types are checked when the config is built; the ranges here are checked before anything loads, so
+    that a bad value never surfaces after the model has loaded and the run folder has been written.
+    ``prefix`` names the section a training config sits in (``finetune.`` in a ``vlguard hft`` config).
+    """
+    for key, low, low_open, high, high_open in _RANGES:
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is None:
+            continue  # optional keys (projector_lr, save_total_limit, data.max_samples) may be null
+        bounds = ("> " if low_open else ">= ") + f"{low:g}"
+        if high is not None:
+            bounds += (" and < " if high_open else " and <= ") + f"{high:g}"
+        if not math.isfinite(value) or value < low or (low_open and value == low):
+            raise ConfigError(f"config key '{prefix}{key}': must be {bounds}, got {value!r}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise ConfigError(f"config key '{prefix}{key}': must be {bounds}, got {value!r}")
+    if config.max_steps != -1 and config.max_steps < 1:
+        raise ConfigError(
+            f"config key '{prefix}max_steps': must be -1 (run the epochs) or >= 1, got {config.max_steps}"
+        )
+    if not config.output_dir.strip():
+        raise ConfigError(f"config key '{prefix}output_dir': must not be empty")
+    for key, text in _strings(config.to_dict()):
+        if any("\ud800" <= ch <= "\udfff" for ch in text):
+            raise ConfigError(
+                f"config key '{prefix}{key}': holds a lone UTF-16 surrogate, which is not Unicode text"
+            )
+
+
+def _strings(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, text) of every string in a config dict, list items included."""
+    if isinstance(tree, dict):
+        return [item for k, v in tree.items() for item in _strings(v, f"{prefix}{k}.")]
+    if isinstance(tree, list):
+        return [item for v in tree for item in _strings(v, prefix)]
+    return [(prefix.rstrip("."), tree)] if isinstance(tree, str) else []
+
+
 def load_config(
     path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
 ) -> TrainConfig:
-    """Read a training config (YAML) and apply dotted overrides; see :func:`load_dataclass`."""
-    return load_dataclass(TrainConfig, path, overrides)
+    """Read a training config (YAML), apply dotted overrides and check every value's range; see
+    :func:`load_dataclass`."""
+    config = load_dataclass(TrainConfig, path, overrides)
+    try:
+        check_values(config)
+    except ConfigError as err:
+        if path is not None:
+            raise ConfigError(f"{path}: {err}") from err
+        raise
+    return config
 
 
 def dump_config(config: Any) -> str:
