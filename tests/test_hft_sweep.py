@@ -314,3 +314,37 @@ def test_vlm_cells_train_on_vlguard_refusals_with_their_images(
     assert aux.data is not None and aux.image_root == train_config.data.instructions_image_root
     provenance = json.loads(Path("vlm/cells/p0.25-vlguard-aux/train/model/vlguard_train.json").read_text())
     assert provenance["safety_loss"]["counts"] == {"safety_loss": 3}
+
+
+def test_the_sweep_runs_data_parallel_under_accelerate(data: Path, tmp_path: Path, tiny_cache: Path) -> None:
+    """Two gloo processes (CPU): every training run is data-parallel, generation is sharded, rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    from vlguard.hft.config import dump_hft_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config = _config(
+        data, tmp_path / "ddp", "attack.harmful_ratios=[0.25]", "alignment.train.per_device_batch_size=2",
+        "finetune.per_device_batch_size=2",
+    )  # fmt: skip
+    config_file = tmp_path / "hft.yaml"
+    config_file.write_text(dump_hft_config(config))
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [
+        str(accelerate), "launch", "--config_file", str(repo / "configs/accelerate/ddp-cpu-2proc.yaml"),
+        "-m", "vlguard.cli.main", "hft", str(config_file), "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "ddp"
+    assert len(read_summary(out / "summary.json")) == 2
+    for stage in ("alignment/train", "cells/p0.25-sft/train", "cells/p0.25-vlguard-aux/train"):
+        provenance = json.loads((out / stage / "model" / "vlguard_train.json").read_text())
+        fingerprints = provenance["rank_fingerprints"]
+        assert provenance["world_size"] == 2 and len(set(fingerprints)) == 1, stage
+    hs = out / "cells" / "p0.25-sft" / "hs"
+    assert len((hs / "generations.jsonl").read_text().splitlines()) == 6
+    assert not list(hs.glob("generations.rank*.jsonl"))  # the shards were merged and removed

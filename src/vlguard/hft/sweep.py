@@ -392,6 +392,9 @@ def train_config_for(
             seed=config.seed,
         ),
         output_dir=str(output_dir),
+        # Text-only data never reaches a VLM's projector: training it would only leave parameters
+        # without a gradient, which data-parallel training refuses.
+        train_projector=base.train_projector and with_images,
         prompt_format=config.prompt_format,
         safety_loss=SafetyLossConfig(
             data=str(aux_file) if aux is not None and aux_file is not None else None,
