@@ -63,6 +63,7 @@ def _config(data: Path, out: Path, *overrides: str) -> HFTConfig:
         "harmful_score.bench=beavertails",
         f"harmful_score.data={data / 'heldout.jsonl'}",
         "harmful_score.judge=refusal",
+        "harmful_score.second_judges=[refusal-paper]",
         "harmful_score.max_new_tokens=4",
         "eval.batch_size=8",
     ]
@@ -96,6 +97,11 @@ def _metric(run_dir: Path, metric: str) -> dict[str, Any]:
     return next(r for r in rows if r["metric"] == metric and r["group"] == "all")
 
 
+def _metric_of(run_dir: Path, metric: str, judge: str) -> dict[str, Any]:
+    rows = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    return next(r for r in rows if r["metric"] == metric and r["group"] == "all" and r["judge"] == judge)
+
+
 def test_summary_rows_come_from_the_cells_run_folders(finished: Path) -> None:
     from vlguard.train.config import load_config
 
@@ -108,7 +114,7 @@ def test_summary_rows_come_from_the_cells_run_folders(finished: Path) -> None:
     assert by_cell[(0.25, "vlguard-aux")]["counts"] == {"task": 6, "harmful": 2, "safety": 0, "aux_safety": 4}
     for row in rows:
         cell = finished / "cells" / f"p{row['harmful_ratio']:g}-{row['defence']}"
-        hs, fa = _metric(cell / "hs", "attack_success_rate"), _metric(cell / "fa", "accuracy")
+        hs, fa = _metric_of(cell / "hs", "attack_success_rate", "refusal"), _metric(cell / "fa", "accuracy")
         assert row["harmful_score"] == hs["value"] and row["harmful_score_ci"] == [
             hs["ci_low"],
             hs["ci_high"],
@@ -118,6 +124,11 @@ def test_summary_rows_come_from_the_cells_run_folders(finished: Path) -> None:
         # the refusal judge is a stand-in for a moderation judge, and says so
         assert row["harmful_score_stand_in"] is True and "stand-in" in row["harmful_score_note"]
         assert row["hs_prompts_seen_in_training"] == 0
+        # the second judge scored the same answers; its rate and the agreement are in the row too
+        assert row["harmful_score_by_judge"]["refusal"]["value"] == row["harmful_score"]
+        paper = _metric_of(cell / "hs", "attack_success_rate", "refusal-paper")
+        assert row["harmful_score_by_judge"]["refusal-paper"]["value"] == paper["value"]
+        assert row["harmful_score_agreement"][0]["judges"] == ["refusal", "refusal-paper"]
         # each cell is a normal `vlguard train` run folder that reloads as a config
         train_config = load_config(cell / "train" / "train_config.yaml")
         assert train_config.data.instructions == str(cell.relative_to(finished.parent) / "train.jsonl")

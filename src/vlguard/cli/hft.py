@@ -95,8 +95,9 @@ def run(args: argparse.Namespace) -> int:
             + (f" +{c['aux_safety']} aux" if c.get("aux_safety") else "")
         )
     if stand_in:
+        judge = rows[0].get("harmful_score_judge")
         print(
-            "* HS with the refusal judge: a stand-in for a moderation judge (share answered without refusing)"
+            f"* HS with the {judge} judge: a stand-in for a moderation judge (share answered without refusing)"
         )
     print(f"wrote {result.summary}; report: vlguard report {result.output_dir}")
     return 0

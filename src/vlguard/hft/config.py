@@ -205,6 +205,14 @@ class HarmfulScoreConfig:
     judge_options: list[str] = field(
         default_factory=list, metadata=_help("Judge options KEY=VALUE (e.g. mode=harm for llm-judge).")
     )
+    second_judges: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "More judges of the same generations (their attack success rates go into summary.json as "
+            "harmful_score_by_judge, with their agreement in each cell's metrics.json); the Harmful Score "
+            "is the first judge's."
+        ),
+    )
     max_new_tokens: int = field(
         default=128, metadata=_help("Tokens generated per harmful prompt (Vaccine's pred.py: 128).")
     )
@@ -385,6 +393,8 @@ def check_hft_config(config: HFTConfig) -> None:
         raise ConfigError(
             f"config key 'compute.parallel_cells' must be at least 1, got {config.compute.parallel_cells}"
         )
+    if config.harmful_score.judge in config.harmful_score.second_judges:
+        raise ConfigError("config key 'harmful_score.second_judges' repeats harmful_score.judge")
     _check_set_by_sweep(config.finetune, "finetune")
     _check_set_by_sweep(config.alignment.train, "alignment.train")
     # the same range checks as `vlguard train` (lr > 0, lora.dropout < 1, ...), named by section

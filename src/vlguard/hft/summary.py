@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 SUMMARY_SCHEMA = 1
 STAND_IN_JUDGES = frozenset({"refusal", "refusal-paper"})
 STAND_IN_NOTE = (
-    "stand-in: the refusal judge's attack success rate (harmful prompts answered without a refusal), "
+    "stand-in: the {judge} judge's attack success rate (harmful prompts answered without a refusal), "
     "not a moderation judge's Harmful Score"
 )
 FA_METRICS = ("accuracy", "helpfulness_win_rate")
@@ -91,13 +91,27 @@ def measured(hs_dir: Path, fa_dir: Path, hs_judge: str) -> dict[str, Any]:
     hs = pick_row(hs_metrics, ("attack_success_rate",), hs_judge, hs_dir / "metrics.json")
     fa = pick_row(fa_metrics, FA_METRICS, None, fa_dir / "metrics.json")
     stand_in = hs_judge in STAND_IN_JUDGES
+    by_judge = {
+        r["judge"]: {"value": r["value"], "ci": [r.get("ci_low"), r.get("ci_high")], "n": r["n"]}
+        for r in hs_metrics.get("metrics", [])
+        if r.get("group") == "all" and r.get("metric") == "attack_success_rate"
+    }
+    agreement = [
+        {"judges": a["judges"], "kappa": a.get("kappa"), "agreement": a.get("agreement"), "n": a.get("n")}
+        for a in hs_metrics.get("agreement", [])
+        if a.get("subset") == "all" and hs_judge in a.get("judges", [])
+    ]
     return {
         **_number(hs, "harmful_score"),
         "harmful_score_judge": hs_judge,
         "harmful_score_judge_version": hs.get("judge_version"),
         "harmful_score_bench": hs_metrics.get("run", {}).get("benchmark"),
         "harmful_score_stand_in": stand_in,
-        "harmful_score_note": STAND_IN_NOTE if stand_in else "share of answers the judge flags as harmful",
+        "harmful_score_note": STAND_IN_NOTE.format(judge=hs_judge)
+        if stand_in
+        else "share of answers the judge flags as harmful",
+        "harmful_score_by_judge": by_judge,
+        "harmful_score_agreement": agreement,
         **_number(fa, "finetune_accuracy"),
         "finetune_accuracy_metric": fa["metric"],
         "finetune_accuracy_judge": fa.get("judge"),

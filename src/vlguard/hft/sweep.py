@@ -266,7 +266,7 @@ def hs_eval_config(
         bench=hs.bench,
         data=hs.data,
         data_revision=hs.revision,
-        judges=(hs.judge,),
+        judges=(hs.judge, *hs.second_judges),
         judge_options={hs.judge: key_values(hs.judge_options)} if hs.judge_options else {},
         subsets=tuple(hs.subsets) if hs.subsets else None,
         limit=hs.limit,

@@ -208,11 +208,9 @@ def build_hft_report(folders: Sequence[str | Path], title: str | None = None) ->
 
 
 def _hs_label(report: HFTReport) -> str:
-    return (
-        "Harmful Score (stand-in: refusal-judge ASR)"
-        if report.hs_stand_in
-        else f"Harmful Score ({report.hs_judge})"
-    )
+    if report.hs_stand_in:
+        return f"Harmful Score* ({report.hs_judge} ASR, stand-in)"
+    return f"Harmful Score ({report.hs_judge})"
 
 
 def _fa_label(report: HFTReport) -> str:
@@ -333,7 +331,7 @@ def render_hft_html(report: HFTReport) -> str:
     if report.hs_stand_in:
         notes.insert(
             0,
-            "<p class='note' id='stand-in'>* Harmful Score measured with the offline <strong>refusal</strong> judge: "
+            f"<p class='note' id='stand-in'>* Harmful Score measured with the offline <strong>{e(report.hs_judge)}</strong> judge: "
             "the share of harmful prompts answered without a refusal. It is a stand-in for the moderation "
             "judge of the papers (beaver-dam), not the same number.</p>",
         )
@@ -388,7 +386,7 @@ def render_hft_markdown(report: HFTReport, chart_files: dict[str, str]) -> str:
     lines.append("")
     if report.hs_stand_in:
         lines += [
-            "\\* Harmful Score measured with the offline refusal judge (share of harmful prompts answered "
+            f"\\* Harmful Score measured with the offline {report.hs_judge} judge (share of harmful prompts answered "
             "without a refusal): a stand-in for the papers' moderation judge (beaver-dam), not the same number.",
             "",
         ]
