@@ -243,7 +243,7 @@ def _line_chart(report: HFTReport, attribute: str, ylabel: str) -> bytes:
             100 * getattr(reference, attribute).mean, color=CHART_COLOURS[0], linestyle="--", label=REFERENCE
         )
     axes.set_xlabel("harmful ratio p (%)")
-    axes.set_ylabel(ylabel + " (%)")
+    axes.set_ylabel(ylabel)
     axes.set_ylim(0, 105)
     axes.grid(alpha=0.3)
     axes.spines[["top", "right"]].set_visible(False)
@@ -266,6 +266,10 @@ def _describe(report: HFTReport, attribute: str) -> str:
 def build_hft_charts(report: HFTReport) -> list[Chart]:
     """HS vs p and FA vs p, one line per defence (error bars: seed range, or the CI for one seed)."""
     charts = []
+    axis_labels = {
+        "harmful_score": "Harmful Score* (%)" if report.hs_stand_in else "Harmful Score (%)",
+        "finetune_accuracy": ("Finetune Accuracy" if report.fa_metric == "accuracy" else "Win rate") + " (%)",
+    }
     for attribute, slug, label in (
         ("harmful_score", "hs-vs-p", _hs_label(report)),
         ("finetune_accuracy", "fa-vs-p", _fa_label(report)),
@@ -276,7 +280,7 @@ def build_hft_charts(report: HFTReport) -> list[Chart]:
                 slug=slug,
                 title=title,
                 alt=f"{title}: {_describe(report, attribute)}",
-                png=_line_chart(report, attribute, label),
+                png=_line_chart(report, attribute, axis_labels[attribute]),
             )
         )
     return charts
