@@ -172,7 +172,7 @@ def test_data_is_required_and_paths_are_checked(tmp_path: Path) -> None:
         load_advbench()
     _write(tmp_path / "other.csv", "a\n1\n")
     with pytest.raises(
-        ConfigError, match=r"no xstest_prompts\.csv in this folder \(CSV files here: other\.csv\)"
+        ConfigError, match=r"no xstest_prompts\.csv in this folder \(\.csv files here: other\.csv\)"
     ):
         load_xstest(tmp_path)
     with pytest.raises(ConfigError, match="no such file or folder"):

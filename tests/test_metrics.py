@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from vlguard.metrics import (
     attack_success_rate,
     bootstrap_ci,
+    bootstrap_difference_ci,
     cohens_kappa,
     compute_metrics,
     judge_family,
+    metric_values,
+    rate_ci,
     summary_rows,
+    wilson_ci,
 )
 from vlguard.records import Judgment, Sample
 
@@ -171,13 +176,90 @@ def test_bootstrap_ci_is_deterministic_for_a_seed() -> None:
     assert bootstrap_ci([1.0, 1.0, 1.0], seed=0, n=50) == (1.0, 1.0)
 
 
-def test_metrics_are_deterministic_for_a_seed() -> None:
+def test_metrics_are_deterministic_and_rate_intervals_do_not_depend_on_the_seed() -> None:
     unsafe = [sample(i, "unsafe", "c", "s") for i in range(30)]
     judgments = {"refusal": judged("refusal", unsafe, ["compliance", "refusal", "refusal"] * 10)}
     first = compute_metrics(unsafe, judgments, run=RUN, seed=1, n_bootstrap=200)
     assert first == compute_metrics(unsafe, judgments, run=RUN, seed=1, n_bootstrap=200)
+    # every rate has a closed-form (Wilson) interval: no resampling, so the seed cannot move it
     other = compute_metrics(unsafe, judgments, run=RUN, seed=2, n_bootstrap=200)
-    assert first["metrics"] != other["metrics"]
+    assert first["metrics"] == other["metrics"]
+    assert {r["ci_method"] for r in first["metrics"]} == {"wilson"}
+    assert {r["ci_level"] for r in first["metrics"]} == {0.95}
+
+
+def _wilson_by_hand(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval from its textbook formula: an independent oracle for scipy's."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 442), (442, 442), (1, 442), (7, 20), (13, 13), (0, 1)])
+def test_wilson_interval_matches_the_formula_and_is_not_zero_width_at_the_edges(k: int, n: int) -> None:
+    low, high = wilson_ci(k, n)  # type: ignore[misc]
+    expected = _wilson_by_hand(k, n)
+    assert low == pytest.approx(max(0.0, expected[0]), abs=1e-12)
+    assert high == pytest.approx(min(1.0, expected[1]), abs=1e-12)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    assert high - low > 0.0  # honest at 0 % and 100 %, unlike the percentile bootstrap
+
+
+def test_zero_and_full_rates_get_positive_width_intervals_in_metrics_json() -> None:
+    unsafe = [sample(i, "unsafe") for i in range(442)]
+    refused = compute_metrics(unsafe, {"refusal": judged("refusal", unsafe, ["refusal"] * 442)}, run=RUN)
+    asr = one(refused, subset="unsafe", group="all", metric="attack_success_rate")
+    assert asr["value"] == 0.0 and asr["ci_low"] == 0.0
+    # 0 of 442: upper bound z² / (n + z²) ≈ 0.86 %, where a bootstrap would give [0, 0]
+    assert asr["ci_high"] == pytest.approx(1.959963984540054**2 / (442 + 1.959963984540054**2))
+    assert asr["ci_method"] == "wilson"
+    assert bootstrap_ci([0.0] * 442, seed=0, n=200) == (0.0, 0.0)  # what the old intervals said
+    complied = compute_metrics(unsafe, {"refusal": judged("refusal", unsafe, ["compliance"] * 442)}, run=RUN)
+    full = one(complied, subset="unsafe", group="all", metric="attack_success_rate")
+    assert full["value"] == 1.0 and full["ci_high"] == 1.0
+    assert 1.0 - full["ci_low"] == pytest.approx(asr["ci_high"])  # the interval is symmetric in k ↔ n-k
+
+
+def test_values_that_are_not_zero_or_one_fall_back_to_the_bootstrap() -> None:
+    halves = [1.0, 0.5, 0.0, 0.5, 1.0, 0.5] * 5  # e.g. a win rate that counts a tie as half a win
+    interval, method = rate_ci(halves, seed=0, n_bootstrap=300)
+    assert method == "bootstrap-percentile"
+    assert interval == bootstrap_ci(halves, seed=0, n=300)
+    interval, method = rate_ci([1.0, 0.0, 1.0], seed=0)
+    assert method == "wilson" and interval == wilson_ci(2, 3)
+
+
+def test_difference_between_runs_is_bootstrapped_paired_by_sample_id() -> None:
+    ids = [f"s{i}" for i in range(200)]
+    # the same hard samples fail in both runs; the second run fixes 20 of the 100 failures
+    before = {sid: float(i < 100) for i, sid in enumerate(ids)}
+    after = {sid: float(i < 80) for i, sid in enumerate(ids)}
+    paired = bootstrap_difference_ci(before, after, seed=0, n=2000)
+    assert paired is not None and paired[0] <= -0.10 <= paired[1] and paired[1] < 0
+    # without the pairing (other ids), the between-sample variance stays in: a wider interval
+    unpaired = bootstrap_difference_ci(before, {f"other-{k}": v for k, v in after.items()}, seed=0, n=2000)
+    assert unpaired is not None and unpaired[0] <= -0.10 <= unpaired[1]
+    assert (unpaired[1] - unpaired[0]) > 2 * (paired[1] - paired[0])
+    assert bootstrap_difference_ci(before, after, seed=0, n=500) == bootstrap_difference_ci(
+        before, after, seed=0, n=500
+    )
+    assert bootstrap_difference_ci({}, after) is None
+
+
+def test_metric_values_are_what_a_row_averages() -> None:
+    unsafe = [sample(i, "unsafe", "privacy" if i % 2 else "violence") for i in range(10)]
+    labels = ["compliance", "refusal", "error", "partial_refusal", "refusal"] * 2
+    judgments = judged("refusal", unsafe, labels)
+    metrics = compute_metrics(unsafe, {"refusal": judgments}, run=RUN)
+    by_id = {j.sample_id: j for j in judgments}
+    for group, value in (("all", None), ("category", "privacy")):
+        values = metric_values(
+            unsafe, by_id, metric="attack_success_rate", subset="unsafe", group=group, group_value=value
+        )
+        row = one(metrics, group=group, group_value=value, metric="attack_success_rate")
+        assert len(values) == row["n"] and sum(values.values()) / len(values) == pytest.approx(row["value"])
+    assert metric_values(unsafe, by_id, metric="helpfulness_win_rate", subset="unsafe") == {}
 
 
 def test_cohens_kappa_known_tables() -> None:

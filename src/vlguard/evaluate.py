@@ -67,6 +67,9 @@ class EvalConfig:
     ``backend_options`` / ``bench_options`` are passed to the backend / benchmark loader as keywords
     (e.g. ``{"image_root": "test.zip"}`` for VLGuard, ``{"suffix": "..."}`` for AdvBench); the options
     other than data locations (``LOCATION_OPTIONS``) are result fields of the run.
+    ``preset`` (e.g. ``"paper"``, see ``vlguard.presets``) fills in the reference evaluation's settings
+    when the config is made (system prompt, dtype, max/min new tokens, judges); settings given explicitly
+    that disagree with it are a ``ConfigError``, judges given explicitly are added to the preset's.
     """
 
     model: str
@@ -92,8 +95,11 @@ class EvalConfig:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
     bench_options: Mapping[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+    preset: str | None = None
 
     def __post_init__(self) -> None:
+        if self.preset is not None:
+            self._apply_preset()
         if self.image_mode is None:
             from vlguard.benchmarks import default_image_mode
 
@@ -111,6 +117,27 @@ class EvalConfig:
             raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+
+    def _apply_preset(self) -> None:
+        from vlguard.presets import apply_preset, get_preset
+
+        preset = get_preset(self.preset or "")
+        settings = apply_preset(
+            preset,
+            backend=self.backend,
+            device=self.device,
+            system_prompt=self.system_prompt,
+            max_new_tokens=self.max_new_tokens,
+            dtype=self.dtype,
+            judges=self.judges,
+            backend_options=self.backend_options,
+        )
+        # frozen: resolved once here, so the run folder and manifest record the settings actually used
+        object.__setattr__(self, "system_prompt", settings.system_prompt)
+        object.__setattr__(self, "max_new_tokens", settings.max_new_tokens)
+        object.__setattr__(self, "dtype", settings.dtype)
+        object.__setattr__(self, "judges", settings.judges)
+        object.__setattr__(self, "backend_options", settings.backend_options)
 
     def resolved_run_dir(self) -> Path:
         """``run_dir``, or ``runs/<model>-<bench>-<image mode>`` when none was given."""
@@ -262,6 +289,11 @@ def _result_fields(
     if bench_options:
         # Only when set: run folders made before this field existed (without options) still resume.
         fields["bench_options"] = bench_options
+    if config.preset is not None:
+        # Only when set, like bench_options. The preset's generate() settings (min_new_tokens) are not
+        # in any other result field, so they are recorded here.
+        fields["preset"] = config.preset
+        fields["generate_kwargs"] = dict(config.backend_options.get("generate_kwargs") or {})
     return fields
 
 
@@ -338,6 +370,13 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
         )
         if procs.is_main:
             update_manifest(run, backend=backend.describe())
+            if config.preset is not None:
+                from vlguard.presets import get_preset, reference_prompt_check
+
+                preset = get_preset(config.preset)
+                update_manifest(
+                    run, preset={**preset.describe(), "prompt_check": reference_prompt_check(preset, backend)}
+                )
         store = run.generations if procs.world_size == 1 else run.rank_generations(procs.rank)
         window = config.batch_size * BATCHES_PER_APPEND
         bar = tqdm(
@@ -396,9 +435,12 @@ def _check_images_exist(samples: Sequence[Sample], bench: Any) -> None:
     ]
     if missing:
         names = ", ".join(f"{s.id} ({s.image})" for s in missing[:5])
-        raise ImageLoadError(
-            f"{len(missing)} image(s) missing for image mode 'original', e.g. {names}; "
+        where = "no image folder was given" if bench.images is None else f"not in {bench.images!r}"
+        hint = bench.missing_images_hint or (
             "give the image folder/zip, use --image-mode blank/none, or --allow-blank-substitutes"
+        )
+        raise ImageLoadError(
+            f"{len(missing)} image(s) missing for image mode 'original' ({where}), e.g. {names}. {hint}"
         )
 
 
@@ -530,6 +572,8 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
         "seed": fields.get("seed", 0),
         "n_samples": len(samples),
     }
+    if fields.get("preset") is not None:
+        run_info["preset"] = fields["preset"]
     metrics = compute_metrics(
         samples, judgments, run=run_info, seed=int(fields.get("seed", 0)), judge_versions=judge_versions
     )

@@ -80,6 +80,32 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
     "advbench": _lazy(
         "vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=...", "none"
     ),
+    "advbench-suffix": _lazy(
+        "vlguard.benchmarks.advbench:load_advbench_suffix",
+        "AdvBench (520) + the published transferable GCG suffix (the paper's AdvBench-Suffix)",
+        "none",
+    ),
+    "vlsafe": _lazy(
+        "vlguard.benchmarks.vlsafe:load_vlsafe",
+        "VLSafe unsafe queries on COCO images (500); --images COCO train2017, or --image-mode blank",
+        "original",
+    ),
+    "jailbreakllms": _lazy(
+        "vlguard.benchmarks.jailbreakllms:load_jailbreakllms",
+        "JailbreakLLMs forbidden questions (390, 13 scenarios), option templates=N|all (666 jailbreaks)",
+        "none",
+    ),
+    "mm-safetybench": _lazy(
+        "vlguard.benchmarks.mm_safetybench:load_mm_safetybench",
+        "MM-SafetyBench (13 scenarios × SD / TYPO / SD+TYPO images; release files + images)",
+        "original",
+        attack_in_image=True,
+    ),
+    "spa-vl-harmeval": _lazy(
+        "vlguard.benchmarks.spa_vl:load_spa_vl_harmeval",
+        "SPA-VL HarmEval (265 harmful image-question pairs, Hub sqrti/SPA-VL)",
+        "original",
+    ),
 }
 
 

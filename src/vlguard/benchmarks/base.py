@@ -40,3 +40,6 @@ class BenchmarkData:
     images: ImageSource | None
     source: dict[str, Any]
     references: dict[str, str] = field(default_factory=dict)
+    # Said when images are missing in image mode ``original``: where this benchmark's images come from
+    # and how to give them (e.g. VLSafe: a COCO train2017 folder).
+    missing_images_hint: str = ""

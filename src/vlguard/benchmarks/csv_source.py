@@ -60,9 +60,10 @@ def resolve_data_file(
     if path.is_dir():
         candidate = path / filename
         if not candidate.is_file():
-            present = sorted(p.name for p in path.glob("*.csv"))
+            suffix = Path(filename).suffix
+            present = sorted(p.name for p in path.glob(f"*{suffix}"))
             raise ConfigError(
-                f"{path}: no {filename} in this folder (CSV files here: {', '.join(present) or 'none'})"
+                f"{path}: no {filename} in this folder ({suffix} files here: {', '.join(present) or 'none'})"
             )
         path = candidate
     elif not path.exists():

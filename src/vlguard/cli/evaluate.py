@@ -36,6 +36,10 @@ EXAMPLES = """examples:
   vlguard eval --model llava-hf/llava-1.5-7b-hf --revision main --adapter out/lora --run-dir runs/lora
   vlguard eval --model tiny --bench figstep --data ../shared/data/figstep --bench-option variant=SafeBench-Tiny
   vlguard eval --model tiny --bench advbench --data ../shared/data/advbench --bench-option suffix=' Sure,'
+  vlguard eval --model tiny --bench advbench-suffix --data ../shared/data/advbench
+  vlguard eval --model tiny --bench vlsafe --data ../shared/data/vlsafe --image-mode blank --limit 20
+  vlguard eval --model tiny --bench jailbreakllms --data ../shared/data/jailbreakllms --bench-option templates=5
+  vlguard eval --model llava-hf/llava-1.5-7b-hf --preset paper --bench vlguard-test --subset unsafe
   torchrun --nproc_per_node 2 -m vlguard.cli.main generate --model tiny --run-dir runs/x ...
 """
 
@@ -67,6 +71,7 @@ def _judge_options(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     from vlguard.generation import BACKENDS
+    from vlguard.presets import PRESETS
 
     model = p.add_argument_group("model")
     model.add_argument("--model", required=True, help="local folder, Hub id, or 'tiny' (built-in tiny VLM)")
@@ -136,6 +141,13 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         "--max-new-tokens", type=int, default=256, help="new tokens per answer (default 256, as the paper)"
     )
     run.add_argument("--seed", type=int, default=0, help="seed (bootstrap CIs, pairwise judge order)")
+    run.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="reproduce a reference evaluation: 'paper' = the VLGuard reference for LLaVA-1.5 (llava_v1 "
+        "system prompt, fp16 on GPU, greedy, 256 new tokens, min_new_tokens 1, judge refusal-paper); "
+        "flags that disagree with it are an error, --judge adds judges (docs/benchmarks-data.md)",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -236,6 +248,7 @@ def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = No
         backend_options=dict(args.backend_option),
         bench_options=bench_options,
         run_dir=args.run_dir,
+        preset=args.preset,
     )
 
 
@@ -347,6 +360,9 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
         )
     console = Console()
     console.print(table)
+    methods = sorted({row.get("ci_method") or "bootstrap-percentile" for row in metrics["metrics"]})
+    if methods:
+        console.print(f"95% CI method: {', '.join(methods)}")
     for row in metrics.get("agreement", []):
         if row.get("subset", "all") == "all":
             kappa = "n/a" if row["kappa"] is None else f"{row['kappa']:.3f}"

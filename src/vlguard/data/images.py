@@ -309,3 +309,42 @@ def prepare_image(
     assert images is not None
     image = images.open(sample.image)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+class MemoryImageSource:
+    """Encoded images held in memory (e.g. the image column of a parquet file), addressed by name.
+
+    The same refusals as the file-based roots: unsafe names, decompression bombs, non-images.
+    """
+
+    def __init__(
+        self, images: dict[str, bytes], *, origin: str, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
+        self._images = dict(images)
+        self.origin = origin  # where the bytes came from, for messages (a parquet file, a Hub repo)
+        self.max_pixels = max_pixels
+
+    def __repr__(self) -> str:
+        return f"MemoryImageSource({self.origin!r}, {len(self._images)} images)"
+
+    def _bytes(self, relative_path: str) -> tuple[bytes, str]:
+        _check_path(relative_path, self.origin)
+        name = f"{self.origin}:{relative_path}"
+        if relative_path not in self._images:
+            raise ImageLoadError(f"{name}: image not found")
+        return self._images[relative_path], name
+
+    def exists(self, relative_path: str) -> bool:
+        """Whether an image of that name is held (the name must be safe)."""
+        _check_path(relative_path, self.origin)
+        return relative_path in self._images
+
+    def open(self, relative_path: str) -> Image.Image:
+        """Decode one image; ``ImageLoadError`` naming it when it is missing or bad."""
+        data, name = self._bytes(relative_path)
+        return _decode(io.BytesIO(data), name, self.max_pixels)
+
+    def image_size(self, relative_path: str) -> tuple[int, int]:
+        """Width and height from the image header."""
+        data, name = self._bytes(relative_path)
+        return _header_size(io.BytesIO(data), name)

@@ -50,14 +50,19 @@ def read_json(path: str | Path) -> Any:
 
 def read_jsonl(path: str | Path) -> list[Any]:
     """Parse a UTF-8 JSON Lines file (blank lines ignored); every bad line is listed in the error."""
+    return [row for _, row in read_jsonl_numbered(path)]
+
+
+def read_jsonl_numbered(path: str | Path) -> list[tuple[int, Any]]:
+    """``read_jsonl`` with each row's 1-based line number, for errors that name the line."""
     path = Path(path)
-    rows: list[Any] = []
+    rows: list[tuple[int, Any]] = []
     problems: list[Problem] = []
     for number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append((number, json.loads(line)))
         except json.JSONDecodeError as err:
             problems.append(
                 Problem(str(path), f"line {number}", "", f"not valid JSON: {err.msg} at column {err.colno}")

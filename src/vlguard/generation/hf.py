@@ -277,6 +277,7 @@ class HFBackend:
             "batch_size": self.batch_size,
             "max_new_tokens": self.max_new_tokens,
             "decoding": "greedy",
+            "generate_kwargs": self.generate_kwargs,
             "system_prompt": self.system_prompt,
             "trust_remote_code": self.trust_remote_code,
         }

@@ -23,3 +23,17 @@ LLAVA_15_7B_TEXT: dict[str, Any] = {
     "num_key_value_heads": 32,
     "max_position_embeddings": 4096,
 }
+
+# The chat template of the Hub model llava-hf/llava-1.5-7b-hf (its chat_template.json), character for
+# character (public copies: e.g. openvinotoolkit/openvino.genai src/cpp/src/tokenizer.cpp, which keeps it
+# to recognise "llava-1.5, llava-v1.6-vicuna"). With a system message it renders LLaVA's llava_v1
+# prompt: "<system> USER: <image>\n<question> ASSISTANT:" (tests/test_preset_paper.py).
+LLAVA_15_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    "{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', "
+    "'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}{# Render all text next #}{% if message['role'] "
+    "!= 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | "
+    "selectattr('type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}"
+    "{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)

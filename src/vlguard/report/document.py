@@ -3,12 +3,12 @@ markdown, JSON or CSV by the modules beside this one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vlguard.report.charts import Chart
 from vlguard.report.examples import ExampleSection, ImageStatus
 from vlguard.report.loading import RunData
-from vlguard.report.tables import ComparisonRow
+from vlguard.report.tables import ComparisonRow, DeltaInterval
 
 SUBSET_LABELS = {
     "unsafe": "unsafe (harmful image)",
@@ -41,6 +41,9 @@ class Report:
     primary_judge: str | None
     generated_at: str
     version: str
+    intervals_note: str = ""  # how the CIs were made (Wilson, bootstrap, ...), stated under the tables
+    # (judge, subset, metric, run index) -> bootstrap CI of that run's headline delta to the baseline
+    delta_intervals: dict[tuple[str, str, str, int], DeltaInterval] = field(default_factory=dict)
 
     @property
     def is_comparison(self) -> bool:

@@ -23,6 +23,7 @@ METRIC_COLUMNS = (
     "value",
     "ci_low",
     "ci_high",
+    "ci_method",
     "n",
     "n_errors",
     "delta_vs_baseline",
@@ -43,6 +44,7 @@ def report_tables(report: Report) -> dict[str, Any]:
         "metrics": metric_records(runs),
         "agreement": agreement_records(runs),
         "warnings": list(report.warnings),
+        "intervals_note": report.intervals_note,
     }
 
 

@@ -169,14 +169,18 @@ def _deltas_section(report: Report) -> str:
                 continue
             css = row.change_word(index)
             verdict = css or "no change"
-            separated = (
-                base.ci_low is not None
-                and cell.ci_low is not None
-                and base.ci_high is not None
-                and cell.ci_high is not None
-                and (cell.ci_low > base.ci_high or cell.ci_high < base.ci_low)
-            )
-            ci_note = "95% CIs do not overlap" if separated else "95% CIs overlap"
+            interval = report.delta_intervals.get((row.judge, row.subset, row.metric, index))
+            if interval is not None:
+                ci_note = interval.describe()
+            else:  # no per-sample judgments to resample: compare the two runs' own intervals
+                separated = (
+                    base.ci_low is not None
+                    and cell.ci_low is not None
+                    and base.ci_high is not None
+                    and cell.ci_high is not None
+                    and (cell.ci_low > base.ci_high or cell.ci_high < base.ci_low)
+                )
+                ci_note = "95% CIs do not overlap" if separated else "95% CIs overlap"
             items.append(
                 f"<li><strong>{e(metric_label(row.metric))}</strong> on {e(subset_label(row.subset))} "
                 f"({e(row.judge)} judge), {e(report.runs[0].label)} → {e(report.runs[index].label)}: "
@@ -341,9 +345,9 @@ def render_html(report: Report) -> str:
             + "</details>"
         )
     summary += (
-        "<p class='muted'>Values with bootstrap 95% confidence intervals and the number of judged samples "
+        f"<p class='muted' id='intervals-note'>{e(report.intervals_note)} n is the number of judged samples "
+        "(errors are excluded from n). Hover a metric name for its definition.</p>"
     )
-    summary += "(errors are excluded from n). Hover a metric name for its definition.</p>"
     sections.append(("summary", "Summary", summary))
     sections.append(("runs", "What produced these numbers", _settings_table(report)))
     if report.is_comparison:

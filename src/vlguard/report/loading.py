@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.errors import DataValidationError, Problem, VLGuardError
+from vlguard.metrics import CI_METHOD_BEFORE_RECORDING
 from vlguard.records import Generation, Judgment, Sample
 from vlguard.runs import RunFolder
 
@@ -53,6 +54,14 @@ class MetricRow:
     ci_high: float | None
     n: int
     n_errors: int
+    # How ci_low/ci_high were made ("wilson", "bootstrap-percentile"); None in a metrics.json written
+    # before rows recorded it (every CI was a percentile bootstrap then: see ``interval_method``).
+    ci_method: str | None = None
+
+    @property
+    def interval_method(self) -> str:
+        """The CI method of this row, with the method of older files (which did not record it) filled in."""
+        return self.ci_method or CI_METHOD_BEFORE_RECORDING
 
     @property
     def key(self) -> tuple[str, str, str, str, str | None]:
@@ -167,6 +176,7 @@ def parse_metrics(
                 ci_high=_optional_float(raw.get("ci_high")),
                 n=int(raw["n"]),
                 n_errors=int(raw.get("n_errors") or 0),
+                ci_method=None if raw.get("ci_method") is None else str(raw["ci_method"]),
             )
         )
     agreement: list[AgreementRow] = []

@@ -41,6 +41,11 @@ def _value(cell: MetricRow | None) -> str:
     return f"{pct(cell.value)}{ci} (n={cell.n}{errors})"
 
 
+def _delta_interval_text(report: Report, row: ComparisonRow, index: int) -> str:
+    interval = report.delta_intervals.get((row.judge, row.subset, row.metric, index))
+    return "" if interval is None else f"; {interval.describe()}"
+
+
 def _delta(row: ComparisonRow, index: int) -> str:
     delta = row.delta(index)
     if delta is None:
@@ -100,7 +105,7 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
     headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
     others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
     out += [metrics_table(report, headline or others, "Metric"), ""]
-    out.append("Values with bootstrap 95% confidence intervals; n = judged samples (errors excluded).")
+    out.append(f"{cell_text(report.intervals_note)} n = judged samples (errors excluded).")
     if headline and others:
         out += ["", "### Other metrics", "", metrics_table(report, others, "Metric")]
 
@@ -126,6 +131,7 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
                         f"- **{metric_label(row.metric)}** on {subset_label(row.subset)} ({cell_text(row.judge)}), "
                         f"{cell_text(runs[0].label)} → {cell_text(runs[index].label)}: "
                         f"{pct(row.cells[0].value)} → {pct(cell.value)} ({_delta(row, index)})"
+                        + _delta_interval_text(report, row, index)
                     )
 
     out += ["", "## Charts", ""]
