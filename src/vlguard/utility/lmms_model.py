@@ -107,9 +107,22 @@ class VLGuardLMMS(lmms):
             self.backend.max_new_tokens = default_max_new
         return [r if r is not None else GenerationResult(text="") for r in results]
 
-    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
-        """Log-probability of each continuation after its (chat-formatted) context, and whether greedy
-        decoding would produce it; batched with right padding so padding never moves a real token."""
+    def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:
+        """The negative log-likelihood of each continuation after its (chat-formatted) context, and
+        whether greedy decoding would produce it; batched with right padding so that padding never
+        moves a real token.
+
+        lmms-eval scores multiple choice by the *lowest* value (``argmin``), because its own model
+        classes return a loss here. So this returns the summed negative log-probability of the
+        continuation's tokens: the lowest one is the most likely choice, which is lm-eval's rule
+        (``argmax`` of the summed log-probability), and ``acc_norm`` divides it by the choice's length
+        as lm-eval does.
+
+        Each ``(nll, is_greedy)`` pair travels inside a ``GenerationResult``: lmms-eval 0.7.3's evaluator
+        turns any other model output that is not a string into ``str(output)``
+        (``unwrap_generation_output``), which breaks the scoring of plain tuples, while it passes a
+        ``GenerationResult``'s ``text`` on untouched.
+        """
         items: list[tuple[str, str, Any]] = []
         for request in requests:
             context, continuation, doc_to_visual, doc_id, task, split = request.args
@@ -129,7 +142,7 @@ class VLGuardLMMS(lmms):
             batch.append(i)
         if batch:
             self._score_batch(batch, items, scores)
-        return [s if s is not None else (float("-inf"), False) for s in scores]
+        return [GenerationResult(text=s if s is not None else (float("inf"), False)) for s in scores]  # type: ignore[arg-type]
 
     def _score_batch(
         self, batch: list[int], items: Sequence[tuple[str, str, Any]], scores: list[tuple[float, bool] | None]
@@ -185,7 +198,7 @@ class VLGuardLMMS(lmms):
             targets = torch.tensor(continuation_ids, device=log_probs.device)
             picked = log_probs[row, positions.to(log_probs.device), targets]
             greedy = bool((log_probs[row, positions.to(log_probs.device)].argmax(dim=-1) == targets).all())
-            scores[i] = (float(picked.sum()), greedy)
+            scores[i] = (-float(picked.sum()), greedy)
 
     def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
         """Multi-round tasks are not supported."""

@@ -18,6 +18,7 @@ folder later (``quick`` first, ``paper`` tasks after); a task already there with
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -183,6 +184,18 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
+def _task_files(include_path: str | None) -> dict[str, str]:
+    """sha256 of every task file (YAML, Python) under ``include_path``, by relative path."""
+    if include_path is None or not Path(include_path).is_dir():
+        return {}
+    root = Path(include_path)
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.suffix in (".yaml", ".yml", ".py")
+    }
+
+
 def _check_parent_run(run_dir: Path, args: ModelArgs) -> None:
     """The safety run in ``run_dir`` (if any) must be of the same model, revision and adapter: the
     report shows both as one run."""
@@ -267,7 +280,12 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
         result_fields,
         config=dataclasses.asdict(config),
         backend={},
-        benchmark_source={"engine": engine, "suite": config.suite, "include_path": config.include_path},
+        benchmark_source={
+            "engine": engine,
+            "suite": config.suite,
+            "include_path": None if config.include_path is None else str(Path(config.include_path).resolve()),
+            "task_files": _task_files(config.include_path),
+        },
         seed=config.seed,
     )
     manifest["kind"] = "utility"
