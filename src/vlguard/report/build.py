@@ -18,6 +18,7 @@ from vlguard.report.export import write_csv, write_json
 from vlguard.report.html import render_html
 from vlguard.report.loading import RunData, load_runs
 from vlguard.report.markdown import render_markdown
+from vlguard.report.tradeoff import build_tradeoff, utility_warnings
 from vlguard.report.tables import (
     HEADLINE,
     comparability_warnings,
@@ -83,7 +84,7 @@ def build_report(
         summary=tuple(summary),
         groups={group: tuple(comparison_rows(runs, group)) for group in ("category", "subcategory")},
         charts=tuple(build_charts(runs)) if with_charts else (),
-        warnings=tuple(comparability_warnings(runs)),
+        warnings=tuple(comparability_warnings(runs) + utility_warnings(runs)),
         examples=tuple(select_examples(runs, examples_per_subset, judge, images)),
         image_status=status,
         primary_judge=judge,
@@ -91,6 +92,7 @@ def build_report(
         version=__version__,
         intervals_note=intervals_note(runs),
         delta_intervals=deltas,
+        tradeoff=build_tradeoff(runs, judge, with_chart=with_charts),
     )
 
 
@@ -106,8 +108,9 @@ def write_report(
     """Write a report over ``run_dirs`` into ``out_dir``.
 
     ``fmt="html"`` writes ``report.html`` (self-contained) and ``report.md`` with its charts under
-    ``charts/``; ``json`` writes ``report.json``; ``csv`` writes ``metrics.csv``, ``agreement.csv`` and
-    ``runs.csv``. The first run is the baseline of every delta.
+    ``charts/``; ``json`` writes ``report.json``; ``csv`` writes ``metrics.csv``, ``agreement.csv``,
+    ``runs.csv`` and, with capability results, ``utility.csv`` and ``costs.csv``. The first run is the
+    baseline of every delta.
     """
     if fmt not in FORMATS:
         raise VLGuardError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -124,7 +127,8 @@ def write_report(
     chart_dir.mkdir(exist_ok=True)
     chart_files: dict[str, str] = {}
     written: list[Path] = []
-    for chart in report.charts:
+    tradeoff_chart = report.tradeoff.chart if report.tradeoff is not None else None
+    for chart in (*report.charts, *([tradeoff_chart] if tradeoff_chart is not None else [])):
         path = chart_dir / f"{chart.slug}.png"
         path.write_bytes(chart.png)
         chart_files[chart.slug] = f"charts/{path.name}"

@@ -9,6 +9,7 @@ from vlguard.report.charts import Chart
 from vlguard.report.examples import ExampleSection, ImageStatus
 from vlguard.report.loading import RunData
 from vlguard.report.tables import ComparisonRow, DeltaInterval
+from vlguard.report.tradeoff import Tradeoff
 
 SUBSET_LABELS = {
     "unsafe": "unsafe (harmful image)",
@@ -44,6 +45,9 @@ class Report:
     intervals_note: str = ""  # how the CIs were made (Wilson, bootstrap, ...), stated under the tables
     # (judge, subset, metric, run index) -> bootstrap CI of that run's headline delta to the baseline
     delta_intervals: dict[tuple[str, str, str, int], DeltaInterval] = field(default_factory=dict)
+    # Safety vs capability (ASR against helpfulness, over-refusal, the cost row); None without any
+    # helpfulness measure (no win rate, no `vlguard utility` results).
+    tradeoff: Tradeoff | None = None
 
     @property
     def is_comparison(self) -> bool:
