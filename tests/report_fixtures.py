@@ -181,7 +181,11 @@ def write_utility(
 
     folder = run / "utility"
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = {"schema": 1, "kind": "utility", "result_fields": {"kind": "utility", "model": model, "adapter": None}}
+    manifest = {
+        "schema": 1,
+        "kind": "utility",
+        "result_fields": {"kind": "utility", "model": model, "adapter": None},
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     rows = []
     for task, values in scores.items():
@@ -205,7 +209,13 @@ def write_utility(
             )
     metrics = {
         "schema": 1,
-        "run": {"kind": "utility", "model": model, "engine": "lm-eval", "engine_version": "0.4.13", "tasks": sorted(scores)},
+        "run": {
+            "kind": "utility",
+            "model": model,
+            "engine": "lm-eval",
+            "engine_version": "0.4.13",
+            "tasks": sorted(scores),
+        },
         "metrics": rows,
         "agreement": [],
     }

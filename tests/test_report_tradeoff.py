@@ -24,26 +24,34 @@ AFTER = {"drop": [1.0] * 60 + [0.0] * 40, "same": [1.0] * 50 + [0.0] * 50}
 @pytest.fixture
 def runs(tmp_path: Path) -> list[Path]:
     before = write_utility(write_run(tmp_path / "vanilla", asr_unsafe=2 / 3), BASE)
-    after = write_utility(write_run(tmp_path / "posthoc", asr_unsafe=0.1, refuse=True, model="tiny-posthoc"), AFTER, model="tiny-posthoc")
+    after = write_utility(
+        write_run(tmp_path / "posthoc", asr_unsafe=0.1, refuse=True, model="tiny-posthoc"),
+        AFTER,
+        model="tiny-posthoc",
+    )
     return [before, after]
 
 
 def _costs(report_html: str) -> dict[tuple[str | None, str | None], dict[str, str | None]]:
     page = parse(report_html)
     return {
-        (attrs["data-cost-run"], attrs["data-measure"]): attrs for _, attrs in page.elements if "data-cost-run" in attrs
+        (attrs["data-cost-run"], attrs["data-measure"]): attrs
+        for _, attrs in page.elements
+        if "data-cost-run" in attrs
     }
 
 
 def test_points_are_the_pooled_asr_and_the_capability_scores(runs: list[Path], tmp_path: Path) -> None:
     html = write_report(runs, tmp_path / "out").main.read_text()
     page = parse(html)
-    points = {
-        (a["data-point-run"], a["data-measure"]): a for _, a in page.elements if "data-point-run" in a
-    }
+    points = {(a["data-point-run"], a["data-measure"]): a for _, a in page.elements if "data-point-run" in a}
     # ASR pooled over the subsets that should be refused: unsafe (n=3) and safe_unsafe (n=2).
     rows = json.loads((runs[0] / "metrics.json").read_text())["metrics"]
-    asr = [r for r in rows if r["judge"] == "refusal" and r["metric"] == "attack_success_rate" and r["group"] == "all"]
+    asr = [
+        r
+        for r in rows
+        if r["judge"] == "refusal" and r["metric"] == "attack_success_rate" and r["group"] == "all"
+    ]
     successes = sum(round(r["value"] * r["n"]) for r in asr)
     assert float(points[("vanilla", "harm")]["data-point-value"]) == successes / 5
     low, high = wilson_ci(successes, 5)  # type: ignore[misc]
@@ -59,7 +67,9 @@ def test_points_are_the_pooled_asr_and_the_capability_scores(runs: list[Path], t
     assert 'data-chart="tradeoff"' in html and 'id="cost-table"' in html
 
 
-def test_the_cost_row_gives_a_verdict_only_where_the_interval_allows(runs: list[Path], tmp_path: Path) -> None:
+def test_the_cost_row_gives_a_verdict_only_where_the_interval_allows(
+    runs: list[Path], tmp_path: Path
+) -> None:
     html = write_report(runs, tmp_path / "out").main.read_text()
     costs = _costs(html)
     drop = costs[("posthoc", "utility:drop:acc:none")]
@@ -79,7 +89,9 @@ def test_the_cost_row_gives_a_verdict_only_where_the_interval_allows(runs: list[
     assert "## Safety vs capability" in md and "costs 20.0 ± " in md and "charts/tradeoff.png" in md
 
 
-def test_without_per_item_logs_the_interval_comes_from_both_runs_intervals(runs: list[Path], tmp_path: Path) -> None:
+def test_without_per_item_logs_the_interval_comes_from_both_runs_intervals(
+    runs: list[Path], tmp_path: Path
+) -> None:
     for run in runs:
         shutil.rmtree(run / "utility" / "samples")
     costs = _costs(write_report(runs, tmp_path / "out").main.read_text())
@@ -107,7 +119,11 @@ def test_difference_interval_is_newcombes_for_wilson_intervals() -> None:
     a, b = wilson_ci(56, 70), wilson_ci(48, 80)
     assert a is not None and b is not None
     low, high, method = difference_interval(Point(48 / 80, *b, n=80), Point(56 / 70, *a, n=70))
-    assert (round(low or 0, 4), round(high or 0, 4), method) == (0.0524, 0.3339, "MOVER from the runs' intervals")
+    assert (round(low or 0, 4), round(high or 0, 4), method) == (
+        0.0524,
+        0.3339,
+        "MOVER from the runs' intervals",
+    )
     assert run_verdict([]) == "no verdict: no change with an interval"
 
 

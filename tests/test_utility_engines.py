@@ -75,10 +75,18 @@ def test_lmms_eval_run_folder_holds_manifest_records_samples_and_metrics(lmms_ru
     assert manifest["packages"]["lmms-eval"] == "0.7.3" and manifest["seed"] == 0
     assert "git_commit" in manifest and manifest["backend"]["backend"] == "hf"
     # The local task files are recorded with their hashes (a local task can change silently).
-    assert set(manifest["benchmark_source"]["task_files"]) == {"colour_vqa.yaml", "colour_mc.yaml", "sst2_slice.yaml"}
+    assert set(manifest["benchmark_source"]["task_files"]) == {
+        "colour_vqa.yaml",
+        "colour_mc.yaml",
+        "sst2_slice.yaml",
+    }
 
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["run"]["kind"] == "utility" and metrics["run"]["tasks"] == ["colour_mc", "colour_vqa", "sst2_slice"]
+    assert metrics["run"]["kind"] == "utility" and metrics["run"]["tasks"] == [
+        "colour_mc",
+        "colour_vqa",
+        "sst2_slice",
+    ]
     primary = {row["subset"]: row for row in metrics["metrics"] if row["primary"]}
     assert {task: row["metric"] for task, row in primary.items()} == {
         "colour_vqa": "exact_match",
@@ -144,14 +152,19 @@ def test_batched_likelihoods_match_a_forward_pass_by_hand(lmms_runs: dict[str, P
     for task in ("colour_mc", "sst2_slice"):
         for sample in _samples(lmms_runs["base"], task)[:4]:
             image = (
-                Image.open(data / f"img{sample['doc']['index']}.png").convert("RGB") if task == "colour_mc" else None
+                Image.open(data / f"img{sample['doc']['index']}.png").convert("RGB")
+                if task == "colour_mc"
+                else None
             )
             logged = [resp[0][0] for resp in sample["resps"]]
             # lmms-eval logs the requests' arguments flattened: (context, continuation, doc id, task, split) each.
             args = sample["arguments"]
             pairs = [(args[k], args[k + 1]) for k in range(0, len(args), 5)]
             assert len(pairs) == len(logged) and all(isinstance(c, str) for pair in pairs for c in pair)
-            by_hand = [_loglikelihood_by_hand(backend, context, continuation, image) for context, continuation in pairs]
+            by_hand = [
+                _loglikelihood_by_hand(backend, context, continuation, image)
+                for context, continuation in pairs
+            ]
             # lmms-eval takes the lowest value as the answer: the logged values are negative log-likelihoods.
             assert logged == pytest.approx([-ll for ll in by_hand], abs=1e-4)
             most_likely = max(range(len(by_hand)), key=by_hand.__getitem__)
@@ -174,7 +187,15 @@ def test_rerun_skips_finished_tasks_and_refuses_other_settings(
     run = lmms_runs["base"]
     record = run / "utility" / "tasks" / "colour_vqa.json"
     before = record.read_bytes()
-    base_args = ["utility", "--model", "tiny", "--include-path", str(lmms_runs["tasks"]), "--run-dir", str(run)]
+    base_args = [
+        "utility",
+        "--model",
+        "tiny",
+        "--include-path",
+        str(lmms_runs["tasks"]),
+        "--run-dir",
+        str(run),
+    ]
     # Finished tasks are not run again (the model is not even loaded: no task pending).
     assert main([*base_args, "--tasks", "colour_vqa", "--limit", "8"]) == 0
     assert record.read_bytes() == before
@@ -187,7 +208,9 @@ def test_rerun_skips_finished_tasks_and_refuses_other_settings(
     # A safety run of another model in the same folder: its capability results would be mislabelled.
     other = run.parent / "run-other"
     other.mkdir()
-    (other / "manifest.json").write_text(json.dumps({"result_fields": {"model": "someone/else", "adapter": None}}))
+    (other / "manifest.json").write_text(
+        json.dumps({"result_fields": {"model": "someone/else", "adapter": None}})
+    )
     assert main([*base_args[:-1], str(other), "--tasks", "colour_vqa"]) == 2
     assert "another model" in capsys.readouterr().err
 
@@ -214,7 +237,12 @@ def test_lm_eval_local_task_with_an_adapter_is_what_lm_eval_itself_loads(
         run = env / f"lm-{name}"
         metrics = run_utility(
             UtilityConfig(
-                model=str(model), adapter=adapter_arg, tasks=("sst2_slice",), include_path=str(tasks), limit=12, run_dir=str(run)
+                model=str(model),
+                adapter=adapter_arg,
+                tasks=("sst2_slice",),
+                include_path=str(tasks),
+                limit=12,
+                run_dir=str(run),
             )
         )
         row = next(r for r in metrics["metrics"] if r["primary"])
@@ -240,9 +268,39 @@ def test_lm_eval_local_task_with_an_adapter_is_what_lm_eval_itself_loads(
 def test_an_engine_for_the_other_model_kind_is_a_clear_error(
     env: Path, causal_lm: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["utility", "--model", "tiny", "--tasks", "x", "--engine", "lm-eval", "--run-dir", str(env / "e1")]) == 2
+    assert (
+        main(
+            [
+                "utility",
+                "--model",
+                "tiny",
+                "--tasks",
+                "x",
+                "--engine",
+                "lm-eval",
+                "--run-dir",
+                str(env / "e1"),
+            ]
+        )
+        == 2
+    )
     assert "--engine lmms-eval" in capsys.readouterr().err
     model = str(causal_lm[0])
-    assert main(["utility", "--model", model, "--tasks", "x", "--engine", "lmms-eval", "--run-dir", str(env / "e2")]) == 2
+    assert (
+        main(
+            [
+                "utility",
+                "--model",
+                model,
+                "--tasks",
+                "x",
+                "--engine",
+                "lmms-eval",
+                "--run-dir",
+                str(env / "e2"),
+            ]
+        )
+        == 2
+    )
     assert "--engine lm-eval" in capsys.readouterr().err
     assert not os.path.exists(env / "e1" / "utility" / "metrics.json")

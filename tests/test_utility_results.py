@@ -25,7 +25,10 @@ RAW_GROUP = {
     "group_subtasks": {"mini_mmlu": ["mini_mmlu_a", "mini_mmlu_b"], "mini_mmlu_a": [], "mini_mmlu_b": []},
     "versions": {"mini_mmlu": 2, "mini_mmlu_a": 1.0, "mini_mmlu_b": 1.0},
     "n-shot": {"mini_mmlu_a": 5, "mini_mmlu_b": 5},
-    "n-samples": {"mini_mmlu_a": {"original": 100, "effective": 40}, "mini_mmlu_b": {"original": 60, "effective": 60}},
+    "n-samples": {
+        "mini_mmlu_a": {"original": 100, "effective": 40},
+        "mini_mmlu_b": {"original": 60, "effective": 60},
+    },
     "higher_is_better": {"mini_mmlu": {"acc": True}},
     "configs": {"mini_mmlu_a": {"task": "mini_mmlu_a", "doc_to_text": object()}},
     "samples": {"mini_mmlu_a": [{"doc_id": 0, "acc": 1.0}]},
@@ -33,7 +36,9 @@ RAW_GROUP = {
 
 
 def _record(raw: dict, task: str = "mini_mmlu", engine: str = LM_EVAL) -> dict:
-    return task_record(raw, task=task, engine=engine, engine_version="0.4.13", settings={"limit": 40, "num_fewshot": None})
+    return task_record(
+        raw, task=task, engine=engine, engine_version="0.4.13", settings={"limit": 40, "num_fewshot": None}
+    )
 
 
 def test_a_group_gives_its_score_over_all_documents_and_one_row_per_subtask() -> None:
@@ -42,9 +47,22 @@ def test_a_group_gives_its_score_over_all_documents_and_one_row_per_subtask() ->
     assert len(top) == 1 and top[0]["primary"]
     row = top[0]
     # The group's own aggregate (from "groups"), over the documents of every subtask.
-    assert (row["subset"], row["metric"], row["filter"], row["value"], row["n"]) == ("mini_mmlu", "acc", "none", 0.31, 100)
-    assert row["ci_low"] == pytest.approx(0.31 - Z95 * 0.05) and row["ci_high"] == pytest.approx(0.31 + Z95 * 0.05)
-    assert (row["judge"], row["judge_version"], row["task_version"], row["limit"]) == ("lm-eval", "0.4.13", 2, 40)
+    assert (row["subset"], row["metric"], row["filter"], row["value"], row["n"]) == (
+        "mini_mmlu",
+        "acc",
+        "none",
+        0.31,
+        100,
+    )
+    assert row["ci_low"] == pytest.approx(0.31 - Z95 * 0.05) and row["ci_high"] == pytest.approx(
+        0.31 + Z95 * 0.05
+    )
+    assert (row["judge"], row["judge_version"], row["task_version"], row["limit"]) == (
+        "lm-eval",
+        "0.4.13",
+        2,
+        40,
+    )
     subtasks = {r["group_value"]: r for r in rows if r["group"] == "subtask"}
     assert set(subtasks) == {"mini_mmlu_a", "mini_mmlu_b"}
     assert (subtasks["mini_mmlu_a"]["n"], subtasks["mini_mmlu_a"]["num_fewshot"]) == (40, 5)
@@ -53,17 +71,27 @@ def test_a_group_gives_its_score_over_all_documents_and_one_row_per_subtask() ->
 
 
 def test_filters_non_numbers_and_points_scales() -> None:
+    gsm = {
+        "exact_match,strict-match": 0.2,
+        "exact_match_stderr,strict-match": 0.01,
+        "exact_match,flexible-extract": 0.3,
+        "exact_match_stderr,flexible-extract": 0.02,
+    }
+    bench = {
+        "gpt_eval_score,none": 61.5,
+        "gpt_eval_score_stderr,none": "N/A",
+        "submission,none": None,
+        "exact_match_stderr_clt,none": 0.3,
+    }
     raw = {
-        "results": {
-            "gsm": {"exact_match,strict-match": 0.2, "exact_match_stderr,strict-match": 0.01,
-                    "exact_match,flexible-extract": 0.3, "exact_match_stderr,flexible-extract": 0.02},
-            "bench": {"gpt_eval_score,none": 61.5, "gpt_eval_score_stderr,none": "N/A", "submission,none": None,
-                      "exact_match_stderr_clt,none": 0.3},
-        },  # fmt: skip
+        "results": {"gsm": gsm, "bench": bench},
         "n-samples": {"gsm": {"original": 10, "effective": 10}, "bench": {"original": 5, "effective": 5}},
     }
-    gsm = metric_rows(_record(raw, "gsm"))
-    assert [(r["filter"], r["primary"]) for r in gsm] == [("strict-match", True), ("flexible-extract", False)]
+    rows = metric_rows(_record(raw, "gsm"))
+    assert [(r["filter"], r["primary"]) for r in rows] == [
+        ("strict-match", True),
+        ("flexible-extract", False),
+    ]
     bench = metric_rows(_record(raw, "bench", LMMS_EVAL))
     # The submission "metric" (a file, None here) and the extra stderr variants are not scores.
     assert [(r["metric"], r["unit"], r["value"]) for r in bench] == [("gpt_eval_score", "points", 61.5)]
@@ -90,7 +118,11 @@ def test_build_metrics_reads_every_finished_task(tmp_path: Path) -> None:
     record = _record(RAW_GROUP)
     folder.task_path("mini_mmlu").write_text(json.dumps(record))
     metrics = build_metrics(folder, {"model": "m", "engine": LM_EVAL})
-    assert metrics["schema"] == 1 and metrics["run"]["kind"] == "utility" and metrics["run"]["tasks"] == ["mini_mmlu"]
+    assert (
+        metrics["schema"] == 1
+        and metrics["run"]["kind"] == "utility"
+        and metrics["run"]["tasks"] == ["mini_mmlu"]
+    )
     assert metrics["run"]["n_samples"] == 100 and metrics["agreement"] == []
     # A task name never becomes a path outside the folder.
     assert folder.task_path("../../etc/passwd").parent == folder.path / "tasks"
@@ -124,7 +156,10 @@ def test_limit_and_shots_override_the_suite() -> None:
 
 def test_help_documents_the_suites() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "vlguard.cli.main", "utility", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "vlguard.cli.main", "utility", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for suite in SUITES.values():
         assert f"{suite.name}:" in out

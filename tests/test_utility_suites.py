@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_every_suite_task_is_in_the_engine_registry(engine: str) -> None:
-    pytest.importorskip(ENGINES[engine].module, reason=f"{engine} is not installed (make install installs it)")
+    pytest.importorskip(
+        ENGINES[engine].module, reason=f"{engine} is not installed (make install installs it)"
+    )
     require_engine(engine)
     names = sorted({spec.task for suite in SUITES.values() for spec in suite.tasks[engine]})
     manager = task_manager(engine, None, names)

@@ -111,7 +111,9 @@ metric_list:
 """,
         encoding="utf-8",
     )
-    (tasks / "sst2_slice.yaml").write_text(_sst2_yaml("sst2_slice", shared_data / "sst2" / "dev.tsv"), encoding="utf-8")
+    (tasks / "sst2_slice.yaml").write_text(
+        _sst2_yaml("sst2_slice", shared_data / "sst2" / "dev.tsv"), encoding="utf-8"
+    )
     return tasks
 
 
@@ -119,7 +121,9 @@ def write_lm_eval_tasks(root: Path, shared_data: Path) -> Path:
     """A folder of lm-eval task files: sst2_slice."""
     tasks = root / "lm-eval-tasks"
     tasks.mkdir(parents=True, exist_ok=True)
-    (tasks / "sst2_slice.yaml").write_text(_sst2_yaml("sst2_slice", shared_data / "sst2" / "dev.tsv"), encoding="utf-8")
+    (tasks / "sst2_slice.yaml").write_text(
+        _sst2_yaml("sst2_slice", shared_data / "sst2" / "dev.tsv"), encoding="utf-8"
+    )
     return tasks
 
 

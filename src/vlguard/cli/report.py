@@ -30,7 +30,12 @@ def register(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `vlguard eval` and/or `vlguard utility`")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folders written by `vlguard eval` and/or `vlguard utility`",
+    )
     parser.add_argument(
         "--out",
         type=Path,

@@ -46,7 +46,9 @@ def register(subparsers: Any) -> None:
     model.add_argument("--model", required=True, help="local folder, Hub id, or 'tiny' (built-in tiny VLM)")
     model.add_argument("--revision", help="Hub revision (branch, tag or commit) of the model")
     model.add_argument("--adapter", help="PEFT LoRA adapter folder or Hub id, applied without merging")
-    model.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    model.add_argument(
+        "--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16"
+    )
     model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     model.add_argument(
         "--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)"
@@ -58,8 +60,12 @@ def register(subparsers: Any) -> None:
     what.add_argument(
         "--tasks", help="comma-separated task names of the engine (e.g. mmlu,gsm8k), or of --include-path"
     )
-    tasks.add_argument("--limit", type=int, help="documents per task (per subtask of a group), overriding the suite's")
-    tasks.add_argument("--num-fewshot", type=int, help="few-shot examples per prompt, overriding the tasks' own")
+    tasks.add_argument(
+        "--limit", type=int, help="documents per task (per subtask of a group), overriding the suite's"
+    )
+    tasks.add_argument(
+        "--num-fewshot", type=int, help="few-shot examples per prompt, overriding the tasks' own"
+    )
     tasks.add_argument("--include-path", help="folder of extra task files, in the engine's own YAML format")
     tasks.add_argument(
         "--engine",
@@ -140,17 +146,23 @@ def print_scores(metrics: Mapping[str, Any], folder: Path) -> None:
         box=box.SIMPLE_HEAD,
     )
     for column in ("task", "metric", "score", "95% CI", "n", "failed"):
-        table.add_column(column, justify="right" if column in ("score", "n", "failed") else "left", no_wrap=True)
+        table.add_column(
+            column, justify="right" if column in ("score", "n", "failed") else "left", no_wrap=True
+        )
     for row in metrics["metrics"]:
         if row["group"] != "all" or not row.get("primary"):
             continue
         unit = row.get("unit", "fraction")
         interval = (
-            f"{_score(row['ci_low'], unit)}–{_score(row['ci_high'], unit)}" if row.get("ci_low") is not None else "-"
+            f"{_score(row['ci_low'], unit)}–{_score(row['ci_high'], unit)}"
+            if row.get("ci_low") is not None
+            else "-"
         )
         metric = row["metric"] + (f" ({row['filter']})" if row.get("filter") not in (None, "none") else "")
         metric += " %" if unit == "fraction" else ""
-        table.add_row(row["subset"], metric, _score(row["value"], unit), interval, str(row["n"]), str(row["n_errors"]))
+        table.add_row(
+            row["subset"], metric, _score(row["value"], unit), interval, str(row["n"]), str(row["n_errors"])
+        )
     console = Console()
     console.print(table)
     console.print(f"metrics: {folder / 'metrics.json'}")

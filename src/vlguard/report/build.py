@@ -18,7 +18,6 @@ from vlguard.report.export import write_csv, write_json
 from vlguard.report.html import render_html
 from vlguard.report.loading import RunData, load_runs
 from vlguard.report.markdown import render_markdown
-from vlguard.report.tradeoff import build_tradeoff, utility_warnings
 from vlguard.report.tables import (
     HEADLINE,
     comparability_warnings,
@@ -28,6 +27,7 @@ from vlguard.report.tables import (
     primary_judge,
     summary_rows,
 )
+from vlguard.report.tradeoff import build_tradeoff, utility_warnings
 
 logger = logging.getLogger(__name__)
 

@@ -107,5 +107,7 @@ def write_csv(report: Report, out_dir: Path) -> list[Path]:
     ]
     if any(run.utility for run in runs):
         files.append(_write_csv(out_dir / "utility.csv", UTILITY_COLUMNS, utility_records(report)))
-        files.append(_write_csv(out_dir / "costs.csv", COST_COLUMNS, tradeoff_records(report.tradeoff)["costs"]))
+        files.append(
+            _write_csv(out_dir / "costs.csv", COST_COLUMNS, tradeoff_records(report.tradeoff)["costs"])
+        )
     return files

@@ -224,7 +224,9 @@ def _tradeoff_table(report: Report, tradeoff: Tradeoff) -> str:
                     ("data-point-n", point.n),
                 ]
             )
-            cells.append(f'<td class="num"{attributes}>{e(measure.show(point.value))}{ci}<span class="n">n={point.n}</span></td>')
+            cells.append(
+                f'<td class="num"{attributes}>{e(measure.show(point.value))}{ci}<span class="n">n={point.n}</span></td>'
+            )
         body.append(f"<tr><td>{e(run.label)}</td>{''.join(cells)}</tr>")
     return f'<table id="tradeoff-table"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
@@ -280,7 +282,9 @@ def _utility_settings_table(report: Report) -> str:
     keys = list(rows[0][1])
     head = "<tr><th>Run</th>" + "".join(f"<th>{e(k)}</th>" for k in keys) + "</tr>"
     body = "".join(
-        f"<tr><td>{e(label)}</td>" + "".join(f"<td>{e('–' if item[k] is None else item[k])}</td>" for k in keys) + "</tr>"
+        f"<tr><td>{e(label)}</td>"
+        + "".join(f"<td>{e('–' if item[k] is None else item[k])}</td>" for k in keys)
+        + "</tr>"
         for label, item in rows
     )
     return (
@@ -320,7 +324,7 @@ def _tradeoff_section(report: Report) -> str:
             "<p class='muted'>Changes in points (percentage points for rates) with 95% intervals: a paired "
             "bootstrap over the items both runs share where per-item results exist, else built from the two "
             "runs' own intervals (MOVER; Newcombe's interval for Wilson intervals). A verdict is given only "
-            "where the interval excludes zero; \"no measurable cost\" means a cost larger than the interval's "
+            'where the interval excludes zero; "no measurable cost" means a cost larger than the interval\'s '
             "far end is ruled out, not that there is none. Harmfulness and over-refusal use the "
             f"{e(report.primary_judge or '–')} judge, pooled over the subsets named.</p>"
         )

@@ -248,7 +248,9 @@ UTILITY_DIR = "utility"  # where `vlguard utility` writes, inside a run folder
 
 
 def _is_utility_metrics(data: Any) -> bool:
-    return isinstance(data, dict) and isinstance(data.get("run"), dict) and data["run"].get("kind") == "utility"
+    return (
+        isinstance(data, dict) and isinstance(data.get("run"), dict) and data["run"].get("kind") == "utility"
+    )
 
 
 def parse_utility_metrics(data: Any, path: Path, label: str) -> list[UtilityScore]:
@@ -288,7 +290,9 @@ def _load_utility(folder: Path, label: str) -> tuple[list[UtilityScore], dict[st
     metrics_path = folder / "metrics.json"
     data = _read_json(metrics_path)
     if not _is_utility_metrics(data):
-        raise RunFolderError(f"{metrics_path}: not the metrics.json of `vlguard utility` (run.kind is not 'utility')")
+        raise RunFolderError(
+            f"{metrics_path}: not the metrics.json of `vlguard utility` (run.kind is not 'utility')"
+        )
     manifest = RunFolder(folder).read_manifest() or {}
     return parse_utility_metrics(data, metrics_path, label), manifest
 

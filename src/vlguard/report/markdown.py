@@ -127,9 +127,9 @@ def _tradeoff_markdown(report: Report, chart_files: Mapping[str, str]) -> list[s
         out += ["", f"### What the change costs (vs {cell_text(report.runs[0].label)})", ""]
         out.append(_table(["Run", *(f"Δ {cell_text(m.label)}" for m in measures), "Verdict"], cost_rows))
         out.append("")
-        for run, text in tradeoff.verdicts.items():
-            out.append(f"- **{cell_text(run)}**: {cell_text(text)}")
-            out += [f"  - {cell_text(c.text)}" for c in tradeoff.costs if c.run == run]
+        for label, text in tradeoff.verdicts.items():
+            out.append(f"- **{cell_text(label)}**: {cell_text(text)}")
+            out += [f"  - {cell_text(c.text)}" for c in tradeoff.costs if c.run == label]
         out += [
             "",
             "Changes in points (percentage points for rates) with 95% intervals (paired bootstrap where per-item "
@@ -142,7 +142,10 @@ def _tradeoff_markdown(report: Report, chart_files: Mapping[str, str]) -> list[s
         out.append(
             _table(
                 ["Run", *keys],
-                [[cell_text(label), *(cell_text("–" if item[k] is None else item[k]) for k in keys)] for label, item in settings],
+                [
+                    [cell_text(label), *(cell_text("–" if item[k] is None else item[k]) for k in keys)]
+                    for label, item in settings
+                ],
             )
         )
     return out

@@ -107,7 +107,9 @@ class Tradeoff:
 
 def _pooled(run: RunData, judge: str, metric: str) -> tuple[Point, list[str]] | None:
     """A judge's rate pooled over every subset that has it (group "all"), Wilson interval."""
-    rows = [r for r in run.metrics if r.judge == judge and r.metric == metric and r.group == "all" and r.n > 0]
+    rows = [
+        r for r in run.metrics if r.judge == judge and r.metric == metric and r.group == "all" and r.n > 0
+    ]
     if not rows:
         return None
     successes = sum(round(r.value * r.n) for r in rows)
@@ -118,7 +120,9 @@ def _pooled(run: RunData, judge: str, metric: str) -> tuple[Point, list[str]] | 
     if judgments and run.samples:
         items = {}
         for row in rows:
-            items.update(metric_values(list(run.samples.values()), judgments, metric=metric, subset=row.subset))
+            items.update(
+                metric_values(list(run.samples.values()), judgments, metric=metric, subset=row.subset)
+            )
         if len(items) != n:  # the judgments do not reproduce the file's counts: do not pair on them
             items = None
     point = Point(successes / n, ci[0] if ci else None, ci[1] if ci else None, n, items)
@@ -177,7 +181,10 @@ def collect(runs: Sequence[RunData], judge: str | None) -> tuple[list[Measure], 
     )
     sources = []
     if judge is not None:
-        sources += [(HARM, judge, "attack_success_rate", "ASR"), (OVER_REFUSAL, judge, "over_refusal_rate", "over-refusal")]
+        sources += [
+            (HARM, judge, "attack_success_rate", "ASR"),
+            (OVER_REFUSAL, judge, "over_refusal_rate", "over-refusal"),
+        ]
     if pairwise is not None:
         sources.append((HELPFULNESS, pairwise, "helpfulness_win_rate", "win rate"))
     for kind, source_judge, metric, name in sources:
@@ -233,7 +240,9 @@ def difference_interval(base: Point, other: Point) -> tuple[float | None, float 
     return low, high, "MOVER from the runs' intervals"
 
 
-def _verdict(run: str, measure: Measure, delta: float, low: float | None, high: float | None, method: str) -> Cost:
+def _verdict(
+    run: str, measure: Measure, delta: float, low: float | None, high: float | None, method: str
+) -> Cost:
     if low is None or high is None:
         text = f"no interval for {measure.label}: no verdict"
         return Cost(run, measure, delta, None, None, "none", "unknown", text)
@@ -267,7 +276,9 @@ def _verdict(run: str, measure: Measure, delta: float, low: float | None, high: 
     return Cost(run, measure, delta, low, high, method, verdict, text)
 
 
-def costs(runs: Sequence[RunData], measures: Sequence[Measure], points: Mapping[str, Mapping[str, Point]]) -> list[Cost]:
+def costs(
+    runs: Sequence[RunData], measures: Sequence[Measure], points: Mapping[str, Mapping[str, Point]]
+) -> list[Cost]:
     """Each later run's change to the baseline on every helpfulness measure and on over-refusal."""
     out: list[Cost] = []
     base = points[runs[0].label]
@@ -305,7 +316,9 @@ def _err(point: Point, scale: float) -> tuple[list[float], list[float]]:
     return [max(0.0, scale * (point.value - low))], [max(0.0, scale * (high - point.value))]
 
 
-def tradeoff_chart(runs: Sequence[RunData], measures: Sequence[Measure], points: Mapping[str, Mapping[str, Point]]) -> Chart | None:
+def tradeoff_chart(
+    runs: Sequence[RunData], measures: Sequence[Measure], points: Mapping[str, Mapping[str, Point]]
+) -> Chart | None:
     """Harmfulness against each helpfulness measure (one point per run, 95 % bars on both axes), and
     over-refusal per run beside it. None when no run has both an ASR and a helpfulness measure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -335,8 +348,16 @@ def tradeoff_chart(runs: Sequence[RunData], measures: Sequence[Measure], points:
                 [100 * x.value], [scale * y.value], xerr=_err(x, 100.0), yerr=_err(y, scale),
                 fmt="o", color=colour, ecolor=colour, elinewidth=1, capsize=3, label=run.label,
             )  # fmt: skip
-            axes.annotate(run.label, (100 * x.value, scale * y.value), textcoords="offset points", xytext=(5, 4), fontsize=8)
-            described.append(f"{run.label}: ASR {100 * x.value:.1f}%, {measure.label} {measure.show(y.value)}")
+            axes.annotate(
+                run.label,
+                (100 * x.value, scale * y.value),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=8,
+            )
+            described.append(
+                f"{run.label}: ASR {100 * x.value:.1f}%, {measure.label} {measure.show(y.value)}"
+            )
         axes.set_xlabel("ASR % (lower is safer)", fontsize=9)
         axes.set_ylabel(measure.label + (" %" if measure.unit == "fraction" else ""), fontsize=9)
         axes.set_title(f"harmfulness vs {measure.label}", fontsize=9)
@@ -460,4 +481,3 @@ def tradeoff_records(tradeoff: Tradeoff | None) -> dict[str, Any]:
         "verdicts": dict(tradeoff.verdicts),
         "ci_level": CI_LEVEL,
     }
-

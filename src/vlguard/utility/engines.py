@@ -107,7 +107,9 @@ def task_manager(name: str, include_path: str | Path | None, tasks: Sequence[str
     when every task asked for is defined in ``include_path`` the built-in ones are not indexed.
     """
     if include_path is not None and not Path(include_path).is_dir():
-        raise ConfigError(f"task folder {include_path} not found (--include-path takes a folder of task YAML files)")
+        raise ConfigError(
+            f"task folder {include_path} not found (--include-path takes a folder of task YAML files)"
+        )
     if include_path is not None:
         local = _new_task_manager(name, str(include_path), include_defaults=False)
         if set(tasks) <= set(local.all_tasks):

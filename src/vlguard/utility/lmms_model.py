@@ -85,7 +85,9 @@ class VLGuardLMMS(lmms):
             stops = (until,) if isinstance(until, str) else tuple(until)
             max_new = int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
             image = self._image(doc_to_visual, doc_id, task, split)
-            prepared.append((GenerationRequest(sample_id=f"{task}/{doc_id}", prompt=context, image=image), stops))
+            prepared.append(
+                (GenerationRequest(sample_id=f"{task}/{doc_id}", prompt=context, image=image), stops)
+            )
             groups.setdefault(max_new, []).append(index)
         results: list[GenerationResult | None] = [None] * len(requests)
         default_max_new = self.backend.max_new_tokens
@@ -101,7 +103,8 @@ class VLGuardLMMS(lmms):
                     text = cut_at_stop(generation.response, prepared[i][1])
                     tokens = generation.meta.get("completion_tokens")
                     results[i] = GenerationResult(
-                        text=text, token_counts=TokenCounts(output_tokens=tokens) if tokens is not None else None
+                        text=text,
+                        token_counts=TokenCounts(output_tokens=tokens) if tokens is not None else None,
                     )
         finally:
             self.backend.max_new_tokens = default_max_new
@@ -130,7 +133,9 @@ class VLGuardLMMS(lmms):
                 continuation = str(continuation(self.task_dict[task][split][doc_id]))
             items.append((context, continuation, self._image(doc_to_visual, doc_id, task, split)))
         # Longest first within image / text-only groups: less padding, and out-of-memory shows up early.
-        order = sorted(range(len(items)), key=lambda i: (items[i][2] is None, -len(items[i][0]) - len(items[i][1])))
+        order = sorted(
+            range(len(items)), key=lambda i: (items[i][2] is None, -len(items[i][0]) - len(items[i][1]))
+        )
         scores: list[tuple[float, bool] | None] = [None] * len(items)
         batch: list[int] = []
         for i in order:
@@ -142,7 +147,7 @@ class VLGuardLMMS(lmms):
             batch.append(i)
         if batch:
             self._score_batch(batch, items, scores)
-        return [GenerationResult(text=s if s is not None else (float("inf"), False)) for s in scores]  # type: ignore[arg-type]
+        return [GenerationResult(text=s if s is not None else (float("inf"), False)) for s in scores]
 
     def _score_batch(
         self, batch: list[int], items: Sequence[tuple[str, str, Any]], scores: list[tuple[float, bool] | None]
@@ -182,11 +187,16 @@ class VLGuardLMMS(lmms):
                     padded[:, :n_context] = value
                     value = padded
                 extra.setdefault(key, []).append(value)
-        model_inputs: dict[str, Any] = {"input_ids": input_ids.to(backend.device), "attention_mask": attention.to(backend.device)}
+        model_inputs: dict[str, Any] = {
+            "input_ids": input_ids.to(backend.device),
+            "attention_mask": attention.to(backend.device),
+        }
         for key, values in extra.items():
             if all(isinstance(v, torch.Tensor) for v in values):
                 tensor = torch.cat(values, dim=0).to(backend.device)
-                model_inputs[key] = tensor.to(getattr(torch, backend.dtype)) if tensor.is_floating_point() else tensor
+                model_inputs[key] = (
+                    tensor.to(getattr(torch, backend.dtype)) if tensor.is_floating_point() else tensor
+                )
             else:
                 model_inputs[key] = [x for v in values for x in (v if isinstance(v, list) else [v])]
         with torch.inference_mode():

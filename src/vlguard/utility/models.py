@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlguard.errors import ConfigError
-from vlguard.generation.hf import ensure_tiny_model, is_tiny, resolve_device, resolve_dtype, safetensors_adapter
+from vlguard.generation.hf import (
+    ensure_tiny_model,
+    is_tiny,
+    resolve_device,
+    resolve_dtype,
+    safetensors_adapter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +59,9 @@ def model_kind(args: ModelArgs) -> str:
             args.path(), revision=args.revision, trust_remote_code=args.trust_remote_code
         )
     except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load the config of model {args.model!r} (revision {args.revision!r}): {err}") from err
+        raise ConfigError(
+            f"cannot load the config of model {args.model!r} (revision {args.revision!r}): {err}"
+        ) from err
     model_type = getattr(config, "model_type", None)
     # Some VLMs are registered as causal LMs too (Gemma 3, Mllama): image-text-to-text wins.
     if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:

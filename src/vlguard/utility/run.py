@@ -228,7 +228,9 @@ def _check_finished(spec: TaskSpec, record: Mapping[str, Any], folder: UtilityFo
     wanted = spec.settings()
     differing = [key for key in wanted if settings.get(key) != wanted[key]]
     if differing:
-        details = "; ".join(f"{key}: folder has {settings.get(key)!r}, now {wanted[key]!r}" for key in differing)
+        details = "; ".join(
+            f"{key}: folder has {settings.get(key)!r}, now {wanted[key]!r}" for key in differing
+        )
         raise RunMismatchError(
             f"{folder.task_path(spec.task)} holds task {spec.task!r} run with other settings ({details}). "
             "Use another --run-dir, or delete that file to run the task again."
@@ -312,7 +314,9 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
         manifest_now["backend"] = description
         folder.folder.write_manifest(manifest_now)
         for spec in pending:
-            logger.info("running %s task %s (limit %s, few-shot %s)", engine, spec.task, spec.limit, spec.num_fewshot)
+            logger.info(
+                "running %s task %s (limit %s, few-shot %s)", engine, spec.task, spec.limit, spec.num_fewshot
+            )
             started = time.monotonic()
             failed_before = len(getattr(lm, "failed", []))
             raw = evaluate_task(
@@ -325,7 +329,9 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
                 output_dir=folder.engine_output,
                 chat_template=config.chat_template,
             )
-            record = task_record(raw, task=spec.task, engine=engine, engine_version=version, settings=spec.settings())
+            record = task_record(
+                raw, task=spec.task, engine=engine, engine_version=version, settings=spec.settings()
+            )
             record["n_failed"] = len(getattr(lm, "failed", [])) - failed_before
             record["seed"] = config.seed
             record["bootstrap_iters"] = config.bootstrap_iters

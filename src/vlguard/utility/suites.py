@@ -82,7 +82,11 @@ def suite_help(width: int = 100) -> str:
     lines = []
     for suite in SUITES.values():
         lines += textwrap.wrap(
-            f"{suite.name}: {suite.description}.", width, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False
+            f"{suite.name}: {suite.description}.",
+            width,
+            initial_indent="  ",
+            subsequent_indent="      ",
+            break_on_hyphens=False,
         )
         for engine, specs in suite.tasks.items():
             tasks = ", ".join(
