@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test demo check format test-packages clean
+.PHONY: install install-vllm test demo check format test-packages clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,utility]"
 	$(PY) -m pip install -q -c constraints.txt --no-deps lmms-eval
 	touch $@
+
+# The vllm backend (CUDA GPUs), in its own environment: vLLM 0.33.0 pins torch 2.14.0 and transformers<5.21,
+# which constraints.txt excludes, so pip resolves this one from pyproject.toml alone (a CUDA torch, GBs).
+VLLM_VENV ?= .venv-vllm
+install-vllm:
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q -e ".[vllm]"
 
 # Debian packages some tests need (Chromium, FreeFont); those tests skip with a reason without them.
 test-packages:

@@ -1,4 +1,5 @@
-"""Evaluation throughput: batched generation (vlguard's hf backend) vs a one-sample-at-a-time loop.
+"""Evaluation throughput: batched generation (vlguard's hf backend) vs a one-sample-at-a-time loop, and
+the hf backend vs the vllm backend on a 7B-shaped LLaVA.
 
 CPU mode (default): the tiny VLM, the same prompts and blank images both ways; checks that the outputs
 are identical, then reports samples/s of each and the speed-up::
@@ -6,15 +7,22 @@ are identical, then reports samples/s of each and the speed-up::
     PYTHONPATH=src python bench/eval_throughput.py                       # 96 prompts, 64 new tokens
     PYTHONPATH=src python bench/eval_throughput.py --samples 160 --out cpu.json
 
-GPU mode (``--gpu-7b``): a LLaVA-1.5-7B-shaped model (CLIP ViT-L/14-336 + Llama-2-7B shapes, vocab
-32064) built from a config with random weights in bf16 on CUDA and a tokenizer trained locally (no
-download), 1,558 prompts with blank 336 px images, exactly 256 new tokens each (EOS suppressed with
-``min_new_tokens``). It times one batch at each candidate batch size, finishes the whole set at the
-fastest one, and extrapolates the sequential loop from a few samples. Needs only torch + transformers +
-PIL (+ tokenizers, a transformers dependency)::
+GPU mode (``--gpu-7b``): hf vs vllm side by side in one run. A LLaVA-1.5-7B-shaped model (CLIP
+ViT-L/14-336 + Llama-2-7B shapes, vocab 32064) is built from a config with random weights in bf16 and a
+locally trained tokenizer (no download) and saved to a folder; then the same 1,558 prompts with 336 px
+images, exactly 256 new tokens each (EOS suppressed: ``min_new_tokens`` / ``min_tokens``), go through
+the ``hf`` backend (batch 128) and the ``vllm`` backend, each in its own process, in calls of the size
+each backend asks for (as ``vlguard eval`` does). It reports for each: seconds for the whole set,
+start-up seconds, tokens/s, peak GPU memory; and their agreement (identical answers, identical refusal
+labels). Needs a CUDA GPU and ``pip install 'vlguard[vllm]'`` (without vLLM the vllm column says why)::
 
     PYTHONPATH=src python3 bench/eval_throughput.py --gpu-7b --out gpu7b.json
-    PYTHONPATH=src python bench/eval_throughput.py --gpu-7b --tiny-shapes   # CPU smoke test of that path
+    PYTHONPATH=src:tests/vllm_stand_in python bench/eval_throughput.py --gpu-7b --cpu-smoke  # CPU dry run
+
+``--cpu-smoke`` runs the same orchestration on the CPU with tiny shapes, 12 prompts and 4 tokens (the
+vllm worker then needs a ``vllm`` package: the test stand-in on ``PYTHONPATH`` will do).
+``--gpu-7b --hf-probes`` runs the older hf-only benchmark instead: one batch at each candidate batch size,
+the whole set at the fastest, and a sequential loop extrapolated from a few samples.
 
 Prompts are VLGuard's test instructions when ``--data`` points at the annotations (default:
 ``../shared/data/vlguard`` if present), else synthetic prompts of similar length (deterministic).
@@ -28,6 +36,7 @@ import logging
 import os
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -216,7 +225,7 @@ def build_llava(shapes: str, device: str, dtype: Any, texts: list[str]) -> tuple
     return model, processor
 
 
-def gpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+def hf_probe_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Whole VLGuard-test-sized run on a 7B-shaped LLaVA: best batch size vs an extrapolated loop."""
     import torch
 
@@ -314,6 +323,341 @@ def gpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --- hf vs vllm, side by side ------------------------------------------------------------------------
+
+HF_BATCH_SIZE = 128
+# The issue's targets for the vllm backend on one H100/H200 (docs/benchmarks.md).
+TARGET_VLLM_SECONDS = 90.0
+TARGET_SPEEDUP = 2.5
+AGREEMENT_NOTE = (
+    "Both backends decode greedily in bf16 with different kernels (attention, fused matmuls, batch "
+    "shapes), so logits differ in the last bits; wherever the top two tokens are within that noise, "
+    "the answers fork and stay different. On random weights near-ties are everywhere, so few of 256 "
+    "tokens long answers can be identical; every random-weight answer is gibberish the refusal judge "
+    "labels compliance, so label agreement is ~100 % by construction and says nothing there. With a "
+    "trained model most answers agree, and labels agree far more often than texts."
+)
+
+
+def sample_image(index: int, size: int, distinct: bool) -> Any:
+    """The image of prompt ``index``: white, with (``distinct``) a small square unique to the prompt.
+
+    Distinct images keep vLLM's prefix and multimodal caches from reusing one image's work across
+    prompts, as with VLGuard's own images; one shared blank image would flatter vLLM.
+    """
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    if distinct:
+        x, y = (index * 37) % (size - 16), (index * 91) % (size - 16)
+        colour = ((index * 53) % 256, (index * 97) % 256, (index * 29) % 256)
+        ImageDraw.Draw(image).rectangle((x, y, x + 15, y + 15), fill=colour)
+    return image
+
+
+def timed_generation(backend: Any, prompts: list[str], settings: dict[str, Any], sync: Any) -> dict[str, Any]:
+    """Generate every prompt in calls of ``backend.requests_per_call`` (as ``vlguard eval`` does), timed."""
+    from vlguard.generation.base import GenerationRequest
+
+    n, per_call = len(prompts), backend.requests_per_call
+    outputs: list[Any] = []
+    calls: list[int] = []
+    sync()
+    start = time.perf_counter()
+    for first in range(0, n, per_call):
+        requests = [
+            GenerationRequest(f"p{i}", prompts[i], sample_image(i, 336, settings["distinct_images"]))
+            for i in range(first, min(n, first + per_call))
+        ]
+        outputs += backend.generate(requests)
+        calls.append(len(requests))
+    sync()
+    seconds = time.perf_counter() - start
+    new_tokens = sum(int(g.meta.get("completion_tokens", 0)) for g in outputs)
+    return {
+        "whole_set_s": round(seconds, 3),
+        "samples_per_s": round(n / seconds, 3),
+        "new_tokens": new_tokens,
+        "tokens_per_s": round(new_tokens / seconds, 1),
+        "prompt_tokens": sum(int(g.meta.get("prompt_tokens", 0)) for g in outputs),
+        "all_answers_full_length": all(
+            g.meta.get("completion_tokens") == settings["max_new_tokens"] for g in outputs
+        ),
+        "errors": sum(g.error is not None for g in outputs),
+        "requests_per_call": per_call,
+        "calls": calls,
+        "responses": [g.response for g in outputs],
+    }
+
+
+def worker_build(settings: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Build the 7B-shaped (or tiny) LLaVA with random weights and save it where both backends load it."""
+    import torch
+
+    tiny = settings["tiny_shapes"]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    prompts = json.loads((work / "prompts.json").read_text(encoding="utf-8"))
+    start = time.perf_counter()
+    model, processor = build_llava("tiny" if tiny else "7b", device, dtype, prompts[:500])
+    build_s = time.perf_counter() - start
+    start = time.perf_counter()
+    model.save_pretrained(work / "model")  # safetensors
+    processor.save_pretrained(work / "model")
+    return {
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": str(dtype).removeprefix("torch."),
+        "build_s": round(build_s, 1),
+        "save_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def _cuda_sync() -> Any:
+    import torch
+
+    return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+
+def worker_hf(settings: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The hf backend at batch 128 (tiny shapes: 4) over every prompt; load time apart."""
+    import torch
+
+    from vlguard.generation.base import GenerationRequest
+    from vlguard.generation.hf import HFBackend
+
+    prompts = json.loads((work / "prompts.json").read_text(encoding="utf-8"))
+    tokens = settings["max_new_tokens"]
+    start = time.perf_counter()
+    backend = HFBackend(
+        str(work / "model"),
+        batch_size=settings["hf_batch_size"],
+        max_new_tokens=tokens,
+        generate_kwargs={"min_new_tokens": tokens},  # random weights would stop at a random EOS
+    )
+    # Warm-up (kernel selection, allocator) on two short answers; not timed.
+    HFBackend.from_objects(backend.model, backend.processor, batch_size=2, max_new_tokens=4).generate(
+        [GenerationRequest(f"w{i}", prompts[i], sample_image(i, 336, True)) for i in range(2)]
+    )
+    startup_s = time.perf_counter() - start
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    result = timed_generation(backend, prompts, settings, _cuda_sync())
+    result.update(
+        startup_s=round(startup_s, 1),
+        batch_size=settings["hf_batch_size"],
+        peak_torch_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None,
+        dtype=backend.dtype,
+    )
+    return result
+
+
+def worker_vllm(settings: dict[str, Any], work: Path) -> dict[str, Any]:
+    """The vllm backend over every prompt, in its default engine-sized calls; engine start-up apart."""
+    from vlguard.generation.base import GenerationRequest
+    from vlguard.generation.vllm_backend import VLLMBackend
+
+    prompts = json.loads((work / "prompts.json").read_text(encoding="utf-8"))
+    tokens = settings["max_new_tokens"]
+    engine = {"gpu_memory_utilization": settings["gpu_memory_utilization"]}
+    start = time.perf_counter()
+    backend = VLLMBackend(
+        str(work / "model"),
+        max_new_tokens=tokens,
+        sampling_options={"min_tokens": tokens},  # as min_new_tokens on the hf side
+        **engine,
+    )
+    backend.generate([GenerationRequest(f"w{i}", prompts[i], sample_image(i, 336, True)) for i in range(2)])
+    startup_s = time.perf_counter() - start
+    result = timed_generation(backend, prompts, settings, lambda: None)
+    result.update(startup_s=round(startup_s, 1), engine_options=engine, vllm_version=backend.vllm_version)
+    return result
+
+
+WORKERS = {"build": worker_build, "hf": worker_hf, "vllm": worker_vllm}
+
+
+def run_worker(stage: str, work: Path, timeout: float) -> dict[str, Any]:
+    """Run one stage in its own process (its own GPU memory and CUDA context); its JSON, or why none came."""
+    from threading import Event, Thread
+
+    peak = {"mib": None}
+    done = Event()
+
+    def sample_memory() -> None:
+        read = device_memory_reader()
+        while read is not None and not done.wait(0.2):
+            used = read()
+            if used is not None and (peak["mib"] is None or used > peak["mib"]):
+                peak["mib"] = used
+
+    sampler = Thread(target=sample_memory, daemon=True)
+    sampler.start()
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", stage, "--work-dir", str(work)]
+    start = time.perf_counter()
+    try:
+        code: int | str = subprocess.run(command, timeout=timeout, check=False).returncode
+    except subprocess.TimeoutExpired:
+        code = f"timed out after {timeout:.0f} s"
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    out = work / f"{stage}.json"
+    result = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+    if code != 0 and "error" not in result:
+        result["error"] = f"the {stage} worker failed ({code}); see its log above"
+    result["process_wall_s"] = round(wall, 1)
+    result["peak_device_memory_gib"] = None if peak["mib"] is None else round(peak["mib"] / 1024, 1)
+    return result
+
+
+def device_memory_reader() -> Any:
+    """A function returning the GPU's used memory in MiB (device-wide, all processes), or None without one.
+
+    NVML when ``pynvml`` (nvidia-ml-py) is installed, else ``nvidia-smi``. The GPU is the first of
+    ``CUDA_VISIBLE_DEVICES`` (0 when unset). Device-wide, because vLLM runs its engine in other processes.
+    """
+    index = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0].strip()
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(int(index))
+        return lambda: pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+    except Exception:  # no NVML library, no GPU, or a UUID-style CUDA_VISIBLE_DEVICES
+        pass
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+
+    def read() -> float | None:
+        query = ["nvidia-smi", f"--id={index}", "--query-gpu=memory.used", "--format=csv,noheader,nounits"]
+        try:
+            return float(subprocess.run(query, capture_output=True, text=True, timeout=5).stdout.strip())
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return None
+
+    return read
+
+
+def agreement(prompts: list[str], first: list[str], second: list[str]) -> dict[str, Any]:
+    """Identical answers, identical refusal labels (vlguard's ``refusal`` judge), where texts fork."""
+    import statistics
+    from collections import Counter
+
+    from vlguard.judges import make_judge
+    from vlguard.judges.base import JudgeInput
+
+    judge = make_judge("refusal")
+
+    def labels(responses: list[str]) -> list[str]:
+        items = [JudgeInput(f"p{i}", prompts[i], r) for i, r in enumerate(responses)]
+        return [j.label for j in judge.judge(items)]
+
+    a, b = labels(first), labels(second)
+    prefixes = [_common_prefix(x, y) for x, y in zip(first, second, strict=True)]
+    n = len(first)
+    return {
+        "identical_answers": round(sum(x == y for x, y in zip(first, second, strict=True)) / n, 4),
+        "identical_refusal_labels": round(sum(x == y for x, y in zip(a, b, strict=True)) / n, 4),
+        "refusal_labels_hf": dict(Counter(a)),
+        "refusal_labels_vllm": dict(Counter(b)),
+        "median_common_prefix_chars": statistics.median(prefixes),
+        "note": AGREEMENT_NOTE,
+    }
+
+
+def _common_prefix(first: str, second: str) -> int:
+    """How many leading characters two texts share."""
+    return next(
+        (i for i, (x, y) in enumerate(zip(first, second, strict=False)) if x != y),
+        min(len(first), len(second)),
+    )
+
+
+def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
+    """hf (batch 128) vs vllm on the same model, prompts and images, each in its own process."""
+    smoke = args.cpu_smoke
+    n = args.samples if args.samples is not None else (12 if smoke else VLGUARD_TEST_SIZE)
+    tokens = args.max_new_tokens if args.max_new_tokens_given else (4 if smoke else 256)
+    prompts, prompt_source = load_prompts(n, args.data)
+    settings = {
+        "tiny_shapes": smoke or args.tiny_shapes,
+        "max_new_tokens": tokens,
+        "hf_batch_size": args.hf_batch_size or (4 if smoke else HF_BATCH_SIZE),
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+        "distinct_images": not args.shared_blank_image,
+    }
+    work = Path(tempfile.mkdtemp(prefix="vlguard-bench-", dir=args.work_dir))
+    (work / "prompts.json").write_text(json.dumps(prompts), encoding="utf-8")
+    (work / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+    deadline = time.monotonic() + args.time_budget
+
+    def left() -> float:
+        return max(30.0, deadline - time.monotonic())
+
+    try:
+        build = run_worker("build", work, timeout=left())
+        if "error" in build:
+            raise SystemExit(f"building the model failed: {build['error']}")
+        # vllm first: if the time budget runs out, the new figure is the one to keep (hf has one above).
+        vllm = run_worker("vllm", work, timeout=left())
+        hf = run_worker("hf", work, timeout=left())
+    finally:
+        if not args.keep_model:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    result: dict[str, Any] = {
+        "mode": "gpu-7b-hf-vs-vllm" if not settings["tiny_shapes"] else "cpu-smoke-hf-vs-vllm",
+        "device": build.get("device"),
+        "model": f"LLaVA-1.5-{'tiny' if settings['tiny_shapes'] else '7B'}-shaped, random weights, "
+        f"{build.get('dtype')}",
+        "parameters": build.get("parameters"),
+        "prompts": prompt_source,
+        "image": "336x336, "
+        + ("a distinct image per prompt" if settings["distinct_images"] else "one blank image"),
+        "samples": n,
+        "new_tokens_per_sample": tokens,
+        "build": build,
+        "hf": {k: v for k, v in hf.items() if k != "responses"},
+        "vllm": {k: v for k, v in vllm.items() if k != "responses"},
+    }
+    if "responses" in hf and "responses" in vllm:
+        result["agreement"] = agreement(prompts, hf["responses"], vllm["responses"])
+        # (a stand-in engine in a smoke run can finish within the timer's rounding)
+        speedup = hf["whole_set_s"] / vllm["whole_set_s"] if vllm["whole_set_s"] > 0 else None
+        result["speedup_vllm_over_hf"] = None if speedup is None else round(speedup, 2)
+    if settings["tiny_shapes"]:
+        result["note"] = (
+            "smoke run on tiny shapes: it checks the benchmark's code path; its timings are not a "
+            "measurement (and on a machine without a GPU the vllm column comes from whatever `vllm` "
+            "package is importable, e.g. the test stand-in)"
+        )
+    elif "agreement" in result:
+        result["target"] = {
+            "vllm_whole_set_s_at_most": TARGET_VLLM_SECONDS,
+            "speedup_at_least": TARGET_SPEEDUP,
+            "met": vllm["whole_set_s"] <= TARGET_VLLM_SECONDS and (speedup or 0) >= TARGET_SPEEDUP,
+        }
+    return result
+
+
+def run_stage(stage: str, work: Path) -> int:
+    """Worker process: run one stage and write ``<work>/<stage>.json`` (with ``error`` when it failed)."""
+    settings = json.loads((work / "settings.json").read_text(encoding="utf-8"))
+    try:
+        result = WORKERS[stage](settings, work)
+        code = 0
+    except Exception as err:  # reported in the JSON: the other backend's figures still count
+        logger.exception("%s stage failed", stage)
+        result, code = {"error": f"{type(err).__name__}: {err}"}, 1
+    (work / f"{stage}.json").write_text(json.dumps(result), encoding="utf-8")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -333,12 +677,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], help="GPU candidates")
     parser.add_argument("--seq-samples", type=int, default=3, help="GPU: samples timed one at a time")
+    parser.add_argument(
+        "--hf-probes", action="store_true", help="with --gpu-7b: the older hf-only batch-size benchmark"
+    )
+    parser.add_argument(
+        "--cpu-smoke", action="store_true", help="with --gpu-7b: hf vs vllm on tiny shapes on the CPU"
+    )
+    parser.add_argument("--hf-batch-size", type=int, help="hf vs vllm: hf batch size (default 128)")
+    parser.add_argument(
+        "--gpu-memory-utilization", type=float, default=0.9, help="hf vs vllm: vLLM's share of GPU memory"
+    )
+    parser.add_argument(
+        "--shared-blank-image", action="store_true", help="hf vs vllm: one blank image for every prompt"
+    )
+    parser.add_argument(
+        "--time-budget", type=float, default=540, help="hf vs vllm: seconds for all stages (default 540)"
+    )
+    parser.add_argument("--work-dir", type=Path, help="where the model is saved (default: a temp folder)")
+    parser.add_argument("--keep-model", action="store_true", help="keep the saved model and worker JSON")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args.max_new_tokens_given = args.max_new_tokens is not None
-    if args.gpu_7b:
-        result = gpu_benchmark(args)
+    if args.worker is not None:
+        return run_stage(args.worker, args.work_dir)
+    if args.gpu_7b and args.hf_probes:
+        result = hf_probe_benchmark(args)
+    elif args.gpu_7b:
+        result = side_by_side(args)
     else:
         args.samples = args.samples or 96
         args.max_new_tokens = args.max_new_tokens or 64

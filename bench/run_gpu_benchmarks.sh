@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md, in one short run on a CUDA machine (one H100/H200):
-#   bench/run_gpu_benchmarks.sh OUT_DIR [VLGUARD_TEST_JSON_DIR]
-# Runs the 7B-shaped evaluation benchmark (1,558 prompts, 256 new tokens) and the 7B-shaped training
-# step benchmark (LoRA and full), each under its own time limit, writing JSON and logs to OUT_DIR.
-# If a folder .whl/ holds wheels, they are installed first into /tmp/site (to match the pinned versions
-# on a machine that has a different transformers).
+#   bench/run_gpu_benchmarks.sh OUT_DIR [VLGUARD_DATA_DIR] [eval|train|all]
+# eval: the 7B-shaped evaluation benchmark, hf (batch 128) vs vllm side by side on the whole VLGuard
+#       test set (1,558 prompts x 256 new tokens); about 8 minutes on one H200 (estimate: model build
+#       and save, hf ~4 min, vLLM start-up and run), under a 9.5-minute limit.
+# train: the 7B-shaped training step benchmark (LoRA and full), under a 3-minute limit.
+# all (default): both, one after the other.
+# The vllm column needs vLLM in the Python that runs this (pip install 'vlguard[vllm]'); without it
+# the JSON says why and the hf column still counts. If a folder .whl/ holds wheels, they are installed
+# first into /tmp/site (to match the pinned versions on a machine that has a different transformers).
+# PYTHON picks the interpreter (default python3), e.g. PYTHON=.venv-vllm/bin/python after make install-vllm.
 set -uo pipefail
-out=${1:?usage: bench/run_gpu_benchmarks.sh OUT_DIR [VLGUARD_DATA_DIR]}
+out=${1:?usage: bench/run_gpu_benchmarks.sh OUT_DIR [VLGUARD_DATA_DIR] [eval|train|all]}
 data=${2:-../shared/data/vlguard}
+which=${3:-all}
+py=${PYTHON:-python3}
 mkdir -p "$out"
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)" | tee -a "$out/gpu.txt"
-timeout 360 python3 bench/eval_throughput.py --gpu-7b --data "$data" --out "$out/eval_gpu7b.json" 2>&1 | tee "$out/eval_gpu7b.log"
-timeout 170 python3 bench/train_throughput.py --gpu-7b --out "$out/train_gpu7b.json" 2>&1 | tee "$out/train_gpu7b.log"
+"$py" -c "
+import importlib.metadata as m
+for p in ('torch', 'transformers', 'peft', 'vllm'):
+    try:
+        print(p, m.version(p))
+    except m.PackageNotFoundError:
+        print(p, 'not installed')
+" | tee -a "$out/gpu.txt"
+if [[ $which == eval || $which == all ]]; then
+  timeout 570 "$py" bench/eval_throughput.py --gpu-7b --data "$data" --out "$out/eval_gpu7b.json" 2>&1 | tee "$out/eval_gpu7b.log"
+fi
+if [[ $which == train || $which == all ]]; then
+  timeout 170 "$py" bench/train_throughput.py --gpu-7b --out "$out/train_gpu7b.json" 2>&1 | tee "$out/train_gpu7b.log"
+fi

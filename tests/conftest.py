@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -62,3 +64,26 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+STAND_IN_VLLM = Path(__file__).resolve().parent / "vllm_stand_in"
+
+
+def _drop_vllm_modules() -> None:
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture()
+def stand_in_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The vLLM stand-in (``tests/vllm_stand_in``) importable as ``vllm``, with an empty call record."""
+    saved = {m: sys.modules[m] for m in sys.modules if m == "vllm" or m.startswith("vllm.")}
+    _drop_vllm_modules()
+    monkeypatch.syspath_prepend(str(STAND_IN_VLLM))
+    import vllm
+
+    vllm.CALLS.clear()
+    vllm.FAIL_ON_CHAT_CALL = None
+    yield vllm
+    _drop_vllm_modules()
+    sys.modules.update(saved)

@@ -199,7 +199,7 @@ def test_gpu_benchmark_path_runs_end_to_end_with_tiny_shapes(tmp_path: Path) -> 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "gpu.json"
     command = [
-        sys.executable, str(root / "bench" / "eval_throughput.py"), "--gpu-7b", "--tiny-shapes",
+        sys.executable, str(root / "bench" / "eval_throughput.py"), "--gpu-7b", "--hf-probes", "--tiny-shapes",
         "--samples", "6", "--max-new-tokens", "3", "--batch-sizes", "2,4", "--seq-samples", "1",
         "--data", str(tmp_path / "no-data"), "--out", str(out),
     ]  # fmt: skip

@@ -174,8 +174,12 @@ def test_paper_preset_run_records_itself_and_forces_a_first_token(
     )
     assert "preset" not in json.loads((default / "manifest.json").read_text())["result_fields"]
     metrics = json.loads((paper / "metrics.json").read_text())
-    assert metrics["run"]["preset"] == "paper"
     assert {row["judge"] for row in metrics["metrics"]} == {"refusal-paper"}
+    from vlguard.report import load_run
+    from vlguard.report.tables import run_settings
+
+    assert run_settings(load_run(paper))["Preset"] == "paper"  # the report says which runs are paper-parity
+    assert "Preset" not in run_settings(load_run(default))
 
 
 def test_a_non_llava_template_runs_but_is_recorded_as_not_matching(tiny_model_dir: Path) -> None:

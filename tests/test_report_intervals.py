@@ -64,3 +64,50 @@ def test_runs_on_other_samples_get_an_unpaired_difference_and_mixed_methods_are_
     markdown = (write_report([before, after], tmp_path / "out").main.parent / "report.md").read_text()
     assert "(unpaired bootstrap, n=3)" in markdown
     assert f"{OLD_NOTE} in old" in markdown and "Wilson score intervals in new" in markdown
+
+
+def _attack_run(path: Path, model: str, complied: int, n: int = 40) -> Path:
+    """A run folder of a VLSafe-like benchmark with ``complied`` of ``n`` answers judged compliance."""
+    from vlguard.runs import atomic_write_json
+
+    path.mkdir(parents=True)
+    atomic_write_json(
+        path / "manifest.json",
+        {"result_fields": {"model": model, "benchmark": "vlsafe", "image_mode": "blank", "seed": 0}},
+    )
+    samples = [
+        {
+            "id": f"vlsafe-{i:03d}:vlsafe",
+            "benchmark": "vlsafe",
+            "subset": "vlsafe",
+            "prompt": "q",
+            "image": f"{i:03d}.jpg",
+            "reference": None,
+            "category": None,
+            "subcategory": None,
+            "should_refuse": True,
+            "record_id": f"vlsafe-{i:03d}",
+        }
+        for i in range(n)
+    ]
+    (path / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    (path / "judgments").mkdir()
+    labels = ["compliance" if i < complied else "refusal" for i in range(n)]
+    (path / "judgments" / "refusal.jsonl").write_text(
+        "".join(
+            json.dumps({"sample_id": s["id"], "judge": "refusal", "label": label}) + "\n"
+            for s, label in zip(samples, labels, strict=True)
+        )
+    )
+    run_metrics(path)
+    return path
+
+
+def test_attack_benchmark_runs_get_a_headline_and_a_difference_interval(tmp_path: Path) -> None:
+    before = _attack_run(tmp_path / "vanilla", "m0", complied=30)
+    after = _attack_run(tmp_path / "posthoc", "m1", complied=0)
+    markdown = (write_report([before, after], tmp_path / "out").main.parent / "report.md").read_text()
+    # 0 of 40 still has an interval that is not zero-width, and the 30-sample drop has a paired CI
+    assert "| refusal | vlsafe | ASR | 75.0% [59.8%–85.8%] (n=40) | 0.0% [0.0%–8.8%] (n=40) |" in markdown
+    line = next(x for x in markdown.splitlines() if x.startswith("- **ASR** on vlsafe"))
+    assert "75.0% → 0.0% (-75.0 pp better)" in line and "(paired bootstrap, n=40)" in line

@@ -3,7 +3,9 @@
 ``run_eval(config)`` runs the three stages; each is also a function of its own (``run_generation``,
 ``run_judges``, ``run_metrics``) that reads what the stage before wrote, so saved generations can be
 re-judged without regenerating. Every stage appends its results in flushed batches and skips what is
-already done, so rerunning a killed command finishes it exactly once (see ``vlguard.runs``).
+already done, so rerunning a killed command finishes it exactly once (see ``vlguard.runs``). Generation
+hands the backend as many requests per call as it asks for (``requests_per_call``: a few padded batches
+for ``hf``, hundreds of conversations for vLLM) and appends after every call.
 
 Data-parallel generation: started under ``torchrun --nproc_per_node N`` (or ``accelerate launch``),
 each process takes a deterministic shard of the pending samples (``pending[rank::world_size]``) and
@@ -38,9 +40,6 @@ from vlguard.runs import (
 
 logger = logging.getLogger(__name__)
 
-# How many batches are generated between two appends: a larger window sorts more prompts by length
-# (less padding); a smaller one loses less work when the process is killed.
-BATCHES_PER_APPEND = 4
 # Judgments are appended every this many samples.
 JUDGE_CHUNK = 64
 # Generation can take hours on one shard; the default 30-minute collective timeout would kill the run.
@@ -368,21 +367,16 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
             config.model,
             **_backend_kwargs(config),
         )
+        if procs.is_main and config.preset is not None:
+            _record_preset(run, config.preset, backend)
         if procs.is_main:
-            update_manifest(run, backend=backend.describe())
-            if config.preset is not None:
-                from vlguard.presets import get_preset, reference_prompt_check
-
-                preset = get_preset(config.preset)
-                update_manifest(
-                    run, preset={**preset.describe(), "prompt_check": reference_prompt_check(preset, backend)}
-                )
+            update_manifest(run, backend=backend.describe(), data_parallel={"processes": procs.world_size})
         store = run.generations if procs.world_size == 1 else run.rank_generations(procs.rank)
-        window = config.batch_size * BATCHES_PER_APPEND
         bar = tqdm(
             total=len(shard), desc="generate", unit="sample", disable=not progress or not procs.is_main
         )
-        for chunk in _chunks(shard, window):
+        # One backend call per chunk, appended at once: a kill loses at most one call's work.
+        for chunk in _chunks(shard, backend.requests_per_call):
             requests = [
                 GenerationRequest(
                     sample_id=s.id,
@@ -397,6 +391,7 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
                 for s in chunk
             ]
             generations = backend.generate(requests)
+            _check_generations(backend.name, requests, generations)
             store.append(g.to_dict() for g in generations)
             bar.update(len(chunk))
         bar.close()
@@ -407,6 +402,17 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     procs.barrier()
     procs.close()
     return run.path
+
+
+def _check_generations(backend: str, requests: Sequence[Any], generations: Sequence[Generation]) -> None:
+    """One generation per request, in request order: anything else is a backend defect, never saved."""
+    got = [g.sample_id for g in generations]
+    wanted = [r.sample_id for r in requests]
+    if got != wanted:
+        raise VLGuardError(
+            f"backend {backend!r} answered {len(got)} request(s) of {len(wanted)} or out of order "
+            f"(first requests {wanted[:3]}, first answers {got[:3]}); nothing of this call was saved"
+        )
 
 
 def _warn_if_attack_unseen(config: EvalConfig) -> None:
@@ -442,6 +448,16 @@ def _check_images_exist(samples: Sequence[Sample], bench: Any) -> None:
         raise ImageLoadError(
             f"{len(missing)} image(s) missing for image mode 'original' ({where}), e.g. {names}. {hint}"
         )
+
+
+def _record_preset(run: RunFolder, name: str, backend: Any) -> None:
+    """Record the preset's settings and whether this model's prompt is the reference prompt."""
+    from vlguard.presets import get_preset, reference_prompt_check
+
+    preset = get_preset(name)
+    update_manifest(
+        run, preset={**preset.describe(), "prompt_check": reference_prompt_check(preset, backend)}
+    )
 
 
 def _backend_kwargs(config: EvalConfig) -> dict[str, Any]:
@@ -572,8 +588,6 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
         "seed": fields.get("seed", 0),
         "n_samples": len(samples),
     }
-    if fields.get("preset") is not None:
-        run_info["preset"] = fields["preset"]
     metrics = compute_metrics(
         samples, judgments, run=run_info, seed=int(fields.get("seed", 0)), judge_versions=judge_versions
     )

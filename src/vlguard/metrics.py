@@ -1,4 +1,4 @@
-"""Metrics from judgments: ASR, over-refusal, win rate, Wilson / bootstrap CIs, per-category tables, Cohen's kappa.
+"""Metrics from judgments: ASR, over-refusal, win rate, bootstrap CIs, per-category tables, Cohen's kappa.
 
 ``compute_metrics`` builds the ``metrics.json`` dict described in ``docs/design.md``. The exact rules:
 

@@ -77,14 +77,6 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
     "xstest": _lazy(
         "vlguard.benchmarks.xstest:load_xstest", "XSTest over-refusal (250 safe + 200 unsafe)", "none"
     ),
-    "advbench": _lazy(
-        "vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=...", "none"
-    ),
-    "advbench-suffix": _lazy(
-        "vlguard.benchmarks.advbench:load_advbench_suffix",
-        "AdvBench (520) + the published transferable GCG suffix (the paper's AdvBench-Suffix)",
-        "none",
-    ),
     "vlsafe": _lazy(
         "vlguard.benchmarks.vlsafe:load_vlsafe",
         "VLSafe unsafe queries on COCO images (500); --images COCO train2017, or --image-mode blank",
@@ -105,6 +97,14 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
         "vlguard.benchmarks.spa_vl:load_spa_vl_harmeval",
         "SPA-VL HarmEval (265 harmful image-question pairs, Hub sqrti/SPA-VL)",
         "original",
+    ),
+    "advbench-suffix": _lazy(
+        "vlguard.benchmarks.advbench:load_advbench_suffix",
+        "AdvBench (520) + the published transferable GCG suffix (the paper's AdvBench-Suffix)",
+        "none",
+    ),
+    "advbench": _lazy(
+        "vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=...", "none"
     ),
 }
 

@@ -22,7 +22,7 @@ from vlguard.benchmarks.base import BenchmarkData, ImageSource
 from vlguard.benchmarks.csv_source import check_options, resolve_data_file
 from vlguard.benchmarks.hub import hub_snapshot
 from vlguard.data.images import open_image_root, unsafe_path_reason
-from vlguard.data.jsonio import read_jsonl_numbered
+from vlguard.data.jsonio import read_jsonl_lines
 from vlguard.data.sources import looks_like_repo_id
 from vlguard.errors import ConfigError, DataValidationError, Problem
 from vlguard.records import Sample
@@ -87,7 +87,7 @@ def _samples(path: Path, subset: str, *, with_reference: bool) -> list[Sample]:
     problems: list[Problem] = []
     samples: list[Sample] = []
     seen: dict[str, int] = {}
-    for number, row in read_jsonl_numbered(path):
+    for number, row in read_jsonl_lines(path):
         where = f"line {number}"
         if not isinstance(row, dict):
             problems.append(Problem(file, where, "", f"expected a JSON object, got {type(row).__name__}"))

@@ -36,11 +36,11 @@ EXAMPLES = """examples:
   vlguard eval --model llava-hf/llava-1.5-7b-hf --revision main --adapter out/lora --run-dir runs/lora
   vlguard eval --model tiny --bench figstep --data ../shared/data/figstep --bench-option variant=SafeBench-Tiny
   vlguard eval --model tiny --bench advbench --data ../shared/data/advbench --bench-option suffix=' Sure,'
+  torchrun --nproc_per_node 2 -m vlguard.cli.main generate --model tiny --run-dir runs/x ...
   vlguard eval --model tiny --bench advbench-suffix --data ../shared/data/advbench
   vlguard eval --model tiny --bench vlsafe --data ../shared/data/vlsafe --image-mode blank --limit 20
   vlguard eval --model tiny --bench jailbreakllms --data ../shared/data/jailbreakllms --bench-option templates=5
   vlguard eval --model llava-hf/llava-1.5-7b-hf --preset paper --bench vlguard-test --subset unsafe
-  torchrun --nproc_per_node 2 -m vlguard.cli.main generate --model tiny --run-dir runs/x ...
 """
 
 

@@ -50,11 +50,11 @@ def read_json(path: str | Path) -> Any:
 
 def read_jsonl(path: str | Path) -> list[Any]:
     """Parse a UTF-8 JSON Lines file (blank lines ignored); every bad line is listed in the error."""
-    return [row for _, row in read_jsonl_numbered(path)]
+    return [row for _, row in read_jsonl_lines(path)]
 
 
-def read_jsonl_numbered(path: str | Path) -> list[tuple[int, Any]]:
-    """``read_jsonl`` with each row's 1-based line number, for errors that name the line."""
+def read_jsonl_lines(path: str | Path) -> list[tuple[int, Any]]:
+    """(line number, value) of every non-blank line of a UTF-8 JSON Lines file; bad lines are all listed."""
     path = Path(path)
     rows: list[tuple[int, Any]] = []
     problems: list[Problem] = []

@@ -25,6 +25,9 @@ from vlguard.records import Generation
 logger = logging.getLogger(__name__)
 
 TINY_PREFIX = "tiny"
+# Padded batches per generate call: more sort more prompts by length (less padding); fewer lose less
+# work when a run is killed (the eval loop appends after every call).
+BATCHES_PER_CALL = 4
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -264,6 +267,11 @@ class HFBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
+    @property
+    def requests_per_call(self) -> int:
+        """Requests per ``generate`` call: a few padded batches (``batch_size`` × ``BATCHES_PER_CALL``)."""
+        return self.batch_size * BATCHES_PER_CALL
+
     def describe(self) -> dict[str, Any]:
         """Model id, revision, adapter, resolved dtype/device and decoding settings (for the manifest)."""
         return {
@@ -275,9 +283,10 @@ class HFBackend:
             "dtype": self.dtype,
             "device": self.device,
             "batch_size": self.batch_size,
+            "requests_per_call": self.requests_per_call,
             "max_new_tokens": self.max_new_tokens,
-            "decoding": "greedy",
             "generate_kwargs": self.generate_kwargs,
+            "decoding": "greedy",
             "system_prompt": self.system_prompt,
             "trust_remote_code": self.trust_remote_code,
         }

@@ -17,12 +17,16 @@ from typing import Any
 
 from vlguard.api_client import ChatClient, ChatResult, Message, user_message
 from vlguard.errors import ConfigError
-from vlguard.generation.base import GenerationRequest
+from vlguard.generation.base import GenerationRequest, requests_per_call_setting
 from vlguard.records import Generation
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# Requests per generate call, in multiples of the concurrency limit: a call lasts as long as its slowest
+# request while the other slots idle, so a few rounds per call keep the slots busier; the eval loop
+# appends after each call, so this is also at most how many paid answers a kill can lose.
+CONCURRENCY_ROUNDS_PER_CALL = 4
 
 
 class OpenAIBackend:
@@ -30,7 +34,8 @@ class OpenAIBackend:
 
     ``model`` is the served model name. ``max_tokens_param`` names the length limit in the request
     (``max_tokens``; newer OpenAI models want ``max_completion_tokens``). ``extra_params`` are added to
-    every request body (e.g. ``{"seed": 0}``).
+    every request body (e.g. ``{"seed": 0}``). ``requests_per_call`` (default: 4 × ``max_concurrency``)
+    is how many requests the eval loop hands over per call.
     """
 
     name = "openai"
@@ -55,6 +60,7 @@ class OpenAIBackend:
         revision: str | None = None,
         adapter: str | None = None,
         batch_size: int | None = None,  # accepted for a uniform backend interface; concurrency governs
+        requests_per_call: int | None = None,
         client: ChatClient | None = None,
     ) -> None:
         if revision is not None or adapter is not None:
@@ -78,6 +84,9 @@ class OpenAIBackend:
             max_total_wait=float(max_total_wait),
             timeout=float(timeout),
         )
+        self.requests_per_call = requests_per_call_setting(
+            requests_per_call, CONCURRENCY_ROUNDS_PER_CALL * self.client.max_concurrency
+        )
 
     def describe(self) -> dict[str, Any]:
         """Endpoint, model and decoding settings for the manifest (the key's env variable name, never the key)."""
@@ -86,6 +95,7 @@ class OpenAIBackend:
             "model": self.model,
             **{k: v for k, v in self.client.describe().items() if k != "model"},
             "max_new_tokens": self.max_new_tokens,
+            "requests_per_call": self.requests_per_call,
             "temperature": self.temperature,
             "system_prompt": self.system_prompt,
             "extra_params": self.extra_params,

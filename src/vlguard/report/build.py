@@ -16,17 +16,10 @@ from vlguard.report.document import Report
 from vlguard.report.examples import ImageStatus, open_images, select_examples
 from vlguard.report.export import write_csv, write_json
 from vlguard.report.html import render_html
+from vlguard.report.intervals import delta_intervals, intervals_note
 from vlguard.report.loading import RunData, load_runs
 from vlguard.report.markdown import render_markdown
-from vlguard.report.tables import (
-    HEADLINE,
-    comparability_warnings,
-    comparison_rows,
-    delta_interval,
-    intervals_note,
-    primary_judge,
-    summary_rows,
-)
+from vlguard.report.tables import comparability_warnings, comparison_rows, primary_judge, summary_rows
 from vlguard.report.tradeoff import build_tradeoff, utility_warnings
 
 logger = logging.getLogger(__name__)
@@ -69,19 +62,12 @@ def build_report(
             if len(labels) == 1
             else f"Safety report: {labels[0]} vs {', '.join(labels[1:])}"
         )
-    summary = summary_rows(runs)
-    deltas = {}
-    for row in summary:
-        if (row.subset, row.metric) not in HEADLINE:
-            continue
-        for index in range(1, len(runs)):
-            interval = delta_interval(runs, row, index)
-            if interval is not None:
-                deltas[(row.judge, row.subset, row.metric, index)] = interval
     return Report(
         title=title,
         runs=tuple(runs),
-        summary=tuple(summary),
+        summary=tuple(summary_rows(runs)),
+        intervals_note=intervals_note(runs),
+        delta_intervals=delta_intervals(runs),
         groups={group: tuple(comparison_rows(runs, group)) for group in ("category", "subcategory")},
         charts=tuple(build_charts(runs)) if with_charts else (),
         warnings=tuple(comparability_warnings(runs) + utility_warnings(runs)),
@@ -90,8 +76,6 @@ def build_report(
         primary_judge=judge,
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         version=__version__,
-        intervals_note=intervals_note(runs),
-        delta_intervals=deltas,
         tradeoff=build_tradeoff(runs, judge, with_chart=with_charts),
     )
 

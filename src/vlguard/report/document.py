@@ -3,12 +3,13 @@ markdown, JSON or CSV by the modules beside this one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vlguard.report.charts import Chart
 from vlguard.report.examples import ExampleSection, ImageStatus
+from vlguard.report.intervals import DeltaInterval
 from vlguard.report.loading import RunData
-from vlguard.report.tables import ComparisonRow, DeltaInterval
+from vlguard.report.tables import ComparisonRow
 from vlguard.report.tradeoff import Tradeoff
 
 SUBSET_LABELS = {
@@ -37,14 +38,14 @@ class Report:
     groups: dict[str, tuple[ComparisonRow, ...]]  # "category" / "subcategory" -> rows
     charts: tuple[Chart, ...]
     warnings: tuple[str, ...]
+    intervals_note: str  # how the CIs were made (Wilson, bootstrap, ...), stated under the tables
+    # (judge, subset, metric, run index) -> bootstrap CI of that run's headline delta to the baseline
+    delta_intervals: dict[tuple[str, str, str, int], DeltaInterval]
     examples: tuple[ExampleSection, ...]
     image_status: ImageStatus
     primary_judge: str | None
     generated_at: str
     version: str
-    intervals_note: str = ""  # how the CIs were made (Wilson, bootstrap, ...), stated under the tables
-    # (judge, subset, metric, run index) -> bootstrap CI of that run's headline delta to the baseline
-    delta_intervals: dict[tuple[str, str, str, int], DeltaInterval] = field(default_factory=dict)
     # Safety vs capability (ASR against helpfulness, over-refusal, the cost row); None without any
     # helpfulness measure (no win rate, no `vlguard utility` results).
     tradeoff: Tradeoff | None = None

@@ -65,6 +65,7 @@ def report_tables(report: Report) -> dict[str, Any]:
     return {
         "schema": 1,
         "baseline": runs[0].label,
+        "intervals_note": report.intervals_note,
         "runs": [
             {"label": run.label, "path": str(run.path), "run": run.run_info, "settings": run_settings(run)}
             for run in runs
@@ -72,7 +73,6 @@ def report_tables(report: Report) -> dict[str, Any]:
         "metrics": metric_records(runs),
         "agreement": agreement_records(runs),
         "warnings": list(report.warnings),
-        "intervals_note": report.intervals_note,
         "utility": utility_records(report),
         "tradeoff": tradeoff_records(report.tradeoff),
     }

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.errors import DataValidationError, Problem, VLGuardError
-from vlguard.metrics import CI_METHOD_BEFORE_RECORDING
 from vlguard.records import Generation, Judgment, Sample
 from vlguard.runs import RunFolder
 
@@ -55,13 +54,8 @@ class MetricRow:
     n: int
     n_errors: int
     # How ci_low/ci_high were made ("wilson", "bootstrap-percentile"); None in a metrics.json written
-    # before rows recorded it (every CI was a percentile bootstrap then: see ``interval_method``).
+    # before rows recorded it (every CI was a percentile bootstrap then).
     ci_method: str | None = None
-
-    @property
-    def interval_method(self) -> str:
-        """The CI method of this row, with the method of older files (which did not record it) filled in."""
-        return self.ci_method or CI_METHOD_BEFORE_RECORDING
 
     @property
     def key(self) -> tuple[str, str, str, str, str | None]:

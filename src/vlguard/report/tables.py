@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vlguard.metrics import CI_BOOTSTRAP, CI_LEVEL, CI_WILSON, bootstrap_difference_ci, metric_values
+from vlguard.metrics import CI_METHOD_BEFORE_RECORDING
 from vlguard.records import SUBSETS
 from vlguard.report.loading import MetricRow, RunData
 
@@ -32,6 +32,8 @@ METRIC_LABELS = {
     "degenerate_rate": "Degenerate output",
     "error_rate": "Errors",
 }
+# (subset, metric) pairs shown first and charted; defined below, extended for the attack benchmarks.
+HEADLINE: tuple[tuple[str, str], ...]
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
 HIGHER_IS_BETTER = {"helpfulness_win_rate"}
 # The paper's headline numbers, shown first and charted.
@@ -40,6 +42,15 @@ HEADLINE = (
     ("safe_unsafe", "attack_success_rate"),
     ("safe_safe", "over_refusal_rate"),
     ("safe_safe", "helpfulness_win_rate"),
+)
+# The attack benchmarks' subsets (VLSafe, JailbreakLLMs, MM-SafetyBench's image variants, SPA-VL, AdvBench
+# with and without the GCG suffix): their attack success rate is what the report leads with and charts.
+HEADLINE += tuple(
+    (subset, "attack_success_rate")
+    for subset in (
+        *("vlsafe", "jailbreakllms", "jailbreakllms_template", "sd", "sd_typo", "typo", "spa_vl_harm"),
+        *("advbench", "advbench_suffix"),
+    )
 )
 # Run settings shown in the runs table, in this order, with the metrics.json "run" key they come from.
 SETTING_LABELS = {
@@ -139,82 +150,6 @@ def comparison_rows(runs: Sequence[RunData], group: str = "all") -> list[Compari
     ]
 
 
-CI_METHOD_LABELS = {
-    CI_WILSON: "Wilson score intervals",
-    CI_BOOTSTRAP: "percentile bootstrap intervals",
-}
-
-
-def intervals_note(runs: Sequence[RunData]) -> str:
-    """One sentence saying how the report's confidence intervals were made, naming runs when they differ.
-
-    Files written before rows recorded their method are marked as such (their CIs were bootstraps).
-    """
-    methods: dict[str, list[str]] = {}
-    for run in runs:
-        for method in dict.fromkeys(
-            (row.interval_method, row.ci_method is None) for row in run.metrics if row.ci_low is not None
-        ):
-            name, unrecorded = method
-            label = CI_METHOD_LABELS.get(name, name)
-            if unrecorded:
-                label += " (method not recorded in this older metrics.json)"
-            methods.setdefault(label, []).append(run.label)
-    if not methods:
-        return "No confidence intervals were recorded."
-    if len(runs) == 1 or all(len(labels) == len(runs) for labels in methods.values()):
-        parts = list(methods)
-    else:
-        parts = [f"{label} in {', '.join(labels)}" for label, labels in methods.items()]
-    return f"Values with {100 * CI_LEVEL:.0f}% confidence intervals: {'; '.join(parts)}."
-
-
-@dataclass(frozen=True)
-class DeltaInterval:
-    """A 95 % percentile-bootstrap CI of one run's difference to the baseline on one metric."""
-
-    low: float
-    high: float
-    paired: bool  # resampled by shared sample id (same samples in both runs)
-    n: int  # samples resampled (shared ones when paired, else the larger run's)
-
-    def describe(self) -> str:
-        """E.g. ``95% CI of the difference -12.3 to -4.0 pp (paired bootstrap, n=442)``."""
-        how = "paired bootstrap" if self.paired else "unpaired bootstrap"
-        return (
-            f"{100 * CI_LEVEL:.0f}% CI of the difference {100 * self.low:+.1f} to {100 * self.high:+.1f} pp "
-            f"({how}, n={self.n})"
-        )
-
-
-def delta_interval(runs: Sequence[RunData], row: ComparisonRow, index: int) -> DeltaInterval | None:
-    """The bootstrap CI of ``runs[index] - runs[0]`` on ``row``'s metric, from both runs' judgments.
-
-    None when either run lacks the per-sample judgments (e.g. a run folder holding only metrics.json).
-    """
-    base, other = runs[0], runs[index]
-    values = []
-    for run in (base, other):
-        judgments = run.judgments.get(row.judge)
-        if not judgments or not run.samples:
-            return None
-        values.append(
-            metric_values(
-                list(run.samples.values()),
-                judgments,
-                metric=row.metric,
-                subset=row.subset,
-                group=row.group,
-                group_value=row.group_value,
-            )
-        )
-    ci = bootstrap_difference_ci(values[0], values[1], seed=0)
-    if ci is None:
-        return None
-    shared = len(set(values[0]) & set(values[1]))
-    return DeltaInterval(ci[0], ci[1], paired=shared > 0, n=shared or max(len(v) for v in values))
-
-
 def summary_rows(runs: Sequence[RunData]) -> list[ComparisonRow]:
     """The summary table: every whole-subset number, headline metrics (ASR, over-refusal, helpfulness) first."""
     rows = comparison_rows(runs, "all")
@@ -232,6 +167,7 @@ def primary_judge(runs: Sequence[RunData]) -> str | None:
 
 # Result-changing settings of the manifest (``result_fields``) shown besides metrics.json's "run" block.
 _RESULT_FIELD_LABELS = {
+    "preset": "Preset",
     "backend": "Backend",
     "dtype": "Dtype",
     "system_prompt": "System prompt",
@@ -347,7 +283,8 @@ def _row_dict(cell: MetricRow) -> dict[str, Any]:
         "value": cell.value,
         "ci_low": cell.ci_low,
         "ci_high": cell.ci_high,
-        "ci_method": cell.interval_method,
+        # metrics.json files written before rows recorded their method all used the bootstrap
+        "ci_method": cell.ci_method or CI_METHOD_BEFORE_RECORDING,
         "n": cell.n,
         "n_errors": cell.n_errors,
     }
