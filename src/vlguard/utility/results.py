@@ -19,6 +19,9 @@ import numpy as np
 # 97.5th percentile of the standard normal: value ± Z95 × stderr is the 95 % interval.
 Z95 = 1.959963984540054
 
+# How the intervals are made: value ± Z95 × the engine's own stderr (recorded as each row's ci_method).
+CI_NORMAL_STDERR = "normal-engine-stderr"
+
 # Metrics whose scale is not a fraction in [0, 1]: lmms-eval's GPT-scored MMBench / MM-Vet (0-100)
 # and MME (a sum of per-subtask scores).
 POINTS_METRICS = frozenset({"gpt_eval_score", "mme_perception_score", "mme_cognition_score"})
@@ -151,6 +154,8 @@ def _rows_for(
                 "stderr": stderr,
                 "ci_low": ci_low,
                 "ci_high": ci_high,
+                "ci_method": CI_NORMAL_STDERR if stderr is not None else None,
+                "ci_level": 0.95,
                 "n": _n_docs(record, name),
                 "n_errors": n_failed,
                 "higher_is_better": bool(higher.get(metric, True)),
