@@ -54,9 +54,9 @@ def test_a_group_gives_its_score_over_all_documents_and_one_row_per_subtask() ->
         0.31,
         100,
     )
-    assert row["ci_low"] == pytest.approx(0.31 - Z95 * 0.05) and row["ci_high"] == pytest.approx(
-        0.31 + Z95 * 0.05
-    )
+    assert row["ci_low"] == pytest.approx(0.31 - Z95 * 0.05)
+    assert row["ci_high"] == pytest.approx(0.31 + Z95 * 0.05)
+    assert (row["ci_method"], row["ci_level"]) == ("normal-engine-stderr", 0.95)
     assert (row["judge"], row["judge_version"], row["task_version"], row["limit"]) == (
         "lm-eval",
         "0.4.13",
