@@ -39,6 +39,16 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
+def _encode(backend: HFBackend, prompt: str, image: Any) -> dict[str, Any]:
+    """One prompt (and image) as the backend encodes prompts for generation, unpadded."""
+    if hasattr(backend, "model_inputs"):  # backends that own their encoding (BOS and image nesting rules)
+        return dict(backend.model_inputs([prompt], [image]))
+    kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt"}
+    if image is not None:
+        kwargs["images"] = [image]
+    return dict(backend.processor(**kwargs))
+
+
 class VLGuardLMMS(lmms):
     """lmms-eval's model interface over an ``HFBackend`` (``generate_until`` and ``loglikelihood``)."""
 
@@ -160,10 +170,10 @@ class VLGuardLMMS(lmms):
         for i in batch:
             context, continuation, image = items[i]
             prompt = backend.prompt_text(GenerationRequest(sample_id="", prompt=context, image=image))
-            kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt"}
-            if image is not None:
-                kwargs["images"] = [image]
-            inputs = dict(backend.processor(**kwargs))
+            inputs = {
+                key: value.cpu() if hasattr(value, "cpu") else value
+                for key, value in _encode(backend, prompt, image).items()
+            }
             continuation_ids = backend.tokenizer(continuation, add_special_tokens=False)["input_ids"]
             if not continuation_ids:
                 raise UtilityTaskError(f"empty continuation {continuation!r} after context {context[-60:]!r}")
