@@ -13,6 +13,7 @@ import difflib
 import importlib
 import importlib.metadata
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,8 @@ def evaluate_task(
         "torch_random_seed": seed,
         "fewshot_random_seed": seed,
     }
+    from tenacity import RetryError
+
     try:
         if name == LM_EVAL:
             from lm_eval import simple_evaluate
@@ -202,6 +205,15 @@ def evaluate_task(
         logger.debug("task %s failed", spec.task, exc_info=True)
         raise UtilityTaskError(
             f"{ENGINES[name].distribution} task {spec.task!r} failed: {type(err).__name__}: {err}"
+        ) from err
+    except RetryError as err:
+        # lmms-eval retries loading a task (e.g. its dataset from the Hub) and then raises this wrapper.
+        cause = err.last_attempt.exception()
+        logger.debug("task %s failed after retries", spec.task, exc_info=True)
+        hint = " (offline? HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise UtilityTaskError(
+            f"{ENGINES[name].distribution} task {spec.task!r} failed after {err.last_attempt.attempt_number} "
+            f"attempts: {type(cause).__name__}: {cause}{hint}"
         ) from err
     if not isinstance(results, dict) or "results" not in results:
         raise UtilityTaskError(f"{ENGINES[name].distribution} returned no results for task {spec.task!r}")

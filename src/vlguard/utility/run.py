@@ -294,6 +294,17 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
     manifest["engine"] = {"name": engine, "version": version}
     manifest["packages"] = {**package_versions(), ENGINES[engine].distribution: version}
 
+    run_info = {
+        "model": config.model,
+        "revision": config.revision,
+        "adapter": config.adapter,
+        "engine": engine,
+        "engine_version": version,
+        "dtype": dtype,
+        "device": device,
+        "seed": config.seed,
+    }
+
     _check_parent_run(run_dir, args)
     _open_folder(folder, manifest)
     finished = folder.finished()
@@ -339,17 +350,9 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
             # The sample log first, then the record: a record on disk means the task is complete.
             folder.samples(spec.task).write_all(sample_lines(raw))
             atomic_write_json(folder.task_path(spec.task), record)
+            # metrics.json holds every finished task, also when a later task fails.
+            folder.folder.write_metrics(build_metrics(folder, run_info))
 
-    run_info = {
-        "model": config.model,
-        "revision": config.revision,
-        "adapter": config.adapter,
-        "engine": engine,
-        "engine_version": version,
-        "dtype": dtype,
-        "device": device,
-        "seed": config.seed,
-    }
     metrics = build_metrics(folder, run_info)
     folder.folder.write_metrics(metrics)
     return metrics
