@@ -257,7 +257,8 @@ def test_lm_eval_local_task_with_an_adapter_is_what_lm_eval_itself_loads(
     model, adapter = causal_lm
     tasks = write_lm_eval_tasks(env, shared_data)
     logged: dict[str, list[Any]] = {}
-    for name, adapter_arg in (("base", None), ("adapter", str(adapter))):
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name, adapter_arg in (("base", None), ("adapter", str(adapter)), ("base-again", None)):
         run = env / f"lm-{name}"
         metrics = run_utility(
             UtilityConfig(
@@ -274,7 +275,10 @@ def test_lm_eval_local_task_with_an_adapter_is_what_lm_eval_itself_loads(
         assert metrics["run"]["engine"] == "lm-eval" and row["judge"] == "lm-eval" and row["n"] == 12
         assert row["value"] == pytest.approx(sum(s["acc"] for s in samples) / 12)
         logged[name] = [r[0][0] for s in samples for r in s["resps"]]
+        rows[name] = metrics["metrics"]
     assert logged["base"] != logged["adapter"]
+    # Same model, tasks and seed in a new folder: the same numbers.
+    assert rows["base-again"] == rows["base"] and logged["base-again"] == logged["base"]
 
     # lm-eval loading the same folder and adapter itself gives the same log-likelihoods.
     own = simple_evaluate(

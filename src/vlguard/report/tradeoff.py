@@ -33,6 +33,7 @@ from typing import Any
 from vlguard.metrics import CI_LEVEL, bootstrap_difference_ci, metric_values, wilson_ci
 from vlguard.report.charts import Chart
 from vlguard.report.loading import RunData, UtilityScore
+from vlguard.utility.results import task_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def _utility_items(run: RunData, score: UtilityScore) -> dict[str, float] | None
     they average exactly to the score (then pairing on them is sound)."""
     if run.utility_path is None:
         return None
-    path = run.utility_path / "samples" / f"{_file_name(score.task)}.jsonl"
+    path = run.utility_path / "samples" / f"{task_file_name(score.task)}.jsonl"
     if not path.is_file():
         return None
     items: dict[str, float] = {}
@@ -153,12 +154,6 @@ def _utility_items(run: RunData, score: UtilityScore) -> dict[str, float] | None
     if len(items) != score.n or not math.isclose(sum(items.values()) / len(items), score.value, abs_tol=1e-9):
         return None
     return items
-
-
-def _file_name(task: str) -> str:
-    # The same mapping as vlguard.utility.run (kept here so the report does not import the utility package).
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in task).strip(".")
-    return cleaned or "task"
 
 
 def _utility_measure(score: UtilityScore) -> Measure:

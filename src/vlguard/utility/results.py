@@ -29,6 +29,13 @@ POINTS_METRICS = frozenset({"gpt_eval_score", "mme_perception_score", "mme_cogni
 _NOT_METRICS = frozenset({"alias", "name", "sample_len", "sample_count", " ", ""})
 
 
+def task_file_name(task: str) -> str:
+    """A task name as a file name in the run folder (engine task names are identifiers, but a name from
+    a task file must never become a path outside the folder)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in task).strip(".")
+    return cleaned or "task"
+
+
 def json_safe(value: Any) -> Any:
     """``value`` with numpy scalars, tuples and sets made JSON-friendly; anything else unknown becomes
     its string form (e.g. an image object inside a logged document)."""

@@ -46,7 +46,7 @@ from vlguard.utility.engines import (
     task_manager,
 )
 from vlguard.utility.models import ModelArgs, load_for_lm_eval, load_for_lmms_eval, model_kind
-from vlguard.utility.results import metric_rows, sample_lines, task_record
+from vlguard.utility.results import metric_rows, sample_lines, task_file_name, task_record
 from vlguard.utility.suites import LM_EVAL, SUITES, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -148,11 +148,11 @@ class UtilityFolder:
 
     def task_path(self, task: str) -> Path:
         """``tasks/<task>.json``: the finished task's record."""
-        return self.path / "tasks" / f"{_file_name(task)}.json"
+        return self.path / "tasks" / f"{task_file_name(task)}.json"
 
     def samples(self, task: str) -> JsonlStore:
         """``samples/<task>.jsonl``: the engine's per-sample logs of the task."""
-        return JsonlStore(self.path / "samples" / f"{_file_name(task)}.jsonl")
+        return JsonlStore(self.path / "samples" / f"{task_file_name(task)}.jsonl")
 
     @property
     def engine_output(self) -> Path:
@@ -166,12 +166,6 @@ class UtilityFolder:
             record = _read_record(path)
             records[str(record["task"])] = record
         return records
-
-
-def _file_name(task: str) -> str:
-    """A task name as a file name (engine task names are identifiers, but never trust a path)."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in task).strip(".")
-    return cleaned or "task"
 
 
 def _read_record(path: Path) -> dict[str, Any]:
