@@ -112,6 +112,8 @@ def test_no_interval_no_verdict(tmp_path: Path) -> None:
     # Capability-only runs: no ASR, so no chart, but the scores and the cost row are there.
     assert report.tradeoff.chart is None and report.tradeoff.unplaced == ("a", "b")
     assert report.summary == ()
+    html = write_report(runs, tmp_path / "out").main.read_text()
+    assert 'id="no-safety-results"' in html and 'id="tradeoff-table"' in html and 'id="cost-table"' in html
 
 
 def test_difference_interval_is_newcombes_for_wilson_intervals() -> None:

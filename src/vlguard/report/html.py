@@ -487,6 +487,12 @@ def render_html(report: Report) -> str:
         f"<p class='muted' id='intervals-note'>{e(report.intervals_note)} n is the number of judged samples "
         "(errors are excluded from n). Hover a metric name for its definition.</p>"
     )
+    if not report.summary:  # capability results only
+        summary = warnings + (
+            '<p class="note" id="no-safety-results">These runs hold no safety results: run `vlguard eval '
+            "--run-dir RUN` into the same folders to see them here. Their capability results are under "
+            "Safety vs capability.</p>"
+        )
     sections.append(("summary", "Summary", summary))
     sections.append(("runs", "What produced these numbers", _settings_table(report)))
     if report.is_comparison:

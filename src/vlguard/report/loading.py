@@ -280,7 +280,8 @@ def parse_utility_metrics(data: Any, path: Path, label: str) -> list[UtilityScor
     return scores
 
 
-def _load_utility(folder: Path, label: str) -> tuple[list[UtilityScore], dict[str, Any]]:
+def _load_utility(folder: Path, label: str) -> tuple[list[UtilityScore], dict[str, Any], dict[str, Any]]:
+    """The scores, the manifest and metrics.json's ``run`` block of a ``RUN/utility`` folder."""
     metrics_path = folder / "metrics.json"
     data = _read_json(metrics_path)
     if not _is_utility_metrics(data):
@@ -288,7 +289,7 @@ def _load_utility(folder: Path, label: str) -> tuple[list[UtilityScore], dict[st
             f"{metrics_path}: not the metrics.json of `vlguard utility` (run.kind is not 'utility')"
         )
     manifest = RunFolder(folder).read_manifest() or {}
-    return parse_utility_metrics(data, metrics_path, label), manifest
+    return parse_utility_metrics(data, metrics_path, label), manifest, dict(data["run"])
 
 
 def load_run(path: str | Path, label: str | None = None) -> RunData:
@@ -306,9 +307,9 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
     own_utility = metrics_path.is_file() and _is_utility_metrics(_read_json(metrics_path))
     if own_utility:  # RUN/utility given directly: name the run after RUN
         label = label or path.resolve().parent.name
-        scores, manifest = _load_utility(path, label)
+        scores, manifest, info = _load_utility(path, label)
         return RunData(
-            label=label, path=path, manifest={}, run_info={}, metrics=(), agreement=(),
+            label=label, path=path, manifest={}, run_info=info, metrics=(), agreement=(),
             utility=tuple(scores), utility_path=path, utility_manifest=manifest,
         )  # fmt: skip
     has_utility = (utility_dir / "metrics.json").is_file()
@@ -320,11 +321,12 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
     label = label or path.resolve().name
     utility: list[UtilityScore] = []
     utility_manifest: dict[str, Any] = {}
+    utility_info: dict[str, Any] = {}
     if has_utility:
-        utility, utility_manifest = _load_utility(utility_dir, label)
-    if not metrics_path.is_file():
+        utility, utility_manifest, utility_info = _load_utility(utility_dir, label)
+    if not metrics_path.is_file():  # capability results only: their run block says what produced them
         return RunData(
-            label=label, path=path, manifest={}, run_info={}, metrics=(), agreement=(),
+            label=label, path=path, manifest={}, run_info=utility_info, metrics=(), agreement=(),
             utility=tuple(utility), utility_path=utility_dir, utility_manifest=utility_manifest,
         )  # fmt: skip
     run_info, rows, agreement = parse_metrics(_read_json(metrics_path), metrics_path, label)

@@ -171,8 +171,11 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
         out.append("")
     headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
     others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
-    out += [metrics_table(report, headline or others, "Metric"), ""]
-    out.append(f"{cell_text(report.intervals_note)} n = judged samples (errors excluded).")
+    if report.summary:
+        out += [metrics_table(report, headline or others, "Metric"), ""]
+        out.append(f"{cell_text(report.intervals_note)} n = judged samples (errors excluded).")
+    else:
+        out.append("These runs hold no safety results (`vlguard eval`); their capability results follow.")
     if headline and others:
         out += ["", "### Other metrics", "", metrics_table(report, others, "Metric")]
 

@@ -152,12 +152,29 @@ class VLGuardLMMS(lmms):
             if batch and (
                 len(batch) == self.backend.batch_size or (items[batch[0]][2] is None) != (items[i][2] is None)
             ):
-                self._score_batch(batch, items, scores)
+                self._score_or_split(batch, items, scores)
                 batch = []
             batch.append(i)
         if batch:
-            self._score_batch(batch, items, scores)
+            self._score_or_split(batch, items, scores)
         return [GenerationResult(text=s if s is not None else (float("inf"), False)) for s in scores]
+
+    def _score_or_split(
+        self, batch: list[int], items: Sequence[tuple[str, str, Any]], scores: list[tuple[float, bool] | None]
+    ) -> None:
+        """Score a batch; halve it when it does not fit on the device (scores do not depend on batching)."""
+        import torch
+
+        try:
+            self._score_batch(batch, items, scores)
+        except torch.cuda.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            logger.warning("out of memory scoring %d requests; retrying in halves", len(batch))
+            torch.cuda.empty_cache()
+            half = len(batch) // 2
+            self._score_or_split(batch[:half], items, scores)
+            self._score_or_split(batch[half:], items, scores)
 
     def _score_batch(
         self, batch: list[int], items: Sequence[tuple[str, str, Any]], scores: list[tuple[float, bool] | None]
