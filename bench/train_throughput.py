@@ -50,7 +50,7 @@ def _cpu_worker(method: str, size: str, steps: int, batch_size: int) -> dict[str
     from vlguard.data.conversations import vlguard_conversations
     from vlguard.data.sample import sample_dataset_dir
     from vlguard.models.tiny import build_tiny_vlm
-    from vlguard.train.collator import VLMCollator
+    from vlguard.train.collator import ConversationCollator
     from vlguard.train.config import TrainConfig
     from vlguard.train.data import ConversationDataset, TrainingData
     from vlguard.train.trainer import _freeze
@@ -81,7 +81,7 @@ def _cpu_worker(method: str, size: str, steps: int, batch_size: int) -> dict[str
                      {"safety": data.images}, {}),
         "original",
     )  # fmt: skip
-    collator = VLMCollator(processor)
+    collator = ConversationCollator(processor)
     batches = [
         collator([dataset[(i * batch_size + j) % len(dataset)] for j in range(batch_size)])
         for i in range(steps + 3)

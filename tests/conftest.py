@@ -40,17 +40,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight Llama text LM (``tiny-lm``) saved to a folder, built once per test run."""
+    from vlguard.models.tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
 def _tiny_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vlguard.generation.hf import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("vlguard-cache")
     ensure_tiny_model("tiny", cache_root=root / "models")
+    ensure_tiny_model("tiny-lm", cache_root=root / "models")
     return root
 
 
 @pytest.fixture()
 def tiny_cache(_tiny_cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``VLGUARD_CACHE`` pointing at a folder where ``--model tiny`` is already built (once per run)."""
+    """``VLGUARD_CACHE`` pointing at a folder where ``tiny`` and ``tiny-lm`` are already built (once per run)."""
     monkeypatch.setenv("VLGUARD_CACHE", str(_tiny_cache_root))
     return _tiny_cache_root
 

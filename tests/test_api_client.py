@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import html
 import io
+import json
 import logging
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api_server import Reply, chat_reply, error_reply, scripted_server
-from vlguard.api_client import ChatClient, image_data_url, parse_retry_after, user_message
+from vlguard.api_client import REDACTED, ChatClient, image_data_url, parse_retry_after, user_message
 from vlguard.errors import ConfigError
 from vlguard.generation import make_backend
 from vlguard.generation.base import GenerationRequest
@@ -342,3 +345,101 @@ def test_a_key_cut_at_the_message_length_limit_is_still_redacted(
     assert result.error is not None and result.error.startswith("gave up after 1 attempts")
     for text in (caplog.text, str(result)):
         assert SECRET[:7] not in text
+
+
+# A key with slashes, as some providers issue: JSON may escape them as "\/".
+SLASHED_KEY = "sk-proj/Test+SECRET/0123456789abcdefXYZ"
+
+
+def _key_forms(key: str) -> list[str]:
+    """The key as a file or a page might carry it: verbatim, JSON-escaped, HTML-escaped, and its ends."""
+    return [
+        key,
+        json.dumps(key)[1:-1].replace("/", "\\/"),
+        "\\u0073" + key[1:],
+        key[:8],
+        key[-6:],
+        html.escape(key),
+    ]
+
+
+def _echo_reply(mode: str, key: str, index: int) -> Reply:
+    """What a server that echoes the key sends: in a JSON-escaped or slash-escaped error, or in an answer."""
+    if mode == "answer":
+        return chat_reply(f"Sure. By the way, your key is {key}. [[HARMLESS]]")
+    if index % 2:
+        return chat_reply("A harmless answer. [[HARMLESS]]")
+    if mode == "json-escaped":
+        message = "Incorrect API key provided: \\u0073" + json.dumps(key)[2:-1]
+    else:  # "slash-escaped"
+        message = "Incorrect API key provided: " + json.dumps(key)[1:-1].replace("/", "\\/")
+    body = ('{"error": {"message": "' + message + '", "type": "invalid_request_error"}}').encode()
+    return Reply(401, body)
+
+
+@pytest.mark.parametrize("mode", ["json-escaped", "slash-escaped", "answer"])
+def test_an_echoed_key_reaches_no_generation_judgment_output_report_or_log(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vlguard.cli.main import main
+    from vlguard.data.sample import sample_dataset_dir
+
+    monkeypatch.setenv("VLGUARD_SLASHED_KEY", SLASHED_KEY)
+    caplog.set_level(logging.DEBUG)
+    with scripted_server(lambda body, index: _echo_reply(mode, SLASHED_KEY, index)) as server:
+        api = [f"base_url={server.url}", "api_key_env=VLGUARD_SLASHED_KEY", "max_retries=0"]
+        judge_api = [f"llm-judge.{option}" for option in (*api, "mode=harm")]
+        run_dir, report_dir = tmp_path / "run", tmp_path / "report"
+        eval_args = ["eval", "--backend", "openai", "--model", "m", "--bench", "vlguard-test"]
+        eval_args += ["--data", str(sample_dataset_dir()), "--image-mode", "none", "--limit", "6"]
+        eval_args += [
+            "--run-dir",
+            str(run_dir),
+            "--judge",
+            "refusal",
+            "--judge",
+            "llm-judge",
+            "--no-progress",
+        ]
+        for option in api:
+            eval_args += ["--backend-option", option]
+        for option in judge_api:
+            eval_args += ["--judge-option", option]
+        assert main(eval_args) == 0
+        assert main(["report", str(run_dir), "--out", str(report_dir)]) == 0
+        responses = tmp_path / "responses.jsonl"
+        responses.write_text(json.dumps({"id": "a", "prompt": "p", "response": "r"}) + "\n")
+        judged = tmp_path / "judged.jsonl"
+        judge_args = ["judge", "--judge", "llm-judge", "--input", str(responses), "--output", str(judged)]
+        for option in judge_api:
+            judge_args += ["--judge-option", option]
+        assert main(judge_args) == 0
+    assert (
+        len(server.requests) >= 7 and server.requests[0].headers["Authorization"] == f"Bearer {SLASHED_KEY}"
+    )
+    written = [p for folder in (run_dir, report_dir) for p in folder.rglob("*") if p.is_file()] + [judged]
+    assert {p.name for p in written} >= {"generations.jsonl", "llm-judge.jsonl", "report.html", "report.md"}
+    texts = {str(p): p.read_bytes().decode("utf-8", "replace") for p in written}
+    texts["log"] = caplog.text
+    for name, text in texts.items():
+        for form in _key_forms(SLASHED_KEY):
+            assert form not in text, f"{name} holds the key ({form!r})"
+    redacted = texts[str(run_dir / "generations.jsonl")] + texts[str(judged)]
+    assert REDACTED in redacted  # the echo was there, and was redacted rather than dropped
+
+
+def test_a_response_that_is_not_unicode_or_absurdly_nested_is_a_malformed_response(api_key: str) -> None:
+    lone = (
+        b'{"choices": [{"message": {"role": "assistant", "content": "hi \\ud800"}, "finish_reason": "stop"}]}'
+    )
+    deep = b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    replies = [Reply(200, lone), Reply(200, deep)]
+    with scripted_server(lambda body, index: replies[index]) as server:
+        client = fast_client(server.url, api_key, max_retries=0)
+        results = [client.complete(HELLO), client.complete(HELLO)]
+    for result in results:
+        # One failed request, not a crash of the run nor text that cannot be written to a file.
+        assert (
+            result.text == "" and result.error is not None and result.error.startswith("malformed response")
+        )
+        result.error.encode("utf-8")

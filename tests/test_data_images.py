@@ -240,3 +240,47 @@ def test_prepare_image_text_only_sample() -> None:
     assert prepare_image(text_only, None, "original") is None
     blank = prepare_image(text_only, None, "blank", blank_size=(12, 12))
     assert blank is not None and blank.size == (12, 12)
+
+
+def test_blank_mode_applies_the_pixel_limit_to_the_size_it_reads_from_the_header(tmp_path: Path) -> None:
+    # 12000 x 12000 declared by a file of a few dozen bytes: a blank image of that size costs 432 MB
+    # (the header alone is read, so the limit must apply there too).
+    root = tmp_path / "images"
+    (root / "pics").mkdir(parents=True)
+    (root / "pics" / "a.png").write_bytes(bomb_png(12_000, 12_000))
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as archive:
+        archive.writestr("pics/a.png", bomb_png(12_000, 12_000))
+    for source in (FolderImageSource(root), ZipImageSource(tmp_path / "images.zip", prefix="")):
+        with pytest.raises(ImageLoadError, match=r"12000x12000.*possible decompression bomb"):
+            source.image_size("pics/a.png")
+        with pytest.raises(ImageLoadError, match="12000x12000"):
+            prepare_image(make_sample(), source, "blank")
+    # Within the limit the blank image keeps the original's size.
+    (root / "pics" / "ok.png").write_bytes(bomb_png(300, 200))
+    blank = prepare_image(make_sample("pics/ok.png"), FolderImageSource(root), "blank")
+    assert blank is not None and blank.size == (300, 200)
+
+
+def test_blank_mode_limits_image_sources_of_other_packages_too() -> None:
+    class Declares:
+        max_pixels = 1000
+
+        def exists(self, path: str) -> bool:
+            return True
+
+        def image_size(self, path: str) -> tuple[int, int]:
+            return (12_000, 12_000)
+
+        def open(self, path: str) -> Image.Image:
+            raise AssertionError("not needed for the size")
+
+    with pytest.raises(ImageLoadError, match="12000x12000"):
+        prepare_image(make_sample(), Declares(), "blank")  # type: ignore[arg-type]
+
+
+def test_in_memory_images_have_the_same_pixel_limit_in_blank_mode() -> None:
+    from vlguard.data.images import MemoryImageSource
+
+    source = MemoryImageSource({"pics/a.png": bomb_png(12_000, 12_000)}, origin="parquet")
+    with pytest.raises(ImageLoadError, match="12000x12000"):
+        prepare_image(make_sample(), source, "blank")

@@ -12,8 +12,10 @@ from vlguard.runs import (
     CorruptRunFileError,
     JsonlStore,
     RunFolder,
+    RunLockedError,
     atomic_write_json,
     build_manifest,
+    lock_run_folder,
     open_run,
     record_judge,
     redact_secrets,
@@ -141,3 +143,86 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "metrics.json", {"a": 2})
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_changed_data_file_names_the_file_and_both_hashes(tmp_path: Path) -> None:
+    # The data file's name holds a dot: the key path must not be split on it ("folder has None").
+    old = build_manifest(
+        {"benchmark_sha256": {"test.json": "aaa"}}, config={}, backend={}, benchmark_source={}, seed=0
+    )
+    new = build_manifest(
+        {"benchmark_sha256": {"test.json": "bbb"}}, config={}, backend={}, benchmark_source={}, seed=0
+    )
+    open_run(tmp_path, old)
+    RunFolder(tmp_path).generations.append([{"sample_id": "a", "response": "x"}])
+    with pytest.raises(RunMismatchError) as info:
+        open_run(tmp_path, new)
+    assert """benchmark_sha256["test.json"]: folder has 'aaa', now 'bbb'""" in str(info.value)
+    assert "None" not in str(info.value)
+
+
+def test_a_record_without_its_key_field_names_file_line_and_field(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    run.generations.path.write_text('{"sample_id": "a", "response": "x"}\n{"response": "y"}\n')
+    with pytest.raises(CorruptRunFileError, match=r"generations.jsonl: line 2, field 'sample_id': missing"):
+        run.generations.read()
+    run.judgments("refusal").path.parent.mkdir()
+    run.judgments("refusal").path.write_text('{"sample_id": "a", "label": 3}\n')
+    with pytest.raises(CorruptRunFileError, match="line 1, field 'label': not a string"):
+        run.judgments("refusal").read()
+
+
+def test_a_run_folder_has_one_writer_at_a_time(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom vlguard.runs import lock_run_folder\n"
+            "with lock_run_folder(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        busy = rf"in use by another vlguard process \(pid {holder.pid}"
+        with pytest.raises(RunLockedError, match=busy), lock_run_folder(run_dir):
+            pass
+        assert time.monotonic() - started < 5, "the second writer fails at once, it does not wait"
+    finally:
+        holder.kill()  # kill -9: the operating system releases the lock
+        holder.wait()
+    with lock_run_folder(run_dir) as run, lock_run_folder(run_dir):  # re-entrant within one process
+        assert run.path == run_dir
+
+
+def test_taking_the_lock_removes_temporary_files_of_killed_writers(tmp_path: Path) -> None:
+    from vlguard.fileio import _temp_prefix
+
+    run = RunFolder(tmp_path)
+    dead_pid = 2**22 + 12345  # above the default pid_max: no such process
+    stale = tmp_path / f"{_temp_prefix(run.metrics_path)}{dead_pid}-abc.tmp"
+    stale.write_text('{"half": ')
+    foreign = tmp_path / ".notes.txt.tmp"  # not ours: left alone
+    foreign.write_text("x")
+    with lock_run_folder(tmp_path):
+        pass
+    assert not stale.exists() and foreign.exists()
+
+
+def test_a_run_folder_path_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    from vlguard.errors import ConfigError
+
+    (tmp_path / "run").write_text("not a folder")
+    with (
+        pytest.raises(ConfigError, match="run folder is an existing file"),
+        lock_run_folder(tmp_path / "run"),
+    ):
+        pass

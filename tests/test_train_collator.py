@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vlguard.train.collator import IGNORE_INDEX, CollatorError, VLMCollator
+from vlguard.train.collator import IGNORE_INDEX, CollatorError, ConversationCollator
 
 ANSWER_1 = "A red square on white."
 ANSWER_2 = "I'm sorry, I cannot help with that."
@@ -89,7 +89,7 @@ def _check_masking(processor: Any, end_of_turn: str) -> None:
         {"id": "text-only", "messages": _text_only(), "images": []},
         {"id": "image-late", "messages": _image_late(), "images": [_image(64, 48)]},
     ]
-    collator = VLMCollator(processor, max_length=4096)
+    collator = ConversationCollator(processor, max_length=4096)
     batch = collator(examples)
     expected = {
         "two-turns": [ANSWER_1, ANSWER_2],
@@ -134,7 +134,7 @@ def test_batch_runs_through_the_model(idefics3_dir: Path, tiny_model_dir: Path) 
     for model_dir in (tiny_model_dir, idefics3_dir):
         processor = _processor(model_dir)
         model = AutoModelForImageTextToText.from_pretrained(model_dir)
-        batch = VLMCollator(processor)(
+        batch = ConversationCollator(processor)(
             [
                 {"id": "a", "messages": _two_turns(), "images": [_image()]},
                 {"id": "b", "messages": _text_only(), "images": []},
@@ -147,19 +147,19 @@ def test_batch_runs_through_the_model(idefics3_dir: Path, tiny_model_dir: Path) 
 def test_truncation_cuts_text_but_never_images(tiny_model_dir: Path) -> None:
     processor = _processor(tiny_model_dir)
     example = {"id": "long", "messages": _two_turns(), "images": [_image()]}
-    full = VLMCollator(processor)([example])["input_ids"].shape[1]
-    cut = VLMCollator(processor, max_length=full - 5)([example])
+    full = ConversationCollator(processor)([example])["input_ids"].shape[1]
+    cut = ConversationCollator(processor, max_length=full - 5)([example])
     assert cut["input_ids"].shape[1] == full - 5
     assert cut["labels"].shape == cut["input_ids"].shape
     with pytest.raises(CollatorError, match=r"long.*image tokens"):
-        VLMCollator(processor, max_length=5)([example])
+        ConversationCollator(processor, max_length=5)([example])
 
 
 def test_conversation_without_answer_is_an_error(tiny_model_dir: Path) -> None:
     processor = _processor(tiny_model_dir)
     messages = [{"role": "user", "content": [_text("Only a question")]}]
     with pytest.raises(CollatorError, match=r"q1.*no assistant tokens"):
-        VLMCollator(processor)([{"id": "q1", "messages": messages, "images": []}])
+        ConversationCollator(processor)([{"id": "q1", "messages": messages, "images": []}])
 
 
 def test_image_modes_mirror_evaluation(tmp_path: Path) -> None:

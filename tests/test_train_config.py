@@ -131,3 +131,58 @@ def test_cli_reports_config_errors_without_traceback(capsys: pytest.CaptureFixtu
     assert main(["train", str(REPO / "configs/train/tiny-cpu.yaml"), "lr=3e-4", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["lr"] == 3e-4 and printed["model"]["name_or_path"] == "tiny"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("lr=nan", "'lr': must be > 0, got nan"),
+        ("lr=-5", "'lr': must be > 0, got -5.0"),
+        ("lr=0", "'lr': must be > 0"),
+        ("lr=inf", "'lr': must be > 0, got inf"),
+        ("projector_lr=-1e-5", "'projector_lr'"),
+        ("warmup_ratio=3", "'warmup_ratio': must be >= 0 and < 1"),
+        ("epochs=0", "'epochs'"),
+        ("max_steps=0", "'max_steps': must be -1"),
+        ("weight_decay=-0.1", "'weight_decay'"),
+        ("lora.dropout=1", "'lora.dropout'"),
+        ("lora.r=0", "'lora.r'"),
+        ("save_total_limit=0", "'save_total_limit'"),
+        ("seed=-1", "'seed'"),
+        ("data.n_helpfulness=-3", "'data.n_helpfulness'"),
+        ("dataloader_num_workers=-2", "'dataloader_num_workers'"),
+    ],
+)
+def test_values_out_of_range_are_refused_when_the_config_loads(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(None, ["model.name_or_path=tiny", override])
+
+
+def test_yaml_files_that_cannot_be_read_are_config_errors(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("lr: " + "[" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(deep)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("run_name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(latin)
+    nan = tmp_path / "nan.yaml"
+    nan.write_text("lr: .nan\n")
+    with pytest.raises(ConfigError, match=rf"{nan}: config key 'lr'"):
+        load_config(nan)
+    surrogate = tmp_path / "surrogate.yaml"
+    surrogate.write_text('output_dir: "runs/\\ud800"\n')
+    with pytest.raises(ConfigError, match="'output_dir': holds a lone UTF-16 surrogate"):
+        load_config(surrogate)
+
+
+def test_bad_lr_writes_nothing_and_loads_no_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vlguard.cli.main import main
+
+    out = tmp_path / "run"
+    for value in ("nan", "-5"):
+        assert main(["train", f"lr={value}", "model.name_or_path=tiny", f"output_dir={out}"]) == 2
+        err = capsys.readouterr().err
+        assert "config key 'lr'" in err and "Traceback" not in err
+    assert not out.exists()

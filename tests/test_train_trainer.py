@@ -197,9 +197,11 @@ def test_finished_output_is_not_overwritten(tiny_model_dir: Path, instructions: 
 
 
 def _fails_before_training(config: TrainConfig, error: type[Exception], match: str) -> None:
+    had_checkpoints = (Path(config.output_dir) / "checkpoints").exists()
     with pytest.raises(error, match=match):
         train(config)
-    assert not (Path(config.output_dir) / "checkpoints").exists()
+    assert (Path(config.output_dir) / "checkpoints").exists() == had_checkpoints
+    assert not (Path(config.output_dir) / "train_config.yaml").exists()
 
 
 def test_model_without_chat_template(tiny_model_dir: Path, instructions: Path, tmp_path: Path) -> None:
@@ -237,3 +239,91 @@ def test_recipe_without_its_data_fails_before_any_load(tmp_path: Path) -> None:
     config = load_config(REPO / "configs/train/posthoc-lora.yaml", [f"output_dir={tmp_path / 'run'}"])
     # The shipped recipe names a Hub model that is not available offline: the data error comes first.
     _fails_before_training(config, ConfigError, "needs data.instructions")
+
+
+@pytest.fixture(scope="module")
+def ten_conversations(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten conversations: five steps per epoch at batch 2, so max_steps=4 ends mid-epoch."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("ten")
+    rows = []
+    for i in range(10):
+        Image.new("RGB", (24, 24), (20 * i, 100, 200)).save(folder / f"img{i}.png")
+        rows.append(_conversation(i, f"img{i}.png"))
+    path = folder / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _file_times(folder: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+RESUME = {"max_steps": 4, "save_steps": 2, "global_batch_size": 2, "per_device_batch_size": 2, "lr": 5e-3}
+
+
+@pytest.fixture(scope="module")
+def straight_run(
+    tiny_model_dir: Path, ten_conversations: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Any]:
+    """An uninterrupted 4-step run with checkpoints at steps 2 and 4."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    return out, train(_config(tiny_model_dir, ten_conversations, out, **RESUME))
+
+
+def test_a_run_killed_during_its_final_save_resumes_without_training_further(
+    tiny_model_dir: Path, ten_conversations: Path, straight_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    import torch
+
+    straight_dir, straight = straight_run
+    # What a kill during the final save leaves: every checkpoint, a half-written .model.tmp, no model/.
+    out = tmp_path / "run"
+    shutil.copytree(straight_dir / "checkpoints", out / "checkpoints")
+    (out / ".model.tmp").mkdir()
+    (out / ".model.tmp" / "model.safetensors").write_bytes(b"half")
+    before = _file_times(out / "checkpoints")
+    # The same command again (resume_from_checkpoint left at its default).
+    resumed = train(_config(tiny_model_dir, ten_conversations, out, **RESUME))
+    assert resumed.global_step == 4
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert _file_times(out / "checkpoints") == before, "resumed: no step trained, no checkpoint rewritten"
+    a, b = _weights(straight.model_dir), _weights(resumed.model_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a), "the final model is checkpoint-4's weights, untouched"
+    assert resumed.train_loss == pytest.approx(straight.train_loss, rel=1e-6)
+    provenance = json.loads((resumed.model_dir / "vlguard_train.json").read_text())
+    assert provenance["global_step"] == 4 and provenance["train_loss"] == pytest.approx(straight.train_loss)
+
+
+def test_train_loss_after_a_resume_is_the_mean_over_the_whole_run(
+    tiny_model_dir: Path, ten_conversations: Path, straight_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    straight_dir, straight = straight_run
+    out = tmp_path / "run"
+    shutil.copytree(straight_dir / "checkpoints" / "checkpoint-2", out / "checkpoints" / "checkpoint-2")
+    before = _file_times(out / "checkpoints" / "checkpoint-2")
+    resumed = train(_config(tiny_model_dir, ten_conversations, out, **RESUME))
+    assert resumed.global_step == 4
+    assert _file_times(out / "checkpoints" / "checkpoint-2") == before, "resumed, not restarted from step 0"
+    state = json.loads((straight_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    losses = {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
+    resumed_only = (losses[3] + losses[4]) / 2
+    assert resumed.train_loss == pytest.approx(straight.train_loss, rel=1e-4)
+    assert resumed.train_loss != pytest.approx(resumed_only, rel=1e-3), "not only the steps after the resume"
+
+
+def test_checkpoints_are_never_trained_beside_or_mixed_with_other_settings(
+    tiny_model_dir: Path, ten_conversations: Path, straight_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    straight_dir, _ = straight_run
+    out = tmp_path / "run"
+    shutil.copytree(straight_dir / "checkpoints" / "checkpoint-2", out / "checkpoints" / "checkpoint-2")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    restart = _config(tiny_model_dir, ten_conversations, out, resume_from_checkpoint=None, **RESUME)
+    _fails_before_training(restart, ConfigError, "holds complete checkpoints.*resume_from_checkpoint=auto")
+    changed = _config(tiny_model_dir, ten_conversations, out, **{**RESUME, "lr": 1e-3})
+    _fails_before_training(changed, ConfigError, "other settings.*lr: checkpoint has 0.005, now 0.001")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before, "nothing written"

@@ -10,8 +10,11 @@ Standard library only (``urllib`` + a thread pool), so the API backend and judge
   when the next wait would exceed it, the request gives up with an error.
 - A content-policy refusal (HTTP 400 with a content-policy code, or ``finish_reason="content_filter"``)
   is not an error: ``ChatResult.content_policy`` is set.
-- The API key is read from the environment (``api_key_env``) only, sent only in the Authorization
-  header, and redacted from every error message and log line (servers sometimes echo it back).
+- The API key is read from the environment (``api_key_env``) only and sent only in the Authorization
+  header. Servers sometimes echo it back, in an error or even in an answer, and not always verbatim:
+  JSON-escaped (``\\u0073k-...``, ``\\/``) or URL-encoded. Every string a ``ChatResult`` carries (the
+  answer, the error, the finish reason) and every log line is redacted after decoding, in each of
+  those encodings, so the key reaches no generations file, judgment, report or log.
 
 A failed request is a ``ChatResult`` with ``error`` set, never an exception, so one bad request
 cannot sink a batch.
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 import urllib.error
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import ConfigError
+from vlguard.fileio import parse_json
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -61,6 +66,41 @@ CONTENT_POLICY_PHRASES = (
     "content filter",
 )
 REDACTED = "[REDACTED]"
+# Below this length, a key's first and last characters are not redacted on their own (too common).
+_MIN_KEY_FOR_PARTS = 12
+
+
+def _echo_pattern(secret: str) -> str:
+    """A regex for ``secret`` as a server may echo it: verbatim, JSON-escaped or URL-encoded, per character.
+
+    JSON lets any character be written ``\\uXXXX`` (hex in either case) and ``/`` as ``\\/``; URL
+    encoding writes a character as ``%XX`` (UTF-8 bytes). A server may mix them within one string.
+    """
+    parts = []
+    for ch in secret:
+        options = [re.escape(ch), rf"(?i:\\u{ord(ch):04x})"] if ord(ch) < 0x10000 else [re.escape(ch)]
+        if ch == "/":
+            options.append(r"\\/")
+        options.append("(?i:" + "".join(f"%{byte:02x}" for byte in ch.encode("utf-8")) + ")")
+        parts.append("(?:" + "|".join(options) + ")")
+    return "".join(parts)
+
+
+def secret_pattern(secret: str) -> re.Pattern[str]:
+    """What ``redact`` removes: the secret in every echo encoding, and its recognisable ends alone.
+
+    Servers also echo a key in part (``sk-abc...xyz``), so the first 8 and last 6 characters of a key of
+    at least 12 characters are redacted on their own too.
+    """
+    alternatives = [_echo_pattern(secret)]
+    if len(secret) >= _MIN_KEY_FOR_PARTS:
+        alternatives += [_echo_pattern(secret[:8]), _echo_pattern(secret[-6:])]
+    return re.compile("|".join(alternatives))
+
+
+def redact(text: str, pattern: re.Pattern[str] | None) -> str:
+    """``text`` with every match of ``pattern`` (see ``secret_pattern``) replaced by ``[REDACTED]``."""
+    return text if pattern is None or not text else pattern.sub(REDACTED, text)
 
 
 @dataclass(frozen=True)
@@ -188,6 +228,7 @@ class ChatClient:
         self._rng_lock = threading.Lock()
         # read once; kept private and out of repr / describe / logs
         self.__api_key = os.environ.get(api_key_env) or None
+        self.__key_pattern = secret_pattern(self.__api_key) if self.__api_key else None
 
     def __repr__(self) -> str:
         return (
@@ -216,8 +257,13 @@ class ChatClient:
             attempt += 1
             try:
                 result = self._post(body)
+                # Redacted after decoding, whatever the outcome: a key can come back in an answer too.
                 return ChatResult(
-                    result.text, result.finish_reason, result.error, result.content_policy, attempt
+                    self._redact(result.text),
+                    None if result.finish_reason is None else self._redact(str(result.finish_reason)),
+                    None if result.error is None else self._redact(result.error),
+                    result.content_policy,
+                    attempt,
                 )
             except _Retryable as err:
                 message = self._redact(str(err))
@@ -258,13 +304,7 @@ class ChatClient:
             return self._rng.uniform(0.0, ceiling)
 
     def _redact(self, text: str) -> str:
-        key = self.__api_key
-        if key:
-            text = text.replace(key, REDACTED)
-            # servers echo a key partly ("sk-abc...xyz"): also hide its recognisable ends
-            if len(key) >= 12:
-                text = text.replace(key[:8], REDACTED).replace(key[-6:], REDACTED)
-        return text
+        return redact(text, self.__key_pattern)
 
     def _post(self, body: dict[str, Any]) -> ChatResult:
         data = json.dumps(body).encode("utf-8")
@@ -292,6 +332,8 @@ class ChatClient:
         except (OSError, HTTPException):
             raw = ""
         detail, code = _error_detail(raw)
+        # Again after decoding: JSON escapes ("\\u0073k-...") only become the key here, and before the cut.
+        detail = self._redact(detail)
         if err.code in RETRY_STATUS:
             raise _Retryable(f"HTTP {err.code}: {detail}"[:500], parse_retry_after(err.headers))
         if _is_content_policy(code, detail):
@@ -300,7 +342,9 @@ class ChatClient:
 
     def _parse_success(self, payload: bytes) -> ChatResult:
         try:
-            data = json.loads(payload)
+            # The strict reader: a server's lone surrogate or absurd nesting is a malformed response for
+            # this request, not a crash of the run (or text that cannot be written to generations.jsonl).
+            data = parse_json(payload.decode("utf-8"))
             choice = data["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
             text = self._redact(payload.decode("utf-8", errors="replace"))  # before the cut, as above
@@ -322,7 +366,7 @@ class ChatClient:
 def _error_detail(raw: str) -> tuple[str, str]:
     """(message, code) from an OpenAI-style error body ``{"error": {"message", "code", "type"}}``."""
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except ValueError:
         return raw.strip()[:300], ""
     error = data.get("error", data) if isinstance(data, dict) else data

@@ -15,6 +15,7 @@ appends to ``generations.rank<k>.jsonl``; after a barrier, rank 0 merges the sha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -25,13 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlguard.errors import ConfigError, VLGuardError
-from vlguard.records import IMAGE_MODES, Generation, Judgment, Sample
+from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardError
+from vlguard.fileio import check_output_dir
+from vlguard.records import IMAGE_MODES, MAX_PROMPT_CHARS, Generation, Judgment, Sample
 from vlguard.runs import (
+    CorruptRunFileError,
     JsonlStore,
     RunFolder,
+    RunLockedError,
     build_manifest,
     dedupe,
+    lock_run_folder,
     open_run,
     record_judge,
     samples_digest,
@@ -224,6 +229,16 @@ class _Processes:
 
             torch_dist.barrier()
 
+    def from_main(self, value: str | None) -> str | None:
+        """Rank 0's ``value`` on every rank (so that every rank can fail alike on what rank 0 found)."""
+        if self.world_size == 1:
+            return value
+        import torch.distributed as torch_dist
+
+        box = [value]
+        torch_dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def close(self) -> None:
         """Leave the process group (after the last barrier), so processes exit cleanly."""
         if self.owns_group:
@@ -284,6 +299,9 @@ def _result_fields(
         "system_prompt": config.system_prompt,
         "seed": config.seed,
     }
+    if "prompt_format" in config.backend_options:
+        # Only when set, like bench_options: chat and alpaca prompts give different answers.
+        fields["prompt_format"] = config.backend_options["prompt_format"]
     bench_options = {k: v for k, v in config.bench_options.items() if k not in LOCATION_OPTIONS}
     if bench_options:
         # Only when set: run folders made before this field existed (without options) still resume.
@@ -301,23 +319,85 @@ def _chunks(items: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
         yield items[start : start + size]
 
 
+def check_config(config: EvalConfig, *, with_judges: bool = True) -> None:
+    """Everything that can be checked before any data or model is loaded; ``ConfigError`` naming the setting.
+
+    The run folder's path, the device, the backend's options, the model and adapter references and,
+    with ``with_judges``, every judge with its options (judges are built, which is cheap: they load
+    their own models on first use). A mistake here must not surface hours later, after generation.
+    """
+    from vlguard.generation import check_backend_options
+    from vlguard.generation.hf import check_model_reference, resolve_device, resolve_dtype
+
+    check_output_dir(config.resolved_run_dir(), "run folder")
+    if config.system_prompt is not None and len(config.system_prompt) > MAX_PROMPT_CHARS:
+        raise ConfigError(
+            f"system_prompt is {len(config.system_prompt):,} characters, over the limit of {MAX_PROMPT_CHARS:,}"
+        )
+    if config.backend in ("hf", "tiny", "vllm"):
+        resolve_dtype(config.dtype, resolve_device(config.device))
+        if config.backend != "tiny":
+            check_model_reference(config.model, "--model")
+        if config.adapter is not None:
+            check_model_reference(config.adapter, "--adapter")
+    check_backend_options(config.backend, _backend_kwargs(config))
+    if with_judges:
+        check_judges(config.judges or (), config.judge_options)
+
+
+def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
+    """Build every judge (``ConfigError`` for an unknown name or a bad option); options must name a judge that runs."""
+    from vlguard.judges import make_judge
+
+    options = options or {}
+    stray = sorted(set(options) - set(names))
+    if stray:
+        raise ConfigError(
+            f"--judge-option given for {', '.join(repr(n) for n in stray)}, which is not among the judges run "
+            f"({', '.join(names) or 'none'})"
+        )
+    return [make_judge(name, **dict(options.get(name, {}))) for name in names]
+
+
 def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     """Generate a response for every selected sample not yet done; returns the run folder.
 
     Writes ``manifest.json`` and ``samples.jsonl`` on first use; ``RunMismatchError`` when the folder
-    holds results made with other settings. Works alone or under a data-parallel launcher.
+    holds results made with other settings, ``RunLockedError`` when another process is writing to it.
+    Works alone or under a data-parallel launcher.
     """
-    import numpy as np
-    import torch
-    from tqdm.auto import tqdm
+    check_config(config, with_judges=False)
+    with contextlib.ExitStack() as held:
+        return _generate_locked(config, progress, held)
 
-    from vlguard.benchmarks import load_benchmark
-    from vlguard.data.images import prepare_image
-    from vlguard.generation import GenerationRequest, make_backend
 
+def _generate_locked(config: EvalConfig, progress: bool, held: contextlib.ExitStack) -> Path:
+    """Load the benchmark, take the run folder's lock into ``held``, then generate.
+
+    Everything that only reads (the benchmark, the sample selection, prompt lengths) comes first, so a
+    data error leaves no folder behind. Rank 0 takes the lock; every rank fails alike without it.
+    """
     procs = _Processes.from_env()
     if procs.is_main:
         _warn_if_attack_unseen(config)
+    bench, samples = _load_samples(config)
+    refused = None
+    if procs.is_main:
+        try:
+            held.enter_context(lock_run_folder(config.resolved_run_dir()))
+        except RunLockedError as err:
+            refused = str(err)
+    refused = procs.from_main(refused)
+    if refused is not None:
+        procs.close()
+        raise RunLockedError(refused)
+    return _generate(config, procs, bench, samples, progress)
+
+
+def _load_samples(config: EvalConfig) -> tuple[Any, list[Sample]]:
+    """The benchmark and the samples selected from it (checked for length)."""
+    from vlguard.benchmarks import load_benchmark
+
     bench_options = dict(config.bench_options)
     if config.image_mode == "none" and config.data is None and config.bench.startswith("vlguard"):
         # Text-only evaluation: don't download the image zips from the Hub.
@@ -326,6 +406,22 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
     samples = select_samples(bench.samples, config.subsets, config.limit)
     if not samples:
         raise ConfigError(f"benchmark {config.bench} has no samples to evaluate with these settings")
+    check_prompt_lengths(
+        samples, str(bench.source.get("path") or bench.source.get("repo_id") or config.bench)
+    )
+    return bench, samples
+
+
+def _generate(
+    config: EvalConfig, procs: _Processes, bench: Any, samples: list[Sample], progress: bool
+) -> Path:
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from vlguard.data.images import prepare_image
+    from vlguard.generation import GenerationRequest, make_backend
+
     sample_dicts = [s.to_dict() for s in samples]
     run_dir = config.resolved_run_dir()
     manifest = build_manifest(
@@ -381,6 +477,7 @@ def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
                 GenerationRequest(
                     sample_id=s.id,
                     prompt=s.prompt,
+                    input=s.input,
                     image=prepare_image(
                         s,
                         bench.images,
@@ -460,6 +557,27 @@ def _record_preset(run: RunFolder, name: str, backend: Any) -> None:
     )
 
 
+def check_prompt_lengths(samples: Sequence[Sample], file: str) -> None:
+    """``DataValidationError`` listing every sample whose prompt or input exceeds ``MAX_PROMPT_CHARS``.
+
+    Checked before the model loads: a multi-megabyte prompt does not fit any model's context, and
+    tokenizing and running it can take gigabytes before anything fails.
+    """
+    problems = [
+        Problem(
+            file,
+            sample.id,
+            name,
+            f"{len(text):,} characters, over the limit of {MAX_PROMPT_CHARS:,} (no model's context holds it)",
+        )
+        for sample in samples
+        for name, text in (("prompt", sample.prompt), ("input", sample.input or ""))
+        if len(text) > MAX_PROMPT_CHARS
+    ]
+    if problems:
+        raise DataValidationError(problems)
+
+
 def _backend_kwargs(config: EvalConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "revision": config.revision,
@@ -485,7 +603,20 @@ def read_samples(run: RunFolder) -> list[Sample]:
     """The samples of a run folder (``samples.jsonl``)."""
     if not run.samples.exists():
         raise VLGuardError(f"{run.path}: no samples.jsonl; run `vlguard generate` (or eval) first")
-    return [Sample(**r) for r in run.samples.read()]
+    known = {f.name for f in dataclasses.fields(Sample)}
+    samples = []
+    for line, record in enumerate(run.samples.read(), start=1):
+        unknown = sorted(set(record) - known)
+        try:
+            if unknown:
+                raise TypeError(f"unknown field(s) {', '.join(unknown)}")
+            samples.append(Sample(**record))
+        except TypeError as err:
+            raise CorruptRunFileError(
+                f"{run.samples.path}: record {line} is not a sample ({err}); the file was changed by hand "
+                "or is damaged. Delete the run folder to start over."
+            ) from None
+    return samples
 
 
 def read_generations(run: RunFolder) -> dict[str, Generation]:
@@ -507,42 +638,40 @@ def run_judges(
     """
     from tqdm.auto import tqdm
 
-    from vlguard.judges import JUDGES, make_judge
     from vlguard.judges.base import JudgeInput
 
     run = RunFolder(run_dir)
     manifest = run.read_manifest()
     if manifest is None:
         raise VLGuardError(f"{run.path}: not a run folder (no manifest.json)")
-    samples = read_samples(run)
-    generations = read_generations(run)
-    # Multimodal judges read images from files: available when the benchmark's images are a folder.
-    image_root = manifest.get("benchmark_source", {}).get("image_root")
-    image_dir = Path(image_root) if image_root and Path(image_root).is_dir() else None
-    options = options or {}
-    for name in judge_names:
-        if name not in JUDGES:
-            raise ConfigError(f"unknown judge {name!r}; known: {', '.join(sorted(JUDGES))}")
-    generated = [s for s in samples if s.id in generations]
-    if len(generated) < len(samples):
-        logger.warning(
-            "%d sample(s) have no generation yet; judging the %d that do",
-            len(samples) - len(generated),
-            len(generated),
-        )
-    for name in judge_names:
-        judge = make_judge(name, **dict(options.get(name, {})))
-        record_judge(run, name, judge.describe())
-        store = run.judgments(name)
-        done = {r["sample_id"] for r in store.read()}
-        todo = [s for s in generated if s.id not in done]
-        bar = tqdm(total=len(todo), desc=f"judge {name}", unit="sample", disable=not progress)
-        for chunk in _chunks(todo, JUDGE_CHUNK):
-            items = [JudgeInput.from_records(s, generations[s.id], _image_file(image_dir, s)) for s in chunk]
-            verdicts: list[Judgment] = judge.judge(items)
-            store.append(j.to_dict() for j in verdicts)
-            bar.update(len(chunk))
-        bar.close()
+    judges = check_judges(judge_names, options)  # every name and option, before judging anything
+    with lock_run_folder(run.path):
+        samples = read_samples(run)
+        generations = read_generations(run)
+        # Multimodal judges read images from files: available when the benchmark's images are a folder.
+        image_root = manifest.get("benchmark_source", {}).get("image_root")
+        image_dir = Path(image_root) if image_root and Path(image_root).is_dir() else None
+        generated = [s for s in samples if s.id in generations]
+        if len(generated) < len(samples):
+            logger.warning(
+                "%d sample(s) have no generation yet; judging the %d that do",
+                len(samples) - len(generated),
+                len(generated),
+            )
+        for name, judge in zip(judge_names, judges, strict=True):
+            record_judge(run, name, judge.describe())
+            store = run.judgments(name)
+            done = {r["sample_id"] for r in store.read()}
+            todo = [s for s in generated if s.id not in done]
+            bar = tqdm(total=len(todo), desc=f"judge {name}", unit="sample", disable=not progress)
+            for chunk in _chunks(todo, JUDGE_CHUNK):
+                items = [
+                    JudgeInput.from_records(s, generations[s.id], _image_file(image_dir, s)) for s in chunk
+                ]
+                verdicts: list[Judgment] = judge.judge(items)
+                store.append(j.to_dict() for j in verdicts)
+                bar.update(len(chunk))
+            bar.close()
 
 
 def _image_file(image_dir: Path | None, sample: Sample) -> str | None:
@@ -567,38 +696,82 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
     manifest = run.read_manifest()
     if manifest is None:
         raise VLGuardError(f"{run.path}: not a run folder (no manifest.json)")
-    samples = read_samples(run)
-    judgments = {
-        name: [Judgment.from_dict(r) for r in dedupe(run.judgments(name).read())]
-        for name in run.judge_names()
-    }
-    fields = manifest.get("result_fields", {})
-    judge_versions = {
-        name: str(desc.get("version"))
-        for name, desc in manifest.get("judges", {}).items()
-        if isinstance(desc, Mapping) and desc.get("version") is not None
-    }
-    run_info = {
-        "model": fields.get("model"),
-        "revision": fields.get("revision"),
-        "adapter": fields.get("adapter"),
-        "benchmark": fields.get("benchmark"),
-        "image_mode": fields.get("image_mode"),
-        "max_new_tokens": fields.get("max_new_tokens"),
-        "seed": fields.get("seed", 0),
-        "n_samples": len(samples),
-    }
-    metrics = compute_metrics(
-        samples, judgments, run=run_info, seed=int(fields.get("seed", 0)), judge_versions=judge_versions
-    )
-    run.write_metrics(metrics)
+    with lock_run_folder(run.path):
+        samples = read_samples(run)
+        generated = read_generations(run)
+        judgments = {
+            name: [Judgment.from_dict(r) for r in dedupe(run.judgments(name).read())]
+            for name in run.judge_names()
+        }
+        fields = manifest.get("result_fields", {})
+        judge_versions = {
+            name: str(desc.get("version"))
+            for name, desc in manifest.get("judges", {}).items()
+            if isinstance(desc, Mapping) and desc.get("version") is not None
+        }
+        run_info = {
+            "model": fields.get("model"),
+            "revision": fields.get("revision"),
+            "adapter": fields.get("adapter"),
+            "benchmark": fields.get("benchmark"),
+            "image_mode": fields.get("image_mode"),
+            "max_new_tokens": fields.get("max_new_tokens"),
+            "seed": fields.get("seed", 0),
+            "n_samples": len(samples),
+        }
+        metrics = compute_metrics(
+            samples, judgments, run=run_info, seed=int(fields.get("seed", 0)), judge_versions=judge_versions
+        )
+        metrics.update(completeness(samples, generated, judgments))
+        if not metrics["complete"]:
+            logger.warning("%s: %s", run.path, incomplete_summary(metrics["completeness"]))
+        run.write_metrics(metrics)
     return metrics
 
 
+def completeness(
+    samples: Sequence[Sample],
+    generations: Mapping[str, Generation],
+    judgments: Mapping[str, Sequence[Judgment]],
+) -> dict[str, Any]:
+    """``{"complete": bool, "completeness": {"samples", "generated", "judged": {judge: n}}}`` for metrics.json.
+
+    A run is complete when every sample has a generation and every judge has judged every sample;
+    otherwise its metrics describe only part of the benchmark, and the report says so.
+    """
+    ids = {s.id for s in samples}
+    generated = len(ids & set(generations))
+    judged = {name: len(ids & {j.sample_id for j in items}) for name, items in judgments.items()}
+    complete = (
+        bool(ids) and generated == len(ids) and bool(judged) and all(n == len(ids) for n in judged.values())
+    )
+    return {
+        "complete": complete,
+        "completeness": {"samples": len(ids), "generated": generated, "judged": judged},
+    }
+
+
+def incomplete_summary(counts: Mapping[str, Any]) -> str:
+    """One line: how much of the run is missing (``completeness`` block of metrics.json)."""
+    total = counts.get("samples")
+    parts = [f"{counts.get('generated')} of {total} samples generated"]
+    judged = counts.get("judged") or {}
+    parts += [f"{n} judged by {name}" for name, n in judged.items()]
+    if not judged:
+        parts.append("no judgments")
+    return "INCOMPLETE: " + ", ".join(parts) + "; the metrics cover only those (rerun the command to finish)"
+
+
 def run_eval(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Generate, judge and compute metrics; returns the metrics dict (empty on non-zero ranks)."""
-    run_dir = run_generation(config, progress=progress)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return {}
-    run_judges(run_dir, config.judges or (), config.judge_options, progress=progress)
-    return run_metrics(run_dir)
+    """Generate, judge and compute metrics; returns the metrics dict (empty on non-zero ranks).
+
+    Every setting (judges and their options included) is checked before anything loads, and the run
+    folder stays locked from the first write to the last.
+    """
+    check_config(config, with_judges=True)
+    with contextlib.ExitStack() as held:
+        run_dir = _generate_locked(config, progress, held)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return {}
+        run_judges(run_dir, config.judges or (), config.judge_options, progress=progress)
+        return run_metrics(run_dir)

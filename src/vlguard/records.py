@@ -13,6 +13,11 @@ from typing import Any, Literal
 Subset = Literal["unsafe", "safe_unsafe", "safe_safe"]
 SUBSETS: tuple[Subset, ...] = ("unsafe", "safe_unsafe", "safe_safe")
 
+# The longest prompt (or task input) accepted, in characters: about 25k tokens, above any benchmark's
+# longest prompt (in-the-wild jailbreak templates reach about 12k characters) and far below what makes a
+# model allocate gigabytes before failing (a 3 MB instruction did). Longer text is a data error.
+MAX_PROMPT_CHARS = 100_000
+
 # How a sample's image is given to the model at evaluation time.
 ImageMode = Literal["original", "blank", "none"]
 IMAGE_MODES: tuple[ImageMode, ...] = ("original", "blank", "none")

@@ -8,6 +8,7 @@ A run folder (see ``docs/design.md``) holds::
     generations.rank<k>.jsonl per-process shards of a data-parallel run (merged, then removed)
     judgments/<judge>.jsonl   one Judgment per line
     metrics.json              written atomically (temporary file + rename)
+    .vlguard.lock             locked (``flock``) by the one process writing to the folder
 
 Every stage appends whole lines and fsyncs them, so a process killed at any moment (``kill -9``) leaves
 at worst a torn last line. Readers drop that line and writers truncate it away before appending, so a
@@ -25,12 +26,25 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from vlguard.errors import RunMismatchError, VLGuardError
+from vlguard.fileio import (
+    JsonError,
+    atomic_write_text,
+    check_output_dir,
+    encode_utf8,
+    parse_json,
+    remove_stale_temp_files,
+)
+
+try:  # POSIX; elsewhere run folders are not locked (see ``lock_run_folder``)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +65,18 @@ TRACKED_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datas
 _SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "authorization", "auth"})
 
 
+LOCK_FILE = ".vlguard.lock"
+# Files of a run folder that are written whole (atomically): a killed writer may leave their temporary
+# files, removed when the folder is next locked.
+_ATOMIC_FILES = (MANIFEST, SAMPLES, METRICS)
+
+
 class CorruptRunFileError(VLGuardError):
     """A line in the middle of a run file is not valid JSON (not a torn last line: the file was edited)."""
+
+
+class RunLockedError(VLGuardError):
+    """Another process is writing to the run folder."""
 
 
 class JsonlStore:
@@ -60,10 +84,14 @@ class JsonlStore:
 
     A line is trusted only when it is complete JSON ending in a newline. A torn last line is ignored by
     ``read`` and cut off by ``append`` before it writes, so appends never glue onto half a record.
+    ``required`` names the string fields every record must have (``sample_id`` for generations):
+    a record without them is a ``CorruptRunFileError`` naming the file, line and field, not a
+    ``KeyError`` somewhere downstream.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, required: tuple[str, ...] = ()) -> None:
         self.path = Path(path)
+        self.required = required
 
     def exists(self) -> bool:
         """Whether the file has been created."""
@@ -92,19 +120,27 @@ class JsonlStore:
             raw = data[start:end]
             if raw.strip():
                 try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError as err:
+                    record = parse_json(raw.decode("utf-8"))
+                except (JsonError, UnicodeDecodeError) as err:
                     if end == len(data) - 1:
                         # A garbled but newline-terminated last line can only come from a torn write
                         # on a filesystem that reorders; treat it like a torn line.
                         logger.warning("%s: dropping an unreadable last line", self.path)
                         break
+                    reason = "not UTF-8" if isinstance(err, UnicodeDecodeError) else err.message
                     raise CorruptRunFileError(
-                        f"{self.path}: line {line_no} is not valid JSON ({err.msg}); "
+                        f"{self.path}: line {line_no} is not valid JSON ({reason}); "
                         "the file was changed by hand or is damaged. Remove the line or the run folder."
-                    ) from err
+                    ) from None
                 if not isinstance(record, dict):
                     raise CorruptRunFileError(f"{self.path}: line {line_no} is not a JSON object")
+                for name in self.required:
+                    if not isinstance(record.get(name), str):
+                        problem = "missing" if name not in record else "not a string"
+                        raise CorruptRunFileError(
+                            f"{self.path}: line {line_no}, field '{name}': {problem}; the file was changed "
+                            "by hand or is damaged. Remove the line (it is regenerated) or the run folder."
+                        )
                 records.append(record)
             start = end + 1
             good_end = start
@@ -127,10 +163,11 @@ class JsonlStore:
         lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records]
         if not lines:
             return 0
+        data = encode_utf8("".join(lines), self.path)  # refused whole, before the file is touched
         self.repair()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as f:
-            f.write("".join(lines).encode("utf-8"))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         return len(lines)
@@ -139,23 +176,6 @@ class JsonlStore:
         """Replace the file's content atomically (temporary file + rename)."""
         text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
         atomic_write_text(self.path, text)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -186,16 +206,16 @@ class RunFolder:
     @property
     def samples(self) -> JsonlStore:
         """The samples as evaluated, one per line."""
-        return JsonlStore(self.path / SAMPLES)
+        return JsonlStore(self.path / SAMPLES, required=("id", "subset"))
 
     @property
     def generations(self) -> JsonlStore:
         """The merged generations, one per line (appended as batches finish)."""
-        return JsonlStore(self.path / GENERATIONS)
+        return JsonlStore(self.path / GENERATIONS, required=("sample_id",))
 
     def rank_generations(self, rank: int) -> JsonlStore:
         """The shard file that process ``rank`` of a data-parallel run appends to."""
-        return JsonlStore(self.path / f"generations.rank{rank}.jsonl")
+        return JsonlStore(self.path / f"generations.rank{rank}.jsonl", required=("sample_id",))
 
     def rank_generation_files(self) -> list[Path]:
         """Shard files left in the folder (by this run or by an interrupted one), sorted by name."""
@@ -203,7 +223,7 @@ class RunFolder:
 
     def judgments(self, judge: str) -> JsonlStore:
         """The verdicts of ``judge``, one per line."""
-        return JsonlStore(self.path / JUDGMENTS_DIR / f"{judge}.jsonl")
+        return JsonlStore(self.path / JUDGMENTS_DIR / f"{judge}.jsonl", required=("sample_id", "label"))
 
     def judge_names(self) -> list[str]:
         """Judges with a judgments file in this run, sorted."""
@@ -233,16 +253,85 @@ class RunFolder:
         atomic_write_json(self.metrics_path, metrics)
 
 
+# ---------------------------------------------------------------------------------------------------
+# One writer per run folder
+
+# Run folders this process holds the lock of (resolved path → nesting count): the stages of one
+# `vlguard eval` each take the lock, and a second flock of the same file from the same process would
+# conflict with the first.
+_held_locks: dict[str, tuple[int, int]] = {}
+_held_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def lock_run_folder(run_dir: str | Path) -> Iterator[RunFolder]:
+    """Hold the run folder's lock while writing to it; ``RunLockedError`` at once if another process has it.
+
+    Two processes appending to one folder would write every generation twice. The lock is an advisory
+    ``flock`` on ``.vlguard.lock``, so the operating system releases it when its holder dies, even
+    under ``kill -9``: a stale lock file never blocks a rerun. Re-entrant within one process. Once the
+    lock is held, temporary files left by killed writers are removed (nobody else can be writing them).
+    Creates the folder (``ConfigError`` when the path is a file).
+    """
+    run = RunFolder(check_output_dir(run_dir, "run folder"))
+    run.path.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(run.path)
+    with _held_locks_guard:
+        held = _held_locks.get(key)
+        if held is not None:
+            _held_locks[key] = (held[0], held[1] + 1)
+    if held is not None:
+        try:
+            yield run
+        finally:
+            _release(key)
+        return
+    fd = os.open(run.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise RunLockedError(
+                f"{run.path} is in use by another vlguard process ({holder or 'unknown process'}); "
+                "wait for it to finish, or use another --run-dir"
+            ) from None
+    with _held_locks_guard:
+        _held_locks[key] = (fd, 1)
+    os.ftruncate(fd, 0)
+    os.pwrite(
+        fd, f"pid {os.getpid()}, since {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}\n".encode(), 0
+    )
+    for name in _ATOMIC_FILES:
+        remove_stale_temp_files(run.path / name)
+    try:
+        yield run
+    finally:
+        _release(key)
+
+
+def _release(key: str) -> None:
+    with _held_locks_guard:
+        fd, count = _held_locks[key]
+        if count > 1:
+            _held_locks[key] = (fd, count - 1)
+            return
+        del _held_locks[key]
+    os.close(fd)  # closing the last descriptor releases the flock
+
+
 def _read_json_object(path: Path) -> dict[str, Any] | None:
     """A JSON object file of a run folder, or None when it does not exist."""
     if not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = parse_json(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as err:
         raise CorruptRunFileError(f"{path}: not UTF-8 text") from err
-    except json.JSONDecodeError as err:
-        raise CorruptRunFileError(f"{path}: not valid JSON ({err.msg})") from err
+    except JsonError as err:
+        where = f" ({err.where()})" if err.where() else ""
+        raise CorruptRunFileError(f"{path}: not valid JSON: {err.message}{where}") from err
     if not isinstance(value, dict):
         raise CorruptRunFileError(f"{path}: not a JSON object")
     return value
@@ -373,14 +462,36 @@ def build_manifest(
     }
 
 
-def _diff(old: Any, new: Any, prefix: str) -> list[str]:
-    """Dotted names of the fields that differ between two JSON values."""
+def _diff(old: Any, new: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Key paths of the fields that differ between two JSON values.
+
+    Paths are tuples, never dotted strings: keys may hold dots themselves (``test.json`` in the data
+    file hashes), and splitting them again would look up fields that do not exist.
+    """
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        out: list[str] = []
+        out: list[tuple[str, ...]] = []
         for k in sorted(set(old) | set(new), key=str):
-            out += _diff(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))
+            out += _diff(old.get(k), new.get(k), (*path, str(k)))
         return out
-    return [] if old == new else [prefix]
+    return [] if old == new else [path]
+
+
+def _lookup(d: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(d, Mapping):
+            return None
+        d = d.get(part)
+    return d
+
+
+def _path_name(path: tuple[str, ...]) -> str:
+    """``benchmark_sha256["test.json"]``: a key with a dot in it is quoted, so the name reads back unambiguously."""
+    if not path:
+        return "(the whole value)"
+    name = path[0]
+    for part in path[1:]:
+        name += f"[{json.dumps(part)}]" if "." in part else f".{part}"
+    return name
 
 
 def check_manifest(existing: Mapping[str, Any], new: Mapping[str, Any], run_dir: str | Path) -> None:
@@ -388,24 +499,16 @@ def check_manifest(existing: Mapping[str, Any], new: Mapping[str, Any], run_dir:
     # JSON round trip so that tuples and lists compare equal.
     old_fields = json.loads(json.dumps(existing.get("result_fields", {})))
     new_fields = json.loads(json.dumps(new.get("result_fields", {})))
-    differing = _diff(old_fields, new_fields, "")
+    differing = _diff(old_fields, new_fields)
     if differing:
         details = "; ".join(
-            f"{name}: folder has {_lookup(old_fields, name)!r}, now {_lookup(new_fields, name)!r}"
-            for name in differing
+            f"{_path_name(path)}: folder has {_lookup(old_fields, path)!r}, now {_lookup(new_fields, path)!r}"
+            for path in differing
         )
         raise RunMismatchError(
             f"{run_dir} already holds results made with other settings ({details}). "
             "Use another --run-dir, or delete the folder to start over."
         )
-
-
-def _lookup(d: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(d, Mapping):
-            return None
-        d = d.get(part)
-    return d
 
 
 def open_run(run_dir: str | Path, manifest: Mapping[str, Any], *, write: bool = True) -> RunFolder:
@@ -463,10 +566,10 @@ def record_judge(run: RunFolder, judge: str, description: Mapping[str, Any]) -> 
     judges = manifest.setdefault("judges", {})
     previous = judges.get(judge)
     if previous is not None and previous != clean and run.judgments(judge).read():
-        differing = _diff(previous, clean, f"judges.{judge}")
+        differing = _diff(previous, clean, ("judges", judge))
         raise RunMismatchError(
             f"{run.judgments(judge).path} holds verdicts made with other judge settings "
-            f"({', '.join(differing)}). Delete that file to re-judge with the new settings."
+            f"({', '.join(map(_path_name, differing))}). Delete that file to re-judge with the new settings."
         )
     if previous != clean:
         judges[judge] = clean

@@ -106,6 +106,31 @@ BENCHMARKS: dict[str, BenchmarkEntry] = {
     "advbench": _lazy(
         "vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=...", "none"
     ),
+    # Task benchmarks of the harmful fine-tuning papers (Vaccine / Lisa / Booster): Finetune Accuracy.
+    "sst2": _lazy(
+        "vlguard.benchmarks.sst2:load_sst2",
+        "SST-2 sentiment, validation (872), papers' prompt; accuracy",
+        "none",
+        judges=("accuracy",),
+    ),
+    "agnews": _lazy(
+        "vlguard.benchmarks.agnews:load_agnews",
+        "AG News topics, test rows 0-999 as the papers (rows=all: 7,600); accuracy",
+        "none",
+        judges=("accuracy",),
+    ),
+    "gsm8k": _lazy(
+        "vlguard.benchmarks.gsm8k:load_gsm8k",
+        "GSM8K maths, test rows 0-999 as the papers (rows=all: 1,319); final-number accuracy",
+        "none",
+        judges=("accuracy",),
+    ),
+    "alpaca-eval": _lazy(
+        "vlguard.benchmarks.alpaca_eval:load_alpaca_eval",
+        "AlpacaEval (805) vs GPT-4 Turbo references; win rate (pairwise llm-judge)",
+        "none",
+        judges=("llm-judge",),
+    ),
 }
 
 

@@ -273,7 +273,9 @@ def run_convert(args: argparse.Namespace) -> int:
     """Export one split to LLaVA or messages format."""
     _default_path(args)
     from vlguard.data.export import to_llava, to_messages, write_json, write_jsonl
+    from vlguard.fileio import check_output_file
 
+    check_output_file(args.out, "--out file")  # before loading, not after
     dataset = _load(args, args.split, skip_invalid=args.skip_invalid)
     rows = (
         to_llava(dataset.records, args.seed)
@@ -292,7 +294,9 @@ def run_mix(args: argparse.Namespace) -> int:
     from vlguard.data.conversations import load_conversations, vlguard_conversations
     from vlguard.data.mix import build_mixture, write_mixture
     from vlguard.data.vlguard import load_vlguard
+    from vlguard.fileio import check_output_file
 
+    check_output_file(args.out, "--out file")  # before loading, not after
     safety_path = Path(args.safety)
     if safety_path.suffix in (".json", ".jsonl") and safety_path.name not in ("train.json", "test.json"):
         safety = list(

@@ -6,7 +6,6 @@ Heavy libraries (torch, transformers) are imported inside the command functions 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,12 @@ from vlguard.errors import ConfigError
 from vlguard.records import IMAGE_MODES
 
 # Metrics shown in the summary table, per judge × subset (group "all").
-SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate")
+SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate", "accuracy")
 SUMMARY_LABELS = {
     "attack_success_rate": "ASR",
     "over_refusal_rate": "over-refusal",
     "helpfulness_win_rate": "win rate",
+    "accuracy": "accuracy",
 }
 
 JUDGE_DESCRIPTIONS = {
@@ -28,6 +28,7 @@ JUDGE_DESCRIPTIONS = {
     "refusal-paper": "the reference VLGuard refusal string list, exactly (for parity with published numbers)",
     "llama-guard": "Llama Guard 3 / 3-Vision / 4 through transformers: safe / unsafe + category codes",
     "llm-judge": "an OpenAI-compatible model: pairwise helpfulness (win rate) or a harmfulness rubric",
+    "accuracy": "task accuracy (sst2, agnews, gsm8k) by the papers' rules: correct / incorrect; match=contains for Vaccine's",
 }
 
 EXAMPLES = """examples:
@@ -36,6 +37,8 @@ EXAMPLES = """examples:
   vlguard eval --model llava-hf/llava-1.5-7b-hf --revision main --adapter out/lora --run-dir runs/lora
   vlguard eval --model tiny --bench figstep --data ../shared/data/figstep --bench-option variant=SafeBench-Tiny
   vlguard eval --model tiny --bench advbench --data ../shared/data/advbench --bench-option suffix=' Sure,'
+  vlguard eval --model tiny --bench sst2 --data ../shared/data/sst2 --limit 40 --run-dir runs/sst2
+  vlguard eval --model tiny --bench gsm8k --data ../shared/data/gsm8k --bench-option step_by_step=true
   torchrun --nproc_per_node 2 -m vlguard.cli.main generate --model tiny --run-dir runs/x ...
   vlguard eval --model tiny --bench advbench-suffix --data ../shared/data/advbench
   vlguard eval --model tiny --bench vlsafe --data ../shared/data/vlsafe --image-mode blank --limit 20
@@ -48,10 +51,12 @@ def _key_value(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true/false, lists), else a string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    from vlguard.fileio import JsonError, parse_json
+
     key, raw = text.split("=", 1)
     try:
-        value: Any = json.loads(raw)
-    except json.JSONDecodeError:
+        value: Any = parse_json(raw)
+    except JsonError:
         value = raw
     return key.strip(), value
 
@@ -74,7 +79,11 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     from vlguard.presets import PRESETS
 
     model = p.add_argument_group("model")
-    model.add_argument("--model", required=True, help="local folder, Hub id, or 'tiny' (built-in tiny VLM)")
+    model.add_argument(
+        "--model",
+        required=True,
+        help="local folder, Hub id, 'tiny' (built-in tiny VLM) or 'tiny-lm' (built-in tiny text LM)",
+    )
     model.add_argument(
         "--backend", default="hf", choices=sorted(BACKENDS), help="generation backend (default: hf)"
     )
@@ -335,7 +344,7 @@ def _pct(x: float | None) -> str:
 
 
 def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
-    """A table of ASR / over-refusal / win rate with 95 % CIs, per judge and subset."""
+    """A table of ASR / over-refusal / win rate / accuracy with 95 % CIs, per judge and subset."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -370,4 +379,10 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
                 f"agreement {' vs '.join(row['judges'])}: Cohen's kappa {kappa}, "
                 f"raw agreement {_pct(row.get('agreement'))} %, n {row['n']}"
             )
+    if metrics.get("complete") is False:
+        from rich.markup import escape
+
+        from vlguard.evaluate import incomplete_summary
+
+        console.print(f"[bold red]{escape(incomplete_summary(metrics.get('completeness') or {}))}[/bold red]")
     console.print(f"metrics: {run_dir / 'metrics.json'}")

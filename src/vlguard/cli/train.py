@@ -85,10 +85,9 @@ def run_train(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     """Merge a LoRA adapter into its base model and save it (safetensors)."""
     from vlguard.train.merge import merge_adapter
-    from vlguard.train.trainer import resolve_model_path
 
     out = merge_adapter(
-        resolve_model_path(args.base),  # `tiny` names the built-in tiny VLM, as in `vlguard train`
+        args.base,  # `tiny` names the built-in tiny VLM, as in `vlguard train`
         args.adapter,
         args.out,
         revision=args.revision,

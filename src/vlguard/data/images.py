@@ -74,24 +74,33 @@ def _pillow_errors(name: str) -> Iterator[None]:
         raise ImageLoadError(f"{name}: truncated or corrupt image: {err}") from err
 
 
+def _check_pixels(size: tuple[int, int], name: str, max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageLoadError(
+            f"{name}: refusing to decode a {width}x{height} image "
+            f"({width * height:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
+        )
+
+
 def _decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Image:
     """Decode one image, refusing bombs from the header size before decoding the pixels."""
     with _pillow_errors(name):
         image = Image.open(stream)
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageLoadError(
-                f"{name}: refusing to decode a {width}x{height} image "
-                f"({width * height:,} pixels > limit {max_pixels:,}; possible decompression bomb)"
-            )
+        _check_pixels(image.size, name, max_pixels)
         image.load()
     return image
 
 
-def _header_size(stream: IO[bytes], name: str) -> tuple[int, int]:
-    """Width and height read from the header only (no pixel decoding)."""
+def _header_size(stream: IO[bytes], name: str, max_pixels: int) -> tuple[int, int]:
+    """Width and height read from the header only (no pixel decoding), under the same pixel limit.
+
+    The limit matters here too: the blank image mode allocates a white image of this size, so a 17 KB
+    file declaring 12000x12000 pixels would cost gigabytes without a single pixel decoded.
+    """
     with _pillow_errors(name), Image.open(stream) as image:
         size: tuple[int, int] = image.size
+    _check_pixels(size, name, max_pixels)
     return size
 
 
@@ -133,7 +142,7 @@ class FolderImageSource:
         if not path.is_file():
             raise ImageLoadError(f"{path}: image not found")
         with path.open("rb") as stream:
-            return _header_size(stream, str(path))
+            return _header_size(stream, str(path), self.max_pixels)
 
 
 class ZipImageSource:
@@ -236,7 +245,7 @@ class ZipImageSource:
     def image_size(self, relative_path: str) -> tuple[int, int]:
         """Width and height from the image header."""
         data, name = self._read(relative_path)
-        return _header_size(io.BytesIO(data), name)
+        return _header_size(io.BytesIO(data), name, self.max_pixels)
 
 
 def open_image_root(path: str | Path) -> FolderImageSource | ZipImageSource:
@@ -260,8 +269,12 @@ def _original_size(images: ImageSource, relative_path: str) -> tuple[int, int]:
     size_of = getattr(images, "image_size", None)
     if callable(size_of):
         width, height = size_of(relative_path)
-        return int(width), int(height)
-    return images.open(relative_path).size
+        size = (int(width), int(height))
+    else:
+        size = images.open(relative_path).size
+    # Also for image sources of other packages, whose image_size may not apply a limit.
+    _check_pixels(size, f"{images!r}: {relative_path}", getattr(images, "max_pixels", DEFAULT_MAX_PIXELS))
+    return size
 
 
 def prepare_image(
@@ -280,7 +293,8 @@ def prepare_image(
       instead (logged). A truncated or non-image file always raises. A sample without an image
       (text-only benchmarks) gives None.
     - ``blank``: a white image of the original's size when the original is available, else of
-      ``blank_size``.
+      ``blank_size``; an original over the pixel limit raises ``ImageLoadError`` as in ``original``
+      mode (its size is read from the header, and the blank image would be as large).
     """
     if mode == "none":
         return None
@@ -347,4 +361,4 @@ class MemoryImageSource:
     def image_size(self, relative_path: str) -> tuple[int, int]:
         """Width and height from the image header."""
         data, name = self._bytes(relative_path)
-        return _header_size(io.BytesIO(data), name)
+        return _header_size(io.BytesIO(data), name, self.max_pixels)

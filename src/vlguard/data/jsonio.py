@@ -1,75 +1,59 @@
-"""Reading and writing JSON / JSONL files, with user-facing errors instead of tracebacks."""
+"""Reading and writing JSON / JSONL data files, with user-facing errors instead of tracebacks.
+
+Parsing goes through ``vlguard.fileio.parse_json`` (depth limit, no lone surrogates) and writing
+through ``vlguard.fileio.atomic_write_text`` (temporary file + rename, stale temporary files removed).
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from vlguard.errors import DataValidationError, Problem
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DataValidationError(
-            [Problem(str(path), "", "", f"cannot read the file: {err.strerror or err}")]
-        ) from err
-    try:
-        # utf-8-sig: a byte-order mark (common from Windows editors) is not a reason to refuse a file.
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        bad = data[err.start : err.start + 1].hex()
-        raise DataValidationError(
-            [
-                Problem(
-                    str(path),
-                    "",
-                    "",
-                    f"not UTF-8 text: byte 0x{bad} at offset {err.start} (save the file as UTF-8)",
-                )
-            ]
-        ) from err
+from vlguard.fileio import JsonError, atomic_write_text, json_problem, parse_json, read_text
 
 
 def read_json(path: str | Path) -> Any:
-    """Parse a UTF-8 JSON file; ``DataValidationError`` naming the file, line and column otherwise."""
+    """Parse a UTF-8 JSON file; ``DataValidationError`` naming the file, line and column (or record and field) otherwise."""
     path = Path(path)
-    text = _read_text(path)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataValidationError(
-            [Problem(str(path), "", "", f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}")]
-        ) from err
+        return parse_json(read_text(path))
+    except JsonError as err:
+        raise DataValidationError([json_problem(err, path)]) from None
+
+
+def read_jsonl_lines(path: str | Path) -> list[tuple[int, Any]]:
+    """(line number, value) of every non-blank line of a UTF-8 JSON Lines file.
+
+    Every bad line is listed in one ``DataValidationError`` (record ``line N``, the field when a value
+    inside the line is bad).
+    """
+    path = Path(path)
+    rows: list[tuple[int, Any]] = []
+    problems: list[Problem] = []
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028, U+0085 or a form feed, which JSON
+    # allows raw inside a string (json.dumps(ensure_ascii=False) writes them so).
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, parse_json(line)))
+        except JsonError as err:
+            if err.line is not None:  # a syntax error: the line is the record, its column says where
+                message = f"not valid JSON: {err.message} at column {err.column}"
+                problems.append(Problem(str(path), f"line {number}", "", message))
+            else:
+                problems.append(json_problem(err, path, f"line {number}"))
+    if problems:
+        raise DataValidationError(problems)
+    return rows
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
     """Parse a UTF-8 JSON Lines file (blank lines ignored); every bad line is listed in the error."""
-    return [row for _, row in read_jsonl_lines(path)]
-
-
-def read_jsonl_lines(path: str | Path) -> list[tuple[int, Any]]:
-    """(line number, value) of every non-blank line of a UTF-8 JSON Lines file; bad lines are all listed."""
-    path = Path(path)
-    rows: list[tuple[int, Any]] = []
-    problems: list[Problem] = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((number, json.loads(line)))
-        except json.JSONDecodeError as err:
-            problems.append(
-                Problem(str(path), f"line {number}", "", f"not valid JSON: {err.msg} at column {err.colno}")
-            )
-    if problems:
-        raise DataValidationError(problems)
-    return rows
+    return [value for _, value in read_jsonl_lines(path)]
 
 
 def read_json_or_jsonl(path: str | Path) -> list[Any]:
@@ -85,27 +69,11 @@ def read_json_or_jsonl(path: str | Path) -> list[Any]:
     return data
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """Write one JSON object per line (UTF-8, written to a temporary file then renamed into place)."""
-    path = Path(path)
-    _atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    return path
+    return atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def write_json(data: Any, path: str | Path) -> Path:
     """Write indented JSON (UTF-8, atomically)."""
-    path = Path(path)
-    _atomic_write(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")

@@ -36,6 +36,7 @@ from vlguard.data.sources import ResolvedFiles, resolve_vlguard_files
 from vlguard.errors import ConfigError, DataValidationError, ImageLoadError, Problem
 from vlguard.records import (
     INSTRUCTION_KEYS,
+    MAX_PROMPT_CHARS,
     SUBSETS,
     InstructionKey,
     InstructionResponse,
@@ -167,6 +168,8 @@ def _check_pairs(entries: Any, safe: Any, problem: ProblemSink) -> list[Instruct
             problem(f"{where}.{key}", f"expected str, got {_type_name(text)}")
         elif not text.strip():
             problem(f"{where}.{key}", "empty instruction")
+        elif len(text) > MAX_PROMPT_CHARS:
+            problem(f"{where}.{key}", f"{len(text):,} characters, over the limit of {MAX_PROMPT_CHARS:,}")
         if "response" not in entry:
             problem(f"{where}.response", "missing field")
         elif not isinstance(response, str):

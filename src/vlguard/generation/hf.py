@@ -1,11 +1,20 @@
-"""The Hugging Face backend: any VLM that loads with AutoModelForImageTextToText + AutoProcessor.
+"""The Hugging Face backend: any VLM (AutoModelForImageTextToText) or text-only LLM (AutoModelForCausalLM).
+
+The model's config picks the auto class (``vlguard.models.loading``): a VLM loads with its processor, a
+text-only LM with its tokenizer, and both go through the same prompt rendering, batching and decoding.
+Prompts are rendered with the model's chat template (``prompt_format="chat"``, the default) or with the
+Stanford Alpaca template (``prompt_format="alpaca"``, exact strings from ``vlguard.prompts``, for base
+models without a chat template, as the harmful fine-tuning papers use them). A text-only model cannot see
+images: a request with an image is a ``ConfigError`` (evaluate it with image mode ``none``).
 
 Greedy decoding, batched with LEFT padding (right padding changes the greedy output of shorter prompts),
 so a batch gives the same texts as one request at a time (exactly in fp32, as the tests check; in bf16 on
-a GPU, differently shaped matmuls can round differently and flip a rare near-tie between two tokens). Within the list given to ``generate``,
-requests are sorted by prompt length before batching to waste less compute on padding; outputs come
-back in request order. A PEFT LoRA adapter is applied on top of the base model without merging, so
-the evaluated weights are exactly base + adapter.
+a GPU, differently shaped matmuls can round differently and flip a rare near-tie between two tokens).
+Each prompt's images go to the processor as their own list (``[[image], [image], ...]``), which every
+processor reads as one image per prompt. Within the list given to ``generate``, requests are sorted by
+prompt length before batching to waste less compute on padding; outputs come back in request order. A
+PEFT LoRA adapter is applied on top of the base model without merging, so the evaluated weights are
+exactly base + adapter.
 """
 
 from __future__ import annotations
@@ -14,31 +23,86 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest
+from vlguard.models.loading import (
+    CAUSAL_LM,
+    IMAGE_TEXT_TO_TEXT,
+    detect_kind,
+    load_model,
+    load_processor,
+    sees_images,
+    starts_with_bos,
+    tokenizer_of,
+)
+from vlguard.prompts import PROMPT_FORMATS, alpaca_prompt, user_text
 from vlguard.records import Generation
 
 logger = logging.getLogger(__name__)
 
 TINY_PREFIX = "tiny"
+TINY_LM = "tiny-lm"
 # Padded batches per generate call: more sort more prompts by length (less padding); fewer lose less
 # work when a run is killed (the eval loop appends after every call).
 BATCHES_PER_CALL = 4
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+# A Hub repo id: ``name`` or ``owner/name`` (what huggingface_hub accepts), never a path with more parts.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` → this process's CUDA device (``cuda:<LOCAL_RANK>`` under torchrun) or ``cpu``."""
+    """``auto`` → this process's CUDA device (``cuda:<LOCAL_RANK>`` under torchrun) or ``cpu``.
+
+    Any other value is checked: ``ConfigError`` for an unknown device, or a CUDA / MPS device this
+    machine or this torch build does not have (checked before any model loads).
+    """
     import torch
 
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
+    if device == "auto":
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        return "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type not in DEVICE_TYPES:
+        raise ConfigError(f"device {device!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r}: CUDA is not available (this torch build has no CUDA support, or no GPU "
+                "is visible); use --device cpu or auto"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"device {device!r}: MPS is not available on this machine; use --device cpu or auto"
+        )
+    return device
+
+
+def check_model_reference(name: str, what: str = "model") -> None:
+    """``ConfigError`` when ``name`` is neither an existing local path nor shaped like a Hub repo id.
+
+    A mistyped local folder (``runs/train/x/model``) would otherwise reach huggingface_hub, whose
+    answer ("Repo id must be in the form 'repo_name' or 'namespace/repo_name'") hides the real
+    mistake: the folder does not exist.
+    """
+    if is_tiny(name) or Path(name).expanduser().exists():
+        return
+    if not _HUB_ID.match(name):
+        raise ConfigError(f"{what} {name!r}: no such file or folder (and not a Hub repo id like owner/name)")
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -50,9 +114,18 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if device.startswith("cuda") else "float32"
 
 
+def _tiny_family(model: str) -> str | None:
+    """``tiny`` / ``tiny-lm`` when ``model`` names a built-in tiny model (optionally ``:<size>``)."""
+    family = model.split(":", 1)[0]
+    return family if family in (TINY_PREFIX, TINY_LM) else None
+
+
 def is_tiny(model: str) -> bool:
-    """Whether ``model`` names the built-in tiny VLM (``tiny`` or ``tiny:<size>``), not a path or Hub id."""
-    return model == TINY_PREFIX or model.startswith(TINY_PREFIX + ":")
+    """Whether ``model`` names a built-in tiny model, not a path or Hub id.
+
+    ``tiny`` / ``tiny:<size>`` is the tiny LLaVA VLM; ``tiny-lm`` / ``tiny-lm:<size>`` the tiny Llama text LM.
+    """
+    return _tiny_family(model) is not None
 
 
 def tiny_cache_root() -> Path:
@@ -63,28 +136,50 @@ def tiny_cache_root() -> Path:
     return Path(base) / "models"
 
 
+def _tiny_builder(family: str, size: str, seed: int) -> tuple[dict[str, Any], Callable[[Path], Path]]:
+    """The cache-key fields and the build function of a tiny model (ConfigError for an unknown size)."""
+    if family == TINY_LM:
+        from vlguard.models.tiny_lm import TINY_LM_SIZES, build_tiny_lm, corpus_digest
+
+        if size not in TINY_LM_SIZES:
+            raise ConfigError(f"unknown tiny-lm size {size!r}; known: {', '.join(sorted(TINY_LM_SIZES))}")
+        key = {"family": family, "size": size, "seed": seed, "corpus": corpus_digest()}
+        return key, lambda folder: build_tiny_lm(folder, size=size, seed=seed)
+    from vlguard.models.tiny import TINY_SIZES, build_tiny_vlm
+
+    if size not in TINY_SIZES:
+        raise ConfigError(f"unknown tiny model size {size!r}; known: {', '.join(sorted(TINY_SIZES))}")
+    # The VLM's key predates tiny-lm: unchanged, so existing caches stay valid.
+    return {"size": size, "seed": seed, "texts": []}, lambda folder: build_tiny_vlm(
+        folder, size=size, seed=seed
+    )
+
+
 def ensure_tiny_model(
     model: str = TINY_PREFIX, *, seed: int = 0, cache_root: str | Path | None = None
 ) -> Path:
-    """Build the tiny VLM once and return its folder, keyed by its build arguments.
+    """Build a built-in tiny model once and return its folder, keyed by its build arguments.
 
-    ``model`` is ``tiny`` or ``tiny:<size>`` (a size of ``vlguard.models.tiny.TINY_SIZES``). The folder
-    name holds a hash of (size, seed, tokenizer texts), so other arguments never reuse a stale model.
+    ``model`` is ``tiny`` / ``tiny:<size>`` (the tiny VLM, sizes of ``vlguard.models.tiny.TINY_SIZES``) or
+    ``tiny-lm`` / ``tiny-lm:<size>`` (the tiny text LM, ``vlguard.models.tiny_lm.TINY_LM_SIZES``). The folder
+    name holds a hash of the build arguments, so other arguments never reuse a stale model.
     Concurrent builders (several ranks) each build into a temporary folder and rename it into place.
     """
-    from vlguard.models.tiny import TINY_SIZES, build_tiny_vlm
-
+    family = _tiny_family(model)
+    if family is None:
+        raise ConfigError(
+            f"{model!r} is not a built-in tiny model (tiny, tiny:<size>, tiny-lm, tiny-lm:<size>)"
+        )
     size = model.split(":", 1)[1] if ":" in model else "tiny"
-    if size not in TINY_SIZES:
-        raise ConfigError(f"unknown tiny model size {size!r}; known: {', '.join(sorted(TINY_SIZES))}")
-    key = hashlib.sha256(json.dumps({"size": size, "seed": seed, "texts": []}).encode()).hexdigest()[:12]
+    fields, build = _tiny_builder(family, size, seed)
+    key = hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
     root = Path(cache_root) if cache_root is not None else tiny_cache_root()
-    target = root / f"tiny-{size}-{key}"
+    target = root / f"{family}-{size}-{key}"
     if (target / "config.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{target.name}.{os.getpid()}.tmp"
-    build_tiny_vlm(tmp, size=size, seed=seed)
+    build(tmp)
     try:
         os.rename(tmp, target)
     except OSError:
@@ -121,11 +216,13 @@ def safetensors_adapter(adapter: str) -> Path:
 
 
 class HFBackend:
-    """Batched greedy generation with a transformers image-text-to-text model.
+    """Batched greedy generation with a transformers VLM or text-only causal LM.
 
-    ``model`` is a local folder, a Hub id (pinned with ``revision``) or ``tiny`` (the built-in tiny VLM,
-    built once and loaded through this same path). ``adapter`` is a PEFT LoRA folder or Hub id, applied
-    without merging. ``dtype``/``device`` default to bf16 on CUDA and fp32 on CPU.
+    ``model`` is a local folder, a Hub id (pinned with ``revision``), ``tiny`` (the built-in tiny VLM) or
+    ``tiny-lm`` (the built-in tiny text LM), built once and loaded through this same path. ``adapter`` is a
+    PEFT LoRA folder or Hub id, applied without merging. ``dtype``/``device`` default to bf16 on CUDA and
+    fp32 on CPU. ``prompt_format`` is ``chat`` (the model's chat template) or ``alpaca`` (the Alpaca
+    prompt, for base models without a chat template).
     """
 
     name = "hf"
@@ -142,12 +239,13 @@ class HFBackend:
         max_new_tokens: int = 256,
         trust_remote_code: bool = False,
         system_prompt: str | None = None,
+        prompt_format: str = "chat",
         generate_kwargs: dict[str, Any] | None = None,
     ) -> None:
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         resolved_device = resolve_device(device)
+        check_model_reference(model)
         path = str(ensure_tiny_model(model)) if is_tiny(model) else model
         self._set_settings(
             model_id=model,
@@ -159,23 +257,21 @@ class HFBackend:
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             system_prompt=system_prompt,
+            prompt_format=prompt_format,
             trust_remote_code=trust_remote_code,
             generate_kwargs=generate_kwargs,
         )
-        try:
-            self.processor = AutoProcessor.from_pretrained(
-                path, revision=revision, trust_remote_code=trust_remote_code
-            )
-            base: Any = AutoModelForImageTextToText.from_pretrained(
-                path,
-                revision=revision,
-                dtype=getattr(torch, self.dtype),
-                use_safetensors=True,
-                trust_remote_code=trust_remote_code,
-            )
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"cannot load model {model!r} (revision {revision!r}): {err}") from err
+        kind = detect_kind(path, revision=revision, trust_remote_code=trust_remote_code)
+        self.model_kind = kind.name
+        self.processor = load_processor(path, kind, revision=revision, trust_remote_code=trust_remote_code)
         self._use_processor(self.processor)
+        base: Any = load_model(
+            path,
+            kind,
+            revision=revision,
+            dtype=getattr(torch, self.dtype),
+            trust_remote_code=trust_remote_code,
+        )
 
         if adapter is not None:
             from peft import PeftModel
@@ -197,9 +293,10 @@ class HFBackend:
         batch_size: int = 16,
         max_new_tokens: int = 256,
         system_prompt: str | None = None,
+        prompt_format: str = "chat",
         generate_kwargs: dict[str, Any] | None = None,
     ) -> HFBackend:
-        """A backend around a model and processor already in memory (benchmarks, notebooks).
+        """A backend around a model and processor (or tokenizer) already in memory (benchmarks, notebooks).
 
         Generation is the same code as for a loaded model; the model stays on its device and dtype.
         """
@@ -215,9 +312,11 @@ class HFBackend:
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             system_prompt=system_prompt,
+            prompt_format=prompt_format,
             trust_remote_code=False,
             generate_kwargs=generate_kwargs,
         )
+        self.model_kind = (IMAGE_TEXT_TO_TEXT if sees_images(processor) else CAUSAL_LM).name
         self.processor = processor
         self._use_processor(processor)
         self.model = model.eval()
@@ -235,12 +334,19 @@ class HFBackend:
         batch_size: int,
         max_new_tokens: int,
         system_prompt: str | None,
+        prompt_format: str,
         trust_remote_code: bool,
         generate_kwargs: dict[str, Any] | None,
     ) -> None:
         """The settings ``describe()`` reports; one place for both constructors."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
+        if prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(
+                f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, not {prompt_format!r}"
+            )
+        if prompt_format == "alpaca" and system_prompt:
+            raise ConfigError("prompt_format=alpaca has no system turn; drop the system prompt or use chat")
         self.model_id = model_id
         self.model_path = model_path
         self.revision = revision
@@ -250,18 +356,24 @@ class HFBackend:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.system_prompt = system_prompt
+        self.prompt_format = prompt_format
         self.trust_remote_code = trust_remote_code
         # Extra generate() arguments (e.g. min_new_tokens for benchmarks); greedy settings always win.
         self.generate_kwargs = dict(generate_kwargs or {})
+        # Batches that failed and were retried one request at a time (see _run_batch).
+        self.stats = {"batch_fallbacks": 0}
 
     def _use_processor(self, processor: Any) -> None:
-        """Check the chat template and set left padding on the processor's tokenizer."""
-        if getattr(processor, "chat_template", None) is None:
+        """Check the chat template (chat format) and set left padding on the tokenizer."""
+        self.tokenizer = tokenizer_of(processor)
+        self.accepts_images = sees_images(processor)
+        template = getattr(processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        if self.prompt_format == "chat" and not template:
             raise ConfigError(
-                f"model {self.model_id!r} has no chat template in its processor; vlguard needs one to build prompts "
-                "(pick a chat/instruct checkpoint or add chat_template.jinja to the model folder)"
+                f"model {self.model_id!r} has no chat template; vlguard needs one to build chat prompts: "
+                "use --backend-option prompt_format=alpaca for a base model without one, pick a "
+                "chat/instruct checkpoint, or add chat_template.jinja to the model folder"
             )
-        self.tokenizer = getattr(processor, "tokenizer", processor)
         # Left padding: every prompt ends right where generation starts, so batching is output-neutral.
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -278,6 +390,7 @@ class HFBackend:
             "backend": self.name,
             "model": self.model_id,
             "model_path": self.model_path,
+            "model_kind": self.model_kind,
             "revision": self.revision,
             "adapter": self.adapter,
             "dtype": self.dtype,
@@ -287,23 +400,46 @@ class HFBackend:
             "max_new_tokens": self.max_new_tokens,
             "generate_kwargs": self.generate_kwargs,
             "decoding": "greedy",
+            "prompt_format": self.prompt_format,
             "system_prompt": self.system_prompt,
             "trust_remote_code": self.trust_remote_code,
         }
 
     def prompt_text(self, request: GenerationRequest) -> str:
-        """The chat-templated prompt; the image placeholder is included only when there is an image."""
-        content: list[dict[str, Any]] = []
-        if request.image is not None:
-            content.append({"type": "image"})
-        content.append({"type": "text", "text": request.prompt})
-        messages: list[dict[str, Any]] = []
+        """The prompt as text: chat-templated (image placeholder only with an image) or Alpaca."""
+        if request.image is not None and not self.accepts_images:
+            raise ConfigError(
+                f"model {self.model_id!r} is a text-only {self.model_kind} model and cannot see images "
+                f"(sample {request.sample_id}); evaluate it with --image-mode none"
+            )
+        if self.prompt_format == "alpaca":
+            if request.image is not None:
+                raise ConfigError(
+                    f"prompt_format=alpaca is text only (sample {request.sample_id} has an image); use "
+                    "--image-mode none or prompt_format=chat"
+                )
+            if request.system_or(self.system_prompt):
+                raise ConfigError(f"prompt_format=alpaca has no system turn (sample {request.sample_id})")
+            return alpaca_prompt(request.prompt, request.input)
+        text = user_text(request.prompt, request.input)
         system = request.system_or(self.system_prompt)
-        if system:
-            messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
-        messages.append({"role": "user", "content": content})
-        text: str = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return text
+        messages: list[dict[str, Any]] = []
+        if self.accepts_images:
+            # VLM templates take a list of typed parts.
+            content: list[dict[str, Any]] = [{"type": "image"}] if request.image is not None else []
+            content.append({"type": "text", "text": text})
+            if system:
+                messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
+            messages.append({"role": "user", "content": content})
+        else:
+            # Text-only LLM templates (Llama, Qwen, Mistral, ...) expect plain string content.
+            if system:
+                messages.append({"role": "system", "content": system})
+            messages.append({"role": "user", "content": text})
+        rendered: str = self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        return rendered
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Answer every request in batches of ``batch_size``; outputs in request order.
@@ -318,8 +454,19 @@ class HFBackend:
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         order = sorted(range(len(requests)), key=lambda i: (requests[i].image is None, lengths[i], i))
         results: list[Generation | None] = [None] * len(requests)
+        context = self.context_length()
         batch: list[int] = []
         for i in order:
+            if context is not None and lengths[i] > context:
+                # Never run it: the model was not made to attend that far, and on the way it could allocate
+                # memory quadratic in the length (a 3 MB prompt asked for terabytes) before failing.
+                results[i] = Generation(
+                    sample_id=requests[i].sample_id,
+                    response="",
+                    error=f"prompt too long: {lengths[i]:,} tokens, more than the model's context of "
+                    f"{context:,} tokens",
+                )
+                continue
             if batch and (
                 len(batch) == self.batch_size
                 or (requests[batch[0]].image is None) != (requests[i].image is None)
@@ -354,6 +501,7 @@ class HFBackend:
             return
         except (RuntimeError, ValueError) as err:
             if len(batch) > 1:
+                self.stats["batch_fallbacks"] += 1
                 logger.warning("batch failed (%s); retrying its requests one at a time", err)
                 for i in batch:
                     self._run_batch([i], requests, texts, results)
@@ -366,6 +514,15 @@ class HFBackend:
         for i, (response, meta) in zip(batch, outs, strict=True):
             results[i] = Generation(sample_id=requests[i].sample_id, response=response, meta=meta)
 
+    def context_length(self) -> int | None:
+        """The most tokens the language model attends to (``max_position_embeddings``), if its config says."""
+        config = getattr(self.model, "config", None)
+        for candidate in (getattr(config, "text_config", None), config):
+            value = getattr(candidate, "max_position_embeddings", None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     @property
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -373,16 +530,33 @@ class HFBackend:
             eos = self.tokenizer.eos_token_id
         return set(eos) if isinstance(eos, list) else {int(eos)} if eos is not None else set()
 
+    def model_inputs(self, texts: list[str], images: list[Any]) -> Any:
+        """The padded batch for ``model.generate``: token ids, attention mask and, with images, pixel inputs.
+
+        Each prompt's image goes in its own list: a flat list would be read by some processors (Gemma 3,
+        Mllama, SmolVLM) as all the images of one prompt.
+        """
+        import torch
+
+        kwargs: dict[str, Any] = {
+            "text": texts,
+            "return_tensors": "pt",
+            "padding": True,
+            "add_special_tokens": not starts_with_bos(self.tokenizer, texts[0]),
+        }
+        if images[0] is not None:
+            kwargs["images"] = [[image] for image in images]
+        inputs = self.processor(**kwargs).to(self.device)
+        for key in list(inputs.keys()):
+            if key.startswith("pixel_values") and inputs[key].is_floating_point():
+                inputs[key] = inputs[key].to(getattr(torch, self.dtype))
+        return inputs
+
     def _generate_texts(self, texts: list[str], images: list[Any]) -> list[tuple[str, dict[str, Any]]]:
         """Run one padded batch through ``model.generate``; returns (text, meta) per prompt."""
         import torch
 
-        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
-        if images[0] is not None:
-            kwargs["images"] = images
-        inputs = self.processor(**kwargs).to(self.device)
-        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
-            inputs["pixel_values"] = inputs["pixel_values"].to(getattr(torch, self.dtype))
+        inputs = self.model_inputs(texts, images)
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs,

@@ -18,6 +18,7 @@ from typing import Any
 from vlguard.api_client import ChatClient, ChatResult, Message, user_message
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest, requests_per_call_setting
+from vlguard.prompts import user_text
 from vlguard.records import Generation
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class OpenAIBackend:
 def chat_messages(request: GenerationRequest, default_system: str | None) -> list[Message]:
     """OpenAI-format messages for a request: an optional system turn, then the user turn.
 
-    The image (if any) goes as a base64 PNG data URL part before the text. Shared by the ``openai`` and
+    The image (if any) goes as a base64 PNG data URL part before the text; the text is the instruction
+    and its task input (``vlguard.prompts.user_text``). Shared by the ``openai`` and
     ``vllm`` backends, which both speak this format.
     """
     messages: list[Message] = []
@@ -125,7 +127,7 @@ def chat_messages(request: GenerationRequest, default_system: str | None) -> lis
     if system:
         messages.append({"role": "system", "content": system})
     images = [request.image] if request.image is not None else []
-    messages.append(user_message(request.prompt, images))
+    messages.append(user_message(user_text(request.prompt, request.input), images))
     return messages
 
 

@@ -3,7 +3,8 @@
 - ``refusal``: offline refusal detector (``mode="default"`` or ``"paper"``);
 - ``refusal-paper``: the same judge in paper mode, so that both can score one run side by side;
 - ``llama-guard``: Llama Guard 3 / 3-Vision / 4 through transformers (safe / unsafe + categories);
-- ``llm-judge``: an OpenAI-compatible model (``mode="pairwise"`` helpfulness or ``mode="harm"`` rubric).
+- ``llm-judge``: an OpenAI-compatible model (``mode="pairwise"`` helpfulness or ``mode="harm"`` rubric);
+- ``accuracy``: task accuracy (SST-2, AG News, GSM8K) by the harmful fine-tuning papers' rules.
 
 Factories import their heavy dependencies (torch, transformers) only when called.
 """
@@ -39,11 +40,18 @@ def _llm_judge(**options: Any) -> Judge:
     return LLMJudge(**options)
 
 
+def _accuracy(**options: Any) -> Judge:
+    from vlguard.judges.task_accuracy import TaskAccuracyJudge
+
+    return TaskAccuracyJudge(**options)
+
+
 JUDGES: dict[str, Callable[..., Judge]] = {
     "refusal": _refusal,
     "refusal-paper": _refusal_paper,
     "llama-guard": _llama_guard,
     "llm-judge": _llm_judge,
+    "accuracy": _accuracy,
 }
 
 

@@ -12,7 +12,9 @@ import os
 from pathlib import Path
 
 from vlguard.data.images import unsafe_path_reason
+from vlguard.data.jsonio import read_jsonl_lines
 from vlguard.errors import DataValidationError, Problem
+from vlguard.fileio import check_output_file
 from vlguard.judges.base import Judge, JudgeInput
 
 _REQUIRED = ("id", "prompt", "response")
@@ -31,64 +33,56 @@ def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
     problems: list[Problem] = []
     items: list[JudgeInput] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"line {line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                problems.append(Problem(str(path), where, "", f"not valid JSON ({err.msg})"))
-                continue
-            if not isinstance(record, dict):
-                problems.append(Problem(str(path), where, "", "each line must be a JSON object"))
-                continue
-            bad = False
-            for field in _REQUIRED:
-                if field not in record:
-                    problems.append(Problem(str(path), where, field, "missing required field"))
-                    bad = True
-                elif not isinstance(record[field], str):
-                    problems.append(
-                        Problem(
-                            str(path), where, field, f"must be a string, not {type(record[field]).__name__}"
-                        )
-                    )
-                    bad = True
-            for field in _OPTIONAL:
-                if record.get(field) is not None and not isinstance(record[field], str):
-                    problems.append(
-                        Problem(
-                            str(path), where, field, f"must be a string, not {type(record[field]).__name__}"
-                        )
-                    )
-                    bad = True
-            image = record.get("image")
-            reason = unsafe_path_reason(image) if isinstance(image, str) else None
-            if reason is not None:
-                # A shared responses file must not make the judge read (and send to its API) files
-                # outside the input's folder.
-                problems.append(Problem(str(path), where, "image", reason))
+    try:
+        lines = read_jsonl_lines(path)  # UTF-8, JSON syntax, nesting and surrogates, every bad line listed
+    except DataValidationError as err:
+        raise DataValidationError(err.problems, hint="each line must be one JSON object") from None
+    for line_no, record in lines:
+        where = f"line {line_no}"
+        if not isinstance(record, dict):
+            problems.append(Problem(str(path), where, "", "each line must be a JSON object"))
+            continue
+        bad = False
+        for field in _REQUIRED:
+            if field not in record:
+                problems.append(Problem(str(path), where, field, "missing required field"))
                 bad = True
-            if bad:
-                continue
-            if record["id"] in seen:
-                problems.append(Problem(str(path), where, "id", f"duplicate id {record['id']!r}"))
-                continue
-            seen.add(record["id"])
-            if image is not None:
-                image = str(path.parent / image)
-            items.append(
-                JudgeInput(
-                    sample_id=record["id"],
-                    prompt=record["prompt"],
-                    response=record["response"],
-                    subset=record.get("subset") or "",
-                    image=image,
-                    reference=record.get("reference"),
+            elif not isinstance(record[field], str):
+                problems.append(
+                    Problem(str(path), where, field, f"must be a string, not {type(record[field]).__name__}")
                 )
+                bad = True
+        for field in _OPTIONAL:
+            if record.get(field) is not None and not isinstance(record[field], str):
+                problems.append(
+                    Problem(str(path), where, field, f"must be a string, not {type(record[field]).__name__}")
+                )
+                bad = True
+        image = record.get("image")
+        reason = unsafe_path_reason(image) if isinstance(image, str) else None
+        if reason is not None:
+            # A shared responses file must not make the judge read (and send to its API) files
+            # outside the input's folder.
+            problems.append(Problem(str(path), where, "image", reason))
+            bad = True
+        if bad:
+            continue
+        if record["id"] in seen:
+            problems.append(Problem(str(path), where, "id", f"duplicate id {record['id']!r}"))
+            continue
+        seen.add(record["id"])
+        if image is not None:
+            image = str(path.parent / image)
+        items.append(
+            JudgeInput(
+                sample_id=record["id"],
+                prompt=record["prompt"],
+                response=record["response"],
+                subset=record.get("subset") or "",
+                image=image,
+                reference=record.get("reference"),
             )
+        )
     if problems:
         raise DataValidationError(problems, hint="each line needs string fields id, prompt and response")
     return items
@@ -105,15 +99,23 @@ def judge_jsonl(
     Validates the whole input before judging anything. Writes in batches (flushed) to a temporary file
     renamed into place at the end, so a crash never leaves a truncated output. Returns the record count.
     """
+    out = check_output_file(output_path, "--output file")  # before any judging, not after it
     items = read_judge_inputs(input_path)
-    out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for start in range(0, len(items), batch_size):
-            for judgment in judge.judge(items[start : start + batch_size]):
-                record = {"id": judgment.sample_id, "label": judgment.label, "evidence": judgment.evidence}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-    tmp.replace(out)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            for start in range(0, len(items), batch_size):
+                for judgment in judge.judge(items[start : start + batch_size]):
+                    record = {
+                        "id": judgment.sample_id,
+                        "label": judgment.label,
+                        "evidence": judgment.evidence,
+                    }
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.flush()
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no partial output left behind to be mistaken for a result
+        raise
     return len(items)

@@ -70,9 +70,15 @@ _BASE_CORPUS = [
 ]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> object:
-    """Train a byte-level BPE tokenizer on ``texts`` and wrap it as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int, *, image_token: str | None = IMAGE_TOKEN, add_bos: bool = False
+) -> object:
+    """Train a byte-level BPE tokenizer on ``texts`` and wrap it as a transformers fast tokenizer.
+
+    ``image_token=None`` makes a text-only tokenizer (no image placeholder among its special tokens).
+    ``add_bos``: tokenizing with special tokens puts ``<s>`` first, as Llama's tokenizer does.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -80,18 +86,23 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> object:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS if image_token is not None else SPECIAL_TOKENS[:4],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator([*_BASE_CORPUS, *texts], trainer=trainer)
+    if add_bos:
+        bos_id = tok.token_to_id("<s>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",
         bos_token="<s>",
         eos_token="</s>",
         pad_token="<pad>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        extra_special_tokens={"image_token": image_token} if image_token is not None else {},
         padding_side="left",
     )
 

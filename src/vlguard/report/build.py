@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vlguard import __version__
 from vlguard.errors import VLGuardError
+from vlguard.fileio import atomic_write_bytes, atomic_write_text, check_output_dir
 from vlguard.report.charts import build_charts
 from vlguard.report.document import Report
 from vlguard.report.examples import ImageStatus, open_images, select_examples
@@ -19,7 +20,13 @@ from vlguard.report.html import render_html
 from vlguard.report.intervals import delta_intervals, intervals_note
 from vlguard.report.loading import RunData, load_runs
 from vlguard.report.markdown import render_markdown
-from vlguard.report.tables import comparability_warnings, comparison_rows, primary_judge, summary_rows
+from vlguard.report.tables import (
+    comparability_warnings,
+    comparison_rows,
+    incompleteness_notes,
+    primary_judge,
+    summary_rows,
+)
 from vlguard.report.tradeoff import build_tradeoff, utility_warnings
 
 logger = logging.getLogger(__name__)
@@ -71,6 +78,7 @@ def build_report(
         groups={group: tuple(comparison_rows(runs, group)) for group in ("category", "subcategory")},
         charts=tuple(build_charts(runs)) if with_charts else (),
         warnings=tuple(comparability_warnings(runs) + utility_warnings(runs)),
+        incomplete=tuple(incompleteness_notes(runs)),
         examples=tuple(select_examples(runs, examples_per_subset, judge, images)),
         image_status=status,
         primary_judge=judge,
@@ -98,8 +106,8 @@ def write_report(
     """
     if fmt not in FORMATS:
         raise VLGuardError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = check_output_dir(out_dir, "--out folder")  # before reading anything
     runs = load_runs(run_dirs, labels)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if fmt in ("json", "csv"):
         tables = build_report(runs, title=title, examples_per_subset=0, with_images=False, with_charts=False)
@@ -107,19 +115,17 @@ def write_report(
         return ReportFiles(main=files[0], files=tuple(files))
 
     report = build_report(runs, title=title, examples_per_subset=examples_per_subset)
-    chart_dir = out / "charts"
+    chart_dir = check_output_dir(out / "charts", "charts folder")
     chart_dir.mkdir(exist_ok=True)
     chart_files: dict[str, str] = {}
     written: list[Path] = []
     tradeoff_chart = report.tradeoff.chart if report.tradeoff is not None else None
     for chart in (*report.charts, *([tradeoff_chart] if tradeoff_chart is not None else [])):
-        path = chart_dir / f"{chart.slug}.png"
-        path.write_bytes(chart.png)
+        path = atomic_write_bytes(chart_dir / f"{chart.slug}.png", chart.png)
         chart_files[chart.slug] = f"charts/{path.name}"
         written.append(path)
-    html_path = out / "report.html"
-    html_path.write_text(render_html(report), encoding="utf-8")
-    md_path = out / "report.md"
-    md_path.write_text(render_markdown(report, chart_files), encoding="utf-8")
+    # Each file whole or not at all (temporary file + rename), like every file vlguard writes.
+    html_path = atomic_write_text(out / "report.html", render_html(report))
+    md_path = atomic_write_text(out / "report.md", render_markdown(report, chart_files))
     logger.info("wrote %s and %s", html_path, md_path)
     return ReportFiles(main=html_path, files=(html_path, md_path, *written))

@@ -46,6 +46,8 @@ class Report:
     primary_judge: str | None
     generated_at: str
     version: str
+    # One line per run whose numbers cover only part of its samples (see ``incompleteness_notes``).
+    incomplete: tuple[str, ...] = ()
     # Safety vs capability (ASR against helpfulness, over-refusal, the cost row); None without any
     # helpfulness measure (no win rate, no `vlguard utility` results).
     tradeoff: Tradeoff | None = None

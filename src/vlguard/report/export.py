@@ -5,10 +5,12 @@ delta to the baseline run."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+from vlguard.fileio import atomic_write_text
 from vlguard.report.document import Report
 from vlguard.report.tables import agreement_records, metric_records, run_settings
 from vlguard.report.tradeoff import tradeoff_records
@@ -73,6 +75,7 @@ def report_tables(report: Report) -> dict[str, Any]:
         "metrics": metric_records(runs),
         "agreement": agreement_records(runs),
         "warnings": list(report.warnings),
+        "incomplete": list(report.incomplete),
         "utility": utility_records(report),
         "tradeoff": tradeoff_records(report.tradeoff),
     }
@@ -81,18 +84,18 @@ def report_tables(report: Report) -> dict[str, Any]:
 def write_json(report: Report, out_dir: Path) -> list[Path]:
     """Write ``report.json``; returns the files written."""
     path = out_dir / "report.json"
-    path.write_text(json.dumps(report_tables(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(report_tables(report), indent=2, ensure_ascii=False) + "\n")
     return [path]
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            # None becomes an empty cell; floats are written with str(), which round-trips exactly.
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
-    return path
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        # None becomes an empty cell; floats are written with str(), which round-trips exactly.
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return atomic_write_text(path, handle.getvalue())
 
 
 def write_csv(report: Report, out_dir: Path) -> list[Path]:

@@ -8,7 +8,6 @@ whose generations were deleted still gets a summary.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.errors import DataValidationError, Problem, VLGuardError
+from vlguard.fileio import JsonError, parse_json
 from vlguard.records import Generation, Judgment, Sample
 from vlguard.runs import RunFolder
 
@@ -131,6 +131,18 @@ class RunData:
     utility: tuple[UtilityScore, ...] = ()
     utility_path: Path | None = None
     utility_manifest: dict[str, Any] = field(default_factory=dict)
+    # {"samples", "generated", "judged": {judge: n}}: how much of the run the metrics cover
+    completeness: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every sample was generated and judged by every judge (see ``completeness``)."""
+        counts = self.completeness
+        if not counts:
+            return True  # nothing known either way (an old metrics.json without its run files)
+        total = counts.get("samples")
+        judged = counts.get("judged") or {}
+        return bool(counts.get("generated") == total and judged and all(n == total for n in judged.values()))
 
     @property
     def judges(self) -> list[str]:
@@ -147,18 +159,83 @@ class RunData:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as err:
         raise RunFolderError(f"{path}: not UTF-8 text") from err
-    except json.JSONDecodeError as err:
-        raise RunFolderError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
+    except JsonError as err:
+        raise RunFolderError(f"{path}: not valid JSON ({err.where()}: {err.message})") from err
 
 
 def _optional_float(value: Any) -> float | None:
-    if value is None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)
     return None if math.isnan(number) else number
+
+
+def is_rate(metric: str) -> bool:
+    """Whether a metric is a share of samples (ASR, over-refusal, win rate, accuracy ...), so within [0, 1]."""
+    return metric.endswith(("_rate", "accuracy"))
+
+
+def _range_problems(raw: dict[str, Any], file: str, where: str) -> list[Problem]:
+    """Values no computation of vlguard produces: NaN / infinite numbers, rates outside [0, 1], negative counts."""
+    problems: list[Problem] = []
+    bounded = is_rate(raw["metric"])
+    for name in ("value", "ci_low", "ci_high"):
+        value = raw.get(name)
+        if value is None and name != "value":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(Problem(file, where, name, f"expected a number, got {value!r}"))
+        elif not math.isfinite(value):
+            problems.append(Problem(file, where, name, f"not a finite number ({value!r})"))
+        elif bounded and not 0.0 <= value <= 1.0:
+            problems.append(
+                Problem(file, where, name, f"{value!r} is outside [0, 1] for the rate {raw['metric']!r}")
+            )
+    for name in ("n", "n_errors"):
+        value = raw.get(name, 0) if name == "n_errors" else raw.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            problems.append(Problem(file, where, name, f"expected a count (integer >= 0), got {value!r}"))
+    return problems
+
+
+def _agreement_problems(raw: dict[str, Any], file: str, where: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, low in (("kappa", -1.0), ("agreement", 0.0)):
+        value = raw.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            problems.append(Problem(file, where, name, f"expected a finite number or null, got {value!r}"))
+        elif not low <= value <= 1.0:
+            problems.append(Problem(file, where, name, f"{value!r} is outside [{low:g}, 1]"))
+    n = raw.get("n", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        problems.append(Problem(file, where, "n", f"expected a count (integer >= 0), got {n!r}"))
+    return problems
+
+
+def _completeness_problems(data: dict[str, Any], file: str) -> list[Problem]:
+    counts = data.get("completeness")
+    if counts is None:
+        return []
+    if not isinstance(counts, dict):
+        return [Problem(file, "", "completeness", "expected an object")]
+    problems = []
+    for name in ("samples", "generated"):
+        value = counts.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            problems.append(Problem(file, "", f"completeness.{name}", f"expected a count, got {value!r}"))
+    judged = counts.get("judged")
+    if not isinstance(judged, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in judged.values()
+    ):
+        problems.append(Problem(file, "", "completeness.judged", "expected an object of counts per judge"))
+    if "complete" in data and not isinstance(data["complete"], bool):
+        problems.append(Problem(file, "", "complete", f"expected true or false, got {data['complete']!r}"))
+    return problems
 
 
 def parse_metrics(
@@ -188,6 +265,8 @@ def parse_metrics(
         if not isinstance(raw, dict):
             problems.append(Problem(file, where, "", "expected an object"))
             continue
+        if raw.get("value") is None and raw.get("n") == 0:
+            continue  # no judged sample in this cell (e.g. every verdict an error): no number to show
         bad = [
             name
             for name, types in _ROW_FIELDS.items()
@@ -196,6 +275,10 @@ def parse_metrics(
         for name in bad:
             problems.append(Problem(file, where, name, f"missing or wrong type ({raw.get(name)!r})"))
         if bad:
+            continue
+        out_of_range = _range_problems(raw, file, where)
+        if out_of_range:
+            problems += out_of_range
             continue
         rows.append(
             MetricRow(
@@ -220,6 +303,10 @@ def parse_metrics(
         if not isinstance(raw, dict) or not isinstance(raw.get("judges"), list):
             problems.append(Problem(file, where, "judges", "expected an object with a list of judges"))
             continue
+        out_of_range = _agreement_problems(raw, file, where)
+        if out_of_range:
+            problems += out_of_range
+            continue
         agreement.append(
             AgreementRow(
                 run=label,
@@ -231,6 +318,7 @@ def parse_metrics(
                 view=None if raw.get("view") is None else str(raw["view"]),
             )
         )
+    problems += _completeness_problems(data, file)
     if problems:
         raise DataValidationError(
             problems, hint="metrics.json is written by `vlguard eval`; rerun it to rebuild the file."
@@ -329,7 +417,8 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
             label=label, path=path, manifest={}, run_info=utility_info, metrics=(), agreement=(),
             utility=tuple(utility), utility_path=utility_dir, utility_manifest=utility_manifest,
         )  # fmt: skip
-    run_info, rows, agreement = parse_metrics(_read_json(metrics_path), metrics_path, label)
+    metrics_data = _read_json(metrics_path)
+    run_info, rows, agreement = parse_metrics(metrics_data, metrics_path, label)
 
     # The JSONL stores of vlguard.runs drop a torn last line (a killed run) and reject edited files.
     folder = RunFolder(path)
@@ -343,6 +432,14 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
         judge: {j.sample_id: j for j in map(_judgment_from_dict, folder.judgments(judge).read())}
         for judge in folder.judge_names()
     }
+    completeness = metrics_data.get("completeness")
+    if not isinstance(completeness, dict) and samples:
+        # A metrics.json from before completeness was recorded: count from the run's own files.
+        completeness = {
+            "samples": len(samples),
+            "generated": len(set(samples) & set(generations)),
+            "judged": {name: len(set(samples) & set(by_id)) for name, by_id in judgments.items()},
+        }
     return RunData(
         label=label,
         path=path,
@@ -356,6 +453,7 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
         utility=tuple(utility),
         utility_path=utility_dir if has_utility else None,
         utility_manifest=utility_manifest,
+        completeness=dict(completeness or {}),
     )
 
 

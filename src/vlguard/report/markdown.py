@@ -155,9 +155,11 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
     """The report as markdown; ``chart_files`` maps a chart's slug to its PNG's path relative to the file."""
     chart_files = chart_files or {}
     runs = report.runs
-    out = [f"# {cell_text(report.title)}", ""]
+    out = [f"# {cell_text(report.title)}{' (INCOMPLETE)' if report.incomplete else ''}", ""]
     out.append(f"> **{CONTENT_WARNING}**")
     out.append("")
+    for note in report.incomplete:
+        out += [f"> **⚠ {cell_text(note)}**", ""]
     if report.is_comparison:
         out.append(
             f"Comparison of {len(runs)} runs; the first, **{cell_text(runs[0].label)}**, is the baseline."

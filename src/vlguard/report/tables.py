@@ -18,6 +18,7 @@ METRIC_ORDER = (
     "attack_success_rate",
     "over_refusal_rate",
     "helpfulness_win_rate",
+    "accuracy",
     "partial_refusal_rate",
     "helpfulness_tie_rate",
     "degenerate_rate",
@@ -27,6 +28,7 @@ METRIC_LABELS = {
     "attack_success_rate": "ASR",
     "over_refusal_rate": "Over-refusal",
     "helpfulness_win_rate": "Helpfulness (win rate)",
+    "accuracy": "Accuracy",
     "partial_refusal_rate": "Partial refusal",
     "helpfulness_tie_rate": "Helpfulness (tie rate)",
     "degenerate_rate": "Degenerate output",
@@ -35,13 +37,17 @@ METRIC_LABELS = {
 # (subset, metric) pairs shown first and charted; defined below, extended for the attack benchmarks.
 HEADLINE: tuple[tuple[str, str], ...]
 # For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
-HIGHER_IS_BETTER = {"helpfulness_win_rate"}
-# The paper's headline numbers, shown first and charted.
+HIGHER_IS_BETTER = {"helpfulness_win_rate", "accuracy"}
+# The paper's headline numbers, shown first and charted; then the task benchmarks' (Finetune Accuracy).
 HEADLINE = (
     ("unsafe", "attack_success_rate"),
     ("safe_unsafe", "attack_success_rate"),
     ("safe_safe", "over_refusal_rate"),
     ("safe_safe", "helpfulness_win_rate"),
+    ("sst2", "accuracy"),
+    ("agnews", "accuracy"),
+    ("gsm8k", "accuracy"),
+    ("alpaca-eval", "helpfulness_win_rate"),
 )
 # The attack benchmarks' subsets (VLSafe, JailbreakLLMs, MM-SafetyBench's image variants, SPA-VL, AdvBench
 # with and without the GCG suffix): their attack success rate is what the report leads with and charts.
@@ -200,6 +206,8 @@ def run_settings(run: RunData) -> dict[str, str]:
     for key, label in SETTING_LABELS.items():
         value = info.get(key, manifest.get(key))
         settings[label] = "none" if value is None else str(value)
+    if not run.complete:
+        settings[SETTING_LABELS["n_samples"]] += f" (INCOMPLETE: {_coverage(run.completeness)})"
     for key, value in info.items():
         if key not in SETTING_LABELS and isinstance(value, str | int | float | bool):
             settings[key.replace("_", " ").capitalize()] = str(value)
@@ -225,6 +233,24 @@ def run_settings(run: RunData) -> dict[str, str]:
             settings[label] = value
     settings["Folder"] = str(run.path)
     return settings
+
+
+def _coverage(counts: dict[str, Any]) -> str:
+    total = counts.get("samples")
+    parts = [f"{counts.get('generated')} of {total} generated"]
+    judged = counts.get("judged") or {}
+    parts += [f"{n} of {total} judged by {judge}" for judge, n in judged.items()]
+    return ", ".join(parts) if judged else parts[0] + ", none judged"
+
+
+def incompleteness_notes(runs: Sequence[RunData]) -> list[str]:
+    """One line per run that was not finished: its metrics cover only some of its samples."""
+    return [
+        f"{run.label} is INCOMPLETE: {_coverage(run.completeness)}. Its numbers describe only those "
+        "samples, not the benchmark; finish the run (rerun its `vlguard eval` command) before comparing."
+        for run in runs
+        if not run.complete
+    ]
 
 
 def comparability_warnings(runs: Sequence[RunData]) -> list[str]:

@@ -23,13 +23,13 @@ no verdict. A point counts in pooled rates as ``round(value × n)`` successes of
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlguard.fileio import parse_json
 from vlguard.metrics import CI_LEVEL, bootstrap_difference_ci, metric_values, wilson_ci
 from vlguard.report.charts import Chart
 from vlguard.report.loading import RunData, UtilityScore
@@ -141,7 +141,7 @@ def _utility_items(run: RunData, score: UtilityScore) -> dict[str, float] | None
     items: dict[str, float] = {}
     try:
         for line in path.read_text(encoding="utf-8").splitlines():
-            sample = json.loads(line)
+            sample = parse_json(line)
             if sample.get("filter", "none") != score.filter and "filter" in sample:
                 continue
             value = sample.get(score.metric)

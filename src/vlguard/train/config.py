@@ -9,6 +9,7 @@ naming the key, before any model is loaded.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -20,15 +21,21 @@ import yaml
 
 from vlguard.errors import ConfigError
 
-# Module-name regexes (matched with re.fullmatch by PEFT) for the common VLM layouts of transformers 5:
-# LLaVA / LLaVA-NeXT / Qwen2-VL keep the LLM under `language_model`, Idefics3 / SmolVLM under
-# `text_model`. Anchoring on `.layers.N.` keeps CLIP/SigLIP projections (also named q_proj, ...) out.
+# Module-name regexes (matched with re.fullmatch by PEFT) for the common layouts of transformers 5:
+# VLMs keep the LLM under `language_model` (LLaVA, Qwen-VL, Gemma 3, PaliGemma, Mllama, InternVL, ...) or
+# `text_model` (Idefics3 / SmolVLM); a text-only causal LM has it at `model.layers` (Llama, Qwen2,
+# Mistral, ...). Anchoring on `.layers.N.` (and, for LMs, on the root `model.`) keeps the vision encoders'
+# projections (also named q_proj, ...) out. Phi-style fused projections (qkv_proj, gate_up_proj) count too.
 DEFAULT_LORA_TARGETS = (
-    r".*(language_model|text_model)(\.model)?\.layers\.\d+\."
-    r"(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+    r"(model\.|.*(language_model|text_model)(\.model)?\.)layers\.\d+\."
+    r"(self_attn\.(q_proj|k_proj|v_proj|o_proj|qkv_proj)|mlp\.(gate_proj|up_proj|down_proj|gate_up_proj))"
 )
 DEFAULT_VISION_MODULES = r"(.*\.)?(vision_tower|vision_model|visual)(\..*)?"
-DEFAULT_PROJECTOR_MODULES = r"(.*\.)?(multi_modal_projector|connector|visual\.merger)(\..*)?"
+# The projector may sit inside the vision module (Qwen2/2.5-VL `visual.merger`, Qwen3-VL also
+# `visual.deepstack_merger_list`): the trainer keeps it trainable when the tower is frozen.
+DEFAULT_PROJECTOR_MODULES = (
+    r"(.*\.)?(multi_modal_projector|connector|visual\.merger|visual\.deepstack_merger_list)(\..*)?"
+)
 
 Recipe = Literal["posthoc", "mixed", "instructions"]
 Method = Literal["lora", "full"]
@@ -45,7 +52,11 @@ class ModelConfig:
     """The model to fine-tune."""
 
     name_or_path: str = field(
-        default="", metadata=_help("Hub repo id or local folder of an image-text-to-text model.")
+        default="",
+        metadata=_help(
+            "Hub repo id or local folder of an image-text-to-text model or a text-only causal LM; tiny and "
+            "tiny-lm name the built-in tiny models."
+        ),
     )
     revision: str | None = field(
         default=None, metadata=_help("Hub revision (branch, tag or commit) of the model.")
@@ -140,6 +151,13 @@ class TrainConfig:
     method: Method = field(
         default="lora", metadata=_help("lora (adapters on the language model) or full fine-tuning.")
     )
+    prompt_format: Literal["chat", "alpaca"] = field(
+        default="chat",
+        metadata=_help(
+            "chat: the model's chat template; alpaca: the Stanford Alpaca prompt + response + EOS (one user turn "
+            "and one answer per conversation; a second text part of the user turn is the ### Input)."
+        ),
+    )
     output_dir: str = field(
         default="runs/train/default",
         metadata=_help("Run folder: checkpoints/, model/ and the resolved config."),
@@ -209,9 +227,11 @@ class TrainConfig:
     )
     run_name: str | None = field(default=None, metadata=_help("Name shown in the trackers."))
     resume_from_checkpoint: str | None = field(
-        default=None,
+        default="auto",
         metadata=_help(
-            "latest = the newest complete checkpoint in output_dir/checkpoints, or a checkpoint folder."
+            "auto (or latest) = resume from the newest complete checkpoint in output_dir/checkpoints when "
+            "there is one (made with the same settings), so rerunning a command continues it; a checkpoint "
+            "folder; null = start from step 0 (refused when complete checkpoints exist)."
         ),
     )
     dataloader_num_workers: int = field(
@@ -347,6 +367,10 @@ def load_config(
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        except RecursionError:
+            raise ConfigError(f"{path}: not a config: nested too deeply to read") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte offset {err.start}); save it as UTF-8") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config is a mapping of keys, got {type(loaded).__name__}")
         raw = loaded or {}
@@ -362,11 +386,77 @@ def load_config(
             node = child
         node[leaf] = value
     try:
-        return typing.cast(TrainConfig, _build(TrainConfig, raw, "", text_keys))
+        config = typing.cast(TrainConfig, _build(TrainConfig, raw, "", text_keys))
+        check_values(config)
     except ConfigError as err:
         if path is not None:
             raise ConfigError(f"{path}: {err}") from err
         raise
+    return config
+
+
+# (dotted key, lowest allowed, whether the lowest is excluded, highest allowed or None, whether excluded)
+_RANGES: tuple[tuple[str, float, bool, float | None, bool], ...] = (
+    ("lr", 0, True, None, False),
+    ("projector_lr", 0, True, None, False),
+    ("weight_decay", 0, False, None, False),
+    ("warmup_ratio", 0, False, 1, True),
+    ("epochs", 0, True, None, False),
+    ("max_grad_norm", 0, False, None, False),
+    ("global_batch_size", 1, False, None, False),
+    ("per_device_batch_size", 1, False, None, False),
+    ("max_length", 1, False, None, False),
+    ("save_steps", 1, False, None, False),
+    ("save_total_limit", 1, False, None, False),
+    ("logging_steps", 1, False, None, False),
+    ("dataloader_num_workers", 0, False, None, False),
+    ("seed", 0, False, 2**32 - 1, False),
+    ("lora.r", 1, False, None, False),
+    ("lora.alpha", 0, True, None, False),
+    ("lora.dropout", 0, False, 1, True),
+    ("data.n_helpfulness", 0, False, None, False),
+    ("data.max_samples", 0, False, None, False),
+    ("data.seed", 0, False, 2**32 - 1, False),
+)
+
+
+def check_values(config: TrainConfig) -> None:
+    """``ConfigError`` naming the key of a value outside its range (``lr=nan``, ``lr=-5``, ``lora.dropout=1``).
+
+    Types are checked when the config is built; the ranges here are checked before anything loads, so
+    that a bad value never surfaces after the model has loaded and the run folder has been written.
+    """
+    for key, low, low_open, high, high_open in _RANGES:
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is None:
+            continue  # optional keys (projector_lr, save_total_limit, data.max_samples) may be null
+        bounds = ("> " if low_open else ">= ") + f"{low:g}"
+        if high is not None:
+            bounds += (" and < " if high_open else " and <= ") + f"{high:g}"
+        if not math.isfinite(value) or value < low or (low_open and value == low):
+            raise ConfigError(f"config key '{key}': must be {bounds}, got {value!r}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise ConfigError(f"config key '{key}': must be {bounds}, got {value!r}")
+    if config.max_steps != -1 and config.max_steps < 1:
+        raise ConfigError(
+            f"config key 'max_steps': must be -1 (run the epochs) or >= 1, got {config.max_steps}"
+        )
+    if not config.output_dir.strip():
+        raise ConfigError("config key 'output_dir': must not be empty")
+    for key, text in _strings(config.to_dict()):
+        if any("\ud800" <= ch <= "\udfff" for ch in text):
+            raise ConfigError(f"config key '{key}': holds a lone UTF-16 surrogate, which is not Unicode text")
+
+
+def _strings(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted key, text) of every string in a config dict, list items included."""
+    if isinstance(tree, dict):
+        return [item for k, v in tree.items() for item in _strings(v, f"{prefix}{k}.")]
+    if isinstance(tree, list):
+        return [item for v in tree for item in _strings(v, prefix)]
+    return [(prefix.rstrip("."), tree)] if isinstance(tree, str) else []
 
 
 def dump_config(config: TrainConfig) -> str:

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 from vlguard.errors import ConfigError
+from vlguard.fileio import JsonError, check_output_dir, parse_json
+from vlguard.models.loading import detect_kind, load_model, load_processor, save_processor
 
 logger = logging.getLogger(__name__)
 
@@ -24,44 +26,62 @@ def merge_adapter(
 ) -> Path:
     """Load ``base``, apply the PEFT adapter in ``adapter``, merge it and save to ``out``.
 
-    The processor is taken from the adapter folder when it has one (vlguard saves it there), else from
+    ``base`` is a VLM or a text-only causal LM (its config picks the auto class). The processor (or tokenizer) is taken from the adapter folder when it has one (vlguard saves it there), else from
     the base model. ``dtype=auto`` keeps the base model's saved dtype. The model is written to a
-    temporary folder and renamed, so ``out`` never holds a half-written model.
+    temporary folder and renamed, so ``out`` never holds a half-written model. Weights are read from
+    safetensors only, as ``vlguard eval`` does: a pickled adapter (``adapter_model.bin``) or base model
+    can run code when loaded, so it is refused before anything loads.
     """
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vlguard.generation.hf import check_model_reference, ensure_tiny_model, is_tiny, safetensors_adapter
 
     adapter = Path(adapter)
-    out = Path(out)
+    out = check_output_dir(out, "--out folder")
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter}: no adapter_config.json; not a LoRA adapter folder")
+    adapter = safetensors_adapter(str(adapter))  # refuses a pickle-only adapter
+    check_model_reference(base, "--base")
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite or choose another --out")
-    adapter_base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    try:
+        adapter_config = parse_json((adapter / "adapter_config.json").read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, JsonError) as err:
+        raise ConfigError(f"{adapter / 'adapter_config.json'}: not valid JSON ({err})") from None
+    if not isinstance(adapter_config, dict):
+        raise ConfigError(f"{adapter / 'adapter_config.json'}: not a JSON object")
+    adapter_base = adapter_config.get("base_model_name_or_path")
     if adapter_base and adapter_base != base:
         logger.warning("the adapter was trained on %s; merging into %s", adapter_base, base)
+    # `tiny` names the built-in tiny VLM, as in `vlguard train`: built only once every input is checked.
+    base = str(ensure_tiny_model(base)) if is_tiny(base) else base
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(
-            base, revision=revision, dtype=torch_dtype, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load base model {base}: {err}") from err
+    kind = detect_kind(base, revision=revision, trust_remote_code=trust_remote_code)
+    model = load_model(base, kind, revision=revision, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    processor_source = str(adapter) if (adapter / "processor_config.json").is_file() else base
-    processor = AutoProcessor.from_pretrained(
-        processor_source,
-        revision=None if processor_source == str(adapter) else revision,
+    # vlguard saves the processor (or, for a text-only LM, the tokenizer) beside the adapter.
+    saved_here = any(
+        (adapter / name).is_file() for name in ("processor_config.json", "tokenizer_config.json")
+    )
+    processor = load_processor(
+        str(adapter) if saved_here else base,
+        kind,
+        revision=None if saved_here else revision,
         trust_remote_code=trust_remote_code,
+        model_config=base,
     )
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     merged.save_pretrained(tmp, safe_serialization=True)
-    processor.save_pretrained(tmp)
+    save_processor(processor, tmp, base, revision)
     (tmp / "vlguard_merge.json").write_text(
-        json.dumps({"base": base, "base_revision": revision, "adapter": str(adapter)}, indent=2) + "\n"
+        json.dumps(
+            {"base": base, "base_revision": revision, "adapter": str(adapter), "model_kind": kind.name},
+            indent=2,
+        )
+        + "\n"
     )
     if out.exists():
         shutil.rmtree(out)

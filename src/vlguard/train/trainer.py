@@ -1,11 +1,18 @@
 """The training recipe, top to bottom: setup → train → save.
 
 1. setup: check the config, build and check the data (before any model loads), load the model and
-   its processor, freeze the vision tower, add LoRA adapters (language model only) or train fully;
-2. train: ``transformers.Trainer`` with :class:`~vlguard.train.collator.VLMCollator` (labels on
-   assistant tokens only), checkpoints every ``save_steps`` with a completion marker, resume;
+   its processor (a VLM) or tokenizer (a text-only causal LM: the config picks the auto class), freeze
+   the vision tower, add LoRA adapters (language model only) or train fully;
+2. train: ``transformers.Trainer`` with :class:`~vlguard.train.collator.ConversationCollator` (labels on
+   assistant tokens only, chat template or Alpaca prompt), checkpoints every ``save_steps`` with a
+   completion marker, resume;
 3. save: the final model (full weights, or the LoRA adapter alone) and its processor go to a temporary
    folder that is renamed to ``OUTPUT/model`` once complete, with the resolved config and provenance.
+
+Rerunning a command resumes it (``resume_from_checkpoint=auto``, the default): from the newest
+complete checkpoint, after checking that it was made with the same settings. A run killed during its
+final save resumes from its last checkpoint without training further, and ``train_loss`` is the mean
+over every step of the run, not only those after the resume (see ``whole_run_loss``).
 
 The same command runs on one CPU, one GPU, or many under ``accelerate launch`` (DDP, DeepSpeed ZeRO-3,
 FSDP): the Trainer reads the launcher's environment.
@@ -36,8 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.errors import ConfigError, VLGuardError
-from vlguard.train.collator import VLMCollator
-from vlguard.train.config import TrainConfig, dump_config
+from vlguard.fileio import check_output_dir
+from vlguard.models.loading import ModelKind, detect_kind, save_processor, sees_images
+from vlguard.train.collator import ConversationCollator
+from vlguard.train.config import TrainConfig, check_values, dump_config
 from vlguard.train.data import ConversationDataset, TrainingData, build_training_data, check_data_config
 
 logger = logging.getLogger(__name__)
@@ -45,6 +54,23 @@ logger = logging.getLogger(__name__)
 COMPLETE_MARKER = "COMPLETE"
 PROVENANCE_FILE = "vlguard_train.json"
 CONFIG_FILE = "train_config.yaml"
+TRAINER_STATE = "trainer_state.json"
+# Keys that may differ between a checkpoint and the run resuming it: where and how it is watched or
+# stored, not what is trained.
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "output_dir",
+        "resume_from_checkpoint",
+        "progress",
+        "report_to",
+        "run_name",
+        "dataloader_num_workers",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+        "deepspeed",
+    }
+)
 _PACKAGES = ("vlguard", "torch", "transformers", "peft", "accelerate", "trl", "deepspeed")
 
 
@@ -90,9 +116,14 @@ def gradient_accumulation_steps(config: TrainConfig, world_size: int) -> int:
 
 
 def check_config(config: TrainConfig) -> None:
-    """Settings that are valid one by one but not together."""
+    """Every value in its range, and settings that are valid one by one but not together."""
+    from vlguard.generation.hf import check_model_reference
+
+    check_values(config)
     if not config.model.name_or_path:
         raise ConfigError("model.name_or_path is required (a Hub repo id or a local model folder)")
+    check_model_reference(config.model.name_or_path, "model.name_or_path")
+    check_output_dir(config.output_dir, "output_dir")
     if config.method == "lora" and not config.freeze_vision_tower:
         raise ConfigError(
             "method=lora adapts the language model only; freeze_vision_tower=false needs method=full"
@@ -107,15 +138,6 @@ def check_config(config: TrainConfig) -> None:
     except re.error as err:
         raise ConfigError(f"config key 'lora.target_modules': invalid regex ({err})") from err
     check_data_config(config.data)
-    for positive in (
-        "per_device_batch_size",
-        "global_batch_size",
-        "max_length",
-        "save_steps",
-        "logging_steps",
-    ):
-        if getattr(config, positive) <= 0:
-            raise ConfigError(f"config key '{positive}' must be positive")
 
 
 def _resolve_auto(value: str, default: bool) -> bool:
@@ -131,34 +153,41 @@ def _model_dtype(config: TrainConfig, cuda: bool, bf16: bool) -> str:
 
 
 def resolve_model_path(name: str, seed: int = 0) -> str:
-    """``tiny`` / ``tiny:<size>`` build (once, cached) the random-weight tiny VLM; other names are kept."""
+    """``tiny`` / ``tiny-lm`` (``:<size>``) build (once, cached) a built-in tiny model; other names are kept."""
     from vlguard.generation.hf import ensure_tiny_model, is_tiny
 
     return str(ensure_tiny_model(name, seed=seed)) if is_tiny(name) else name
 
 
-def load_processor(config: TrainConfig) -> Any:
-    """The model's processor; a model without a chat template is an error."""
-    from transformers import AutoProcessor
+def load_processor(config: TrainConfig, kind: ModelKind | None = None) -> Any:
+    """The model's processor (a VLM) or tokenizer (a text-only LM); a missing chat template is an error.
 
-    try:
-        processor = AutoProcessor.from_pretrained(
-            config.model.name_or_path,
-            revision=config.model.revision,
-            trust_remote_code=config.model.trust_remote_code,
-        )
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load the processor of {config.model.name_or_path}: {err}") from err
+    The Alpaca prompt format needs no chat template.
+    """
+    from vlguard.models.loading import load_processor as load
+
+    path = config.model.name_or_path
+    kind = kind or detect_kind(
+        path, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code
+    )
+    processor = load(
+        path, kind, revision=config.model.revision, trust_remote_code=config.model.trust_remote_code
+    )
     template = getattr(processor, "chat_template", None) or getattr(
         getattr(processor, "tokenizer", None), "chat_template", None
     )
-    if not template:
+    if not template and config.prompt_format == "chat":
         raise ConfigError(
-            f"model {config.model.name_or_path} has no chat template: training needs one to place the "
-            "assistant turns (add chat_template.jinja to the model folder)"
+            f"model {path} has no chat template: training needs one to place the assistant turns (add "
+            "chat_template.jinja to the model folder, or use prompt_format=alpaca for a base model)"
         )
-    if not hasattr(processor, "image_processor"):
-        raise ConfigError(f"{config.model.name_or_path}: its processor has no image processor; not a VLM")
+    if kind.sees_images and not sees_images(processor):
+        raise ConfigError(f"{path}: its processor has no image processor; not a VLM")
+    if not sees_images(processor) and config.data.image_mode != "none":
+        raise ConfigError(
+            f"model {path} is a text-only {kind.name} model: set data.image_mode=none (its conversations are "
+            "trained without their images)"
+        )
     return processor
 
 
@@ -172,14 +201,21 @@ def _matching_modules(model: Any, pattern: str) -> list[str]:
     return names
 
 
-def _freeze(model: Any, config: TrainConfig) -> dict[str, list[str]]:
-    """requires_grad per the config; returns the vision / projector module names found."""
+def _freeze(model: Any, config: TrainConfig, kind: ModelKind) -> dict[str, list[str]]:
+    """requires_grad per the config; returns the vision / projector module names found.
+
+    The projector may sit inside the vision module (Qwen2-VL's ``visual.merger``, Qwen3-VL's deepstack
+    mergers): it is then carved out of the frozen tower and follows ``train_projector``.
+    """
     vision = _matching_modules(model, config.vision_modules)
     projector = _matching_modules(model, config.projector_modules)
-    projector = [p for p in projector if not any(p.startswith(v + ".") for v in vision)]
-    if not vision:
+    if not vision and kind.sees_images:
         logger.warning(
             "no module matches vision_modules=%r; nothing frozen as the vision tower", config.vision_modules
+        )
+    if not projector and kind.sees_images and config.train_projector:
+        logger.warning(
+            "no module matches projector_modules=%r; no projector is trained", config.projector_modules
         )
     frozen_prefixes = []
     if config.freeze_vision_tower:
@@ -195,30 +231,37 @@ def _freeze(model: Any, config: TrainConfig) -> dict[str, list[str]]:
             for n, _ in model.named_modules()
             if n.startswith(v) and n.endswith("post_layernorm")
         ]
+    trained_projector = projector if config.train_projector else []
     for name, param in model.named_parameters():
-        if any(name.startswith(prefix + ".") for prefix in frozen_prefixes):
+        if any(name.startswith(prefix + ".") for prefix in trained_projector):
+            param.requires_grad_(True)  # a projector inside the vision tower is trained all the same
+        elif any(name.startswith(prefix + ".") for prefix in frozen_prefixes):
             param.requires_grad_(False)
     return {"vision": vision, "projector": projector}
 
 
 def load_model(
-    config: TrainConfig, dtype: str, gradient_checkpointing: bool
+    config: TrainConfig, dtype: str, gradient_checkpointing: bool, kind: ModelKind | None = None
 ) -> tuple[Any, dict[str, list[str]]]:
-    """The model with the vision tower frozen and, for ``method=lora``, LoRA adapters on the LLM."""
-    import torch
-    from transformers import AutoModelForImageTextToText
+    """The model with the vision tower frozen and, for ``method=lora``, LoRA adapters on the LLM.
 
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(
-            config.model.name_or_path,
-            revision=config.model.revision,
-            dtype=getattr(torch, dtype),
-            trust_remote_code=config.model.trust_remote_code,
-            attn_implementation=config.model.attn_implementation,
-        )
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load model {config.model.name_or_path}: {err}") from err
-    modules = _freeze(model, config)
+    ``kind`` (default: read from the model's config) picks the auto class: a VLM or a text-only causal LM.
+    """
+    import torch
+
+    from vlguard.models.loading import load_model as load
+
+    path, revision = config.model.name_or_path, config.model.revision
+    kind = kind or detect_kind(path, revision=revision, trust_remote_code=config.model.trust_remote_code)
+    model = load(
+        path,
+        kind,
+        revision=revision,
+        dtype=getattr(torch, dtype),
+        trust_remote_code=config.model.trust_remote_code,
+        attn_implementation=config.model.attn_implementation,
+    )
+    modules = _freeze(model, config, kind)
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -238,12 +281,12 @@ def load_model(
             lora_dropout=config.lora.dropout,
             target_modules=config.lora.target_modules,
             # The projector is trained fully beside the adapters (LLaVA-1.5's LoRA recipe) and saved with them.
-            modules_to_save=modules["projector"] if config.train_projector else None,
+            modules_to_save=(modules["projector"] or None) if config.train_projector else None,
             task_type="CAUSAL_LM",
         )
         if gradient_checkpointing:
             model.enable_input_require_grads()
-        model = get_peft_model(model, lora)  # type: ignore[assignment]
+        model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info(
@@ -318,8 +361,32 @@ def _make_trainer_class() -> type:
     return VLGuardTrainer
 
 
+class _AlreadyFinished(Exception):
+    """Raised inside ``Trainer.train`` when a resumed run has no step left (see ``StopAtMaxSteps``)."""
+
+
 def _make_callbacks(config_yaml: str) -> list[Any]:
     from transformers import TrainerCallback
+
+    class StopAtMaxSteps(TrainerCallback):
+        """Never start a step beyond ``max_steps``, and log the loss whenever a checkpoint is saved.
+
+        Resumed from a checkpoint already at ``max_steps`` (a run killed during its final save),
+        transformers 5 runs one more step when the epoch is not over, and saves checkpoint-N+1. The
+        checkpoint is loaded by then (on every rank, sharded or not): stopping here leaves exactly its
+        weights to save. Logging at every save makes each checkpoint's log history cover all its
+        steps, which ``whole_run_loss`` needs.
+        """
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.max_steps > 0 and state.global_step >= state.max_steps:
+                raise _AlreadyFinished
+            return control
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if control.should_save:
+                control.should_log = True
+            return control
 
     class CompletionMarker(TrainerCallback):
         """Marks a checkpoint folder complete once every rank has written its part of it."""
@@ -337,24 +404,54 @@ def _make_callbacks(config_yaml: str) -> list[Any]:
                 )
             return control
 
-    return [CompletionMarker()]
+    return [StopAtMaxSteps(), CompletionMarker()]
 
 
-def find_checkpoint(spec: str | None, checkpoints_dir: Path) -> str | None:
-    """``latest`` → newest complete checkpoint (None if there is none); a path → that checkpoint, if complete."""
-    if spec is None:
-        return None
-    if spec == "latest":
-        found = sorted(
-            (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-            key=lambda p: int(p.name.split("-")[-1]),
-            reverse=True,
-        )
-        for folder in found:
-            if (folder / COMPLETE_MARKER).is_file():
-                return str(folder)
+def _complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Complete checkpoint folders, newest first; incomplete ones (no marker: a killed save) are skipped."""
+    found = sorted(
+        (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    complete = []
+    for folder in found:
+        if (folder / COMPLETE_MARKER).is_file():
+            complete.append(folder)
+        else:
             logger.warning("skipping %s: incomplete checkpoint (no %s marker)", folder, COMPLETE_MARKER)
-        logger.info("no complete checkpoint in %s; starting from scratch", checkpoints_dir)
+    return complete
+
+
+def find_checkpoint(spec: str | None, checkpoints_dir: Path, config_yaml: str | None = None) -> str | None:
+    """The checkpoint to resume from, per ``resume_from_checkpoint``.
+
+    - ``auto`` (the default) or ``latest``: the newest complete checkpoint (None when there is none).
+      With ``config_yaml``, it must have been made with the same settings (``RESUME_MAY_CHANGE``
+      aside), or ``ConfigError`` names the keys that differ: resuming would mix two runs.
+    - ``None`` (``null``): start from step 0; ``ConfigError`` when complete checkpoints exist, rather than
+      training beside (and over) them.
+    - a path: that checkpoint, which must be complete.
+    """
+    if spec in ("auto", "latest"):
+        complete = _complete_checkpoints(checkpoints_dir)
+        if not complete:
+            if checkpoints_dir.is_dir():
+                logger.info("no complete checkpoint in %s; starting from scratch", checkpoints_dir)
+            return None
+        newest = complete[0]
+        if config_yaml is not None:
+            _check_same_settings(newest, config_yaml)
+        logger.info("resuming from %s", newest)
+        return str(newest)
+    if spec is None:
+        complete = _complete_checkpoints(checkpoints_dir)
+        if complete:
+            raise ConfigError(
+                f"{checkpoints_dir} holds complete checkpoints (newest: {complete[0].name}) and "
+                "resume_from_checkpoint=null asks to start from step 0: resume them with "
+                "resume_from_checkpoint=auto, or delete that folder (or pick another output_dir) to start over"
+            )
         return None
     folder = Path(spec)
     if not folder.is_dir():
@@ -364,6 +461,88 @@ def find_checkpoint(spec: str | None, checkpoints_dir: Path) -> str | None:
             f"resume_from_checkpoint: {folder} is incomplete (no {COMPLETE_MARKER} marker); pick another"
         )
     return str(folder)
+
+
+def _check_same_settings(checkpoint: Path, config_yaml: str) -> None:
+    """``ConfigError`` when ``checkpoint`` was made with settings that differ from ``config_yaml``."""
+    import yaml
+
+    saved_file = checkpoint / CONFIG_FILE
+    if not saved_file.is_file():
+        logger.warning("%s records no settings (%s); resuming without checking them", checkpoint, CONFIG_FILE)
+        return
+    try:
+        saved = yaml.safe_load(saved_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+        raise ConfigError(f"{saved_file}: unreadable ({err}); delete the checkpoint to start over") from None
+    current = yaml.safe_load(config_yaml)
+    differing = [
+        key
+        for key in _flat_keys(saved) | _flat_keys(current)
+        if key not in RESUME_MAY_CHANGE and _get(saved, key) != _get(current, key)
+    ]
+    if differing:
+        details = "; ".join(
+            f"{key}: checkpoint has {_get(saved, key)!r}, now {_get(current, key)!r}"
+            for key in sorted(differing)
+        )
+        raise ConfigError(
+            f"{checkpoint} was made with other settings ({details}). Resuming would mix two runs: use another "
+            "output_dir, or delete its checkpoints/ to start over"
+        )
+
+
+def _flat_keys(tree: Any, prefix: str = "") -> set[str]:
+    if not isinstance(tree, dict):
+        return {prefix} if prefix else set()
+    keys: set[str] = set()
+    for key, value in tree.items():
+        keys |= _flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
+    return keys
+
+
+def _get(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(part)
+    return tree
+
+
+def whole_run_loss(
+    log_history: list[dict[str, Any]],
+    resumed_step: int,
+    steps_now: int,
+    loss_now: float | None,
+    global_step: int,
+) -> float | None:
+    """The mean training loss over every step of a run, also when it was resumed.
+
+    ``Trainer`` reports the mean over the steps of one ``train()`` call only. The steps before the
+    resume are taken from the checkpoint's log history: each logged ``loss`` is the mean over the
+    steps since the previous log, and every checkpoint logs at its step (see ``StopAtMaxSteps``).
+    ``steps_now`` / ``loss_now``: the steps run by this call and their mean loss.
+    """
+    if global_step <= 0:
+        return None
+    total, counted, previous = 0.0, 0, 0
+    for entry in sorted((e for e in log_history if "loss" in e and "step" in e), key=lambda e: e["step"]):
+        step = int(entry["step"])
+        if step > resumed_step:
+            break
+        total += float(entry["loss"]) * (step - previous)
+        counted += step - previous
+        previous = step
+    if resumed_step > 0 and counted < resumed_step:
+        if counted == 0:
+            return loss_now if steps_now > 0 else None
+        # A checkpoint of an older version that did not log at its step: its mean stands in for the rest.
+        total += total / counted * (resumed_step - counted)
+    if steps_now > 0:
+        if loss_now is None or math.isnan(loss_now):
+            return None
+        total += loss_now * steps_now
+    return total / global_step
 
 
 # ---- provenance --------------------------------------------------------------------------------------
@@ -418,7 +597,7 @@ def _rank_fingerprints(model: Any, sharded: bool) -> list[str] | None:
 def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result."""
     import torch
-    from transformers import PrinterCallback, TrainingArguments, set_seed
+    from transformers import PrinterCallback, set_seed
 
     check_config(config)
     output_dir = Path(config.output_dir)
@@ -426,61 +605,40 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     checkpoints_dir = output_dir / "checkpoints"
     if (final_dir / COMPLETE_MARKER).is_file():
         raise ConfigError(f"{final_dir} already holds a finished model; choose another output_dir")
-    resume = find_checkpoint(config.resume_from_checkpoint, checkpoints_dir)
     config_yaml = dump_config(config)  # as given (``tiny`` stays ``tiny``), so that it can be rerun
+    resume = find_checkpoint(config.resume_from_checkpoint, checkpoints_dir, config_yaml)
     requested_model = config.model.name_or_path
     config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, name_or_path=resolve_model_path(requested_model))
     )
 
     # Everything a user can get wrong is checked before the (slow) model load.
-    processor = load_processor(config)
+    kind = detect_kind(
+        config.model.name_or_path,
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+    )
+    processor = load_processor(config, kind)
     data = data if data is not None else build_training_data(config.data)
     dataset = ConversationDataset(data, config.data.image_mode)
-    collator = VLMCollator(processor, max_length=config.max_length)
+    collator = ConversationCollator(
+        processor, max_length=config.max_length, prompt_format=config.prompt_format
+    )
     logger.info("training on %d conversations %s", len(dataset), data.counts)
 
     world_size = _world_size()
     cuda = torch.cuda.is_available()
     bf16 = _resolve_auto(config.bf16, cuda and torch.cuda.is_bf16_supported())
     gradient_checkpointing = _resolve_auto(config.gradient_checkpointing, cuda)
+    # The arguments before the model: they check names (optimizer, scheduler) that would otherwise fail
+    # after the load, and DeepSpeed ZeRO-3 needs them to exist when the model is loaded.
+    args = _training_arguments(config, checkpoints_dir, world_size, cuda, bf16, gradient_checkpointing)
     set_seed(config.seed)
-    model, modules = load_model(config, _model_dtype(config, cuda, bf16), gradient_checkpointing)
+    model, modules = load_model(config, _model_dtype(config, cuda, bf16), gradient_checkpointing, kind)
 
     if _is_main_process():
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
-    args = TrainingArguments(
-        output_dir=str(checkpoints_dir),
-        per_device_train_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=gradient_accumulation_steps(config, world_size),
-        learning_rate=config.lr,
-        weight_decay=config.weight_decay,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        max_grad_norm=config.max_grad_norm,
-        optim=config.optim,
-        bf16=bf16,
-        activation_checkpointing=gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
-        seed=config.seed,
-        data_seed=config.seed,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
-        disable_tqdm=not config.progress,
-        report_to=config.report_to or "none",
-        run_name=config.run_name,
-        remove_unused_columns=False,  # the collator needs the raw messages and images
-        dataloader_num_workers=config.dataloader_num_workers,
-        ddp_find_unused_parameters=False,
-        deepspeed=config.deepspeed,
-        use_cpu=not cuda,
-    )
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(
         model=model,
@@ -497,10 +655,99 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     trainer.projector_lr = config.projector_lr
     trainer.group_by_length = config.group_by_length
 
+    resumed_step = _checkpoint_step(resume)
     started = time.time()
-    outcome = trainer.train(resume_from_checkpoint=resume)
+    try:
+        outcome = trainer.train(resume_from_checkpoint=resume)
+        steps_now, loss_now = outcome.global_step - resumed_step, outcome.training_loss
+    except _AlreadyFinished:
+        # Killed during its final save: the checkpoint holds the finished weights, now loaded.
+        logger.info("%s is already at max_steps: saving it as the final model without training", resume)
+        steps_now, loss_now = 0, None
     elapsed = time.time() - started
+    global_step = trainer.state.global_step
+    train_loss = whole_run_loss(trainer.state.log_history, resumed_step, steps_now, loss_now, global_step)
+    return _save_final(
+        trainer, processor, config, config_yaml, requested_model, data, output_dir, kind,
+        global_step=global_step, train_loss=train_loss, elapsed=elapsed, world_size=world_size,
+    )  # fmt: skip
 
+
+def _checkpoint_step(checkpoint: str | None) -> int:
+    """The global step a checkpoint was saved at (0 for no checkpoint)."""
+    if checkpoint is None:
+        return 0
+    state_file = Path(checkpoint) / TRAINER_STATE
+    try:
+        return int(json.loads(state_file.read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(Path(checkpoint).name.split("-")[-1])
+
+
+def _training_arguments(
+    config: TrainConfig,
+    checkpoints_dir: Path,
+    world_size: int,
+    cuda: bool,
+    bf16: bool,
+    gradient_checkpointing: bool,
+) -> Any:
+    """``TrainingArguments`` for the config; ``ConfigError`` for a name transformers does not know."""
+    from transformers import TrainingArguments
+
+    try:
+        return TrainingArguments(
+            output_dir=str(checkpoints_dir),
+            per_device_train_batch_size=config.per_device_batch_size,
+            gradient_accumulation_steps=gradient_accumulation_steps(config, world_size),
+            learning_rate=config.lr,
+            weight_decay=config.weight_decay,
+            lr_scheduler_type=config.lr_scheduler,
+            warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+            num_train_epochs=config.epochs,
+            max_steps=config.max_steps,
+            max_grad_norm=config.max_grad_norm,
+            optim=config.optim,
+            bf16=bf16,
+            activation_checkpointing=gradient_checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+            seed=config.seed,
+            data_seed=config.seed,
+            save_strategy="steps",
+            save_steps=config.save_steps,
+            save_total_limit=config.save_total_limit,
+            logging_steps=config.logging_steps,
+            logging_first_step=True,
+            disable_tqdm=not config.progress,
+            report_to=config.report_to or "none",
+            run_name=config.run_name,
+            remove_unused_columns=False,  # the collator needs the raw messages and images
+            dataloader_num_workers=config.dataloader_num_workers,
+            ddp_find_unused_parameters=False,
+            deepspeed=config.deepspeed,
+            use_cpu=not cuda,
+        )
+    except ValueError as err:
+        raise ConfigError(f"invalid training settings: {err}") from err
+
+
+def _save_final(
+    trainer: Any,
+    processor: Any,
+    config: TrainConfig,
+    config_yaml: str,
+    requested_model: str,
+    data: TrainingData,
+    output_dir: Path,
+    kind: ModelKind,
+    *,
+    global_step: int,
+    train_loss: float | None,
+    elapsed: float,
+    world_size: int,
+) -> TrainResult:
+    """Save the final model to ``output_dir/model`` (through a temporary folder) with its provenance."""
+    final_dir = output_dir / "model"
     sharded = bool(config.deepspeed) or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
     fingerprints = _rank_fingerprints(trainer.model, sharded)
     if fingerprints is not None and len(set(fingerprints)) > 1:
@@ -512,19 +759,20 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
         shutil.rmtree(tmp_dir)
     trainer.save_model(str(tmp_dir))  # every rank takes part (ZeRO-3 / FSDP gather the weights)
     if trainer.is_world_process_zero():
-        processor.save_pretrained(tmp_dir)
+        save_processor(processor, tmp_dir, config.model.name_or_path, config.model.revision)
         # Trainer.save_model also pickles the TrainingArguments; the final folder holds no pickles.
         (tmp_dir / "training_args.bin").unlink(missing_ok=True)
-        provenance = {
+        provenance: dict[str, Any] = {
             "config": config.to_dict(),
             "method": config.method,
             "base_model": config.model.name_or_path,
             "requested_model": requested_model,
             "base_revision": config.model.revision,
+            "model_kind": kind.name,
             "counts": data.counts,
             "data_sources": data.sources,
-            "global_step": outcome.global_step,
-            "train_loss": outcome.training_loss,
+            "global_step": global_step,
+            "train_loss": train_loss,
             "train_seconds": round(elapsed, 1),
             "world_size": world_size,
             "rank_fingerprints": fingerprints,
@@ -541,11 +789,10 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
         tmp_dir.rename(final_dir)
         logger.info("saved the %s to %s", "adapter" if config.method == "lora" else "model", final_dir)
     trainer.accelerator.wait_for_everyone()
-    loss = outcome.training_loss
     return TrainResult(
         model_dir=final_dir,
-        global_step=outcome.global_step,
-        train_loss=None if loss is None or math.isnan(loss) else float(loss),
+        global_step=global_step,
+        train_loss=None if train_loss is None or math.isnan(train_loss) else float(train_loss),
         counts=data.counts,
         world_size=world_size,
     )

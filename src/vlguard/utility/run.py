@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.errors import ConfigError, RunMismatchError
+from vlguard.fileio import JsonError, parse_json, read_text
 from vlguard.runs import (
     CorruptRunFileError,
     JsonlStore,
@@ -35,6 +35,7 @@ from vlguard.runs import (
     atomic_write_json,
     build_manifest,
     check_manifest,
+    lock_run_folder,
     package_versions,
 )
 from vlguard.utility.engines import (
@@ -170,9 +171,11 @@ class UtilityFolder:
 
 def _read_record(path: Path) -> dict[str, Any]:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptRunFileError(f"{path}: not a valid JSON task record ({err})") from err
+        record = parse_json(read_text(path))
+    except JsonError as err:
+        raise CorruptRunFileError(
+            f"{path}: not a valid JSON task record ({err.where()}: {err.message})"
+        ) from err
     if not isinstance(record, dict) or not isinstance(record.get("task"), str):
         raise CorruptRunFileError(f"{path}: not a task record of vlguard utility (no 'task' field)")
     return record
@@ -300,53 +303,59 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
     }
 
     _check_parent_run(run_dir, args)
-    _open_folder(folder, manifest)
-    finished = folder.finished()
-    pending: list[TaskSpec] = []
-    for spec in specs:
-        if spec.task in finished:
-            _check_finished(spec, finished[spec.task], folder)
-            logger.info("task %s already finished in %s: skipped", spec.task, folder.path)
-        else:
-            pending.append(spec)
+    # One writer per folder: a second `vlguard utility` into the same folder stops at once.
+    with lock_run_folder(folder.path):
+        _open_folder(folder, manifest)
+        finished = folder.finished()
+        pending: list[TaskSpec] = []
+        for spec in specs:
+            if spec.task in finished:
+                _check_finished(spec, finished[spec.task], folder)
+                logger.info("task %s already finished in %s: skipped", spec.task, folder.path)
+            else:
+                pending.append(spec)
 
-    if pending:
-        manager = task_manager(engine, config.include_path, [spec.task for spec in pending])
-        check_task_names(engine, manager, [spec.task for spec in pending])
-        loader = load_for_lm_eval if engine == LM_EVAL else load_for_lmms_eval
-        lm, description = loader(args)
-        manifest_now = folder.folder.read_manifest() or dict(manifest)
-        manifest_now["backend"] = description
-        folder.folder.write_manifest(manifest_now)
-        for spec in pending:
-            logger.info(
-                "running %s task %s (limit %s, few-shot %s)", engine, spec.task, spec.limit, spec.num_fewshot
-            )
-            started = time.monotonic()
-            failed_before = len(getattr(lm, "failed", []))
-            raw = evaluate_task(
-                engine,
-                lm,
-                spec,
-                manager,
-                seed=config.seed,
-                bootstrap_iters=config.bootstrap_iters,
-                output_dir=folder.engine_output,
-                chat_template=config.chat_template,
-            )
-            record = task_record(
-                raw, task=spec.task, engine=engine, engine_version=version, settings=spec.settings()
-            )
-            record["n_failed"] = len(getattr(lm, "failed", [])) - failed_before
-            record["seed"] = config.seed
-            record["bootstrap_iters"] = config.bootstrap_iters
-            record["seconds"] = round(time.monotonic() - started, 3)
-            # The sample log first, then the record: a record on disk means the task is complete.
-            folder.samples(spec.task).write_all(sample_lines(raw))
-            atomic_write_json(folder.task_path(spec.task), record)
-            # metrics.json holds every finished task, also when a later task fails.
-            folder.folder.write_metrics(build_metrics(folder, run_info))
+        if pending:
+            manager = task_manager(engine, config.include_path, [spec.task for spec in pending])
+            check_task_names(engine, manager, [spec.task for spec in pending])
+            loader = load_for_lm_eval if engine == LM_EVAL else load_for_lmms_eval
+            lm, description = loader(args)
+            manifest_now = folder.folder.read_manifest() or dict(manifest)
+            manifest_now["backend"] = description
+            folder.folder.write_manifest(manifest_now)
+            for spec in pending:
+                logger.info(
+                    "running %s task %s (limit %s, few-shot %s)",
+                    engine,
+                    spec.task,
+                    spec.limit,
+                    spec.num_fewshot,
+                )
+                started = time.monotonic()
+                failed_before = len(getattr(lm, "failed", []))
+                raw = evaluate_task(
+                    engine,
+                    lm,
+                    spec,
+                    manager,
+                    seed=config.seed,
+                    bootstrap_iters=config.bootstrap_iters,
+                    output_dir=folder.engine_output,
+                    chat_template=config.chat_template,
+                )
+                record = task_record(
+                    raw, task=spec.task, engine=engine, engine_version=version, settings=spec.settings()
+                )
+                record["n_failed"] = len(getattr(lm, "failed", [])) - failed_before
+                record["seed"] = config.seed
+                record["bootstrap_iters"] = config.bootstrap_iters
+                record["seconds"] = round(time.monotonic() - started, 3)
+                # The sample log first, then the record: a record on disk means the task is complete.
+                folder.samples(spec.task).write_all(sample_lines(raw))
+                atomic_write_json(folder.task_path(spec.task), record)
+                # metrics.json holds every finished task, also when a later task fails.
+                folder.folder.write_metrics(build_metrics(folder, run_info))
 
-    metrics = build_metrics(folder, run_info)
-    folder.folder.write_metrics(metrics)
+        metrics = build_metrics(folder, run_info)
+        folder.folder.write_metrics(metrics)
     return metrics

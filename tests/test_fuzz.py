@@ -1,0 +1,538 @@
+"""A fuzz corpus run through the real CLI: malformed data files, images, configs, options and run folders.
+
+Every case runs ``vlguard.cli.main.main`` in-process on one malformed input and checks what a user must
+get: the exit code of a user error (2; ``data validate`` reports with 1), a message naming the file, the
+record and the field where they exist, no traceback (an uncaught exception fails the test), no model
+loaded for a mistake that is visible before, and nothing half-written (the outputs it names are absent,
+or unchanged when they existed). Inputs are built small, in code; adding a case is adding a ``Case``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api_server import chat_reply, scripted_server
+from vlguard.cli.main import main
+from vlguard.data.sample import sample_dataset_dir
+from vlguard.records import MAX_PROMPT_CHARS
+
+DEEP = 200_000  # "[" × 200,000 made every JSON reader raise RecursionError
+
+
+@dataclass(frozen=True)
+class Case:
+    """One malformed input: ``build(tmp)`` writes it and returns the argv; ``expect`` are regexes the
+    error must match (stderr; stdout for ``data validate``); ``outputs`` (relative to tmp) must be
+    absent afterwards, or byte-identical when they existed before."""
+
+    id: str
+    build: Callable[[Path], list[str]]
+    expect: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
+    code: int = 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# Malformed VLGuard data files, each fed to every command that reads one.
+
+GOOD_RECORD = {
+    "id": "r1",
+    "image": "pics/a.png",
+    "safe": True,
+    "instr-resp": [{"safe_instruction": "What is in the picture?", "response": "A cat."}],
+}
+
+
+def _records(**changes: Any) -> str:
+    return json.dumps([{**GOOD_RECORD, **changes}])
+
+
+# (id, raw content of the data file, regexes the error must match)
+DATA_FILES: list[tuple[str, str | bytes, tuple[str, ...]]] = [
+    ("deep-nesting", "[" * DEEP, (r"nested more than \d+ levels deep",)),
+    (
+        "deep-inside-a-record",
+        json.dumps(
+            [GOOD_RECORD, {**GOOD_RECORD, "id": "r2", "harmful_category": [[[[[[[[[[[]]]]]]]]]]]}]
+        ).replace("[[[[[[[[[[[]]]]]]]]]]]", "[" * 80 + "]" * 80),
+        (r"record #1", r"nested more than \d+ levels deep"),
+    ),
+    (
+        "lone-surrogate-in-an-instruction",
+        _records().replace("What is in", "What \\ud800 is in"),
+        (r"record #0, field 'instr-resp\[0\]\.safe_instruction'", "lone UTF-16 surrogate"),
+    ),
+    ("lone-surrogate-in-a-key", _records().replace('"safe":', '"sa\\udfffe":'), ("record #0", "surrogate")),
+    (
+        "invalid-utf8",
+        _records().replace("A cat.", "A caf\u00e9.").encode("latin-1"),
+        (r"not UTF-8 text: byte 0xe9", r"line 1"),
+    ),
+    ("truncated", _records()[:40], (r"not valid JSON: Unterminated string at line 1 column \d+",)),
+    ("empty-file", "", (r"not valid JSON",)),
+    (
+        "top-level-object",
+        json.dumps({"records": [GOOD_RECORD]}),
+        (r"expected a JSON list of records, got dict",),
+    ),
+    ("record-not-an-object", json.dumps(["r1"]), (r"record #0", r"expected a JSON object, got str")),
+    ("nan-for-a-flag", _records().replace('"safe": true', '"safe": NaN'), (r"record r1, field 'safe'",)),
+    ("infinity-for-an-id", _records().replace('"id": "r1"', '"id": Infinity'), (r"field 'id'",)),
+    (
+        "instruction-over-the-length-cap",
+        _records(
+            **{"instr-resp": [{"safe_instruction": "x" * (MAX_PROMPT_CHARS + 1), "response": "A cat."}]}
+        ),
+        (r"record r1, field 'instr-resp\[0\]\.safe_instruction'", r"over the limit of 100,000"),
+    ),
+    (
+        "image-path-escapes-the-root",
+        _records(image="../../etc/passwd"),
+        (r"field 'image'", r"escapes the image root"),
+    ),
+    ("absolute-image-path", _records(image="/etc/passwd"), (r"field 'image'", r"absolute")),
+    ("nul-in-image-path", _records(image="pics/a\u0000.png"), (r"field 'image'", r"NUL")),
+    (
+        "duplicate-id-other-image",
+        json.dumps([GOOD_RECORD, {**GOOD_RECORD, "image": "pics/b.png"}]),
+        (r"record r1 \(#1\), field 'id'", r"duplicate id"),
+    ),
+    (
+        "unknown-instruction-key",
+        _records(**{"instr-resp": [{"question": "q", "response": "r"}]}),
+        (r"unknown instruction key",),
+    ),
+]
+
+
+def _data_folder(tmp: Path, content: str | bytes) -> Path:
+    folder = tmp / "data"
+    folder.mkdir(exist_ok=True)
+    for split in ("train", "test"):
+        target = folder / f"{split}.json"
+        target.write_bytes(
+            content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass")
+        )
+    return folder
+
+
+def _instructions(tmp: Path) -> Path:
+    path = tmp / "instructions.jsonl"
+    row = {
+        "id": "i1",
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+    }
+    path.write_text(json.dumps(row) + "\n")
+    return path
+
+
+def _data_commands(
+    content: str | bytes,
+) -> dict[str, tuple[Callable[[Path], list[str]], tuple[str, ...], int]]:
+    def validate(tmp: Path) -> list[str]:
+        return ["data", "validate", str(_data_folder(tmp, content)), "--split", "test"]
+
+    def stats(tmp: Path) -> list[str]:
+        return ["data", "stats", str(_data_folder(tmp, content)), "--split", "test"]
+
+    def convert(tmp: Path) -> list[str]:
+        folder = _data_folder(tmp, content)
+        return ["data", "convert", str(folder), "--format", "messages", "--out", str(tmp / "out.jsonl")]
+
+    def mix(tmp: Path) -> list[str]:
+        folder = _data_folder(tmp, content)
+        return ["data", "mix", "--recipe", "posthoc", "--safety", str(folder), "--instructions",
+                str(_instructions(tmp)), "--n", "1", "--out", str(tmp / "mix.jsonl")]  # fmt: skip
+
+    def evaluate(tmp: Path) -> list[str]:
+        folder = _data_folder(tmp, content)
+        return ["eval", "--model", "tiny", "--data", str(folder), "--image-mode", "blank",
+                "--run-dir", str(tmp / "run"), "--no-progress"]  # fmt: skip
+
+    return {
+        "validate": (validate, (), 1),
+        "stats": (stats, (), 2),
+        "convert": (convert, ("out.jsonl",), 2),
+        "mix": (mix, ("mix.jsonl",), 2),
+        "eval": (evaluate, ("run",), 2),
+    }
+
+
+DATA_CASES = [
+    Case(f"data-{name}-{command}", build, expect, outputs, code)
+    for name, content, expect in DATA_FILES
+    for command, (build, outputs, code) in _data_commands(content).items()
+]
+
+
+# Task benchmarks read JSON Lines (GSM8K) and JSON lists (AlpacaEval) through the same strict reader.
+
+
+def _task_file(bench: str, name: str, content: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        folder = tmp / "task"
+        folder.mkdir()
+        (folder / name).write_bytes(content.encode("utf-8", "surrogatepass"))
+        return ["eval", "--model", "tiny", "--bench", bench, "--data", str(folder), "--run-dir",
+                str(tmp / "run"), "--no-progress"]  # fmt: skip
+
+    return build
+
+
+GSM8K_LINE = json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"})
+ALPACA_ROW = {
+    "instruction": "Name a colour.",
+    "output": "Blue.",
+    "generator": "gpt4_1106_preview",
+    "dataset": "x",
+}
+TASK_CASES = [
+    Case("data-task-jsonl-deep-line", _task_file("gsm8k", "test.jsonl", GSM8K_LINE + "\n" + "[" * DEEP + "\n"), (r"test.jsonl: record line 2", "nested"), ("run",)),
+    Case("data-task-jsonl-surrogate", _task_file("gsm8k", "test.jsonl", GSM8K_LINE.replace("2 + 2?", "2 + \\udc00?") + "\n"), (r"record line 1, field 'question'", "surrogate"), ("run",)),
+    Case("data-task-json-deep", _task_file("alpaca-eval", "alpaca_eval_gpt4_1106_preview.json", "[" * DEEP), (r"alpaca_eval_gpt4_1106_preview.json", "nested"), ("run",)),
+    Case("data-task-json-surrogate", _task_file("alpaca-eval", "alpaca_eval_gpt4_1106_preview.json", json.dumps([ALPACA_ROW, {**ALPACA_ROW, "instruction": "LONE"}]).replace("LONE", "\\ud800")), (r"record item 1, field 'instruction'", "surrogate"), ("run",)),
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# `vlguard judge --input`: malformed response files.
+
+
+def _judge_file(content: bytes, output: str = "labels.jsonl") -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "in.jsonl").write_bytes(content)
+        (tmp / "a-folder").mkdir()
+        return [
+            "judge",
+            "--judge",
+            "refusal",
+            "--input",
+            str(tmp / "in.jsonl"),
+            "--output",
+            str(tmp / output),
+        ]
+
+    return build
+
+
+GOOD_LINE = b'{"id": "a", "prompt": "p", "response": "r"}\n'
+JUDGE_CASES = [
+    Case("judge-deep-line", _judge_file(GOOD_LINE + b"[" * DEEP + b"\n"), (r"in.jsonl: record line 2", "nested"), ("labels.jsonl",)),
+    Case("judge-invalid-utf8", _judge_file(GOOD_LINE + b'{"id": "b", "prompt": "caf\xe9"}\n'), (r"record line 2", r"not UTF-8"), ("labels.jsonl",)),
+    Case("judge-lone-surrogate", _judge_file(b'{"id": "a", "prompt": "p", "response": "\\ud800"}\n'), (r"record line 1, field 'response'", "surrogate"), ("labels.jsonl",)),
+    Case("judge-missing-field", _judge_file(b'{"id": "a", "prompt": "p"}\n'), (r"record line 1, field 'response'", "missing"), ("labels.jsonl",)),
+    Case("judge-not-an-object", _judge_file(GOOD_LINE + b"[1, 2]\n"), (r"record line 2", "JSON object"), ("labels.jsonl",)),
+    Case("judge-image-escapes", _judge_file(b'{"id": "a", "prompt": "p", "response": "r", "image": "../x.png"}\n'), (r"field 'image'", "escapes"), ("labels.jsonl",)),
+    Case("judge-duplicate-id", _judge_file(GOOD_LINE + GOOD_LINE), (r"record line 2, field 'id'", "duplicate"), ("labels.jsonl",)),
+    Case("judge-output-is-a-folder", _judge_file(GOOD_LINE, output="a-folder"), (r"a-folder: the --output file is an existing folder",), ("a-folder",)),
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command-line options of eval: each mistake is named before any model loads, and nothing is written.
+
+
+def _eval_with(*extra: str, run: str = "run") -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "a-file").write_text("not a folder")
+        return ["eval", "--model", "tiny", "--data", str(sample_dataset_dir()), "--image-mode", "none",
+                "--run-dir", str(tmp / run), "--limit", "2", "--no-progress", *extra]  # fmt: skip
+
+    return build
+
+
+OPTION_CASES = [
+    Case("option-unknown-backend-option", _eval_with("--backend-option", "nosuch=1"), (r"backend 'hf' has no option 'nosuch'",), ("run",)),
+    Case("option-unknown-device", _eval_with("--device", "banana"), (r"unknown device 'banana'",), ("run",)),
+    Case("option-device-index", _eval_with("--device", "cpu:x"), (r"device 'cpu:x'",), ("run",)),
+    Case("option-unknown-judge", _eval_with("--judge", "nosuch"), (r"unknown judge 'nosuch'",), ("run",)),
+    Case("option-bad-judge-value", _eval_with("--judge-option", "refusal.mode=bogus"), (r"judge 'refusal'", "bogus"), ("run",)),
+    Case("option-judge-option-for-no-judge", _eval_with("--judge-option", "refusl.mode=paper"), (r"'refusl', which is not among",), ("run",)),
+    Case("option-unknown-bench-option", _eval_with("--bench-option", "nosuch=1"), (r"unknown option\(s\) nosuch",), ("run",)),
+    Case("option-deep-json-value", _eval_with("--bench-option", "nosuch=" + "[" * 50_000), (r"unknown option\(s\) nosuch",), ("run",)),
+    Case("option-run-dir-is-a-file", _eval_with(run="a-file"), (r"a-file: the run folder is an existing file",), ("a-file",)),
+    Case("option-limit-zero", _eval_with("--limit", "0"), (r"limit must be a positive",), ("run",)),
+    Case("option-batch-size-zero", _eval_with("--batch-size", "0"), (r"batch_size must be at least 1",), ("run",)),
+    Case("option-missing-model-folder", _eval_with("--model", "./models/none/here"), (r"no such file or folder",), ("run",)),
+    Case("option-missing-adapter", _eval_with("--adapter", "runs/train/none/model"), (r"--adapter.*no such file or folder",), ("run",)),
+    Case("option-unknown-subset", _eval_with("--subset", "nosuch"), (r"unknown subset",), ("run",)),
+    Case("option-unknown-image-mode", _eval_with("--image-mode", "bogus"), (r"invalid choice: 'bogus'",), ("run",)),
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images: bombs (also one declared only by its header), truncated and non-image files.
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A valid 1x1 PNG of ~70 bytes whose header is rewritten to declare ``width`` x ``height`` pixels."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR's width and height, then its CRC
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _with_image(image: bytes, *command: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        folder = _data_folder(tmp, _records())
+        (folder / "test" / "pics").mkdir(parents=True)
+        (folder / "test" / "pics" / "a.png").write_bytes(image)
+        return [arg.replace("DATA", str(folder)).replace("TMP", str(tmp)) for arg in command]
+
+    return build
+
+
+VALIDATE_IMAGES = ("data", "validate", "DATA", "--split", "test", "--images")
+IMAGE_CASES = [
+    Case("image-header-bomb-validate", _with_image(_png_header(12_000, 12_000), *VALIDATE_IMAGES), (r"12000x12000", r"decompression bomb"), code=1),
+    Case("image-truncated-validate", _with_image(_png_header(64, 64) + b"\x00" * 10, *VALIDATE_IMAGES), (r"pics/a.png", r"truncated or corrupt"), code=1),
+    Case("image-not-an-image-validate", _with_image(b"GIF89a? no", *VALIDATE_IMAGES), (r"pics/a.png", r"not an image"), code=1),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def answering_server() -> Iterator[str]:
+    with scripted_server(lambda body, index: chat_reply("I cannot help with that.")) as server:
+        yield server.url
+
+
+def _api_eval(image_mode: str) -> tuple[str, ...]:
+    return ("eval", "--backend", "openai", "--model", "m", "--backend-option", "base_url=URL",
+            "--data", "DATA", "--image-mode", image_mode, "--run-dir", "TMP/run", "--no-progress")  # fmt: skip
+
+
+# Images are prepared as generation goes: these run with the API backend (a real server on 127.0.0.1).
+API_IMAGE_CASES = [
+    Case("image-header-bomb-blank-mode", _with_image(_png_header(12_000, 12_000), *_api_eval("blank")), (r"pics/a.png", r"12000x12000"), ("run/metrics.json",)),
+    Case("image-truncated-original-mode", _with_image(_png_header(64, 64) + b"\x00" * 10, *_api_eval("original")), (r"pics/a.png", r"truncated or corrupt"), ("run/metrics.json",)),
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training configs and merge: refused before any model loads, nothing written.
+
+
+def _train(*overrides: str, yaml_text: str | bytes | None = None) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "a-file").write_text("not a folder")
+        done = tmp / "resumable" / "checkpoints" / "checkpoint-2"
+        done.mkdir(parents=True)
+        (done / "COMPLETE").write_text("x")
+        args = ["train"]
+        if yaml_text is not None:
+            (tmp / "c.yaml").write_bytes(yaml_text if isinstance(yaml_text, bytes) else yaml_text.encode())
+            args.append(str(tmp / "c.yaml"))
+        base = ["model.name_or_path=tiny", f"output_dir={tmp / 'out'}", "data.recipe=instructions",
+                f"data.instructions={_instructions(tmp)}"]  # fmt: skip
+        return args + base + [o.replace("TMP", str(tmp)) for o in overrides]
+
+    return build
+
+
+TRAIN_CASES = [
+    Case("train-lr-nan", _train("lr=nan"), (r"config key 'lr': must be > 0, got nan",), ("out",)),
+    Case("train-lr-negative", _train("lr=-5"), (r"config key 'lr': must be > 0, got -5",), ("out",)),
+    Case("train-warmup-ratio", _train("warmup_ratio=2"), (r"'warmup_ratio'",), ("out",)),
+    Case("train-unknown-key", _train("lora.rank=8"), (r"unknown config key 'lora.rank'",), ("out",)),
+    Case("train-bad-type", _train("max_steps=many"), (r"'max_steps': expected an integer",), ("out",)),
+    Case("train-yaml-deep", _train(yaml_text="lr: " + "[" * 100_000), (r"c.yaml: not a config: nested too deeply",), ("out",)),
+    Case("train-yaml-not-utf8", _train(yaml_text=b"run_name: caf\xe9\n"), (r"c.yaml: not UTF-8",), ("out",)),
+    Case("train-yaml-a-list", _train(yaml_text="- lr\n"), (r"c.yaml: a config is a mapping",), ("out",)),
+    Case("train-output-dir-is-a-file", _train("output_dir=TMP/a-file"), (r"a-file: the output_dir is an existing file",), ("a-file",)),
+    Case("train-restart-beside-checkpoints", _train("output_dir=TMP/resumable", "resume_from_checkpoint=null"), (r"holds complete checkpoints",), ("resumable/train_config.yaml",)),
+    Case("train-missing-model-folder", _train("model.name_or_path=./no/such/model"), (r"model.name_or_path './no/such/model': no such file or folder",), ("out",)),
+]  # fmt: skip
+
+
+def _merge(weights: str, *, out: str = "merged") -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        adapter = tmp / "adapter"
+        adapter.mkdir()
+        (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "tiny"}))
+        (adapter / weights).write_bytes(b"\x80\x04pickled")
+        (tmp / "a-file").write_text("not a folder")
+        return ["merge", "--base", "tiny", "--adapter", str(adapter), "--out", str(tmp / out)]
+
+    return build
+
+
+MERGE_CASES = [
+    Case("merge-pickle-only-adapter", _merge("adapter_model.bin"), (r"no adapter_model.safetensors \(safetensors only\)",), ("merged",)),
+    Case("merge-out-is-a-file", _merge("adapter_model.safetensors", out="a-file"), (r"a-file: the --out folder is an existing file",), ("a-file",)),
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Damaged run folders: resume, re-judge and report name the file, the line and the field.
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, answering_server: str) -> Path:
+    """A complete run folder (API backend on a local server, six samples, the refusal judge)."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    args = ["eval", "--backend", "openai", "--model", "m", "--backend-option", f"base_url={answering_server}",
+            "--data", str(sample_dataset_dir()), "--image-mode", "none", "--limit", "6", "--run-dir", str(run),
+            "--judge", "refusal", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    return run
+
+
+def _damaged(damage: Callable[[Path], None], *command: str) -> Callable[[Path], list[str]]:
+    """Copy of the finished run at ``tmp/run``, damaged; ``command`` with RUN and DATA filled in."""
+
+    def build(tmp: Path) -> list[str]:
+        shutil.copytree(_FINISHED[0], tmp / "run")
+        damage(tmp / "run")
+        fill = {"RUN": str(tmp / "run"), "DATA": str(sample_dataset_dir()), "TMP": str(tmp)}
+        return [re.sub("RUN|DATA|TMP", lambda m: fill[m.group()], arg) for arg in command]
+
+    return build
+
+
+_FINISHED: list[Path] = []  # set by the fixture below, so that cases stay plain data
+
+
+def _replace_line(name: str, index: int, change: Callable[[dict[str, Any]], Any]) -> Callable[[Path], None]:
+    def damage(run: Path) -> None:
+        lines = (run / name).read_text().splitlines()
+        new = change(json.loads(lines[index]))
+        lines[index] = new if isinstance(new, str) else json.dumps(new)
+        (run / name).write_text("\n".join(lines) + "\n")
+
+    return damage
+
+
+def _without(key: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda record: {k: v for k, v in record.items() if k != key}
+
+
+def _edit_json(name: str, change: Callable[[Any], Any]) -> Callable[[Path], None]:
+    def damage(run: Path) -> None:
+        path = run / name
+        new = change(json.loads(path.read_text()))
+        path.write_text(new if isinstance(new, str) else json.dumps(new))
+
+    return damage
+
+
+def _set_first_row(**values: Any) -> Callable[[Any], str]:
+    def change(metrics: Any) -> str:
+        metrics["metrics"][0].update(values)
+        return json.dumps(metrics)  # NaN / Infinity are written as the bare words, as Python does
+
+    return change
+
+
+RESUME = ("eval", "--backend", "openai", "--model", "m", "--backend-option", "base_url=http://127.0.0.1:9/v1",
+          "--data", "DATA", "--image-mode", "none", "--limit", "6", "--run-dir", "RUN", "--judge", "refusal",
+          "--no-progress")  # fmt: skip
+REJUDGE = ("judge", "RUN", "--judge", "refusal", "--no-progress")
+REPORT = ("report", "RUN", "--out", "TMP/report")
+RUN_CASES = [
+    Case("run-generation-without-sample-id-resume", _damaged(_replace_line("generations.jsonl", 1, _without("sample_id")), *RESUME), (r"generations.jsonl: line 2, field 'sample_id': missing",), ("run/generations.jsonl",)),
+    Case("run-generation-without-sample-id-rejudge", _damaged(_replace_line("generations.jsonl", 1, _without("sample_id")), *REJUDGE), (r"generations.jsonl: line 2, field 'sample_id'",), ("run/metrics.json",)),
+    Case("run-generation-deep-line", _damaged(_replace_line("generations.jsonl", 0, lambda r: "[" * DEEP), *REJUDGE), (r"generations.jsonl: line 1 is not valid JSON \(nested",), ("run/metrics.json",)),
+    Case("run-generation-surrogate", _damaged(_replace_line("generations.jsonl", 0, lambda r: json.dumps(r).replace('"response": "', '"response": "\\udc80')), *REJUDGE), (r"generations.jsonl: line 1 is not valid JSON \(a lone UTF-16 surrogate",), ("run/metrics.json",)),
+    Case("run-judgment-without-label", _damaged(_replace_line("judgments/refusal.jsonl", 2, _without("label")), *REPORT), (r"refusal.jsonl: line 3, field 'label': missing",), ("report",)),
+    Case("run-sample-with-unknown-field", _damaged(_replace_line("samples.jsonl", 0, lambda r: {**r, "colour": "red"}), *REJUDGE), (r"samples.jsonl: record 1 is not a sample \(unknown field\(s\) colour\)",), ("run/metrics.json",)),
+    Case("run-manifest-deep", _damaged(_edit_json("manifest.json", lambda m: "[" * DEEP), *REJUDGE), (r"manifest.json: not valid JSON: nested",), ("run/metrics.json",)),
+    Case("run-changed-data-file", _damaged(_edit_json("manifest.json", lambda m: {**m, "result_fields": {**m["result_fields"], "benchmark_sha256": {"test.json": "0" * 64}}}), *RESUME), (r'benchmark_sha256\["test.json"\]: folder has \'0{64}\', now \'[0-9a-f]{64}\'',), ("run/generations.jsonl",)),
+    Case("run-metrics-nan", _damaged(_edit_json("metrics.json", _set_first_row(value=float("nan"))), *REPORT), (r"metrics.json: record metrics\[0\], field 'value': not a finite number",), ("report",)),
+    Case("run-metrics-rate-over-one", _damaged(_edit_json("metrics.json", _set_first_row(value=7.5)), *REPORT), (r"field 'value': 7.5 is outside \[0, 1\]",), ("report",)),
+    Case("run-metrics-ci-infinite", _damaged(_edit_json("metrics.json", _set_first_row(ci_high=float("inf"))), *REPORT), (r"field 'ci_high': not a finite number",), ("report",)),
+    Case("run-metrics-negative-count", _damaged(_edit_json("metrics.json", _set_first_row(n=-3)), *REPORT), (r"field 'n': expected a count",), ("report",)),
+    Case("run-metrics-kappa", _damaged(_edit_json("metrics.json", lambda m: {**m, "agreement": [{"judges": ["a", "b"], "kappa": 3, "n": 1}]}), *REPORT), (r"agreement\[0\], field 'kappa': 3 is outside",), ("report",)),
+    Case("run-metrics-deep", _damaged(_edit_json("metrics.json", lambda m: "[" * DEEP), *REPORT), (r"metrics.json: not valid JSON", "nested"), ("report",)),
+    Case("run-report-out-is-a-file", _damaged(lambda run: (run.parent / "a-file").write_text("x"), "report", "RUN", "--out", "TMP/a-file"), (r"a-file: the --out folder is an existing file",), ("a-file",)),
+]  # fmt: skip
+
+
+CASES = DATA_CASES + TASK_CASES + JUDGE_CASES + OPTION_CASES + IMAGE_CASES + TRAIN_CASES + MERGE_CASES
+API_CASES = API_IMAGE_CASES + RUN_CASES
+
+
+@pytest.fixture
+def no_model_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Building a generation backend (loading a model) fails the test; the tiny model is never built."""
+    import vlguard.generation
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a model was loaded although the mistake was visible before")
+
+    for name in list(vlguard.generation.BACKENDS):
+        if name != "openai":
+            monkeypatch.setitem(vlguard.generation.BACKENDS, name, refuse)
+    monkeypatch.setattr("vlguard.generation.hf.ensure_tiny_model", refuse)
+    monkeypatch.setenv("VLGUARD_CACHE", str(tmp_path / "cache"))
+
+
+def _run_case(case: Case, tmp: Path, capsys: pytest.CaptureFixture[str], fill: dict[str, str]) -> None:
+    tmp.mkdir(exist_ok=True)
+    argv = [fill.get(arg, arg) for arg in case.build(tmp)]
+    argv = [arg.replace("base_url=URL", f"base_url={fill['URL']}") if "URL" in fill else arg for arg in argv]
+    before = {name: _snapshot(tmp / name) for name in case.outputs}
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert code == case.code, f"exit {code}\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}"
+    shown = out if case.code == 1 else err
+    if case.code == 2 and not err.startswith("usage:"):
+        assert err.startswith("error: "), err[-2000:]
+    for pattern in case.expect:
+        assert re.search(pattern, shown), f"{pattern!r} not in:\n{shown[-3000:]}"
+    for name, snapshot in before.items():
+        assert _snapshot(tmp / name) == snapshot, f"{name} was written"
+
+
+def _snapshot(path: Path) -> Any:
+    if path.is_file():
+        return path.read_bytes()
+    if path.is_dir():
+        return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return None
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_fuzz_case(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_model_load: None
+) -> None:
+    _run_case(case, tmp_path / "case", capsys, {})
+
+
+@pytest.mark.parametrize("case", API_CASES, ids=lambda case: case.id)
+def test_fuzz_case_with_a_run_folder(
+    case: Case,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    finished_run: Path,
+    answering_server: str,
+    no_model_load: None,
+) -> None:
+    _FINISHED[:] = [finished_run]
+    _run_case(case, tmp_path / "case", capsys, {"URL": answering_server})
+
+
+def test_the_corpus_covers_every_kind_of_input() -> None:
+    kinds = {case.id.split("-")[0] for case in CASES + API_CASES}
+    assert kinds == {"data", "judge", "option", "image", "train", "merge", "run"}
+    assert len({case.id for case in CASES + API_CASES}) == len(CASES + API_CASES)
