@@ -20,7 +20,6 @@ import pytest
 
 from utility_fixtures import (
     build_lora_adapter,
-    build_tiny_causal_lm,
     write_colour_data,
     write_lm_eval_tasks,
     write_lmms_tasks,
@@ -241,7 +240,10 @@ def test_a_failing_task_keeps_the_finished_ones_and_is_one_line(
 
 @pytest.fixture(scope="module")
 def causal_lm(env: Path) -> tuple[Path, Path]:
-    model = build_tiny_causal_lm(env / "tiny-causal-lm")
+    """The built-in tiny text LM (``--model tiny-lm``) and a LoRA adapter on it."""
+    from vlguard.generation.hf import ensure_tiny_model
+
+    model = ensure_tiny_model("tiny-lm")
     return model, build_lora_adapter(model, env / "lm-adapter", vlm=False)
 
 
@@ -262,7 +264,7 @@ def test_lm_eval_local_task_with_an_adapter_is_what_lm_eval_itself_loads(
         run = env / f"lm-{name}"
         metrics = run_utility(
             UtilityConfig(
-                model=str(model),
+                model="tiny-lm",
                 adapter=adapter_arg,
                 tasks=("sst2_slice",),
                 include_path=str(tasks),
@@ -313,7 +315,7 @@ def test_an_engine_for_the_other_model_kind_is_a_clear_error(
         == 2
     )
     assert "--engine lmms-eval" in capsys.readouterr().err
-    model = str(causal_lm[0])
+    model = "tiny-lm"
     assert (
         main(
             [

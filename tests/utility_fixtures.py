@@ -4,6 +4,7 @@ lmms-eval tasks: ``colour_vqa`` (generated one-colour images, "what colour?", ex
 ``colour_mc`` (the same images, multiple choice by log-likelihood). Both engines: ``sst2_slice``, the
 first rows of SST-2's dev split from ../shared/data (multiple choice, text only). The data paths in
 the YAML files are absolute, so the files are written per test session under a temporary folder.
+The text LM is vlguard's built-in ``tiny-lm``.
 """
 
 from __future__ import annotations
@@ -125,34 +126,6 @@ def write_lm_eval_tasks(root: Path, shared_data: Path) -> Path:
         _sst2_yaml("sst2_slice", shared_data / "sst2" / "dev.tsv"), encoding="utf-8"
     )
     return tasks
-
-
-def build_tiny_causal_lm(folder: Path, seed: int = 0) -> Path:
-    """A tiny random-weight Llama causal LM with a locally trained tokenizer, saved as safetensors."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from vlguard.models.tiny import train_tokenizer
-
-    tokenizer = train_tokenizer(["negative positive sentence film movie"], 1024)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),  # type: ignore[arg-type]
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,  # type: ignore[attr-defined]
-        eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
-        pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)  # type: ignore[attr-defined]
-    return folder
 
 
 def build_lora_adapter(model_dir: Path, out: Path, *, vlm: bool, seed: int = 1) -> Path:

@@ -1,9 +1,9 @@
 """Load the model under test for an engine, with the same model arguments as ``vlguard eval``.
 
-A VLM (any ``AutoModelForImageTextToText`` model, or ``tiny``) is loaded by vlguard's ``hf`` backend
-and wrapped for lmms-eval. A text LLM (``AutoModelForCausalLM``) is loaded here, with the same rules
-(safetensors only, ``trust_remote_code`` off unless asked, a LoRA adapter applied without merging
-from its safetensors file) and handed to lm-eval's ``HFLM`` as a loaded model.
+A VLM (any model that takes images, or ``tiny``) is loaded by vlguard's ``hf`` backend and wrapped for
+lmms-eval. A text LLM (``AutoModelForCausalLM``, or ``tiny-lm``) is loaded by vlguard's shared loader
+(``vlguard.models.loading``: safetensors only, ``trust_remote_code`` off unless asked), a LoRA adapter
+applied without merging from its safetensors file, and handed to lm-eval's ``HFLM`` as a loaded model.
 """
 
 from __future__ import annotations
@@ -47,30 +47,11 @@ class ModelArgs:
 
 
 def model_kind(args: ModelArgs) -> str:
-    """``vlm`` for an image-text-to-text model, ``llm`` for a text-only causal LM (from the config alone)."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
-    )
+    """``vlm`` for a model that takes images, ``llm`` for a text-only causal LM (from the config alone)."""
+    from vlguard.models.loading import detect_kind
 
-    try:
-        config = AutoConfig.from_pretrained(
-            args.path(), revision=args.revision, trust_remote_code=args.trust_remote_code
-        )
-    except (OSError, ValueError) as err:
-        raise ConfigError(
-            f"cannot load the config of model {args.model!r} (revision {args.revision!r}): {err}"
-        ) from err
-    model_type = getattr(config, "model_type", None)
-    # Some VLMs are registered as causal LMs too (Gemma 3, Mllama): image-text-to-text wins.
-    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-        return "vlm"
-    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return "llm"
-    raise ConfigError(
-        f"model {args.model!r} (model_type {model_type!r}) is neither an image-text-to-text model nor a causal LM"
-    )
+    kind = detect_kind(args.path(), revision=args.revision, trust_remote_code=args.trust_remote_code)
+    return "vlm" if kind.sees_images else "llm"
 
 
 def load_for_lmms_eval(args: ModelArgs) -> tuple[Any, dict[str, Any]]:
@@ -98,23 +79,22 @@ def load_for_lm_eval(args: ModelArgs) -> tuple[Any, dict[str, Any]]:
     description."""
     import torch
     from lm_eval.models.huggingface import HFLM
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from vlguard.models.loading import CAUSAL_LM, load_model, load_processor
 
     device, dtype = args.resolved()
     path = args.path()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            path, revision=args.revision, trust_remote_code=args.trust_remote_code
-        )
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            path,
-            revision=args.revision,
-            dtype=getattr(torch, dtype),
-            use_safetensors=True,
-            trust_remote_code=args.trust_remote_code,
-        )
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load model {args.model!r} (revision {args.revision!r}): {err}") from err
+    # vlguard's one loading path: safetensors only, trust_remote_code only when asked.
+    tokenizer = load_processor(
+        path, CAUSAL_LM, revision=args.revision, trust_remote_code=args.trust_remote_code
+    )
+    model: Any = load_model(
+        path,
+        CAUSAL_LM,
+        revision=args.revision,
+        dtype=getattr(torch, dtype),
+        trust_remote_code=args.trust_remote_code,
+    )
     if args.adapter is not None:
         from peft import PeftModel
 
