@@ -43,7 +43,11 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     model = p.add_argument_group("model (the same arguments as `vlguard eval`)")
-    model.add_argument("--model", required=True, help="local folder, Hub id, or 'tiny' (built-in tiny VLM)")
+    model.add_argument(
+        "--model",
+        required=True,
+        help="local folder, Hub id, 'tiny' (built-in tiny VLM) or 'tiny-lm' (tiny text LM)",
+    )
     model.add_argument("--revision", help="Hub revision (branch, tag or commit) of the model")
     model.add_argument("--adapter", help="PEFT LoRA adapter folder or Hub id, applied without merging")
     model.add_argument(
