@@ -39,16 +39,6 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
-def _encode(backend: HFBackend, prompt: str, image: Any) -> dict[str, Any]:
-    """One prompt (and image) as the backend encodes prompts for generation, unpadded."""
-    if hasattr(backend, "model_inputs"):  # backends that own their encoding (BOS and image nesting rules)
-        return dict(backend.model_inputs([prompt], [image]))
-    kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt"}
-    if image is not None:
-        kwargs["images"] = [image]
-    return dict(backend.processor(**kwargs))
-
-
 class VLGuardLMMS(lmms):
     """lmms-eval's model interface over an ``HFBackend`` (``generate_until`` and ``loglikelihood``)."""
 
@@ -182,15 +172,14 @@ class VLGuardLMMS(lmms):
         import torch
 
         backend = self.backend
+        device = backend.device
         encoded: list[dict[str, Any]] = []
         spans: list[tuple[int, list[int]]] = []
         for i in batch:
             context, continuation, image = items[i]
             prompt = backend.prompt_text(GenerationRequest(sample_id="", prompt=context, image=image))
-            inputs = {
-                key: value.cpu() if hasattr(value, "cpu") else value
-                for key, value in _encode(backend, prompt, image).items()
-            }
+            # The prompt encoded exactly as for generation (BOS rule, image inputs), on the device, unpadded.
+            inputs = dict(backend.model_inputs([prompt], [image]))
             continuation_ids = backend.tokenizer(continuation, add_special_tokens=False)["input_ids"]
             if not continuation_ids:
                 raise UtilityTaskError(f"empty continuation {continuation!r} after context {context[-60:]!r}")
@@ -198,11 +187,12 @@ class VLGuardLMMS(lmms):
             encoded.append(inputs)
         length = max(n + len(ids) for n, ids in spans)
         pad_id = backend.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), length), dtype=torch.long)
+        input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long, device=device)
+        attention = torch.zeros((len(batch), length), dtype=torch.long, device=device)
         extra: dict[str, list[Any]] = {}
         for row, (inputs, (n_context, continuation_ids)) in enumerate(zip(encoded, spans, strict=True)):
-            ids = torch.cat([inputs["input_ids"][0], torch.tensor(continuation_ids, dtype=torch.long)])
+            tail = torch.tensor(continuation_ids, dtype=torch.long, device=device)
+            ids = torch.cat([inputs["input_ids"][0], tail])
             input_ids[row, : len(ids)] = ids
             attention[row, : len(ids)] = 1
             for key, value in inputs.items():
@@ -210,20 +200,18 @@ class VLGuardLMMS(lmms):
                     continue
                 if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[:2] == (1, n_context):
                     # a per-token input (e.g. token type ids): text zeros for the continuation and padding
-                    padded = torch.zeros((1, length, *value.shape[2:]), dtype=value.dtype)
+                    padded = torch.zeros(
+                        (1, length, *value.shape[2:]), dtype=value.dtype, device=value.device
+                    )
                     padded[:, :n_context] = value
                     value = padded
                 extra.setdefault(key, []).append(value)
-        model_inputs: dict[str, Any] = {
-            "input_ids": input_ids.to(backend.device),
-            "attention_mask": attention.to(backend.device),
-        }
+        model_inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention}
         for key, values in extra.items():
             if all(isinstance(v, torch.Tensor) for v in values):
-                tensor = torch.cat(values, dim=0).to(backend.device)
-                model_inputs[key] = (
-                    tensor.to(getattr(torch, backend.dtype)) if tensor.is_floating_point() else tensor
-                )
+                model_inputs[key] = torch.cat(
+                    values, dim=0
+                )  # already on the device, pixels in the model dtype
             else:
                 model_inputs[key] = [x for v in values for x in (v if isinstance(v, list) else [v])]
         with torch.inference_mode():
