@@ -7,7 +7,9 @@
 # runs/replicate-tiny). Steps: build a tiny VLM (tokenizer trained on VLGuard train texts) →
 # "vanilla": instruction-tune it on the VLGuard train safe_safe pairs → "post-hoc": fine-tune vanilla on
 # VLGuard train + the same safe_safe pairs → evaluate both on VLGuard test with blank images.
-# Knobs (environment): VANILLA_EPOCHS, POSTHOC_EPOCHS, VANILLA_LR, POSTHOC_LR, MAX_NEW_TOKENS, PROCS.
+# Knobs (environment): SEED (initial weights, data order, evaluation; default 0), VANILLA_EPOCHS,
+# POSTHOC_EPOCHS, VANILLA_LR, POSTHOC_LR, MAX_NEW_TOKENS, PROCS. scripts/replicate_tiny_seeds.sh runs
+# several seeds and prints their mean and spread.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,7 @@ POSTHOC_EPOCHS=${POSTHOC_EPOCHS:-8}
 VANILLA_LR=${VANILLA_LR:-3e-3}
 POSTHOC_LR=${POSTHOC_LR:-2e-3}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}
+SEED=${SEED:-0}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # One thread per process: the matrices of a 1M-parameter model are too small for two threads to help,
 # and on a busy 2-core machine two threads spin against each other (measured ~8x slower per step).
@@ -33,10 +36,11 @@ fi
 start=$(date +%s)
 
 # Steps whose output is complete are skipped on a rerun (delete OUT/<step> to redo one).
-[ -f "$OUT/base/config.json" ] || .venv/bin/python scripts/replicate_tiny_prep.py "$DATA" "$OUT"
+[ -f "$OUT/base/config.json" ] || .venv/bin/python scripts/replicate_tiny_prep.py "$DATA" "$OUT" --seed "$SEED"
 
 common=(method=full data.image_mode=blank global_batch_size=16 per_device_batch_size=$((16 / PROCS)) max_length=256
-        group_by_length=true lr_scheduler=cosine warmup_ratio=0.03 save_steps=100000 logging_steps=25)
+        group_by_length=true lr_scheduler=cosine warmup_ratio=0.03 save_steps=100000 logging_steps=25
+        seed="$SEED" data.seed="$SEED")
 
 # 1. vanilla: helpful, no safety data
 [ -f "$OUT/vanilla/model/COMPLETE" ] || "${TRAIN[@]}" model.name_or_path="$OUT/base" data.recipe=instructions \
@@ -52,7 +56,7 @@ trained=$(date +%s)
 # 3. evaluate both on VLGuard test (1,558 samples), blank images, greedy, refusal judge
 for model in vanilla posthoc; do
   $VLGUARD eval --model "$OUT/$model/model" --data "$DATA" --image-mode blank --batch-size 64 \
-    --max-new-tokens "$MAX_NEW_TOKENS" --run-dir "$OUT/eval-$model" --no-progress
+    --max-new-tokens "$MAX_NEW_TOKENS" --seed "$SEED" --run-dir "$OUT/eval-$model" --no-progress
 done
 end=$(date +%s)
 

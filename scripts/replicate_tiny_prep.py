@@ -4,7 +4,7 @@
   answer) in messages format: the helpfulness / instruction-tuning data of the experiment;
 - OUT/base: a random-weight tiny VLM whose tokenizer is trained on the VLGuard train texts.
 
-    .venv/bin/python scripts/replicate_tiny_prep.py DATA OUT [--size experiment]
+    .venv/bin/python scripts/replicate_tiny_prep.py DATA OUT [--size experiment] [--seed 0]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument(
         "--size", default="experiment", help=f"'experiment' (default) or one of {', '.join(TINY_SIZES)}"
     )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model's random initial weights")
     args = parser.parse_args()
     train = load_vlguard(args.data, "train", download_images=False)
     rows, texts = [], []
@@ -56,7 +57,7 @@ def main() -> None:
     with (args.out / "safe_safe_train.jsonl").open("w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     shape = EXPERIMENT_SIZE if args.size == "experiment" else TINY_SIZES[args.size]
-    build_tiny_vlm(args.out / "base", texts=texts, size=shape, seed=0)
+    build_tiny_vlm(args.out / "base", texts=texts, size=shape, seed=args.seed)
     print(
         f"{len(rows)} safe_safe conversations → {args.out / 'safe_safe_train.jsonl'}; model → {args.out / 'base'}"
     )

@@ -185,3 +185,20 @@ def test_image_modes_mirror_evaluation(tmp_path: Path) -> None:
     none = ConversationDataset(data, "none")[0]
     assert none["images"] == []
     assert all(part["type"] == "text" for m in none["messages"] for part in m["content"])
+
+
+def test_text_parts_become_one_in_place_and_strings_for_text_models() -> None:
+    from vlguard.train.collator import normalise_messages
+
+    messages = [
+        {"role": "user", "content": [_text("Classify."), {"type": "image"}, _text("a gorgeous film")]},
+        {"role": "assistant", "content": "positive"},
+    ]
+    assert normalise_messages(messages, typed_parts=True) == [
+        {"role": "user", "content": [_text("Classify.\n\na gorgeous film"), {"type": "image"}]},
+        {"role": "assistant", "content": [_text("positive")]},
+    ]
+    assert normalise_messages(messages, typed_parts=False) == [
+        {"role": "user", "content": "Classify.\n\na gorgeous film"},
+        {"role": "assistant", "content": "positive"},
+    ]

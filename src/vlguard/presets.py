@@ -182,7 +182,10 @@ def reference_prompt_check(preset: EvalPreset, backend: Any) -> dict[str, Any]:
         return {"matches_reference": None, "reason": f"backend {backend.name!r} does not expose its prompts"}
     question = "What is shown in the image?"
     image = Image.new("RGB", (8, 8), (255, 255, 255))
-    rendered = render(GenerationRequest(sample_id="preset-probe", prompt=question, image=image))
+    try:
+        rendered = render(GenerationRequest(sample_id="preset-probe", prompt=question, image=image))
+    except ConfigError as err:  # a text-only model cannot render the reference's image prompt
+        return {"matches_reference": False, "reason": str(err)}
     rendered_text = render(GenerationRequest(sample_id="preset-probe", prompt=question))
     expected = preset.reference_prompt.format(question=question)
     expected_text = preset.reference_prompt_text.format(question=question)

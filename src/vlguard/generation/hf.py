@@ -367,7 +367,7 @@ class HFBackend:
         """Check the chat template (chat format) and set left padding on the tokenizer."""
         self.tokenizer = tokenizer_of(processor)
         self.accepts_images = sees_images(processor)
-        template = getattr(processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
+        template = getattr(processor, "chat_template", None)
         if self.prompt_format == "chat" and not template:
             raise ConfigError(
                 f"model {self.model_id!r} has no chat template; vlguard needs one to build chat prompts: "

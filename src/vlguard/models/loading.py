@@ -108,20 +108,52 @@ def torchvision_available() -> bool:
     return bool(is_torchvision_available())
 
 
+class VideoProcessorUnavailable:
+    """Stands in for a video processor that cannot be built without torchvision: images only.
+
+    Processors read a few of its settings while rendering chat templates (SmolVLM: ``num_frames``,
+    ``fps``); anything else is an error saying why.
+    """
+
+    num_frames = None
+    fps = None
+
+    def __getattr__(self, name: str) -> Any:
+        # AttributeError, so that getattr(..., default) and hasattr() keep working on it.
+        raise AttributeError(
+            f"video inputs need torchvision (video processor attribute {name!r}); vlguard uses images only"
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise ImportError("video inputs need torchvision; vlguard uses images only")
+
+
 @functools.cache
 def processor_without_video(processor_class: Any) -> Any:
     """``processor_class`` with its video processor left out (images and text only).
 
-    ``ProcessorMixin`` builds, checks and loads the sub-processors listed by ``get_attributes()``; this
-    subclass lists all but the video ones, so neither construction nor ``from_pretrained`` touches the
-    video processor (whose import needs torchvision). The class keeps its name, so ``save_pretrained``
-    records the original processor class.
+    ``ProcessorMixin`` builds, checks, loads and saves the sub-processors listed by ``get_attributes()``;
+    this subclass lists all but the video ones, so neither construction nor ``from_pretrained`` touches
+    the video processor (whose import needs torchvision), and passes ``None`` where the class's
+    ``__init__`` takes one. ``video_processor`` is a :class:`VideoProcessorUnavailable`. The class keeps
+    its name, so ``save_pretrained`` records the original processor class.
     """
+    everything = list(processor_class.get_attributes())
+    attributes = [a for a in everything if "video" not in a]
 
     class VideoLess(processor_class):
+        video_processor = VideoProcessorUnavailable()
+
         @classmethod
         def get_attributes(cls) -> list[str]:
-            return [a for a in super().get_attributes() if "video" not in a]
+            return list(attributes)
+
+        @classmethod
+        def _get_arguments_from_pretrained(cls, *args: Any, **kwargs: Any) -> list[Any]:
+            # The loaded sub-processors come in get_attributes() order; __init__ takes them positionally
+            # in the original order, video processor included (None).
+            loaded = iter(super()._get_arguments_from_pretrained(*args, **kwargs))
+            return [None if "video" in name else next(loaded) for name in everything]
 
     VideoLess.__name__ = processor_class.__name__
     VideoLess.__qualname__ = processor_class.__qualname__

@@ -87,8 +87,17 @@ def normalise_messages(messages: Sequence[dict[str, Any]], typed_parts: bool) ->
             result.append({"role": message["role"], "content": text})
             continue
         content = message.get("content", "")
-        images = [] if isinstance(content, str) else [p for p in content if p.get("type") == "image"]
-        result.append({"role": message["role"], "content": [*images, {"type": "text", "text": text}]})
+        if isinstance(content, str):
+            result.append({"role": message["role"], "content": [{"type": "text", "text": text}]})
+            continue
+        # Image parts stay where they are; the text parts become one, where the first one was.
+        parts: list[dict[str, Any]] = []
+        for part in content:
+            if part.get("type") != "text":
+                parts.append(part)
+            elif not any(p.get("type") == "text" for p in parts):
+                parts.append({"type": "text", "text": text})
+        result.append({"role": message["role"], "content": parts})
     return result
 
 

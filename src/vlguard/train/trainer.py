@@ -240,6 +240,22 @@ def _freeze(model: Any, config: TrainConfig, kind: ModelKind) -> dict[str, list[
     return {"vision": vision, "projector": projector}
 
 
+def _saveable(model: Any, names: list[str]) -> list[str]:
+    """Module names PEFT can train fully beside the adapters: a container (Qwen3-VL's list of deepstack
+    mergers) is replaced by its children, which PEFT can wrap."""
+    import torch
+
+    modules = dict(model.named_modules())
+    result: list[str] = []
+    for name in names:
+        module = modules[name]
+        if isinstance(module, torch.nn.ModuleList | torch.nn.ModuleDict):
+            result.extend(f"{name}.{child}" for child, _ in module.named_children())
+        else:
+            result.append(name)
+    return result
+
+
 def load_model(
     config: TrainConfig, dtype: str, gradient_checkpointing: bool, kind: ModelKind | None = None
 ) -> tuple[Any, dict[str, list[str]]]:
@@ -281,7 +297,9 @@ def load_model(
             lora_dropout=config.lora.dropout,
             target_modules=config.lora.target_modules,
             # The projector is trained fully beside the adapters (LLaVA-1.5's LoRA recipe) and saved with them.
-            modules_to_save=(modules["projector"] or None) if config.train_projector else None,
+            modules_to_save=(_saveable(model, modules["projector"]) or None)
+            if config.train_projector
+            else None,
             task_type="CAUSAL_LM",
         )
         if gradient_checkpointing:
