@@ -1,13 +1,22 @@
-"""Agreement of the refusal judge (default and paper modes) with VLGuard's own labelled responses.
+"""Agreement of refusal judges with labelled replies: a thin caller of ``vlguard.judges.agreement``.
 
-    python bench/judge_accuracy.py [--data ../shared/data/vlguard] [--show 20] [--xstest FILE.csv ...]
+    python bench/judge_accuracy.py [--data ../shared/data] [--part dev|heldout|all]
+        [--judge refusal --judge refusal-rules --judge refusal-paper] [--out DIR] [--show N]
 
-VLGuard's responses are curated: every response to an unsafe image and to an ``unsafe_instruction``
-is a refusal; every response to a ``safe_instruction`` and every GPT-4V reference answer
-(``gpt4_safe_safes.json``) is a compliance. A judge "agrees" when it calls a refusal ``refusal`` and a
-compliance ``compliance`` or ``partial_refusal`` (a partial refusal still answers). Also scores the
-hand-written hard cases of ``tests/test_judges_refusal.py`` and, held out (never looked at while building
-the judge), AdvBench's target strings ("Sure, here is ..."), which are compliant openings. ``--show N`` prints N disagreements per set.
+Sets (all read from ``--data``, never copied into the project):
+
+- VLGuard's own curated replies (``vlguard/train.json``, ``test.json``, ``gpt4_safe_safes.json``): refusal or
+  compliance by construction. The rules were developed on all of them (in-sample); the classifier of the
+  default judge trains on ``train`` and on half of ``test`` (by image), the other half is held out.
+- AdvBench's 520 target strings ("Sure, here is ..."), compliant openings never used in development.
+- The hand-written hard cases of ``tests/test_judges_refusal.py`` (they document the rules; in-sample).
+- Human-labelled replies of ``judge-dev/`` (XSTest v2 completions, GPTFuzz), split by
+  ``vlguard.judges.labelled_sets``: ``--part dev`` (the default) scores the development parts only;
+  ``--part heldout`` the held-out parts (the figures to report); ``excluded`` rows are never scored.
+
+Binary agreement as in the issue that introduced the judges: a human or judge partial refusal counts
+as a refusal (``--partial-as answered`` flips that). ``--out DIR`` writes ``accuracy.json`` /
+``accuracy.md`` per judge and set, plus ``summary.json``; ``--show N`` prints N disagreements per cell.
 """
 
 from __future__ import annotations
@@ -17,124 +26,133 @@ import csv
 import importlib.util
 import json
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from vlguard.judges import make_judge
+from vlguard.judges.agreement import run_judge_accuracy, write_accuracy
 from vlguard.judges.base import JudgeInput
-from vlguard.judges.refusal import RefusalJudge
+from vlguard.judges.labelled_sets import LabelledResponse, read_judge_dev, read_vlguard_responses
 
 ROOT = Path(__file__).resolve().parents[1]
+# name shown -> (registry name, options)
+JUDGE_CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
+    "refusal": ("refusal", {}),
+    "refusal-rules": ("refusal", {"mode": "rules", "name": "refusal-rules"}),
+    "refusal-paper": ("refusal-paper", {}),
+}
+
+LabelledSet = list[tuple[str, str, str]]  # (id, response, human label)
 
 
-def vlguard_responses(data_dir: Path) -> dict[str, list[tuple[str, bool]]]:
-    """(response, is_refusal) per labelled set of VLGuard."""
-    sets: dict[str, list[tuple[str, bool]]] = {}
-    for split in ("train", "test"):
-        records = json.loads((data_dir / f"{split}.json").read_text())
-        for record in records:
-            for pair in record["instr-resp"]:
-                if not record["safe"]:
-                    sets.setdefault(f"{split} unsafe image (refusal)", []).append((pair["response"], True))
-                elif "unsafe_instruction" in pair:
-                    sets.setdefault(f"{split} unsafe_instruction (refusal)", []).append(
-                        (pair["response"], True)
-                    )
-                else:
-                    sets.setdefault(f"{split} safe_instruction (compliance)", []).append(
-                        (pair["response"], False)
-                    )
-    refs = json.loads((data_dir / "gpt4_safe_safes.json").read_text())
-    sets["gpt4_safe_safes (compliance)"] = [(r["response"], False) for r in refs]
-    return sets
+def _rows(rows: Sequence[LabelledResponse]) -> LabelledSet:
+    return [(r.id, r.response, r.label) for r in rows]
 
 
-def advbench_targets(path: Path) -> list[tuple[str, bool]]:
-    """AdvBench's 520 target strings ("Sure, here is ..."): compliant openings, never used to build the judge."""
+def advbench_targets(path: Path) -> LabelledSet:
+    """AdvBench's target strings ("Sure, here is ..."): compliant openings, never used in development."""
     with path.open(newline="", encoding="utf-8") as handle:
-        return [(row["target"], False) for row in csv.DictReader(handle)]
+        return [
+            (f"advbench/{i}", row["target"], "compliance") for i, row in enumerate(csv.DictReader(handle))
+        ]
 
 
-def xstest_completions(path: Path) -> list[tuple[str, bool]]:
-    """XSTest v2 model completions with human labels (paul-rottger/exaggerated-safety, ``model_completions/``).
-
-    Only the rows whose final label is ``1_full_compliance`` or ``2_full_refusal``: XSTest's
-    ``3_partial_refusal`` mixes "refuse, then offer an alternative" (our ``refusal``) with "refuse, then
-    comply" (our ``partial_refusal``), so it has no single counterpart.
-    """
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [
-        (row["completion"], row["final_label"].startswith("2"))
-        for row in rows
-        if row["final_label"].startswith(("1", "2"))
-    ]
-
-
-def hard_cases() -> list[tuple[str, bool]]:
-    """The hand-written cases of the test file: (response, is_refusal); partial refusals count as answered."""
+def hard_cases() -> LabelledSet:
+    """The hand-written cases of the rules' tests (``partial_refusal`` kept as labelled there)."""
     spec = importlib.util.spec_from_file_location("hard_cases", ROOT / "tests" / "test_judges_refusal.py")
-    assert spec and spec.loader
+    if spec is None or spec.loader is None:
+        return []
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [(text, label == "refusal") for text, label in module.HARD_CASES]
+    return [(f"hard/{i}", text, label) for i, (text, label) in enumerate(module.HARD_CASES)]
 
 
-def agreement(judge: RefusalJudge, items: list[tuple[str, bool]], show: int) -> tuple[int, int]:
-    inputs = [JudgeInput(sample_id=str(i), prompt="", response=text) for i, (text, _) in enumerate(items)]
-    judgments = judge.judge(inputs)
-    agree = 0
-    shown = 0
-    for (text, is_refusal), judgment in zip(items, judgments, strict=True):
-        if (judgment.label == "refusal") == is_refusal:
-            agree += 1
-        elif shown < show:
-            shown += 1
-            print(f"    [{judgment.label}] {text[:300]!r}")
-    return agree, len(items)
+def labelled_sets(data: Path, part: str) -> dict[str, LabelledSet]:
+    """Every set to score, by name; ``part`` picks the dev or held-out parts of the split sets."""
+    sets: dict[str, LabelledSet] = {}
+    wanted = ("dev", "heldout") if part == "all" else (part,)
+    vlguard = data / "vlguard"
+    if (vlguard / "test.json").is_file():
+        if "dev" in wanted:
+            train = read_vlguard_responses(vlguard, "train")
+            sets["vlguard train (in-sample)"] = _rows(train)
+        test = read_vlguard_responses(vlguard, "test")
+        for split in wanted:
+            rows = [r for r in test if r.split == split]
+            sets[f"vlguard test, {split} half"] = _rows(rows)
+            for group in ("unsafe image", "unsafe_instruction", "safe_instruction"):
+                sets[f"  vlguard test {split}: {group}"] = _rows([r for r in rows if r.group == group])
+    advbench = data / "advbench" / "harmful_behaviors.csv"
+    if advbench.is_file() and "heldout" in wanted:
+        sets["advbench targets (compliance)"] = advbench_targets(advbench)
+    if "dev" in wanted:
+        sets["hand-written hard cases (tests)"] = hard_cases()
+    dev_root = data / "judge-dev"
+    if dev_root.is_dir():
+        rows = read_judge_dev(dev_root)
+        for split in wanted:
+            xstest = [r for r in rows if r.source == "xstest" and r.split == split]
+            sets[f"xstest {split}"] = _rows(xstest)
+            for model in sorted({r.group for r in xstest}):
+                sets[f"  xstest {split}: {model}"] = _rows([r for r in xstest if r.group == model])
+            gptfuzz = [r for r in rows if r.source == "gptfuzz" and r.split == split]
+            sets[f"gptfuzz {split}"] = _rows(gptfuzz)
+    return sets
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "vlguard")
-    parser.add_argument("--show", type=int, default=0, help="print this many disagreements per set")
-    parser.add_argument(
-        "--xstest",
-        type=Path,
-        action="append",
-        default=[],
-        help="an XSTest v2 completions CSV with human labels (repeatable), e.g. xstest_v2_completions_gpt4.csv",
-    )
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--part", choices=("dev", "heldout", "all"), default="dev")
+    parser.add_argument("--judge", action="append", choices=sorted(JUDGE_CHOICES), help="repeatable")
+    parser.add_argument("--partial-as", choices=("refused", "answered"), default="refused")
+    parser.add_argument("--out", type=Path, help="write accuracy.json / accuracy.md per judge and set here")
+    parser.add_argument("--show", type=int, default=0, help="print this many disagreements per cell")
     args = parser.parse_args()
-    if not (args.data / "test.json").is_file():
-        print(f"VLGuard annotations not found in {args.data}", file=sys.stderr)
+    if not args.data.is_dir():
+        print(f"data folder not found: {args.data}", file=sys.stderr)
         return 2
-    sets = vlguard_responses(args.data)
-    advbench = args.data.parent / "advbench" / "harmful_behaviors.csv"
-    if advbench.is_file():
-        sets["advbench targets (compliance, held out)"] = advbench_targets(advbench)
-    for path in args.xstest:
-        sets[f"xstest {path.stem.removeprefix('xstest_v2_completions_')} (human labels)"] = (
-            xstest_completions(path)
-        )
-    sets["hand-written hard cases (tests)"] = hard_cases()
-    judges = [RefusalJudge("default"), RefusalJudge("paper")]
-    print(f"{'set':42} {'n':>6} " + " ".join(f"{j.name:>14}" for j in judges))
-    totals = {j.name: [0, 0] for j in judges}
-    for name, items in sets.items():
+    names = args.judge or ["refusal", "refusal-rules", "refusal-paper"]
+    judges = {name: make_judge(JUDGE_CHOICES[name][0], **JUDGE_CHOICES[name][1]) for name in names}
+    sets = labelled_sets(args.data, args.part)
+    print(f"{'set':40} {'n':>6} " + " ".join(f"{name:>22}" for name in names))
+    summary: dict[str, dict[str, Any]] = {}
+    for set_name, rows in sets.items():
+        if not rows:
+            continue
+        items = [JudgeInput(sample_id=i, prompt="", response=text) for i, text, _ in rows]
+        labels = [label for _, _, label in rows]
         cells = []
-        for judge in judges:
-            if args.show:
-                print(f"  {judge.name} disagreements on {name}:")
-            agree, n = agreement(judge, items, args.show)
-            if not name.startswith(("hand-written", "advbench", "xstest")):
-                totals[judge.name][0] += agree
-                totals[judge.name][1] += n
-            cells.append(f"{100 * agree / n:13.1f}%")
-        print(f"{name:42} {len(items):>6} " + " ".join(cells))
-    n_all = next(iter(totals.values()))[1]
-    print(
-        f"{'all VLGuard responses':42} {n_all:>6} "
-        + " ".join(f"{100 * a / n:13.1f}%" for a, n in totals.values())
-    )
+        for name, judge in judges.items():
+            start = time.perf_counter()
+            judgments, report = run_judge_accuracy(judge, items, labels, partial_as=args.partial_as)
+            seconds = time.perf_counter() - start
+            low, high = report["agreement_ci"] or (0.0, 0.0)
+            cells.append(f"{100 * (report['agreement'] or 0):5.1f} ({100 * low:4.1f}–{100 * high:5.1f})")
+            summary.setdefault(set_name.strip(), {})[name] = {
+                key: report[key]
+                for key in ("n", "n_scored", "agreement", "agreement_ci", "kappa", "exact_agreement")
+            } | {"replies_per_second": len(items) / seconds if seconds else None}
+            if args.out:
+                slug = (
+                    set_name.strip()
+                    .replace(" ", "_")
+                    .replace(",", "")
+                    .replace(":", "")
+                    .replace("(", "")
+                    .replace(")", "")
+                )
+                write_accuracy(
+                    args.out / name / slug, judgments, report, title=f"{name} on {set_name.strip()}"
+                )
+            for case in report["disagreements"][: args.show]:
+                print(f"    {name} [{case['judge']} vs human {case['human']}] {case['response'][:200]!r}")
+        print(f"{set_name:40} {len(rows):>6} " + " ".join(f"{cell:>22}" for cell in cells))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -34,7 +34,11 @@ def test_judge_jsonl_writes_one_record_per_input(tmp_path: Path) -> None:
     assert [line["id"] for line in lines] == ["a", "b", "c"]
     assert [line["label"] for line in lines] == ["refusal", "compliance", "compliance"]
     assert lines[2]["evidence"]["degenerate"] is True
-    assert set(lines[0]) == {"id", "label", "evidence"}
+    assert set(lines[0]) == {"id", "judge", "label", "evidence"}
+    assert {line["judge"] for line in lines} == {"refusal"}
+    # the judge's settings (version, classifier weights) go beside the output
+    described = json.loads((out.parent / "judged.jsonl.judge.json").read_text())
+    assert described["judge"] == "refusal" and described["version"] == "default-2"
     assert not (tmp_path / "out" / "judged.jsonl.partial").exists()
 
 

@@ -1,4 +1,6 @@
-"""The refusal judge: paper mode equals the reference function; default mode fixes its known failures."""
+"""The refusal judge: paper mode equals the reference function; the rules (``mode="rules"``, and the
+features of the default mode) fix its known failures. The default mode is tested in
+``test_judges_refusal_classifier.py``."""
 
 from __future__ import annotations
 

@@ -24,10 +24,15 @@ SUMMARY_LABELS = {
 }
 
 JUDGE_DESCRIPTIONS = {
-    "refusal": "offline refusal detector (refusal / partial_refusal / compliance); mode=paper for parity",
+    "refusal": "offline refusal judge, rules + a small trained classifier, CPU, explained (refusal / compliance); "
+    "mode=rules or mode=paper",
     "refusal-paper": "the reference VLGuard refusal string list, exactly (for parity with published numbers)",
     "llama-guard": "Llama Guard 3 / 3-Vision / 4 through transformers: safe / unsafe + category codes",
-    "llm-judge": "an OpenAI-compatible model: pairwise helpfulness (win rate) or a harmfulness rubric",
+    "wildguard": "allenai/wildguard through transformers: refusal / compliance (view=harm: safe / unsafe)",
+    "beaver-dam": "PKU-Alignment/beaver-dam-7b QA moderation: safe / unsafe + 14 categories (Harmful Score)",
+    "llm-judge": "a chat model (OpenAI-compatible server, or backend=hf for a local model): pairwise "
+    "helpfulness, harm rubric, or refusal rubric (mode=refusal)",
+    "cascade": "refusal judge first; its uncertain replies go to a model judge (default wildguard)",
     "accuracy": "task accuracy (sst2, agnews, gsm8k) by the papers' rules: correct / incorrect; match=contains for Vaccine's",
 }
 
@@ -206,15 +211,36 @@ def register(subparsers: Any) -> None:
         "judge",
         help="re-score saved generations, or judge a JSONL file",
         description="Judge a run's saved generations without regenerating (then recompute metrics.json), "
-        "or any JSONL file of {id, prompt, response[, image]} records with --input/--output.",
+        "or any JSONL file of {id, prompt, response[, image]} records with --input/--output. "
+        "With --human-label-field, measure the judge against human labels instead: agreement with a "
+        "Wilson interval, confusion matrix, per-class precision/recall, Cohen's kappa and the "
+        "disagreements, written to OUTPUT/accuracy.json and OUTPUT/accuracy.md.",
         epilog="examples:\n  vlguard judge runs/x --judge refusal --judge refusal-paper\n"
-        "  vlguard judge --judge refusal --input responses.jsonl --output labels.jsonl\n",
+        "  vlguard judge --judge refusal --input responses.jsonl --output labels.jsonl\n"
+        "  vlguard judge --judge refusal --input labelled.jsonl --human-label-field human_label --output acc/\n",
         formatter_class=fmt,
     )
     p.add_argument("run", nargs="?", help="run folder to re-score")
     _add_judge_args(p, default=None)
     p.add_argument("--input", help="JSONL file of records with id, prompt, response (and optionally image)")
-    p.add_argument("--output", help="where to write one {id, label, evidence} record per input")
+    p.add_argument(
+        "--output",
+        help="where to write one {id, judge, label, evidence} record per input "
+        "(with --human-label-field: a folder for judgments.jsonl, accuracy.json, accuracy.md)",
+    )
+    p.add_argument(
+        "--human-label-field",
+        help="field of each --input line holding a human label (refusal / partial_refusal / compliance, "
+        "or safe / unsafe, harmless / harmful): measure the judge's agreement with it",
+    )
+    p.add_argument(
+        "--partial-as",
+        choices=("refused", "answered"),
+        default="refused",
+        help="how a partial refusal counts in the binary agreement (default refused, the XSTest convention; "
+        "answered follows the attack-success metrics)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="replies per judge call (default 64)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_judge)
 
@@ -288,6 +314,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if not args.judges:
         raise ConfigError("give at least one --judge (see `vlguard ls`)")
     options = _judge_options(args.judge_option)
+    if args.human_label_field:
+        return _judge_accuracy(args, options)
     if args.input or args.output:
         if args.run or not (args.input and args.output):
             raise ConfigError("judge a file with both --input and --output, and no run folder")
@@ -296,7 +324,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         if len(args.judges) != 1:
             raise ConfigError("judge a file with one --judge at a time (one output file per judge)")
         judge = make_judge(args.judges[0], **options.get(args.judges[0], {}))
-        n = judge_jsonl(judge, args.input, args.output)
+        n = judge_jsonl(judge, args.input, args.output, batch_size=args.batch_size)
         print(f"{n} judgments written to {args.output}")
         return 0
     if not args.run:
@@ -305,6 +333,43 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
     run_judges(args.run, args.judges, options, progress=not args.no_progress)
     print_summary(run_metrics(args.run), Path(args.run))
+    return 0
+
+
+def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> int:
+    """``vlguard judge --human-label-field``: agreement of one judge with human labels."""
+    from vlguard.fileio import check_output_dir
+    from vlguard.judges import make_judge
+    from vlguard.judges.agreement import HUMAN_LABELS, run_judge_accuracy, write_accuracy
+    from vlguard.judges.files import read_labelled_inputs
+
+    if args.run or not (args.input and args.output):
+        raise ConfigError(
+            "measure a judge with --input FILE.jsonl, --human-label-field FIELD and --output DIR"
+        )
+    if len(args.judges) != 1:
+        raise ConfigError("measure one --judge at a time (one report per judge)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, not {args.batch_size}")
+    check_output_dir(args.output, "--output folder")  # before any judging, not after it
+    items, labels = read_labelled_inputs(args.input, args.human_label_field, HUMAN_LABELS)
+    judge = make_judge(args.judges[0], **options.get(args.judges[0], {}))
+    judgments, report = run_judge_accuracy(
+        judge, items, labels, partial_as=args.partial_as, batch_size=args.batch_size
+    )
+    out = write_accuracy(args.output, judgments, report, title=f"{args.judges[0]} on {Path(args.input).name}")
+    ci = report["agreement_ci"]
+    agreement = "n/a" if report["agreement"] is None else f"{100 * report['agreement']:.1f} %"
+    interval = f" (95 % CI {100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if ci else ""
+    kappa = "n/a" if report["kappa"] is None else f"{report['kappa']:.3f}"
+    print(
+        f"{args.judges[0]}: agreement {agreement}{interval}, kappa {kappa}, "
+        f"{report['n_scored']} scored, {report['n_errors']} judge errors, "
+        f"{len(report['disagreements'])} disagreements"
+    )
+    if report.get("routed") is not None:
+        print(f"routed to the model judge: {100 * report['routed']:.1f} %")
+    print(f"report: {out / 'accuracy.md'} and {out / 'accuracy.json'}")
     return 0
 
 

@@ -1,9 +1,14 @@
 """Judges: turn generations into labels. Registry ``JUDGES`` maps a name to a factory taking options.
 
-- ``refusal``: offline refusal detector (``mode="default"`` or ``"paper"``);
+- ``refusal``: offline refusal detector (``mode="default"``: rules + a small trained classifier;
+  ``"rules"``: the rules alone; ``"paper"``: the reference string list);
 - ``refusal-paper``: the same judge in paper mode, so that both can score one run side by side;
 - ``llama-guard``: Llama Guard 3 / 3-Vision / 4 through transformers (safe / unsafe + categories);
-- ``llm-judge``: an OpenAI-compatible model (``mode="pairwise"`` helpfulness or ``mode="harm"`` rubric);
+- ``wildguard``: WildGuard through transformers (refusal / compliance, or safe / unsafe with ``view="harm"``);
+- ``beaver-dam``: the Beaver-Dam QA-moderation classifier (safe / unsafe + 14 categories; Harmful Score);
+- ``llm-judge``: a chat model on an OpenAI-compatible server or a local ``hf`` model (``mode="pairwise"``
+  helpfulness, ``"harm"`` rubric or ``"refusal"`` rubric);
+- ``cascade``: the offline ``refusal`` judge, with its uncertain replies sent to a model judge;
 - ``accuracy``: task accuracy (SST-2, AG News, GSM8K) by the harmful fine-tuning papers' rules.
 
 Factories import their heavy dependencies (torch, transformers) only when called.
@@ -40,6 +45,24 @@ def _llm_judge(**options: Any) -> Judge:
     return LLMJudge(**options)
 
 
+def _wildguard(**options: Any) -> Judge:
+    from vlguard.judges.wildguard import WildGuardJudge
+
+    return WildGuardJudge(**options)
+
+
+def _beaver_dam(**options: Any) -> Judge:
+    from vlguard.judges.beaver_dam import BeaverDamJudge
+
+    return BeaverDamJudge(**options)
+
+
+def _cascade(**options: Any) -> Judge:
+    from vlguard.judges.cascade import CascadeJudge
+
+    return CascadeJudge(**options)
+
+
 def _accuracy(**options: Any) -> Judge:
     from vlguard.judges.task_accuracy import TaskAccuracyJudge
 
@@ -50,12 +73,15 @@ JUDGES: dict[str, Callable[..., Judge]] = {
     "refusal": _refusal,
     "refusal-paper": _refusal_paper,
     "llama-guard": _llama_guard,
+    "wildguard": _wildguard,
+    "beaver-dam": _beaver_dam,
     "llm-judge": _llm_judge,
+    "cascade": _cascade,
     "accuracy": _accuracy,
 }
 
 
-def make_judge(name: str, **options: Any) -> Judge:
+def make_judge(name: str, /, **options: Any) -> Judge:
     """The judge ``name`` with ``options``; ``ConfigError`` for an unknown name or a bad option.
 
     Judges raise ``TypeError`` / ``ValueError`` for a wrong keyword or value; from the CLI

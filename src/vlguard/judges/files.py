@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from vlguard.data.images import unsafe_path_reason
@@ -27,11 +28,28 @@ def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
     An ``image`` path is relative to the input file's folder and may not leave it (no absolute paths,
     no ``..``).
     """
-    path = Path(input_path)
+    items, _ = _read_records(Path(input_path), label_field=None, allowed_labels=())
+    return items
+
+
+def read_labelled_inputs(
+    input_path: str | os.PathLike[str], label_field: str, allowed_labels: Sequence[str]
+) -> tuple[list[JudgeInput], list[str]]:
+    """Like ``read_judge_inputs``, plus each line's human label from ``label_field`` (one of ``allowed_labels``).
+
+    A missing or unknown label is a problem reported with the file, the line and the field.
+    """
+    return _read_records(Path(input_path), label_field=label_field, allowed_labels=allowed_labels)
+
+
+def _read_records(
+    path: Path, label_field: str | None, allowed_labels: Sequence[str]
+) -> tuple[list[JudgeInput], list[str]]:
     if not path.is_file():
         raise DataValidationError([Problem(str(path), "", "", "file not found")])
     problems: list[Problem] = []
     items: list[JudgeInput] = []
+    labels: list[str] = []
     seen: set[str] = set()
     try:
         lines = read_jsonl_lines(path)  # UTF-8, JSON syntax, nesting and surrogates, every bad line listed
@@ -58,6 +76,16 @@ def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
                     Problem(str(path), where, field, f"must be a string, not {type(record[field]).__name__}")
                 )
                 bad = True
+        if label_field is not None:
+            label = record.get(label_field)
+            if label not in allowed_labels:
+                message = (
+                    "missing human label"
+                    if label_field not in record
+                    else f"unknown label {label!r} (expected one of {', '.join(allowed_labels)})"
+                )
+                problems.append(Problem(str(path), where, label_field, message))
+                bad = True
         image = record.get("image")
         reason = unsafe_path_reason(image) if isinstance(image, str) else None
         if reason is not None:
@@ -83,9 +111,14 @@ def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
                 reference=record.get("reference"),
             )
         )
+        if label_field is not None:
+            labels.append(record[label_field])
     if problems:
-        raise DataValidationError(problems, hint="each line needs string fields id, prompt and response")
-    return items
+        hint = "each line needs string fields id, prompt and response"
+        if label_field is not None:
+            hint += f", and a human label in {label_field!r}"
+        raise DataValidationError(problems, hint=hint)
+    return items, labels
 
 
 def judge_jsonl(
@@ -94,10 +127,11 @@ def judge_jsonl(
     output_path: str | os.PathLike[str],
     batch_size: int = 64,
 ) -> int:
-    """Judge every record of ``input_path``; write ``{"id", "label", "evidence"}`` lines to ``output_path``.
+    """Judge every record of ``input_path``; write ``{"id", "judge", "label", "evidence"}`` lines to ``output_path``.
 
     Validates the whole input before judging anything. Writes in batches (flushed) to a temporary file
-    renamed into place at the end, so a crash never leaves a truncated output. Returns the record count.
+    renamed into place at the end, so a crash never leaves a truncated output. The judge's ``describe()``
+    (version, model, revision, ...) goes to ``<output_path>.judge.json``. Returns the record count.
     """
     out = check_output_file(output_path, "--output file")  # before any judging, not after it
     items = read_judge_inputs(input_path)
@@ -109,11 +143,16 @@ def judge_jsonl(
                 for judgment in judge.judge(items[start : start + batch_size]):
                     record = {
                         "id": judgment.sample_id,
+                        "judge": judgment.judge,
                         "label": judgment.label,
                         "evidence": judgment.evidence,
                     }
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 handle.flush()
+        description = out.with_name(out.name + ".judge.json")
+        description.write_text(
+            json.dumps(judge.describe(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         tmp.replace(out)
     except BaseException:
         tmp.unlink(missing_ok=True)  # no partial output left behind to be mistaken for a result

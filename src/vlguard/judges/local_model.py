@@ -1,0 +1,110 @@
+"""Loading and running the transformers models that judges use (WildGuard, Beaver-Dam, Llama Guard).
+
+Weights load from safetensors only and ``trust_remote_code`` is off unless asked. ``device="auto"`` is
+CUDA when there is one, else CPU; ``dtype="auto"`` is bf16 on CUDA and fp32 on CPU. The commit that a
+Hub id resolved to (``config._commit_hash``; None for a local folder) is kept, so every verdict can
+name the exact weights that produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vlguard.errors import ConfigError
+
+
+@dataclass
+class LoadedModel:
+    """A model with its tokenizer, the device it sits on and the commit its weights came from."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    commit: str | None
+
+
+def device_and_dtype(device: str, dtype: str) -> tuple[str, Any]:
+    """The device and torch dtype for the ``auto`` options (CUDA + bf16 when there is a GPU, else CPU + fp32)."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        return device, torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}")
+    return device, getattr(torch, dtype)
+
+
+def load_model(
+    model_id: str,
+    model_class: str,
+    *,
+    revision: str | None,
+    device: str,
+    dtype: str,
+    trust_remote_code: bool,
+    padding_side: str,
+) -> LoadedModel:
+    """``model_class`` (``AutoModelForCausalLM``, ``AutoModelForSequenceClassification``) and its tokenizer.
+
+    A model that cannot be loaded (missing folder, no safetensors, unknown revision) is a ``ConfigError``
+    naming it. The tokenizer pads on ``padding_side``; a tokenizer without a pad token gets the model
+    config's pad token, else its end-of-sequence token.
+    """
+    import transformers
+    from transformers import AutoTokenizer
+
+    resolved_device, torch_dtype = device_and_dtype(device, dtype)
+    common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    try:
+        model = getattr(transformers, model_class).from_pretrained(
+            model_id, dtype=torch_dtype, use_safetensors=True, **common
+        )
+        tokenizer = AutoTokenizer.from_pretrained(model_id, **common)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot load judge model {model_id!r} (revision {revision!r}): {err}") from err
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        pad_id = getattr(model.config, "pad_token_id", None)
+        if pad_id is not None:
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad_id)
+        else:
+            tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(
+        model=model.to(resolved_device).eval(),
+        tokenizer=tokenizer,
+        device=resolved_device,
+        commit=getattr(model.config, "_commit_hash", None),
+    )
+
+
+def greedy_continuations(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    max_new_tokens: int,
+    generate_kwargs: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Greedy continuations of ``texts`` (left-padded, one batch; the texts hold their special tokens).
+
+    ``generate_kwargs`` are extra ``generate()`` arguments (e.g. a ``prefix_allowed_tokens_fn`` for
+    constrained decoding); greedy decoding and the padding token always win.
+    """
+    import torch
+
+    tokenizer = loaded.tokenizer
+    inputs = tokenizer(list(texts), padding=True, add_special_tokens=False, return_tensors="pt").to(
+        loaded.device
+    )
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            **inputs,
+            **dict(generate_kwargs or {}),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    return [str(t) for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
