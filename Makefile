@@ -10,10 +10,14 @@ install: $(VENV)/.installed
 
 # torch goes first and pinned: the CPU build on CPU-only machines, the CUDA build on GPU machines.
 # Everything else is pinned by constraints.txt so every install resolves the same versions.
+# lmms-eval (the VLM capability engine of `vlguard utility`) goes in without its dependency list, which
+# pins wandb (protobuf<7) and pulls a torchvision that cannot load beside the CPU torch; vlguard uses
+# neither, and the `utility` extra holds what it does use. It goes last: pip then warns about the rest.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,utility]"
+	$(PY) -m pip install -q -c constraints.txt --no-deps lmms-eval
 	touch $@
 
 # The vllm backend (CUDA GPUs), in its own environment: vLLM 0.33.0 pins torch 2.14.0 and transformers<5.21,

@@ -164,3 +164,60 @@ def write_run(
     }
     (path / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     return path
+
+
+def write_utility(
+    run: Path,
+    scores: dict[str, list[float]],
+    *,
+    model: str = "tiny-vanilla",
+    limit: int | None = None,
+    with_samples: bool = True,
+    with_stderr: bool = True,
+) -> Path:
+    """``run/utility`` as `vlguard utility` writes it: manifest, metrics.json (task -> per-document acc
+    values, averaged) and the per-sample logs."""
+    import math
+
+    folder = run / "utility"
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "schema": 1,
+        "kind": "utility",
+        "result_fields": {"kind": "utility", "model": model, "adapter": None},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rows = []
+    for task, values in scores.items():
+        n = len(values)
+        mean = sum(values) / n
+        stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if with_stderr else None
+        rows.append(
+            {
+                "judge": "lm-eval", "judge_version": "0.4.13", "subset": task, "group": "all", "group_value": None,
+                "metric": "acc", "filter": "none", "value": mean, "stderr": stderr,
+                "ci_low": None if stderr is None else max(0.0, mean - 1.96 * stderr),
+                "ci_high": None if stderr is None else min(1.0, mean + 1.96 * stderr),
+                "n": n, "n_errors": 0, "higher_is_better": True, "unit": "fraction", "primary": True,
+                "task_version": 1.0, "num_fewshot": 0, "limit": limit,
+            }
+        )  # fmt: skip
+        if with_samples:
+            _jsonl(
+                folder / "samples" / f"{task}.jsonl",
+                [{"task": task, "doc_id": i, "filter": "none", "acc": v} for i, v in enumerate(values)],
+            )
+    metrics = {
+        "schema": 1,
+        "run": {
+            "kind": "utility",
+            "model": model,
+            "engine": "lm-eval",
+            "engine_version": "0.4.13",
+            "tasks": sorted(scores),
+        },
+        "metrics": rows,
+        "agreement": [],
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    return run

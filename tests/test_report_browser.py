@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from report_fixtures import write_images, write_run
+from report_fixtures import write_images, write_run, write_utility
 from vlguard.report import write_report
 
 pytestmark = pytest.mark.browser
@@ -138,6 +138,43 @@ def test_charts_load(browser: Any, report: tuple[Path, list[Path]]) -> None:
         page.close()
     assert problems == []
     charts = [img for img in images if img["chart"]]
-    # A headline chart per judge (refusal, refusal-paper, llm-judge), a per-category one per refusal judge.
-    assert len(charts) == 5
+    # A headline chart per judge (refusal, refusal-paper, llm-judge), a per-category one per refusal judge,
+    # and the safety-vs-capability chart (ASR against the llm-judge win rate).
+    assert len(charts) == 6
     assert all(img["complete"] and img["width"] > 0 for img in images), images
+
+
+@pytest.fixture(scope="module")
+def tradeoff_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two runs with safety and capability results: the report's safety-vs-capability section."""
+    root = tmp_path_factory.mktemp("tradeoff")
+    before = write_utility(write_run(root / "vanilla", asr_unsafe=2 / 3), {"mmlu": [1.0] * 80 + [0.0] * 20})
+    after = write_utility(
+        write_run(root / "posthoc", asr_unsafe=0.1, refuse=True, model="tiny-posthoc"),
+        {"mmlu": [1.0] * 60 + [0.0] * 40},
+        model="tiny-posthoc",
+    )
+    return write_report([before, after], root / "out").main
+
+
+def test_safety_vs_capability_chart_and_cost_row_are_shown(browser: Any, tradeoff_report: Path) -> None:
+    page, problems, requests = _open(browser, tradeoff_report)
+    try:
+        chart = page.evaluate(
+            """() => { const img = document.querySelector('#tradeoff img[data-chart="tradeoff"]');
+                       return img && {complete: img.complete, width: img.naturalWidth, height: img.naturalHeight,
+                                      shown: img.offsetParent !== null, alt: img.alt}; }"""
+        )
+        cost = page.locator('#cost-table td[data-measure="utility:mmlu:acc:none"]')
+        cost_text, verdict = cost.inner_text(), cost.get_attribute("data-verdict")
+        verdict_line = page.locator('#cost-table td[data-verdict-run="posthoc"]').inner_text()
+        table_visible = page.locator("#tradeoff-table").is_visible()
+    finally:
+        page.close()
+    assert problems == [] and all(url.startswith(("file://", "data:")) for url in requests)
+    # The chart is an image that loaded and is on screen, with the points in its alt text.
+    assert chart is not None and chart["complete"] and chart["width"] > 300 and chart["height"] > 200
+    assert chart["shown"] and "posthoc: ASR" in chart["alt"] and "mmlu (acc)" in chart["alt"]
+    assert table_visible
+    assert cost_text.startswith("-20.0 pts") and verdict == "cost"
+    assert verdict_line.startswith("costs 20.0 ± ") and "mmlu (acc)" in verdict_line

@@ -20,6 +20,7 @@ from vlguard.errors import VLGuardError
 COMMAND_MODULES: dict[str, str] = {
     "data": "vlguard.cli.data",
     "eval": "vlguard.cli.evaluate",
+    "utility": "vlguard.cli.utility",
     "train": "vlguard.cli.train",
     "hft": "vlguard.cli.hft",
     "report": "vlguard.cli.report",

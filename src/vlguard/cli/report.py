@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Write a self-contained HTML report (report.html, charts and images embedded) and report.md "
             "for one evaluation run, or compare several: the first RUN is the baseline (before), the "
-            "others are compared with it (after). --format json|csv exports the tables instead."
+            "others are compared with it (after). A run folder's capability results (`vlguard utility`, "
+            "in RUN/utility) are shown next to its safety results: the safety-vs-capability chart and "
+            "the cost of each run relative to the baseline. --format json|csv exports the tables instead."
         ),
         epilog=(
             "examples:\n"
@@ -29,7 +31,12 @@ def register(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `vlguard eval`")
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folders written by `vlguard eval` and/or `vlguard utility`",
+    )
     parser.add_argument(
         "--out",
         type=Path,

@@ -7,11 +7,14 @@ errors separately (never as a win, a loss, a refusal or a compliance).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vlguard.records import Generation, Judgment, Sample
+
+logger = logging.getLogger(__name__)
 
 ERROR = "error"
 # the judge does not apply to this sample (e.g. pairwise helpfulness without a reference answer);
@@ -84,3 +87,48 @@ class Judge(Protocol):
 def error_judgment(judge: str, sample_id: str, reason: str, **evidence: Any) -> Judgment:
     """An ``error`` verdict with its reason (``generation_error``, ``content_policy``, ``parse``, ...)."""
     return Judgment(sample_id=sample_id, judge=judge, label=ERROR, evidence={"reason": reason, **evidence})
+
+
+def settle_without_model(
+    judge: str, items: Sequence[JudgeInput], content_policy: Callable[[JudgeInput], Judgment]
+) -> tuple[dict[int, Judgment], list[int]]:
+    """The verdicts a model judge gives without running its model, and the indices still to judge.
+
+    A failed generation is an ``error``; an API content-policy refusal (nothing was said) gets the
+    judge's own verdict from ``content_policy``. Every other index is returned for the model.
+    """
+    verdicts: dict[int, Judgment] = {}
+    todo: list[int] = []
+    for index, item in enumerate(items):
+        if item.generation_error is not None:
+            verdicts[index] = error_judgment(
+                judge, item.sample_id, "generation_error", detail=item.generation_error
+            )
+        elif item.content_policy:
+            verdicts[index] = content_policy(item)
+        else:
+            todo.append(index)
+    return verdicts, todo
+
+
+def judge_batches(
+    judge: str,
+    items: Sequence[JudgeInput],
+    indices: Sequence[int],
+    batch_size: int,
+    run: Callable[[list[JudgeInput]], list[Judgment]],
+) -> dict[int, Judgment]:
+    """``run`` over ``items[indices]`` in batches; a batch that fails (e.g. CUDA out of memory, an
+    over-long input, an unreadable image) gives ``model_error`` verdicts for its items, not an exception."""
+    verdicts: dict[int, Judgment] = {}
+    for start in range(0, len(indices), batch_size):
+        chunk = list(indices[start : start + batch_size])
+        try:
+            results = run([items[i] for i in chunk])
+        except (RuntimeError, ValueError, OSError) as err:
+            logger.warning("%s batch failed: %s", judge, err)
+            for i in chunk:
+                verdicts[i] = error_judgment(judge, items[i].sample_id, "model_error", detail=str(err)[:300])
+            continue
+        verdicts.update(zip(chunk, results, strict=True))
+    return verdicts

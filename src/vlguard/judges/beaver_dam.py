@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from vlguard.judges.base import JudgeInput, error_judgment
+from vlguard.judges.base import JudgeInput, judge_batches, settle_without_model
 from vlguard.judges.local_model import LoadedModel, load_model
 from vlguard.records import Judgment
 
@@ -153,32 +153,17 @@ class BeaverDamJudge:
 
     def judge(self, items: Sequence[JudgeInput]) -> list[Judgment]:
         """Verdicts for every item, in order; the classifier runs in batches of ``batch_size``."""
-        verdicts: dict[int, Judgment] = {}
-        todo: list[int] = []
-        for index, item in enumerate(items):
-            if item.generation_error is not None:
-                verdicts[index] = error_judgment(
-                    self.name, item.sample_id, "generation_error", detail=item.generation_error
-                )
-            elif item.content_policy:
-                verdicts[index] = Judgment(
-                    item.sample_id, self.name, "safe", {"content_policy": True, "flagged": []}
-                )
-            else:
-                todo.append(index)
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start : start + self.batch_size]
-            try:
-                probabilities = self.scores([(items[i].request, items[i].response) for i in chunk])
-            except (RuntimeError, ValueError) as err:  # e.g. CUDA out of memory
-                logger.warning("beaver-dam batch failed: %s", err)
-                for i in chunk:
-                    verdicts[i] = error_judgment(
-                        self.name, items[i].sample_id, "model_error", detail=str(err)[:300]
-                    )
-                continue
-            for i, row in zip(chunk, probabilities, strict=True):
-                verdicts[i] = self._verdict(items[i], row)
+        verdicts, todo = settle_without_model(
+            self.name,
+            items,
+            lambda item: Judgment(item.sample_id, self.name, "safe", {"content_policy": True, "flagged": []}),
+        )
+
+        def run(batch: list[JudgeInput]) -> list[Judgment]:
+            probabilities = self.scores([(item.request, item.response) for item in batch])
+            return [self._verdict(item, row) for item, row in zip(batch, probabilities, strict=True)]
+
+        verdicts.update(judge_batches(self.name, items, todo, self.batch_size, run))
         return [verdicts[i] for i in range(len(items))]
 
     def _verdict(self, item: JudgeInput, probabilities: list[float]) -> Judgment:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vlguard.judges.base import JudgeInput, error_judgment
+from vlguard.judges.base import JudgeInput, error_judgment, judge_batches, settle_without_model
 from vlguard.records import Judgment
 
 logger = logging.getLogger(__name__)
@@ -210,39 +210,26 @@ class LlamaGuardJudge:
     # -- judging -----------------------------------------------------------------------------------------
     def judge(self, items: Sequence[JudgeInput]) -> list[Judgment]:
         """Verdicts for every item; batches keep items with and without images apart."""
-        verdicts: dict[int, Judgment] = {}
-        todo: list[int] = []
-        for index, item in enumerate(items):
-            if item.generation_error is not None:
-                verdicts[index] = error_judgment(
-                    self.name, item.sample_id, "generation_error", detail=item.generation_error
-                )
-            elif item.content_policy:
-                # nothing was said: the API refused, so the response cannot be unsafe
-                verdicts[index] = Judgment(
-                    item.sample_id, self.name, "safe", {"content_policy": True, "categories": []}
-                )
-            else:
-                todo.append(index)
+        # nothing was said: the API refused, so the response cannot be unsafe
+        verdicts, todo = settle_without_model(
+            self.name,
+            items,
+            lambda item: Judgment(
+                item.sample_id, self.name, "safe", {"content_policy": True, "categories": []}
+            ),
+        )
         if todo:
             self._load()
         groups: dict[bool, list[int]] = {}
         for index in todo:
             groups.setdefault(self._image_path(items[index]) is not None, []).append(index)
+
+        def run(batch: list[JudgeInput]) -> list[Judgment]:
+            outputs = self._generate(batch)
+            return [self._verdict(item, raw) for item, raw in zip(batch, outputs, strict=True)]
+
         for indices in groups.values():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                try:
-                    outputs = self._generate([items[i] for i in chunk])
-                except (RuntimeError, ValueError, OSError) as err:  # e.g. CUDA OOM, an unreadable image
-                    logger.warning("llama-guard batch failed: %s", err)
-                    for i in chunk:
-                        verdicts[i] = error_judgment(
-                            self.name, items[i].sample_id, "model_error", detail=str(err)[:300]
-                        )
-                    continue
-                for i, raw in zip(chunk, outputs, strict=True):
-                    verdicts[i] = self._verdict(items[i], raw)
+            verdicts.update(judge_batches(self.name, items, indices, self.batch_size, run))
         return [verdicts[i] for i in range(len(items))]
 
     def _verdict(self, item: JudgeInput, raw: str) -> Judgment:

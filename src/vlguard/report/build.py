@@ -27,6 +27,7 @@ from vlguard.report.tables import (
     primary_judge,
     summary_rows,
 )
+from vlguard.report.tradeoff import build_tradeoff, utility_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +77,14 @@ def build_report(
         delta_intervals=delta_intervals(runs),
         groups={group: tuple(comparison_rows(runs, group)) for group in ("category", "subcategory")},
         charts=tuple(build_charts(runs)) if with_charts else (),
-        warnings=tuple(comparability_warnings(runs)),
+        warnings=tuple(comparability_warnings(runs) + utility_warnings(runs)),
         incomplete=tuple(incompleteness_notes(runs)),
         examples=tuple(select_examples(runs, examples_per_subset, judge, images)),
         image_status=status,
         primary_judge=judge,
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         version=__version__,
+        tradeoff=build_tradeoff(runs, judge, with_chart=with_charts),
     )
 
 
@@ -98,8 +100,9 @@ def write_report(
     """Write a report over ``run_dirs`` into ``out_dir``.
 
     ``fmt="html"`` writes ``report.html`` (self-contained) and ``report.md`` with its charts under
-    ``charts/``; ``json`` writes ``report.json``; ``csv`` writes ``metrics.csv``, ``agreement.csv`` and
-    ``runs.csv``. The first run is the baseline of every delta.
+    ``charts/``; ``json`` writes ``report.json``; ``csv`` writes ``metrics.csv``, ``agreement.csv``,
+    ``runs.csv`` and, with capability results, ``utility.csv`` and ``costs.csv``. The first run is the
+    baseline of every delta.
     """
     if fmt not in FORMATS:
         raise VLGuardError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -116,7 +119,8 @@ def write_report(
     chart_dir.mkdir(exist_ok=True)
     chart_files: dict[str, str] = {}
     written: list[Path] = []
-    for chart in report.charts:
+    tradeoff_chart = report.tradeoff.chart if report.tradeoff is not None else None
+    for chart in (*report.charts, *([tradeoff_chart] if tradeoff_chart is not None else [])):
         path = atomic_write_bytes(chart_dir / f"{chart.slug}.png", chart.png)
         chart_files[chart.slug] = f"charts/{path.name}"
         written.append(path)

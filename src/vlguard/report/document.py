@@ -10,6 +10,7 @@ from vlguard.report.examples import ExampleSection, ImageStatus
 from vlguard.report.intervals import DeltaInterval
 from vlguard.report.loading import RunData
 from vlguard.report.tables import ComparisonRow
+from vlguard.report.tradeoff import Tradeoff
 
 SUBSET_LABELS = {
     "unsafe": "unsafe (harmful image)",
@@ -47,6 +48,9 @@ class Report:
     version: str
     # One line per run whose numbers cover only part of its samples (see ``incompleteness_notes``).
     incomplete: tuple[str, ...] = ()
+    # Safety vs capability (ASR against helpfulness, over-refusal, the cost row); None without any
+    # helpfulness measure (no win rate, no `vlguard utility` results).
+    tradeoff: Tradeoff | None = None
 
     @property
     def is_comparison(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from vlguard.fileio import atomic_write_text
 from vlguard.report.document import Report
 from vlguard.report.tables import agreement_records, metric_records, run_settings
+from vlguard.report.tradeoff import tradeoff_records
 
 METRIC_COLUMNS = (
     "run",
@@ -31,6 +32,33 @@ METRIC_COLUMNS = (
     "delta_vs_baseline",
 )
 AGREEMENT_COLUMNS = ("run", "judges", "subset", "view", "kappa", "agreement", "n")
+UTILITY_COLUMNS = (
+    "run",
+    "engine",
+    "engine_version",
+    "task",
+    "group",
+    "group_value",
+    "metric",
+    "filter",
+    "value",
+    "ci_low",
+    "ci_high",
+    "stderr",
+    "n",
+    "n_errors",
+    "unit",
+    "primary",
+    "num_fewshot",
+    "limit",
+    "task_version",
+)
+COST_COLUMNS = ("run", "measure", "delta", "ci_low", "ci_high", "method", "verdict", "text")
+
+
+def utility_records(report: Report) -> list[dict[str, Any]]:
+    """Every capability score of every run as a flat dict."""
+    return [dict(score.__dict__) for run in report.runs for score in run.utility]
 
 
 def report_tables(report: Report) -> dict[str, Any]:
@@ -48,6 +76,8 @@ def report_tables(report: Report) -> dict[str, Any]:
         "agreement": agreement_records(runs),
         "warnings": list(report.warnings),
         "incomplete": list(report.incomplete),
+        "utility": utility_records(report),
+        "tradeoff": tradeoff_records(report.tradeoff),
     }
 
 
@@ -73,8 +103,14 @@ def write_csv(report: Report, out_dir: Path) -> list[Path]:
     runs = list(report.runs)
     settings = [{"run": run.label, **run_settings(run)} for run in runs]
     setting_columns = tuple(dict.fromkeys(k for row in settings for k in row))
-    return [
+    files = [
         _write_csv(out_dir / "metrics.csv", METRIC_COLUMNS, metric_records(runs)),
         _write_csv(out_dir / "agreement.csv", AGREEMENT_COLUMNS, agreement_records(runs)),
         _write_csv(out_dir / "runs.csv", setting_columns, settings),
     ]
+    if any(run.utility for run in runs):
+        files.append(_write_csv(out_dir / "utility.csv", UTILITY_COLUMNS, utility_records(report)))
+        files.append(
+            _write_csv(out_dir / "costs.csv", COST_COLUMNS, tradeoff_records(report.tradeoff)["costs"])
+        )
+    return files

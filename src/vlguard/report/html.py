@@ -23,6 +23,7 @@ from vlguard.report.document import CONTENT_WARNING, Report, subset_label
 from vlguard.report.examples import Example, ExampleSection
 from vlguard.report.loading import MetricRow
 from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, pct, run_settings
+from vlguard.report.tradeoff import HARM, Tradeoff, utility_settings
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 _METRIC_HELP = {
@@ -195,6 +196,144 @@ def _deltas_section(report: Report) -> str:
     return "<ul class='deltas'>" + "".join(items) + "</ul>"
 
 
+_VERDICT_CLASS = {"cost": "worse", "gain": "better", "none": "", "unknown": "missing"}
+
+
+def _tradeoff_table(report: Report, tradeoff: Tradeoff) -> str:
+    """One row per run: harmfulness, over-refusal and every helpfulness measure, with CI and n."""
+    head = "<tr><th>Run</th>" + "".join(f"<th>{e(m.label)}</th>" for m in tradeoff.measures) + "</tr>"
+    body = []
+    for run in report.runs:
+        cells = []
+        for measure in tradeoff.measures:
+            point = tradeoff.points[run.label].get(measure.key)
+            if point is None:
+                cells.append('<td class="num missing">–</td>')
+                continue
+            ci = (
+                f'<span class="ci">[{e(measure.show(point.low))} – {e(measure.show(point.high))}]</span>'
+                if point.low is not None
+                else ""
+            )
+            attributes = _attrs(
+                [
+                    # Not data-value: those cells are metrics.json rows; these are pooled / per-task points.
+                    ("data-point-run", run.label),
+                    ("data-measure", measure.key),
+                    ("data-point-value", _json_number(point.value)),
+                    ("data-point-ci-low", _json_number(point.low) if point.low is not None else None),
+                    ("data-point-ci-high", _json_number(point.high) if point.high is not None else None),
+                    ("data-point-n", point.n),
+                ]
+            )
+            cells.append(
+                f'<td class="num"{attributes}>{e(measure.show(point.value))}{ci}<span class="n">n={point.n}</span></td>'
+            )
+        body.append(f"<tr><td>{e(run.label)}</td>{''.join(cells)}</tr>")
+    return f'<table id="tradeoff-table"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _cost_table(report: Report, tradeoff: Tradeoff) -> str:
+    """The cost row of every later run: the change in each measure with its interval, and a verdict."""
+    measures = [m for m in tradeoff.measures if m.kind != HARM]
+    head = (
+        f"<tr><th>Run vs {e(report.runs[0].label)}</th>"
+        + "".join(f"<th>Δ {e(m.label)}</th>" for m in measures)
+        + "<th>Verdict</th></tr>"
+    )
+    body = []
+    for run in report.runs[1:]:
+        by_measure = {c.measure.key: c for c in tradeoff.costs if c.run == run.label}
+        cells = []
+        for measure in measures:
+            cost = by_measure.get(measure.key)
+            if cost is None:
+                cells.append('<td class="num missing">–</td>')
+                continue
+            delta = f"{measure.points(cost.delta):+.1f} pts"
+            interval = (
+                f'<span class="ci">[{measure.points(cost.low):+.1f} – {measure.points(cost.high):+.1f}]</span>'
+                if cost.low is not None and cost.high is not None
+                else '<span class="ci">no interval</span>'
+            )
+            attributes = _attrs(
+                [
+                    ("data-cost-run", run.label),
+                    ("data-measure", measure.key),
+                    ("data-cost-delta", _json_number(cost.delta)),
+                    ("data-verdict", cost.verdict),
+                    ("data-method", cost.method),
+                ]
+            )
+            cells.append(
+                f'<td class="num {_VERDICT_CLASS[cost.verdict]}"{attributes} title="{e(cost.text)}">{delta}{interval}'
+                f'<span class="n">{e(cost.verdict if cost.verdict != "none" else "no measurable change")}</span></td>'
+            )
+        verdict = tradeoff.verdicts.get(run.label, "")
+        body.append(
+            f"<tr><td>{e(run.label)}</td>{''.join(cells)}"
+            f'<td class="verdict" data-verdict-run="{e(run.label)}">{e(verdict)}</td></tr>'
+        )
+    return f'<table id="cost-table"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _utility_settings_table(report: Report) -> str:
+    rows = [(run.label, item) for run in report.runs for item in utility_settings(run)]
+    if not rows:
+        return ""
+    keys = list(rows[0][1])
+    head = "<tr><th>Run</th>" + "".join(f"<th>{e(k)}</th>" for k in keys) + "</tr>"
+    body = "".join(
+        f"<tr><td>{e(label)}</td>"
+        + "".join(f"<td>{e('–' if item[k] is None else item[k])}</td>" for k in keys)
+        + "</tr>"
+        for label, item in rows
+    )
+    return (
+        "<details><summary>Capability tasks as the engines ran them</summary>"
+        f'<table id="utility-settings-table"><thead>{head}</thead><tbody>{body}</tbody></table></details>'
+    )
+
+
+def _tradeoff_section(report: Report) -> str:
+    tradeoff = report.tradeoff
+    if tradeoff is None:
+        return ""
+    parts = []
+    if tradeoff.chart is not None:
+        parts.append(_figures([tradeoff.chart]))
+    else:
+        parts.append(
+            "<p class='note'>No chart: no run has both an attack success rate (`vlguard eval`) and a "
+            "helpfulness score (`vlguard utility`, or a pairwise win rate).</p>"
+        )
+    if tradeoff.unplaced and tradeoff.chart is not None:
+        parts.append(
+            f"<p class='muted'>Not on the chart (no attack success rate): {e(', '.join(tradeoff.unplaced))}.</p>"
+        )
+    parts.append(_tradeoff_table(report, tradeoff))
+    if report.is_comparison:
+        parts.append("<h3>What the change costs</h3>")
+        parts.append(_cost_table(report, tradeoff))
+        items = "".join(
+            f"<li><strong>{e(run)}</strong>: {e(text)}<ul>"
+            + "".join(f"<li>{e(c.text)}</li>" for c in tradeoff.costs if c.run == run)
+            + "</ul></li>"
+            for run, text in tradeoff.verdicts.items()
+        )
+        parts.append(f"<ul class='deltas' id='cost-verdicts'>{items}</ul>")
+        parts.append(
+            "<p class='muted'>Changes in points (percentage points for rates) with 95% intervals: a paired "
+            "bootstrap over the items both runs share where per-item results exist, else built from the two "
+            "runs' own intervals (MOVER; Newcombe's interval for Wilson intervals). A verdict is given only "
+            'where the interval excludes zero; "no measurable cost" means a cost larger than the interval\'s '
+            "far end is ruled out, not that there is none. Harmfulness and over-refusal use the "
+            f"{e(report.primary_judge or '–')} judge, pooled over the subsets named.</p>"
+        )
+    parts.append(_utility_settings_table(report))
+    return "".join(parts)
+
+
 def _agreement_section(report: Report) -> str:
     rows = [row for run in report.runs for row in run.agreement]
     if not rows:
@@ -358,10 +497,18 @@ def render_html(report: Report) -> str:
         f"<p class='muted' id='intervals-note'>{e(report.intervals_note)} n is the number of judged samples "
         "(errors are excluded from n). Hover a metric name for its definition.</p>"
     )
+    if not report.summary:  # capability results only
+        summary = warnings + (
+            '<p class="note" id="no-safety-results">These runs hold no safety results: run `vlguard eval '
+            "--run-dir RUN` into the same folders to see them here. Their capability results are under "
+            "Safety vs capability.</p>"
+        )
     sections.append(("summary", "Summary", summary))
     sections.append(("runs", "What produced these numbers", _settings_table(report)))
     if report.is_comparison:
         sections.append(("deltas", "Before / after", _deltas_section(report)))
+    if report.tradeoff is not None:
+        sections.append(("tradeoff", "Safety vs capability", _tradeoff_section(report)))
     headline_charts = [c for c in report.charts if c.slug.startswith("headline-")]
     group_charts = [c for c in report.charts if not c.slug.startswith("headline-")]
     sections.append(("charts", "Charts", _figures(headline_charts) or "<p>No headline metrics to chart.</p>"))

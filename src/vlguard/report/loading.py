@@ -77,6 +77,43 @@ class AgreementRow:
 
 
 @dataclass(frozen=True)
+class UtilityScore:
+    """One capability score of a run: a row of ``RUN/utility/metrics.json`` (written by ``vlguard utility``)."""
+
+    run: str
+    engine: str
+    engine_version: str | None
+    task: str
+    group: str  # "all" (the task) or "subtask" (a subtask of a group such as mmlu)
+    group_value: str | None
+    metric: str
+    filter: str
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    stderr: float | None
+    n: int
+    n_errors: int
+    higher_is_better: bool
+    unit: str  # "fraction" (a rate, shown as %) or "points" (the score's own scale)
+    primary: bool  # the task's headline score (its first metric)
+    num_fewshot: int | None = None
+    limit: int | None = None
+    task_version: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str | None]:
+        """What identifies the same score across runs: task, metric, filter, group, group value."""
+        return (self.task, self.metric, self.filter, self.group, self.group_value)
+
+    @property
+    def name(self) -> str:
+        """``task`` or ``task (metric, filter)`` when the metric is not the task's headline one."""
+        detail = self.metric if self.filter in ("none", "") else f"{self.metric}, {self.filter}"
+        return self.task if self.primary else f"{self.task} ({detail})"
+
+
+@dataclass(frozen=True)
 class RunData:
     """Everything the report needs from one run folder."""
 
@@ -90,6 +127,10 @@ class RunData:
     generations: dict[str, Generation] = field(default_factory=dict)
     # judge name -> sample id -> judgment
     judgments: dict[str, dict[str, Judgment]] = field(default_factory=dict)
+    # Capability results (``vlguard utility``): the scores, their folder (sample logs) and manifest.
+    utility: tuple[UtilityScore, ...] = ()
+    utility_path: Path | None = None
+    utility_manifest: dict[str, Any] = field(default_factory=dict)
     # {"samples", "generated", "judged": {judge: n}}: how much of the run the metrics cover
     completeness: dict[str, Any] = field(default_factory=dict)
 
@@ -285,17 +326,97 @@ def parse_metrics(
     return run_info, rows, agreement
 
 
+UTILITY_DIR = "utility"  # where `vlguard utility` writes, inside a run folder
+
+
+def _is_utility_metrics(data: Any) -> bool:
+    return (
+        isinstance(data, dict) and isinstance(data.get("run"), dict) and data["run"].get("kind") == "utility"
+    )
+
+
+def parse_utility_metrics(data: Any, path: Path, label: str) -> list[UtilityScore]:
+    """The scores of a ``vlguard utility`` metrics.json; every problem is listed."""
+    _, rows, _ = parse_metrics(data, path, label)  # the common row checks (schema, fields, types)
+    scores: list[UtilityScore] = []
+    for row, raw in zip(rows, data["metrics"], strict=True):
+        unit = str(raw.get("unit") or "fraction")
+        scores.append(
+            UtilityScore(
+                run=label,
+                engine=row.judge,
+                engine_version=row.judge_version,
+                task=row.subset,
+                group=row.group,
+                group_value=row.group_value,
+                metric=row.metric,
+                filter=str(raw.get("filter") or "none"),
+                value=row.value,
+                ci_low=row.ci_low,
+                ci_high=row.ci_high,
+                stderr=_optional_float(raw.get("stderr")),
+                n=row.n,
+                n_errors=row.n_errors,
+                higher_is_better=bool(raw.get("higher_is_better", True)),
+                unit=unit if unit in ("fraction", "points") else "points",
+                primary=bool(raw.get("primary", False)),
+                num_fewshot=raw.get("num_fewshot") if isinstance(raw.get("num_fewshot"), int) else None,
+                limit=raw.get("limit") if isinstance(raw.get("limit"), int) else None,
+                task_version=None if raw.get("task_version") is None else str(raw["task_version"]),
+            )
+        )
+    return scores
+
+
+def _load_utility(folder: Path, label: str) -> tuple[list[UtilityScore], dict[str, Any], dict[str, Any]]:
+    """The scores, the manifest and metrics.json's ``run`` block of a ``RUN/utility`` folder."""
+    metrics_path = folder / "metrics.json"
+    data = _read_json(metrics_path)
+    if not _is_utility_metrics(data):
+        raise RunFolderError(
+            f"{metrics_path}: not the metrics.json of `vlguard utility` (run.kind is not 'utility')"
+        )
+    manifest = RunFolder(folder).read_manifest() or {}
+    return parse_utility_metrics(data, metrics_path, label), manifest, dict(data["run"])
+
+
 def load_run(path: str | Path, label: str | None = None) -> RunData:
-    """Load one run folder. ``label`` names the run in the report (default: the folder name)."""
+    """Load one run folder. ``label`` names the run in the report (default: the folder name).
+
+    A run folder holds the safety results of ``vlguard eval`` (``metrics.json``), the capability
+    results of ``vlguard utility`` (``utility/metrics.json``), or both. The capability folder itself
+    (``RUN/utility``) is accepted too.
+    """
     path = Path(path)
     if not path.is_dir():
         raise RunFolderError(f"{path}: run folder not found")
     metrics_path = path / "metrics.json"
-    if not metrics_path.is_file():
+    utility_dir = path / UTILITY_DIR
+    own_utility = metrics_path.is_file() and _is_utility_metrics(_read_json(metrics_path))
+    if own_utility:  # RUN/utility given directly: name the run after RUN
+        label = label or path.resolve().parent.name
+        scores, manifest, info = _load_utility(path, label)
+        return RunData(
+            label=label, path=path, manifest={}, run_info=info, metrics=(), agreement=(),
+            utility=tuple(scores), utility_path=path, utility_manifest=manifest,
+        )  # fmt: skip
+    has_utility = (utility_dir / "metrics.json").is_file()
+    if not metrics_path.is_file() and not has_utility:
         raise RunFolderError(
-            f"{path}: no metrics.json; the run is unfinished or not a run folder (finish it with `vlguard eval`)"
+            f"{path}: no metrics.json; the run is unfinished or not a run folder (finish it with "
+            "`vlguard eval`, or `vlguard utility` for capability results)"
         )
     label = label or path.resolve().name
+    utility: list[UtilityScore] = []
+    utility_manifest: dict[str, Any] = {}
+    utility_info: dict[str, Any] = {}
+    if has_utility:
+        utility, utility_manifest, utility_info = _load_utility(utility_dir, label)
+    if not metrics_path.is_file():  # capability results only: their run block says what produced them
+        return RunData(
+            label=label, path=path, manifest={}, run_info=utility_info, metrics=(), agreement=(),
+            utility=tuple(utility), utility_path=utility_dir, utility_manifest=utility_manifest,
+        )  # fmt: skip
     metrics_data = _read_json(metrics_path)
     run_info, rows, agreement = parse_metrics(metrics_data, metrics_path, label)
 
@@ -329,6 +450,9 @@ def load_run(path: str | Path, label: str | None = None) -> RunData:
         samples=samples,
         generations=generations,
         judgments=judgments,
+        utility=tuple(utility),
+        utility_path=utility_dir if has_utility else None,
+        utility_manifest=utility_manifest,
         completeness=dict(completeness or {}),
     )
 

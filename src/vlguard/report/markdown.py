@@ -14,6 +14,7 @@ from html import escape
 from vlguard.report.document import CONTENT_WARNING, Report, subset_label
 from vlguard.report.loading import MetricRow
 from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, pct, run_settings
+from vlguard.report.tradeoff import HARM, utility_settings
 
 # What could start markup inside a table cell: emphasis, code, links/images, strike-through, the cell
 # separator. (HTML is escaped separately; parentheses are harmless once brackets are escaped.)
@@ -84,6 +85,72 @@ def metrics_table(report: Report, rows: Sequence[ComparisonRow], first_column: s
     return _table(headers, body)
 
 
+def _tradeoff_markdown(report: Report, chart_files: Mapping[str, str]) -> list[str]:
+    """The safety-vs-capability section: chart, one row per run, the cost row of each later run."""
+    tradeoff = report.tradeoff
+    if tradeoff is None:
+        return []
+    out = ["", "## Safety vs capability", ""]
+    if tradeoff.chart is not None and tradeoff.chart.slug in chart_files:
+        out += [f"![{cell_text(tradeoff.chart.alt)}]({chart_files[tradeoff.chart.slug]})", ""]
+    rows = []
+    for run in report.runs:
+        cells = [cell_text(run.label)]
+        for measure in tradeoff.measures:
+            point = tradeoff.points[run.label].get(measure.key)
+            if point is None:
+                cells.append("–")
+                continue
+            ci = f" [{measure.show(point.low)}–{measure.show(point.high)}]" if point.low is not None else ""
+            cells.append(f"{measure.show(point.value)}{ci} (n={point.n})")
+        rows.append(cells)
+    out.append(_table(["Run", *(cell_text(m.label) for m in tradeoff.measures)], rows))
+    if report.is_comparison:
+        measures = [m for m in tradeoff.measures if m.kind != HARM]
+        cost_rows = []
+        for run in report.runs[1:]:
+            by_measure = {c.measure.key: c for c in tradeoff.costs if c.run == run.label}
+            cells = [cell_text(run.label)]
+            for measure in measures:
+                cost = by_measure.get(measure.key)
+                if cost is None:
+                    cells.append("–")
+                elif cost.low is None or cost.high is None:
+                    cells.append(f"{measure.points(cost.delta):+.1f} pts (no interval)")
+                else:
+                    cells.append(
+                        f"{measure.points(cost.delta):+.1f} pts [{measure.points(cost.low):+.1f}, "
+                        f"{measure.points(cost.high):+.1f}] {'no measurable change' if cost.verdict == 'none' else cost.verdict}"
+                    )
+            cells.append(cell_text(tradeoff.verdicts.get(run.label, "")))
+            cost_rows.append(cells)
+        out += ["", f"### What the change costs (vs {cell_text(report.runs[0].label)})", ""]
+        out.append(_table(["Run", *(f"Δ {cell_text(m.label)}" for m in measures), "Verdict"], cost_rows))
+        out.append("")
+        for label, text in tradeoff.verdicts.items():
+            out.append(f"- **{cell_text(label)}**: {cell_text(text)}")
+            out += [f"  - {cell_text(c.text)}" for c in tradeoff.costs if c.run == label]
+        out += [
+            "",
+            "Changes in points (percentage points for rates) with 95% intervals (paired bootstrap where per-item "
+            "results exist, else MOVER from the runs' intervals); a verdict only where the interval excludes zero.",
+        ]
+    settings = [(run.label, item) for run in report.runs for item in utility_settings(run)]
+    if settings:
+        keys = list(settings[0][1])
+        out += ["", "Capability tasks as the engines ran them:", ""]
+        out.append(
+            _table(
+                ["Run", *keys],
+                [
+                    [cell_text(label), *(cell_text("–" if item[k] is None else item[k]) for k in keys)]
+                    for label, item in settings
+                ],
+            )
+        )
+    return out
+
+
 def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None) -> str:
     """The report as markdown; ``chart_files`` maps a chart's slug to its PNG's path relative to the file."""
     chart_files = chart_files or {}
@@ -106,8 +173,11 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
         out.append("")
     headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
     others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
-    out += [metrics_table(report, headline or others, "Metric"), ""]
-    out.append(f"{cell_text(report.intervals_note)} n = judged samples (errors excluded).")
+    if report.summary:
+        out += [metrics_table(report, headline or others, "Metric"), ""]
+        out.append(f"{cell_text(report.intervals_note)} n = judged samples (errors excluded).")
+    else:
+        out.append("These runs hold no safety results (`vlguard eval`); their capability results follow.")
     if headline and others:
         out += ["", "### Other metrics", "", metrics_table(report, others, "Metric")]
 
@@ -135,6 +205,8 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
                         f"{pct(row.cells[0].value)} → {pct(cell.value)} ({_delta(row, index)})"
                         + _delta_interval_text(report, row, index)
                     )
+
+    out += _tradeoff_markdown(report, chart_files)
 
     out += ["", "## Charts", ""]
     for chart in report.charts:
