@@ -75,7 +75,7 @@ def test_sst2_is_the_whole_validation_split_with_the_papers_instruction(shared_d
     # The Alpaca prompt the papers generate from, through vlguard.prompts.
     assert alpaca_prompt(first.prompt, first.input).endswith(
         "### Instruction:\nAnalyze the sentiment of the input, and respond only positive or negative\n\n"
-        "### Input:\none long string of cliches .\n\n### Response:\n"
+        "### Input:\none long string of cliches .\n\n### Response:"
     )
 
 

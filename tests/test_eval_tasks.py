@@ -178,7 +178,7 @@ def test_the_papers_alpaca_prompt_reaches_a_text_model(
         "Below is an instruction that describes a task, paired with an input that provides further context. "
         "Write a response that appropriately completes the request.\n\n### Instruction:\nAnalyze the sentiment "
         "of the input, and respond only positive or negative\n\n### Input:\none long string of cliches .\n\n"
-        "### Response:\n"
+        "### Response:"
     )
     run_dir = tmp_path / "alpaca"
     args = [

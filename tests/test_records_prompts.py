@@ -38,12 +38,12 @@ def test_alpaca_prompt_is_the_stanford_alpaca_string() -> None:
     # Stanford Alpaca's PROMPT_DICT, as the harmful fine-tuning papers use it.
     assert alpaca_prompt("Add 2 and 3.") == (
         "Below is an instruction that describes a task. Write a response that appropriately completes "
-        "the request.\n\n### Instruction:\nAdd 2 and 3.\n\n### Response:\n"
+        "the request.\n\n### Instruction:\nAdd 2 and 3.\n\n### Response:"
     )
     assert alpaca_prompt("Classify.", "great film") == (
         "Below is an instruction that describes a task, paired with an input that provides further "
         "context. Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\nClassify.\n\n### Input:\ngreat film\n\n### Response:\n"
+        "### Instruction:\nClassify.\n\n### Input:\ngreat film\n\n### Response:"
     )
 
 

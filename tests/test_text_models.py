@@ -21,11 +21,11 @@ from vlguard.train.collator import IGNORE_INDEX, CollatorError, ConversationColl
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\nClassify the sentiment.\n\n### Input:\na gorgeous film\n\n### Response:\n"
+    "### Instruction:\nClassify the sentiment.\n\n### Input:\na gorgeous film\n\n### Response:"
 )
 ALPACA_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the "
-    "request.\n\n### Instruction:\nName a colour.\n\n### Response:\n"
+    "request.\n\n### Instruction:\nName a colour.\n\n### Response:"
 )
 
 

@@ -7,6 +7,9 @@ Two formats:
 * ``alpaca``: the Stanford Alpaca prompt, word for word as in its ``train.py`` (``PROMPT_DICT``), which
   the harmful fine-tuning papers (Vaccine, Lisa, Booster) use for base models without a chat template.
   Keeping the exact strings is what makes Harmful Score and Finetune Accuracy comparable with theirs.
+  The prompt ends at ``### Response:`` with no newline, and training appends the response and the EOS
+  token right after it, as Alpaca's ``train.py`` (and Vaccine's and Lisa's copies of it) do; Booster's
+  evaluation adds a newline after ``### Response:``, a one-token difference we do not follow.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ PROMPT_FORMATS: tuple[PromptFormat, ...] = ("chat", "alpaca")
 ALPACA_PROMPT_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
 )
 ALPACA_PROMPT_NO_INPUT = (
     "Below is an instruction that describes a task. "
     "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Response:\n"
+    "### Instruction:\n{instruction}\n\n### Response:"
 )
 
 
