@@ -135,7 +135,7 @@ def test_shipped_weights_load_from_the_package_with_their_provenance() -> None:
     assert set(provenance["files"]) >= {"vlguard/train.json", "judge-dev/gptfuzz/train.csv"}
     assert len(classifier.weights) > 1000 and 0 < classifier.threshold < 1
     described = RefusalJudge().describe()
-    assert described["version"] == "default-3" and described["classifier"]["sha256"] == classifier.sha256
+    assert described["version"] == "default-4" and described["classifier"]["sha256"] == classifier.sha256
     with pytest.raises(ValueError, match="format"):
         RefusalClassifier({"format": 99, "features": [], "weights": [], "bias": 0})
 
