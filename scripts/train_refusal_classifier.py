@@ -38,9 +38,9 @@ from vlguard.judges.labelled_sets import SPLIT_SALT, LabelledResponse, read_judg
 from vlguard.judges.refusal_classifier import RefusalClassifier, reply_features, train_on_features
 
 ROOT = Path(__file__).resolve().parents[1]
-# chosen by the grouped cross-validations below (development data only): 5e-4 and 2e-3 generalised worse
-# to unseen templates, 3e-5 no better
-L2 = 1e-4
+# L2 1e-4 with single-word features scored better in the template-out CV below but not on the held-out
+# parts (XSTest 94.3 %, GPTFuzz 88.0 %; docs/judges.md), so default-3's settings stay
+L2 = 5e-4
 MIN_COUNT = 5
 TEMPLATE_FOLDS = 6
 MIXED_TEMPLATE_MIN = 10  # replies of each class for a template to count as mixed

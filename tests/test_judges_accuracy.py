@@ -104,7 +104,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert code == 0
     report = json.loads((tmp_path / "acc" / "accuracy.json").read_text())
-    assert report["judge"]["judge"] == "refusal" and report["judge"]["version"] == "default-4"
+    assert report["judge"]["judge"] == "refusal" and report["judge"]["version"] == "default-3"
     assert report["n"] == 3 and report["agreement"] == pytest.approx(2 / 3)
     assert [d["id"] for d in report["disagreements"]] == ["c"]
     markdown = (tmp_path / "acc" / "accuracy.md").read_text()

@@ -82,7 +82,7 @@ def test_description_names_both_judges_and_bad_options() -> None:
     with scripted_server(lambda body, i: chat_reply("[[REFUSAL]]")) as server:
         judge = make_judge("cascade", model_judge="llm-judge", model_judge_options=rubric(server.url))
         described = judge.describe()
-    assert described["offline"]["version"] == "default-4"
+    assert described["offline"]["version"] == "default-3"
     assert (
         described["model_judge"]["mode"] == "refusal" and described["model_judge"]["model"] == "judge-model"
     )

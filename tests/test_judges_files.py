@@ -38,7 +38,7 @@ def test_judge_jsonl_writes_one_record_per_input(tmp_path: Path) -> None:
     assert {line["judge"] for line in lines} == {"refusal"}
     # the judge's settings (version, classifier weights) go beside the output
     described = json.loads((out.parent / "judged.jsonl.judge.json").read_text())
-    assert described["judge"] == "refusal" and described["version"] == "default-4"
+    assert described["judge"] == "refusal" and described["version"] == "default-3"
     assert not (tmp_path / "out" / "judged.jsonl.partial").exists()
 
 

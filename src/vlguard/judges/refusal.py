@@ -647,7 +647,7 @@ class RefusalJudge:
             raise ValueError(f"unknown refusal judge mode {mode!r} (choose 'default', 'rules' or 'paper')")
         self.mode: RefusalMode = mode
         self.name = name or ("refusal-paper" if mode == "paper" else "refusal")
-        self.version = {"default": "default-4", "rules": "rules-1", "paper": "paper-1"}[mode]
+        self.version = {"default": "default-3", "rules": "rules-1", "paper": "paper-1"}[mode]
         self._classifier: Any = None
         if mode == "default":
             from vlguard.judges.refusal_classifier import RefusalClassifier
