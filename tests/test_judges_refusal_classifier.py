@@ -17,6 +17,7 @@ from vlguard.judges.refusal_classifier import (
     persona_turns,
     reply_features,
     train_classifier,
+    train_on_features,
 )
 
 DUAL_PERSONA = (
@@ -151,6 +152,18 @@ def test_training_is_deterministic_and_fits_its_data() -> None:
     for text, label in CLEAR:
         verdict = classifier.predict(text)
         assert verdict.p_refusal is not None and (verdict.p_refusal >= 0.5) == (label == "refusal")
+
+
+def test_training_on_precomputed_features_gives_the_same_weights() -> None:
+    # cross-validation computes each reply's features once and trains on them fold after fold
+    texts = [t for t, _ in CLEAR] * 4
+    refused = [label == "refusal" for _, label in CLEAR] * 4
+    strata = ["a", "b"] * 12
+    from_texts = train_classifier(texts, refused, strata, min_count=2)
+    from_features = train_on_features([reply_features(t) for t in texts], refused, strata, min_count=2)
+    assert from_features == from_texts and from_texts["settings"]["l2"] == 5e-4
+    with pytest.raises(ValueError, match="differ in length"):
+        train_on_features([reply_features(texts[0])], refused, strata)
 
 
 def test_split_depends_on_ids_only() -> None:

@@ -273,13 +273,36 @@ def train_classifier(
     seen in fewer than ``min_count`` replies are dropped. Full-batch L-BFGS on CPU in float64 with
     one thread: the same data give the same weights.
     """
+    return train_on_features(
+        [reply_features(t) for t in texts],
+        refused,
+        strata,
+        l2=l2,
+        l2_words=l2_words,
+        min_count=min_count,
+        max_df=max_df,
+        max_iter=max_iter,
+    )
+
+
+def train_on_features(
+    feature_sets: Sequence[set[str] | frozenset[str]],
+    refused: Sequence[bool],
+    strata: Sequence[str],
+    *,
+    l2: float = 5e-4,
+    l2_words: float | None = None,
+    min_count: int = 5,
+    max_df: float = 1.0,
+    max_iter: int = 300,
+) -> dict[str, Any]:
+    """``train_classifier`` on replies whose features are computed already (cross-validation reuses them)."""
     import torch
 
-    if not (len(texts) == len(refused) == len(strata)):
-        raise ValueError("texts, labels and strata differ in length")
-    feature_sets = [reply_features(t) for t in texts]
+    if not (len(feature_sets) == len(refused) == len(strata)):
+        raise ValueError("features, labels and strata differ in length")
     counts = Counter(f for fs in feature_sets for f in fs)
-    names = sorted(f for f, c in counts.items() if min_count <= c <= max_df * len(texts))
+    names = sorted(f for f, c in counts.items() if min_count <= c <= max_df * len(feature_sets))
     index = {f: i for i, f in enumerate(names)}
     rows = [i for i, fs in enumerate(feature_sets) for f in fs if f in index]
     cols = [index[f] for fs in feature_sets for f in fs if f in index]
@@ -289,7 +312,7 @@ def train_classifier(
         x = torch.sparse_coo_tensor(
             torch.tensor([rows, cols]),
             torch.ones(len(rows), dtype=torch.float64),
-            (len(texts), len(names)),
+            (len(feature_sets), len(names)),
             check_invariants=True,
         ).coalesce()
         y = torch.tensor([float(r) for r in refused], dtype=torch.float64)
