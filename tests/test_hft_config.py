@@ -128,3 +128,24 @@ def test_defaults_are_the_papers() -> None:
         4,
     )
     assert config.harmful_score.judge == "beaver-dam"
+
+
+def test_cli_resolves_a_recipe_the_way_train_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """`vlguard hft` shares `vlguard train`'s recipe handling: keys, a printed config, overrides, errors."""
+    import yaml
+
+    from vlguard.cli.main import main
+
+    assert main(["hft", "--list-keys"]) == 0
+    listed = capsys.readouterr().out
+    assert "harmful_score.judge = " in listed and "attack.harmful_ratios = " in listed
+    assert main(["hft", str(REPO / "configs/hft/tiny-cpu.yaml"), "seed=7", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["seed"] == 7 and printed["model"]["name_or_path"] == "tiny-lm"
+    # Without a file, the first positional is an override (no sweep runs: only the printout).
+    assert main(["hft", "model.name_or_path=tiny-lm", "seed=5", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["seed"] == 5
+    assert main(["hft"]) == 2
+    assert "give a config file, e.g. vlguard hft configs/hft/tiny-cpu.yaml" in capsys.readouterr().err
+    assert main(["hft", str(REPO / "configs/hft/tiny-cpu.yaml"), "attack.nn=3"]) == 2
+    assert "attack.nn" in capsys.readouterr().err

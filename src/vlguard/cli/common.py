@@ -2,10 +2,55 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+ConfigT = TypeVar("ConfigT")
 
 
 def is_rank_zero() -> bool:
     """Whether this process prints results: always, unless it is a non-zero rank of a torchrun/accelerate job."""
     # RANK is set by torchrun / accelerate launch; every rank runs the command, one reports.
     return os.environ.get("RANK", "0") == "0"
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, *, config_help: str, overrides_help: str) -> None:
+    """The arguments of a command run from a YAML recipe: ``CONFIG [KEY=VALUE ...]``, ``--print-config``, ``--list-keys``."""
+    parser.add_argument("config", nargs="?", help=config_help)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=overrides_help)
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument(
+        "--list-keys", action="store_true", help="list every config key with its default and help"
+    )
+
+
+def resolve_recipe(
+    args: argparse.Namespace,
+    *,
+    example: str,
+    keys: Callable[[], Iterable[tuple[str, object, str]]],
+    load: Callable[[str | None, list[str]], ConfigT],
+    dump: Callable[[ConfigT], str],
+) -> ConfigT | None:
+    """The config of ``CONFIG [KEY=VALUE ...]`` (arguments of ``add_recipe_arguments``), or None when
+    ``--list-keys`` / ``--print-config`` asked only for a printout (printed here)."""
+    from vlguard.errors import ConfigError
+
+    if args.list_keys:
+        for key, default, text in keys():
+            print(f"{key} = {default}\n    {text}")
+        return None
+    if args.config is None:
+        raise ConfigError(f"give a config file, e.g. {example}")
+    overrides = list(args.overrides)
+    # `vlguard train key=value` without a file: the first positional is an override.
+    config_path = None if "=" in args.config else args.config
+    if config_path is None:
+        overrides.insert(0, args.config)
+    config = load(config_path, overrides)
+    if args.print_config:
+        print(dump(config), end="")
+        return None
+    return config

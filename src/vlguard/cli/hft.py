@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vlguard.cli.common import is_rank_zero
+from vlguard.cli.common import add_recipe_arguments, is_rank_zero, resolve_recipe
 
 
 def register(subparsers: Any) -> None:
@@ -29,18 +29,17 @@ def register(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", nargs="?", help="YAML recipe from configs/hft/ (omit with --list-keys)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. seed=1")
+    add_recipe_arguments(
+        parser,
+        config_help="YAML recipe from configs/hft/ (omit with --list-keys)",
+        overrides_help="dotted overrides, e.g. seed=1",
+    )
     parser.add_argument(
         "--cells",
         metavar="I/K",
         default=None,
         help="run only every K-th cell from the I-th (0-based), to run K shards at once; rerun without it to "
         "write the summary",
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument(
-        "--list-keys", action="store_true", help="list every config key with its default and help"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -52,22 +51,16 @@ def _pct(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, run (or resume) the sweep, print the summary table."""
-    from vlguard.errors import ConfigError
     from vlguard.hft.config import dump_hft_config, hft_config_keys, load_hft_config
 
-    if args.list_keys:
-        for key, default, text in hft_config_keys():
-            print(f"{key} = {default}\n    {text}")
-        return 0
-    if args.config is None:
-        raise ConfigError("give a config file, e.g. vlguard hft configs/hft/tiny-cpu.yaml")
-    overrides = list(args.overrides)
-    config_path = None if "=" in args.config else args.config
-    if config_path is None:
-        overrides.insert(0, args.config)
-    config = load_hft_config(config_path, overrides)
-    if args.print_config:
-        print(dump_hft_config(config), end="")
+    config = resolve_recipe(
+        args,
+        example="vlguard hft configs/hft/tiny-cpu.yaml",
+        keys=hft_config_keys,
+        load=load_hft_config,
+        dump=dump_hft_config,
+    )
+    if config is None:
         return 0
     from vlguard.hft.summary import read_summary
     from vlguard.hft.sweep import parse_shard, run_sweep

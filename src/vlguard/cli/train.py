@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vlguard.cli.common import is_rank_zero
+from vlguard.cli.common import add_recipe_arguments, is_rank_zero, resolve_recipe
 
 
 def register(subparsers: Any) -> None:
@@ -23,13 +23,10 @@ def register(subparsers: Any) -> None:
         "configs/train/posthoc-full.yaml ...",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("config", nargs="?", help="YAML recipe (omit with --list-keys)")
-    train.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. lr=1e-5 lora.r=64"
-    )
-    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    train.add_argument(
-        "--list-keys", action="store_true", help="list every config key with its default and help"
+    add_recipe_arguments(
+        train,
+        config_help="YAML recipe (omit with --list-keys)",
+        overrides_help="dotted overrides, e.g. lr=1e-5 lora.r=64",
     )
     train.set_defaults(func=run_train)
 
@@ -53,23 +50,16 @@ def register(subparsers: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Resolve the recipe (file + overrides), then train, or print the config / its keys."""
-    from vlguard.errors import ConfigError
     from vlguard.train.config import describe_fields, dump_config, load_config
 
-    if args.list_keys:
-        for key, default, text in describe_fields():
-            print(f"{key} = {default}\n    {text}")
-        return 0
-    if args.config is None:
-        raise ConfigError("give a config file, e.g. vlguard train configs/train/tiny-cpu.yaml")
-    overrides = list(args.overrides)
-    # `vlguard train key=value` without a file: the first positional is an override.
-    config_path = None if "=" in args.config else args.config
-    if config_path is None:
-        overrides.insert(0, args.config)
-    config = load_config(config_path, overrides)
-    if args.print_config:
-        print(dump_config(config), end="")
+    config = resolve_recipe(
+        args,
+        example="vlguard train configs/train/tiny-cpu.yaml",
+        keys=describe_fields,
+        load=load_config,
+        dump=dump_config,
+    )
+    if config is None:
         return 0
     from vlguard.train.trainer import train
 
