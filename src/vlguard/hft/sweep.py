@@ -259,10 +259,6 @@ def hs_eval_config(
 
     hs = config.harmful_score
     return EvalConfig(
-        model=model,
-        backend=config.eval.backend,
-        revision=revision,
-        adapter=adapter,
         bench=hs.bench,
         data=hs.data,
         data_revision=hs.revision,
@@ -270,15 +266,9 @@ def hs_eval_config(
         judge_options={hs.judge: key_values(hs.judge_options)} if hs.judge_options else {},
         subsets=tuple(hs.subsets) if hs.subsets else None,
         limit=hs.limit,
-        batch_size=config.eval.batch_size,
         max_new_tokens=hs.max_new_tokens,
-        seed=config.seed,
-        dtype=config.eval.dtype,
-        device=config.eval.device,
-        trust_remote_code=config.model.trust_remote_code,
         bench_options=key_values(hs.options),
-        backend_options=_backend_options(config),
-        run_dir=str(run_dir),
+        **_model_eval_settings(config, model, adapter, run_dir, revision),
     )
 
 
@@ -291,29 +281,35 @@ def fa_eval_config(
     task = config.task
     judge_options = key_values(task.judge_options)
     return EvalConfig(
-        model=model,
-        backend=config.eval.backend,
-        revision=revision,
-        adapter=adapter,
         bench=task.name,
         data=task.data,
         data_revision=task.revision,
         judge_options={name: judge_options for name in _default_judges(task.name)} if judge_options else {},
         limit=task.eval_limit,
-        batch_size=config.eval.batch_size,
         max_new_tokens=task.max_new_tokens,
-        seed=config.seed,
-        dtype=config.eval.dtype,
-        device=config.eval.device,
-        trust_remote_code=config.model.trust_remote_code,
-        backend_options=_backend_options(config),
-        run_dir=str(run_dir),
+        **_model_eval_settings(config, model, adapter, run_dir, revision),
     )
 
 
-def _backend_options(config: HFTConfig) -> dict[str, Any]:
-    # Only when it is not the default, as `vlguard eval` records it (a result field of the run).
-    return {"prompt_format": config.prompt_format} if config.prompt_format != "chat" else {}
+def _model_eval_settings(
+    config: HFTConfig, model: str, adapter: str | None, run_dir: Path, revision: str | None
+) -> dict[str, Any]:
+    """The ``EvalConfig`` fields that Harmful Score and Finetune Accuracy runs share: model and compute."""
+    # prompt_format only when it is not the default, as `vlguard eval` records it (a result field of the run).
+    backend_options = {"prompt_format": config.prompt_format} if config.prompt_format != "chat" else {}
+    return {
+        "model": model,
+        "backend": config.eval.backend,
+        "revision": revision,
+        "adapter": adapter,
+        "batch_size": config.eval.batch_size,
+        "seed": config.seed,
+        "dtype": config.eval.dtype,
+        "device": config.eval.device,
+        "trust_remote_code": config.model.trust_remote_code,
+        "backend_options": backend_options,
+        "run_dir": str(run_dir),
+    }
 
 
 def _default_judges(bench: str) -> tuple[str, ...]:
