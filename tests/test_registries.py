@@ -318,3 +318,21 @@ def test_subsets_without_a_label_show_their_own_name() -> None:
         ).reference_axis("x")
         == "refusal"
     )
+
+
+def test_the_extending_guide_shows_the_real_additions_whole() -> None:
+    """docs/extending.md's diffs are the real modules and registry entries (so the guide cannot go stale)."""
+    root = SRC.parents[1]
+    blocks = re.findall(r"```diff\n(.*?)```", (root / "docs" / "extending.md").read_text(), re.DOTALL)
+    assert len(blocks) == 3
+    for block in blocks:
+        files = re.split(r"^--- \S+\n\+\+\+ b/(\S+)\n", block, flags=re.MULTILINE)[1:]
+        for path, hunk in zip(files[::2], files[1::2], strict=True):
+            lines = [line for line in hunk.splitlines() if not line.startswith("@@")]
+            added = "\n".join(line[1:] for line in lines if line.startswith("+"))
+            shown = "\n".join(line[1:] for line in lines)  # context and added lines, in file order
+            text = (root / path).read_text()
+            if all(line.startswith("+") for line in lines):  # a new file: all of it
+                assert added + "\n" == text, path
+            else:  # the registry entry, with its context
+                assert added and shown in text, path

@@ -270,11 +270,6 @@ def default_judges(name: str) -> tuple[str, ...]:
     return benchmark_entry(name).judges
 
 
-def describe_benchmarks() -> dict[str, str]:
-    """Name → one-line description, for ``vlguard ls``."""
-    return BENCHMARKS.descriptions()
-
-
 def subset_info(name: str) -> Subset | None:
     """The subset ``name`` as the first benchmark declaring it describes it (None: no benchmark does)."""
     for entry in BENCHMARKS.values():

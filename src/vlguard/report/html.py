@@ -199,7 +199,8 @@ def _deltas_section(report: Report) -> str:
                 ci_note = "95% CIs do not overlap" if separated else "95% CIs overlap"
             items.append(
                 f"<li><strong>{e(metric_label(row.metric))}</strong> on {e(subset_label(row.subset))} "
-                f"({e(row.judge)} judge {_axis_html(row)}), {e(report.runs[0].label)} → {e(report.runs[index].label)}: "
+                f"({e(row.judge)} judge{' ' + _axis_html(row) if row.axis else ''}), "
+                f"{e(report.runs[0].label)} → {e(report.runs[index].label)}: "
                 f"{pct(base.value)} → {pct(cell.value)} "
                 f'<span class="{css}">({100 * delta:+.1f} pp, {verdict})</span> '
                 f'<span class="muted">{ci_note}</span></li>'
