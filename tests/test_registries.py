@@ -276,7 +276,7 @@ def test_a_bare_factory_replaces_a_target_and_keeps_the_names_facts(monkeypatch:
     assert BACKENDS["fresh"] == BackendEntry(stub, "")
     with pytest.raises(TypeError, match="register benchmark 'x' as a BenchmarkEntry"):
         BENCHMARKS["x"] = stub  # type: ignore[assignment]
-    with pytest.raises(TypeError, match="holds BenchmarkEntrys"):
+    with pytest.raises(TypeError, match="holds BenchmarkEntry entries, not a BackendEntry"):
         BENCHMARKS["x"] = BackendEntry(stub, "")  # type: ignore[assignment]
 
 

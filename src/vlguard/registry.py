@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from collections import UserDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any, TypeVar
 
 from vlguard.errors import ConfigError
@@ -77,27 +77,30 @@ class Registry(UserDict[str, E]):
         super().__init__(entries or {})
 
     def __setitem__(self, name: str, value: E | Callable[..., Any]) -> None:
-        if not isinstance(value, Entry):
-            if not callable(value):
-                raise TypeError(f"a {self.kind} registry holds {self.entry_type.__name__}s, not {value!r}")
-            known = self.data.get(name)
-            if known is not None:
-                value = replace(known, target=value)
-            else:
-                required = [
-                    f.name for f in fields(self.entry_type) if f.name not in ("target", "description")
-                ]
-                try:
-                    value = self.entry_type(value, "")
-                except TypeError:
-                    raise TypeError(
-                        f"register {self.kind} {name!r} as a {self.entry_type.__name__}: its facts "
-                        f"({', '.join(required)}) have no defaults to take for a bare callable"
-                    ) from None
-        elif not isinstance(value, self.entry_type):
-            raise TypeError(
-                f"a {self.kind} registry holds {self.entry_type.__name__}s, not {type(value).__name__}"
-            )
+        if isinstance(value, Entry):
+            if not isinstance(value, self.entry_type):
+                raise TypeError(
+                    f"{self.kind} {name!r}: the registry holds {self.entry_type.__name__} entries, "
+                    f"not a {type(value).__name__}"
+                )
+        elif not callable(value):
+            raise TypeError(f"{self.kind} {name!r}: register a {self.entry_type.__name__}, not {value!r}")
+        elif name in self.data:
+            value = replace(self.data[name], target=value)
+        else:
+            required = [
+                f.name
+                for f in fields(self.entry_type)
+                if f.default is MISSING
+                and f.default_factory is MISSING
+                and f.name not in ("target", "description")
+            ]
+            if required:
+                raise TypeError(
+                    f"register {self.kind} {name!r} as a {self.entry_type.__name__}: its facts "
+                    f"{', '.join(required)} have no default to take for a bare callable"
+                )
+            value = self.entry_type(value, "")
         self.data[name] = value
 
     def entry(self, name: str) -> E:
