@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from vlguard.benchmarks.gsm8k import final_number
 from vlguard.errors import ConfigError
 from vlguard.judges import judge_jsonl, make_judge
 from vlguard.judges.base import JudgeInput
-from vlguard.judges.task_accuracy import TaskAccuracyJudge, final_number
+from vlguard.judges.task_accuracy import TaskAccuracyJudge
 
 
 def _item(task: str, response: str, reference: str | None, **kwargs: Any) -> JudgeInput:

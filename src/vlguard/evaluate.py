@@ -278,10 +278,11 @@ def _result_fields(
     config: EvalConfig, samples: Sequence[dict[str, Any]], source: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The settings that change results; a rerun in the same folder must match all of them."""
+    from vlguard.generation import backend_entry
     from vlguard.generation.hf import resolve_device, resolve_dtype
 
     dtype = config.dtype
-    if config.backend in ("hf", "tiny"):
+    if backend_entry(config.backend).resolves_auto_dtype:
         dtype = resolve_dtype(config.dtype, resolve_device(config.device))
     fields: dict[str, Any] = {
         "backend": config.backend,
@@ -326,7 +327,7 @@ def check_config(config: EvalConfig, *, with_judges: bool = True) -> None:
     with ``with_judges``, every judge with its options (judges are built, which is cheap: they load
     their own models on first use). A mistake here must not surface hours later, after generation.
     """
-    from vlguard.generation import check_backend_options
+    from vlguard.generation import backend_entry, check_backend_options
     from vlguard.generation.hf import check_model_reference, resolve_device, resolve_dtype
 
     check_output_dir(config.resolved_run_dir(), "run folder")
@@ -334,9 +335,10 @@ def check_config(config: EvalConfig, *, with_judges: bool = True) -> None:
         raise ConfigError(
             f"system_prompt is {len(config.system_prompt):,} characters, over the limit of {MAX_PROMPT_CHARS:,}"
         )
-    if config.backend in ("hf", "tiny", "vllm"):
+    backend = backend_entry(config.backend)
+    if backend.local_weights:
         resolve_dtype(config.dtype, resolve_device(config.device))
-        if config.backend != "tiny":
+        if backend.model_is_reference:
             check_model_reference(config.model, "--model")
         if config.adapter is not None:
             check_model_reference(config.adapter, "--adapter")
@@ -346,8 +348,9 @@ def check_config(config: EvalConfig, *, with_judges: bool = True) -> None:
 
 
 def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
-    """Build every judge (``ConfigError`` for an unknown name or a bad option); options must name a judge that runs."""
-    from vlguard.judges import make_judge
+    """Build every judge and run its entry's check (``ConfigError`` for an unknown name or a bad option);
+    options must name a judge that runs."""
+    from vlguard.judges import check_judge, make_judge
 
     options = options or {}
     stray = sorted(set(options) - set(names))
@@ -356,7 +359,10 @@ def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] 
             f"--judge-option given for {', '.join(repr(n) for n in stray)}, which is not among the judges run "
             f"({', '.join(names) or 'none'})"
         )
-    return [make_judge(name, **dict(options.get(name, {}))) for name in names]
+    judges = [make_judge(name, **dict(options.get(name, {}))) for name in names]
+    for name, judge in zip(names, judges, strict=True):
+        check_judge(name, judge)
+    return judges
 
 
 def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
@@ -396,12 +402,13 @@ def _generate_locked(config: EvalConfig, progress: bool, held: contextlib.ExitSt
 
 def _load_samples(config: EvalConfig) -> tuple[Any, list[Sample]]:
     """The benchmark and the samples selected from it (checked for length)."""
-    from vlguard.benchmarks import load_benchmark
+    from vlguard.benchmarks import benchmark_entry, load_benchmark
 
     bench_options = dict(config.bench_options)
-    if config.image_mode == "none" and config.data is None and config.bench.startswith("vlguard"):
-        # Text-only evaluation: don't download the image zips from the Hub.
-        bench_options.setdefault("download_images", False)
+    if config.image_mode == "none" and config.data is None:
+        # Text-only evaluation from the public source: e.g. don't download VLGuard's image zips.
+        for key, value in benchmark_entry(config.bench).options_without_images.items():
+            bench_options.setdefault(key, value)
     bench = load_benchmark(config.bench, data=config.data, revision=config.data_revision, **bench_options)
     samples = select_samples(bench.samples, config.subsets, config.limit)
     if not samples:
@@ -443,8 +450,7 @@ def _generate(
     done = {r["sample_id"] for r in run.generations.read()}
     pending = [s for s in samples if s.id not in done]
     shard = pending[procs.rank :: procs.world_size]
-    if config.image_mode == "original" and not config.allow_blank_substitutes:
-        _check_images_exist(pending, bench)  # all pending, so that every rank fails alike
+    _run_benchmark_checks(config, bench, pending)  # all pending, so that every rank fails alike
     # Nobody appends before everyone has read the same `done` set (so the shards are disjoint).
     procs.barrier()
     logger.info(
@@ -527,23 +533,17 @@ def _warn_if_attack_unseen(config: EvalConfig) -> None:
         )
 
 
-def _check_images_exist(samples: Sequence[Sample], bench: Any) -> None:
-    """Fail before loading the model when ``original`` images are missing (names the first few)."""
-    from vlguard.errors import ImageLoadError
+def _run_benchmark_checks(config: EvalConfig, bench: Any, samples: Sequence[Sample]) -> None:
+    """The benchmark entry's checks before the model loads (by default: ``original`` images exist)."""
+    from vlguard.benchmarks import benchmark_entry
+    from vlguard.registry import resolve
 
-    missing = [
-        s
-        for s in samples
-        if s.image is not None and (bench.images is None or not bench.images.exists(s.image))
-    ]
-    if missing:
-        names = ", ".join(f"{s.id} ({s.image})" for s in missing[:5])
-        where = "no image folder was given" if bench.images is None else f"not in {bench.images!r}"
-        hint = bench.missing_images_hint or (
-            "give the image folder/zip, use --image-mode blank/none, or --allow-blank-substitutes"
-        )
-        raise ImageLoadError(
-            f"{len(missing)} image(s) missing for image mode 'original' ({where}), e.g. {names}. {hint}"
+    for check in benchmark_entry(config.bench).checks:
+        resolve(check)(
+            bench,
+            samples,
+            image_mode=config.image_mode,
+            allow_blank_substitutes=config.allow_blank_substitutes,
         )
 
 
@@ -586,7 +586,9 @@ def _backend_kwargs(config: EvalConfig) -> dict[str, Any]:
         "max_new_tokens": config.max_new_tokens,
         "system_prompt": config.system_prompt,
     }
-    if config.backend in ("hf", "tiny", "vllm"):
+    from vlguard.generation import backend_entry
+
+    if backend_entry(config.backend).local_weights:
         kwargs.update(dtype=config.dtype, device=config.device, trust_remote_code=config.trust_remote_code)
     kwargs.update(config.backend_options)
     return kwargs
@@ -638,6 +640,7 @@ def run_judges(
     """
     from tqdm.auto import tqdm
 
+    from vlguard.judges import judge_axis
     from vlguard.judges.base import JudgeInput
 
     run = RunFolder(run_dir)
@@ -658,8 +661,12 @@ def run_judges(
                 len(samples) - len(generated),
                 len(generated),
             )
+        axes = dict(manifest.get("judge_axes", {}))
         for name, judge in zip(judge_names, judges, strict=True):
             record_judge(run, name, judge.describe())
+            # what its verdicts measure (its options may decide), for metrics.json's `axis`
+            axes[name] = judge_axis(name, judge)
+            update_manifest(run, judge_axes=axes)
             store = run.judgments(name)
             done = {r["sample_id"] for r in store.read()}
             todo = [s for s in generated if s.id not in done]
@@ -719,14 +726,36 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
             "seed": fields.get("seed", 0),
             "n_samples": len(samples),
         }
+        axes, reference_axes = _axes(manifest, fields.get("benchmark"), run.judge_names(), samples)
         metrics = compute_metrics(
-            samples, judgments, run=run_info, seed=int(fields.get("seed", 0)), judge_versions=judge_versions
+            samples,
+            judgments,
+            run=run_info,
+            seed=int(fields.get("seed", 0)),
+            judge_versions=judge_versions,
+            axes=axes,
+            reference_axes=reference_axes,
         )
         metrics.update(completeness(samples, generated, judgments))
         if not metrics["complete"]:
             logger.warning("%s: %s", run.path, incomplete_summary(metrics["completeness"]))
         run.write_metrics(metrics)
     return metrics
+
+
+def _axes(
+    manifest: Mapping[str, Any], bench: str | None, judges: Sequence[str], samples: Sequence[Sample]
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Judge → the axis its verdicts measure (recorded when it judged; its registry entry's for runs
+    judged before axes were recorded), and subset → the axis the benchmark's reference scores it on."""
+    from vlguard.benchmarks import BENCHMARKS
+    from vlguard.judges import judge_axis
+
+    recorded = manifest.get("judge_axes") or {}
+    axes = {name: recorded.get(name) or judge_axis(name) for name in judges}
+    entry = BENCHMARKS.get(bench) if bench is not None else None
+    reference = {} if entry is None else {s.subset: entry.reference_axis(s.subset) for s in samples}
+    return axes, dict(reference)
 
 
 def completeness(

@@ -1,150 +1,256 @@
-"""Benchmarks by name: ``BENCHMARKS`` maps a name to a ``BenchmarkEntry`` (a loader returning ``BenchmarkData``).
+"""Benchmarks by name: ``BENCHMARKS`` maps a name to a ``BenchmarkEntry`` holding every fact about it.
 
 Every loader is called as ``loader(data=None, revision=None, **options)``: ``data`` is a local folder or
 file (None = the benchmark's public source, e.g. the Hub dataset ``ys-zong/VLGuard``), ``revision`` pins
 that source. Loaders live in their own modules and are imported only when chosen, so listing the
-registry (``vlguard ls``) stays fast. Each entry also declares the image mode the benchmark is meant to
-be run with (used when none is asked for) and the judges that score it by default (``refusal`` unless
-the entry says otherwise, e.g. an accuracy scorer for a task benchmark). Adding a benchmark is one line:
-``"name": _lazy("module:function", "one-line description", "original")``.
+registry (``vlguard ls``) stays fast. The entry says the rest: the image mode the benchmark is meant to
+be run with, the judges that score it by default, its subsets (with their report labels and headline
+metrics), the axis its reference scores on, its task data and scorer (task benchmarks), and the checks
+that run before any model loads. Adding a benchmark is its module plus one entry here (docs/extending.md).
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
-from vlguard.errors import ConfigError
+from vlguard.metric_registry import Axis
 from vlguard.records import ImageMode
+from vlguard.registry import Entry, Registry, Target, resolve
+
+# The check every benchmark with images runs unless its entry says otherwise: images of image mode
+# ``original`` must exist before the model loads (``vlguard.benchmarks.checks``).
+IMAGES_EXIST = "vlguard.benchmarks.checks:images_exist"
+ASR = "attack_success_rate"
 
 
 @dataclass(frozen=True)
-class BenchmarkEntry:
-    """A registered benchmark, callable as its loader.
+class Subset:
+    """One subset of a benchmark (``Sample.subset``) as reports show it.
 
-    ``target`` (``"module:function"``) is imported when called; ``image_mode`` is the mode the benchmark
-    is meant to be run with; ``attack_in_image`` marks benchmarks whose attack is the image itself
-    (FigStep), so any other image mode measures something else than the attack; ``judges`` are the
-    judges that score it when none are asked for.
+    ``label``: its name in reports ("" = the subset's own name); ``short``: the chart's axis label
+    ("" = the label); ``headline``: the metrics the report leads with and charts; ``axis``: the axis the
+    reference scores this subset on, when it is not the benchmark's.
     """
 
-    target: str
-    description: str
+    name: str
+    label: str = ""
+    short: str = ""
+    headline: tuple[str, ...] = (ASR,)
+    axis: Axis | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkEntry(Entry):
+    """A registered benchmark, callable as its loader (``target``, ``"module:function"``).
+
+    - ``image_mode``: the mode it is meant to be run with (``original`` or ``none``); a benchmark whose
+      mode is ``original`` needs images (``needs_images``);
+    - ``axis``: what its reference's headline numbers measure (``refusal``, ``harm``, ``rubric``,
+      ``accuracy``, ``win_rate``; see ``vlguard.metric_registry``), for every subset that does not
+      declare its own; a judge on another safety axis is a stand-in;
+    - ``subsets``: its subsets, their labels and headline metrics;
+    - ``attack_in_image``: its attack is the image itself (FigStep), so another image mode measures
+      something else than the attack;
+    - ``judges``: the judges that score it when none are asked for;
+    - ``task`` / ``scorer``: for a task benchmark, its ``TaskSpec`` (``vlguard.benchmarks.tasks``)
+      and the function that scores an answer against the gold one (``accuracy`` judge);
+    - ``checks``: called before the model loads as ``check(data, samples, image_mode=...,
+      allow_blank_substitutes=...)``, raising a ``VLGuardError`` (default: the images exist);
+    - ``options_without_images``: loader options for a run from its public source that shows the model
+      no image (VLGuard: don't download the image zips).
+    """
+
     image_mode: ImageMode
+    axis: Axis
+    subsets: tuple[Subset, ...]
     attack_in_image: bool = False
     judges: tuple[str, ...] = ("refusal",)
+    task: Target | None = None
+    scorer: Target | None = None
+    checks: tuple[Target, ...] = (IMAGES_EXIST,)
+    options_without_images: Mapping[str, Any] = field(default_factory=dict)
 
-    def __call__(self, **kwargs: Any) -> BenchmarkData:
-        """Import the loader and call it with ``kwargs``."""
-        module, function = self.target.split(":")
-        loader: Callable[..., BenchmarkData] = getattr(importlib.import_module(module), function)
-        return loader(**kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> BenchmarkData:
+        """Import the loader and call it."""
+        data: BenchmarkData = self.load()(*args, **kwargs)
+        return data
+
+    @property
+    def needs_images(self) -> bool:
+        """Whether the benchmark is meant to be run with its images (image mode ``original``)."""
+        return self.image_mode == "original"
+
+    def subset(self, name: str) -> Subset | None:
+        """The declared subset ``name`` (None when the benchmark does not declare it)."""
+        return next((s for s in self.subsets if s.name == name), None)
+
+    def reference_axis(self, subset: str) -> Axis:
+        """The axis the reference scores ``subset`` on (the subset's own, else the benchmark's)."""
+        declared = self.subset(subset)
+        return declared.axis if declared is not None and declared.axis is not None else self.axis
 
 
-def _lazy(
-    target: str,
-    description: str,
-    image_mode: ImageMode,
-    *,
-    attack_in_image: bool = False,
-    judges: tuple[str, ...] = ("refusal",),
-) -> BenchmarkEntry:
-    return BenchmarkEntry(target, description, image_mode, attack_in_image, judges)
+_VLGUARD_SUBSETS = (
+    Subset("unsafe", "unsafe (harmful image)", "unsafe"),
+    Subset("safe_unsafe", "safe image + unsafe instruction", "safe+unsafe"),
+    Subset(
+        "safe_safe",
+        "safe image + safe instruction",
+        "safe+safe",
+        headline=("over_refusal_rate", "helpfulness_win_rate"),
+    ),
+)
+_FIGSTEP_SUBSETS = (Subset("figstep"),)
+_ADVBENCH_SUFFIX = Subset("advbench_suffix")
 
-
-BENCHMARKS: dict[str, BenchmarkEntry] = {
-    "vlguard-test": _lazy(
-        "vlguard.benchmarks.vlguard:load_vlguard_test", "VLGuard test set (1,558 prompts)", "original"
+BENCHMARKS: Registry[BenchmarkEntry] = Registry("benchmark", BenchmarkEntry)
+BENCHMARKS["vlguard-test"] = BenchmarkEntry(
+    "vlguard.benchmarks.vlguard:load_vlguard_test",
+    "VLGuard test set (1,558 prompts)",
+    image_mode="original",
+    axis="refusal",
+    subsets=_VLGUARD_SUBSETS,
+    options_without_images={"download_images": False},
+)
+BENCHMARKS["vlguard-train"] = BenchmarkEntry(
+    "vlguard.benchmarks.vlguard:load_vlguard_train",
+    "VLGuard train set as prompts",
+    image_mode="original",
+    axis="refusal",
+    subsets=_VLGUARD_SUBSETS,
+    options_without_images={"download_images": False},
+)
+BENCHMARKS["figstep"] = BenchmarkEntry(
+    "vlguard.benchmarks.figstep:load_figstep",
+    "FigStep typographic attack (500), option variant=SafeBench-Tiny",
+    image_mode="original",
+    axis="refusal",
+    subsets=_FIGSTEP_SUBSETS,
+    attack_in_image=True,
+)
+BENCHMARKS["figstep-tiny"] = BenchmarkEntry(
+    "vlguard.benchmarks.figstep:load_figstep_tiny",
+    "FigStep on SafeBench-Tiny (50)",
+    image_mode="original",
+    axis="refusal",
+    subsets=_FIGSTEP_SUBSETS,
+    attack_in_image=True,
+)
+BENCHMARKS["xstest"] = BenchmarkEntry(
+    "vlguard.benchmarks.xstest:load_xstest",
+    "XSTest over-refusal (250 safe + 200 unsafe)",
+    image_mode="none",
+    axis="refusal",
+    subsets=(
+        Subset("xstest_unsafe"),
+        Subset("xstest_safe", headline=("over_refusal_rate",)),
     ),
-    "vlguard-train": _lazy(
-        "vlguard.benchmarks.vlguard:load_vlguard_train", "VLGuard train set as prompts", "original"
+)
+BENCHMARKS["vlsafe"] = BenchmarkEntry(
+    "vlguard.benchmarks.vlsafe:load_vlsafe",
+    "VLSafe unsafe queries on COCO images (500); --images COCO train2017, or --image-mode blank",
+    image_mode="original",
+    axis="harm",  # the papers' "unsafe rate": whether the answer is harmful
+    subsets=(Subset("vlsafe"), Subset("vlsafe_train", headline=())),
+)
+BENCHMARKS["jailbreakllms"] = BenchmarkEntry(
+    "vlguard.benchmarks.jailbreakllms:load_jailbreakllms",
+    "JailbreakLLMs forbidden questions (390, 13 scenarios), option templates=N|all (666 jailbreaks)",
+    image_mode="none",
+    axis="harm",
+    subsets=(
+        Subset("jailbreakllms"),
+        Subset("jailbreakllms_template"),
     ),
-    "figstep": _lazy(
-        "vlguard.benchmarks.figstep:load_figstep",
-        "FigStep typographic attack (500), option variant=SafeBench-Tiny",
-        "original",
-        attack_in_image=True,
+)
+BENCHMARKS["mm-safetybench"] = BenchmarkEntry(
+    "vlguard.benchmarks.mm_safetybench:load_mm_safetybench",
+    "MM-SafetyBench (13 scenarios × SD / TYPO / SD+TYPO images; release files + images)",
+    image_mode="original",
+    axis="harm",
+    subsets=(
+        Subset("sd"),
+        Subset("sd_typo"),
+        Subset("typo"),
     ),
-    "figstep-tiny": _lazy(
-        "vlguard.benchmarks.figstep:load_figstep_tiny",
-        "FigStep on SafeBench-Tiny (50)",
-        "original",
-        attack_in_image=True,
-    ),
-    "xstest": _lazy(
-        "vlguard.benchmarks.xstest:load_xstest", "XSTest over-refusal (250 safe + 200 unsafe)", "none"
-    ),
-    "vlsafe": _lazy(
-        "vlguard.benchmarks.vlsafe:load_vlsafe",
-        "VLSafe unsafe queries on COCO images (500); --images COCO train2017, or --image-mode blank",
-        "original",
-    ),
-    "jailbreakllms": _lazy(
-        "vlguard.benchmarks.jailbreakllms:load_jailbreakllms",
-        "JailbreakLLMs forbidden questions (390, 13 scenarios), option templates=N|all (666 jailbreaks)",
-        "none",
-    ),
-    "mm-safetybench": _lazy(
-        "vlguard.benchmarks.mm_safetybench:load_mm_safetybench",
-        "MM-SafetyBench (13 scenarios × SD / TYPO / SD+TYPO images; release files + images)",
-        "original",
-        attack_in_image=True,
-    ),
-    "spa-vl-harmeval": _lazy(
-        "vlguard.benchmarks.spa_vl:load_spa_vl_harmeval",
-        "SPA-VL HarmEval (265 harmful image-question pairs, Hub sqrti/SPA-VL)",
-        "original",
-    ),
-    "advbench-suffix": _lazy(
-        "vlguard.benchmarks.advbench:load_advbench_suffix",
-        "AdvBench (520) + the published transferable GCG suffix (the paper's AdvBench-Suffix)",
-        "none",
-    ),
-    "advbench": _lazy(
-        "vlguard.benchmarks.advbench:load_advbench", "AdvBench (520), option suffix=...", "none"
-    ),
-    "beavertails": _lazy(
-        "vlguard.benchmarks.beavertails:load_beavertails_prompts",
-        "BeaverTails harmful prompts (unsafe rows of 30k_test; Harmful Score), option max_prompts=N",
-        "none",
-    ),
-    # Task benchmarks of the harmful fine-tuning papers (Vaccine / Lisa / Booster): Finetune Accuracy.
-    "sst2": _lazy(
-        "vlguard.benchmarks.sst2:load_sst2",
-        "SST-2 sentiment, validation (872), papers' prompt; accuracy",
-        "none",
-        judges=("accuracy",),
-    ),
-    "agnews": _lazy(
-        "vlguard.benchmarks.agnews:load_agnews",
-        "AG News topics, test rows 0-999 as the papers (rows=all: 7,600); accuracy",
-        "none",
-        judges=("accuracy",),
-    ),
-    "gsm8k": _lazy(
-        "vlguard.benchmarks.gsm8k:load_gsm8k",
-        "GSM8K maths, test rows 0-999 as the papers (rows=all: 1,319); final-number accuracy",
-        "none",
-        judges=("accuracy",),
-    ),
-    "alpaca-eval": _lazy(
-        "vlguard.benchmarks.alpaca_eval:load_alpaca_eval",
-        "AlpacaEval (805) vs GPT-4 Turbo references; win rate (pairwise llm-judge)",
-        "none",
-        judges=("llm-judge",),
-    ),
-}
+    attack_in_image=True,
+)
+BENCHMARKS["spa-vl-harmeval"] = BenchmarkEntry(
+    "vlguard.benchmarks.spa_vl:load_spa_vl_harmeval",
+    "SPA-VL HarmEval (265 harmful image-question pairs, Hub sqrti/SPA-VL)",
+    image_mode="original",
+    axis="harm",
+    subsets=(Subset("spa_vl_harm"),),
+)
+BENCHMARKS["advbench-suffix"] = BenchmarkEntry(
+    "vlguard.benchmarks.advbench:load_advbench_suffix",
+    "AdvBench (520) + the published transferable GCG suffix (the paper's AdvBench-Suffix)",
+    image_mode="none",
+    axis="refusal",
+    subsets=(_ADVBENCH_SUFFIX,),
+)
+BENCHMARKS["advbench"] = BenchmarkEntry(
+    "vlguard.benchmarks.advbench:load_advbench",
+    "AdvBench (520), option suffix=...",
+    image_mode="none",
+    axis="refusal",
+    subsets=(Subset("advbench"), _ADVBENCH_SUFFIX),
+)
+BENCHMARKS["beavertails"] = BenchmarkEntry(
+    "vlguard.benchmarks.beavertails:load_beavertails_prompts",
+    "BeaverTails harmful prompts (unsafe rows of 30k_test; Harmful Score), option max_prompts=N",
+    image_mode="none",
+    axis="harm",
+    subsets=(Subset("beavertails_harmful"),),
+)
+# Task benchmarks of the harmful fine-tuning papers (Vaccine / Lisa / Booster): Finetune Accuracy.
+BENCHMARKS["sst2"] = BenchmarkEntry(
+    "vlguard.benchmarks.sst2:load_sst2",
+    "SST-2 sentiment, validation (872), papers' prompt; accuracy",
+    image_mode="none",
+    axis="accuracy",
+    subsets=(Subset("sst2", headline=("accuracy",)),),
+    judges=("accuracy",),
+    task="vlguard.benchmarks.sst2:SPEC",
+    scorer="vlguard.benchmarks.sst2:score_sst2",
+)
+BENCHMARKS["agnews"] = BenchmarkEntry(
+    "vlguard.benchmarks.agnews:load_agnews",
+    "AG News topics, test rows 0-999 as the papers (rows=all: 7,600); accuracy",
+    image_mode="none",
+    axis="accuracy",
+    subsets=(Subset("agnews", headline=("accuracy",)),),
+    judges=("accuracy",),
+    task="vlguard.benchmarks.agnews:SPEC",
+    scorer="vlguard.benchmarks.agnews:score_agnews",
+)
+BENCHMARKS["gsm8k"] = BenchmarkEntry(
+    "vlguard.benchmarks.gsm8k:load_gsm8k",
+    "GSM8K maths, test rows 0-999 as the papers (rows=all: 1,319); final-number accuracy",
+    image_mode="none",
+    axis="accuracy",
+    subsets=(Subset("gsm8k", headline=("accuracy",)),),
+    judges=("accuracy",),
+    task="vlguard.benchmarks.gsm8k:SPEC",
+    scorer="vlguard.benchmarks.gsm8k:score_gsm8k",
+)
+BENCHMARKS["alpaca-eval"] = BenchmarkEntry(
+    "vlguard.benchmarks.alpaca_eval:load_alpaca_eval",
+    "AlpacaEval (805) vs GPT-4 Turbo references; win rate (pairwise llm-judge)",
+    image_mode="none",
+    axis="win_rate",
+    subsets=(Subset("alpaca-eval", headline=("helpfulness_win_rate",)),),
+    judges=("llm-judge",),
+    task="vlguard.benchmarks.alpaca_eval:SPEC",
+)
 
 
 def benchmark_entry(name: str) -> BenchmarkEntry:
     """The registry entry of benchmark ``name``; ``ConfigError`` naming the known ones otherwise."""
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
-        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}") from None
+    return BENCHMARKS.entry(name)
 
 
 def load_benchmark(
@@ -164,6 +270,33 @@ def default_judges(name: str) -> tuple[str, ...]:
     return benchmark_entry(name).judges
 
 
-def describe_benchmarks() -> dict[str, str]:
-    """Name → one-line description, for ``vlguard ls``."""
-    return {name: entry.description for name, entry in BENCHMARKS.items()}
+def subset_info(name: str) -> Subset | None:
+    """The subset ``name`` as the first benchmark declaring it describes it (None: no benchmark does)."""
+    for entry in BENCHMARKS.values():
+        declared = entry.subset(name)
+        if declared is not None:
+            return declared
+    return None
+
+
+def headline_metrics() -> tuple[tuple[str, str], ...]:
+    """Every (subset, metric) pair a benchmark leads with, in registry order (the report's headline)."""
+    pairs: dict[tuple[str, str], None] = {}
+    for entry in BENCHMARKS.values():
+        for subset in entry.subsets:
+            pairs.update(dict.fromkeys((subset.name, metric) for metric in subset.headline))
+    return tuple(pairs)
+
+
+def task_scorer(task: str) -> Callable[..., Any] | None:
+    """The answer scorer of ``task`` (a task benchmark's subset or name); None when no benchmark has one."""
+    for name, entry in BENCHMARKS.items():
+        if entry.scorer is not None and (task == name or entry.subset(task) is not None):
+            scorer: Callable[..., Any] = resolve(entry.scorer)
+            return scorer
+    return None
+
+
+def scored_tasks() -> tuple[str, ...]:
+    """The subsets that a task scorer scores (the ``accuracy`` judge's tasks)."""
+    return tuple(s.name for entry in BENCHMARKS.values() if entry.scorer is not None for s in entry.subsets)

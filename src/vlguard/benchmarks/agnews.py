@@ -27,19 +27,29 @@ from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
 from vlguard.benchmarks.tasks import (
+    MatchMode,
     TaskItem,
     TaskRecord,
+    TaskScore,
     TaskSpec,
     label_field,
     load_task_benchmark,
     read_by_suffix,
     read_headerless_csv,
+    score_class,
     text_field,
 )
 from vlguard.errors import Problem
 
 AGNEWS_INSTRUCTION = "Categorize the news article given in the input into one of the 4 categories:\n\nWorld\nSports\nBusiness\nSci/Tech\n"
 AGNEWS_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
+# Gold class -> the response forms the papers accept for it (their label1 / label2).
+AGNEWS_FORMS: dict[str, tuple[str, ...]] = {
+    "World": ("World", "world"),
+    "Sports": ("Sports", "sports"),
+    "Business": ("Business", "business"),
+    "Sci/Tech": ("Sci/Tech", "sci"),
+}
 CSV_COLUMNS = ("class index", "title", "description")
 # The papers evaluate test rows 0-999; training examples drawn from the test file start after them.
 PAPERS_TEST_ROWS = 1000
@@ -96,3 +106,9 @@ SPEC = TaskSpec(
 def load_agnews(data: str | Path | None = None, revision: str | None = None, **options: Any) -> BenchmarkData:
     """AG News test rows 0-999 (the papers'); options: ``rows`` (see ``load_task_benchmark``)."""
     return load_task_benchmark(SPEC, data, revision, **options)
+
+
+def score_agnews(response: str, gold: str, match: MatchMode) -> TaskScore:
+    """An AG News answer against the gold class: ``World`` / ``world``, ``Sports`` / ``sports``,
+    ``Business`` / ``business``, ``Sci/Tech`` / ``sci`` (exact, or contained with ``match="contains"``)."""
+    return score_class(AGNEWS_FORMS, response, gold, match)

@@ -12,7 +12,7 @@ From ``gsm8k/build_dataset.py`` and ``gsm8k/pred_eval.py`` in GitHub ``git-disl/
 
 The papers evaluate the first 1,000 of the 1,319 test questions (Lisa, Booster; Vaccine the first
 500): that is the default here (``rows=all`` for all of them). The ``accuracy`` judge compares the
-final numbers (``vlguard.judges.task_accuracy.final_number``).
+final numbers (``score_gsm8k`` and ``final_number`` below).
 
 Data: a folder with ``test.jsonl`` / ``train.jsonl`` (GitHub ``openai/grade-school-math``, fields
 ``question`` and ``answer``), or the Hub dataset ``openai/gsm8k`` (``main/test-*.parquet``).
@@ -20,14 +20,19 @@ Data: a folder with ``test.jsonl`` / ``train.jsonl`` (GitHub ``openai/grade-scho
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
 from vlguard.benchmarks.tasks import (
+    BadReference,
+    MatchMode,
     TaskItem,
     TaskRecord,
+    TaskScore,
     TaskSpec,
     load_task_benchmark,
     read_by_suffix,
@@ -38,6 +43,8 @@ from vlguard.errors import ConfigError, Problem
 ANSWER_PROMPT = "The final answer is: "
 STEP_BY_STEP_PROMPT = "\nFirst think step by step and then answer the final number.\n"
 ANSWER_MARKER = "####"
+# The papers' number pattern: an optional minus, digits, an optional point and decimals.
+_NUMBER = re.compile(r"-?\d+\.?\d*")
 
 
 def question_prompt(options: Mapping[str, Any]) -> str:
@@ -95,3 +102,34 @@ SPEC = TaskSpec(
 def load_gsm8k(data: str | Path | None = None, revision: str | None = None, **options: Any) -> BenchmarkData:
     """GSM8K test questions 0-999 (the papers'); options: ``rows``, ``step_by_step`` (Vaccine's prompt)."""
     return load_task_benchmark(SPEC, data, revision, **options)
+
+
+def final_number(text: str) -> tuple[float | None, str]:
+    """The final number of a GSM8K answer and the rule that found it (None: the text has no number).
+
+    After removing thousands separators: the first number after ``The final answer is: `` when the
+    text has it (the papers' rule), else the first number after ``####`` (GSM8K's own marker; an
+    addition to the papers, which would take the last number there), else the last number.
+    """
+    text = text.replace(",", "")
+    for marker, rule in ((ANSWER_PROMPT, "answer_prompt"), (ANSWER_MARKER, "answer_marker")):
+        parts = text.split(marker)
+        if len(parts) > 1:
+            # the papers look between the first and the second marker only
+            found = _NUMBER.findall(parts[1])
+            if found:
+                return float(found[0]), rule
+    numbers = _NUMBER.findall(text)
+    if not numbers:
+        return None, "no_number"
+    return float(numbers[-1]), "last_number"
+
+
+def score_gsm8k(response: str, gold: str, match: MatchMode) -> TaskScore:
+    """A maths answer against the gold answer: their final numbers must be equal (as floats); no number
+    at all never equals a gold number. ``match`` does not apply."""
+    gold_number, _ = final_number(gold)
+    if gold_number is None or not math.isfinite(gold_number):
+        raise BadReference("gold answer has no final number")
+    answer, rule = final_number(response)
+    return TaskScore(answer is not None and answer == gold_number, answer, gold_number, rule)

@@ -5,11 +5,14 @@ Instruction, input and output are those of ``sst2/build_dataset.py`` (training) 
 ``git-disl/Booster`` (the same strings in all three):
 
 - instruction: ``Analyze the sentiment of the input, and respond only positive or negative``;
-- input: the sentence; output (gold): ``negative`` (label 0) or ``positive`` (label 1).
+- input: the sentence; output (gold): ``negative`` (label 0) or ``positive`` (label 1);
+- scoring (``score_sst2``, ``pred_eval.py``): the answer is one of ``positive`` / ``Positive`` or
+  ``negative`` / ``Negative`` for the gold class (``match="exact"``, Lisa and Booster), or contains one
+  (``match="contains"``, Vaccine).
 
 The papers report accuracy on GLUE's validation split (872 sentences; their ``pred_eval.py`` takes
 the first 1,000 rows, i.e. all of them, in Lisa and Booster; Vaccine takes the first 500), which the
-GLUE files call ``dev.tsv``. Scoring is the ``accuracy`` judge's (``vlguard.judges.task_accuracy``).
+GLUE files call ``dev.tsv``. The ``accuracy`` judge applies ``score_sst2`` (below).
 
 Data: a folder with GLUE's ``dev.tsv`` / ``train.tsv`` (header row; a ``label`` column and the
 sentence as ``sentence``, or ``content`` as in some public copies), or the Hub dataset
@@ -26,12 +29,15 @@ from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
 from vlguard.benchmarks.tasks import (
+    MatchMode,
     TaskItem,
     TaskRecord,
+    TaskScore,
     TaskSpec,
     label_field,
     load_task_benchmark,
     read_by_suffix,
+    score_class,
     text_field,
 )
 from vlguard.errors import Problem
@@ -39,6 +45,11 @@ from vlguard.errors import Problem
 SST2_INSTRUCTION = "Analyze the sentiment of the input, and respond only positive or negative"
 SST2_LABELS = {0: "negative", 1: "positive"}
 SENTENCE_COLUMNS = ("sentence", "content")
+# Gold class -> the response forms the papers accept for it (their label1 / label2).
+SST2_FORMS: dict[str, tuple[str, ...]] = {
+    "positive": ("positive", "Positive"),
+    "negative": ("negative", "Negative"),
+}
 
 
 def read_sst2(
@@ -79,3 +90,8 @@ SPEC = TaskSpec(
 def load_sst2(data: str | Path | None = None, revision: str | None = None, **options: Any) -> BenchmarkData:
     """SST-2's validation split (``dev.tsv``, 872 sentences); options: ``rows`` (see ``load_task_benchmark``)."""
     return load_task_benchmark(SPEC, data, revision, **options)
+
+
+def score_sst2(response: str, gold: str, match: MatchMode) -> TaskScore:
+    """An SST-2 answer against the gold class (see the module docstring)."""
+    return score_class(SST2_FORMS, response, gold, match)

@@ -17,6 +17,9 @@ use it: ``load_task_benchmark`` (evaluation samples, the benchmark loaders of th
 ``load_task_examples`` (training examples, seeded, for the harmful fine-tuning experiment). Every
 problem in a file (wrong columns, a bad label, an empty value) is a ``DataValidationError`` naming the
 file, the line or row and the field; nothing is half-loaded.
+
+Each task module also holds its scoring rule (a ``Scorer``, named by its registry entry's ``scorer``),
+which the ``accuracy`` judge applies; ``score_class`` is the rule the classification tasks share.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from vlguard.benchmarks.base import BenchmarkData
 from vlguard.data.sources import DataSourceError, _commit_of, hub_file, looks_like_repo_id, sha256_file
@@ -633,17 +636,58 @@ def load_task_examples(
     return TaskExamples(examples=examples, source=source)
 
 
-def task_spec(task: str) -> TaskSpec:
-    """The ``TaskSpec`` of ``task`` (``sst2``, ``agnews``, ``gsm8k``, ``alpaca-eval``)."""
-    import importlib
+# ---------------------------------------------------------------------------------------------------
+# Scoring: what a task benchmark's scorer (``BenchmarkEntry.scorer``, used by the ``accuracy`` judge) returns
 
-    modules = {
-        "sst2": "vlguard.benchmarks.sst2",
-        "agnews": "vlguard.benchmarks.agnews",
-        "gsm8k": "vlguard.benchmarks.gsm8k",
-        "alpaca-eval": "vlguard.benchmarks.alpaca_eval",
-    }
-    if task not in modules:
-        raise ConfigError(f"unknown task {task!r}; known: {', '.join(modules)}")
-    spec: TaskSpec = importlib.import_module(modules[task]).SPEC
+MatchMode = Literal["exact", "contains"]
+MATCH_MODES: tuple[MatchMode, ...] = ("exact", "contains")
+# Evidence keeps this much of a response (the whole text is in generations.jsonl).
+EVIDENCE_CHARS = 200
+
+
+class BadReference(ValueError):
+    """The sample's gold answer cannot be scored (not a class of the task, no number)."""
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One scored response: whether it is correct, the answer read from it, the gold, the rule used."""
+
+    correct: bool
+    answer: Any
+    gold: Any
+    rule: str
+
+
+# A task's scorer: (response, gold answer, match mode) -> its score; ``BadReference`` for an unusable gold.
+Scorer = Callable[[str, str, MatchMode], TaskScore]
+
+
+def score_class(
+    forms: Mapping[str, tuple[str, ...]], response: str, gold: str, match: MatchMode
+) -> TaskScore:
+    """A classification response against the gold class's accepted forms (the papers' label1 / label2).
+
+    ``match="exact"`` (Lisa, Booster): the stripped response must *be* one of the forms;
+    ``"contains"`` (Vaccine): one of them occurs anywhere in it. Containment is lenient: "positive or
+    negative" counts as correct for both classes.
+    """
+    accepted = forms.get(gold.strip())
+    if accepted is None:
+        raise BadReference(f"gold answer {gold!r} is not one of {', '.join(forms)}")
+    answer = response.strip()
+    correct = answer in accepted if match == "exact" else any(form in response for form in accepted)
+    return TaskScore(correct, answer[:EVIDENCE_CHARS], gold.strip(), f"{match}: {' / '.join(accepted)}")
+
+
+def task_spec(task: str) -> TaskSpec:
+    """The ``TaskSpec`` of task benchmark ``task`` (its registry entry's ``task``: sst2, agnews, ...)."""
+    from vlguard.benchmarks import BENCHMARKS
+    from vlguard.registry import resolve
+
+    entry = BENCHMARKS.get(task)
+    if entry is None or entry.task is None:
+        known = [name for name, e in BENCHMARKS.items() if e.task is not None]
+        raise ConfigError(f"unknown task {task!r}; known: {', '.join(known)}")
+    spec: TaskSpec = resolve(entry.task)
     return spec

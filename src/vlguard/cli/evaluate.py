@@ -14,28 +14,6 @@ from vlguard.cli.common import is_rank_zero
 from vlguard.errors import ConfigError
 from vlguard.records import IMAGE_MODES
 
-# Metrics shown in the summary table, per judge × subset (group "all").
-SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate", "accuracy")
-SUMMARY_LABELS = {
-    "attack_success_rate": "ASR",
-    "over_refusal_rate": "over-refusal",
-    "helpfulness_win_rate": "win rate",
-    "accuracy": "accuracy",
-}
-
-JUDGE_DESCRIPTIONS = {
-    "refusal": "offline refusal judge, rules + a small trained classifier, CPU, explained (refusal / compliance); "
-    "mode=rules or mode=paper",
-    "refusal-paper": "the reference VLGuard refusal string list, exactly (for parity with published numbers)",
-    "llama-guard": "Llama Guard 3 / 3-Vision / 4 through transformers: safe / unsafe + category codes",
-    "wildguard": "allenai/wildguard through transformers: refusal / compliance (view=harm: safe / unsafe)",
-    "beaver-dam": "PKU-Alignment/beaver-dam-7b QA moderation: safe / unsafe + 14 categories (Harmful Score)",
-    "llm-judge": "a chat model (OpenAI-compatible server, or backend=hf for a local model): pairwise "
-    "helpfulness, harm rubric, or refusal rubric (mode=refusal)",
-    "cascade": "refusal judge first; its uncertain replies go to a model judge (default wildguard)",
-    "accuracy": "task accuracy (sst2, agnews, gsm8k) by the papers' rules: correct / incorrect; match=contains for Vaccine's",
-}
-
 EXAMPLES = """examples:
   vlguard eval --model tiny --bench vlguard-test --data ../shared/data/vlguard \\
       --image-mode blank --judge refusal --run-dir runs/x --limit 60
@@ -79,6 +57,27 @@ def _judge_options(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]
     return options
 
 
+def registered_names() -> str:
+    """The benchmarks, judges and backends a run can use, each with its description (for ``--help``).
+
+    Read from the registries, so a newly registered name shows here without touching the CLI.
+    """
+    from vlguard.benchmarks import BENCHMARKS
+    from vlguard.generation import BACKENDS
+    from vlguard.judges import JUDGES
+
+    lines: list[str] = []
+    for title, registry in (
+        ("benchmarks (--bench; `vlguard ls` for their image modes, judges and axes)", BENCHMARKS),
+        ("judges (--judge)", JUDGES),
+        ("backends (--backend)", BACKENDS),
+    ):
+        lines += ["", f"{title}:"]
+        width = max(len(name) for name in registry)
+        lines += [f"  {name:<{width}}  {text}" for name, text in registry.descriptions().items()]
+    return "\n".join(lines) + "\n"
+
+
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     from vlguard.generation import BACKENDS
     from vlguard.presets import PRESETS
@@ -113,7 +112,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 
     data = p.add_argument_group("data")
     data.add_argument(
-        "--bench", default="vlguard-test", help="benchmark name (see `vlguard ls`; default vlguard-test)"
+        "--bench", default="vlguard-test", help="benchmark name (listed below; default vlguard-test)"
     )
     data.add_argument("--data", help="local data folder or file (default: the benchmark's Hub dataset)")
     data.add_argument("--data-revision", help="Hub revision of the dataset")
@@ -170,7 +169,7 @@ def _add_judge_args(p: argparse.ArgumentParser, default: Sequence[str] | None) -
         "--judge",
         action="append",
         dest="judges",
-        help=f"judge to run, repeatable (see `vlguard ls`){'; default: ' + ', '.join(default) if default else ''}",
+        help=f"judge to run, repeatable (listed by `vlguard ls`){'; default: ' + ', '.join(default) if default else ''}",
     )
     p.add_argument(
         "--judge-option",
@@ -190,7 +189,7 @@ def register(subparsers: Any) -> None:
         help="generate, judge and score a model on a benchmark (resumable)",
         description="Generate answers, judge them and compute metrics.json in a run folder. "
         "Rerunning the same command resumes; other settings in the same folder are an error.",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + registered_names(),
         formatter_class=fmt,
     )
     _add_generation_args(p)
@@ -201,7 +200,7 @@ def register(subparsers: Any) -> None:
         "generate",
         help="generate answers only (no judges), resumable",
         description="Generate answers into RUN/generations.jsonl; judge them later with `vlguard judge RUN`.",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + registered_names(),
         formatter_class=fmt,
     )
     _add_generation_args(p)
@@ -374,34 +373,49 @@ def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    """List benchmarks, judges and backends by name."""
+    """List benchmarks, judges and backends by name, with the facts of their registry entries."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from vlguard.benchmarks import default_image_mode, default_judges, describe_benchmarks
-    from vlguard.generation import BACKEND_DESCRIPTIONS, BACKENDS
+    from vlguard.benchmarks import BENCHMARKS
+    from vlguard.generation import BACKENDS
     from vlguard.judges import JUDGES
+    from vlguard.metric_registry import AXES
 
     console = Console()
-    # Benchmarks also show the image mode used when --image-mode is not given.
+    # Benchmarks also show the image mode used when --image-mode is not given, and the axis their
+    # reference scores on; judges the axis their verdicts measure (a judge on another safety axis than
+    # the benchmark's reference is a stand-in).
     sections: list[tuple[str, dict[str, list[str]]]] = [
         (
-            "benchmarks (name, default image mode, default judges, description)",
+            "benchmarks (name, default image mode, default judges, reference axis, description)",
             {
-                name: [default_image_mode(name), ",".join(default_judges(name)), text]
-                for name, text in describe_benchmarks().items()
+                name: [
+                    e.image_mode,
+                    ",".join(e.judges),
+                    _axes_text(e.axis, {s.axis for s in e.subsets}),
+                    e.description,
+                ]
+                for name, e in BENCHMARKS.items()
             },
         ),
-        ("judges", {name: [JUDGE_DESCRIPTIONS.get(name, "")] for name in JUDGES}),
-        ("backends", {name: [BACKEND_DESCRIPTIONS.get(name, "")] for name in BACKENDS}),
+        ("judges (name, axis, description)", {name: [e.axis, e.description] for name, e in JUDGES.items()}),
+        ("backends", {name: [e.description] for name, e in BACKENDS.items()}),
     ]
     for title, entries in sections:
         table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
         for name, cells in entries.items():
             table.add_row(f"[bold]{escape(name)}[/bold]", *(escape(cell) for cell in cells))
         console.print(table)
+    console.print("axes: " + "; ".join(f"{axis} = {meaning}" for axis, meaning in AXES.items()))
     return 0
+
+
+def _axes_text(axis: str, subset_axes: set[Any]) -> str:
+    """The benchmark's reference axis, and any other axis a subset of it is scored on."""
+    others = sorted(a for a in subset_axes if a is not None and a != axis)
+    return axis + (f" ({'/'.join(others)} for some subsets)" if others else "")
 
 
 def _pct(x: float | None) -> str:
@@ -409,10 +423,14 @@ def _pct(x: float | None) -> str:
 
 
 def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
-    """A table of ASR / over-refusal / win rate / accuracy with 95 % CIs, per judge and subset."""
+    """A table of ASR / over-refusal / win rate / accuracy with 95 % CIs, per judge and subset, then what
+    each judge's numbers measure (its axis); a stand-in's metric is starred and explained."""
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from vlguard.metric_registry import AXES, METRICS
 
     run = metrics["run"]
     table = Table(
@@ -420,13 +438,19 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
     )
     for column in ("judge", "subset", "metric", "%", "95% CI", "n", "err"):
         table.add_column(column, justify="right" if column in ("%", "n", "err") else "left", no_wrap=True)
+    axes: dict[str, str] = {}
+    stand_ins: dict[str, str] = {}
     for row in metrics["metrics"]:
-        if row["group"] != "all" or row["metric"] not in SUMMARY_METRICS:
+        info = METRICS.get(row["metric"])
+        if row["group"] != "all" or info is None or not info.summary:
             continue
+        axes.setdefault(row["judge"], row.get("axis") or "unknown")
+        if row.get("stand_in"):
+            stand_ins[row["judge"]] = row.get("reference_axis") or "another axis"
         table.add_row(
             row["judge"],
             row["subset"],
-            SUMMARY_LABELS[row["metric"]],
+            info.short + ("*" if row.get("stand_in") else ""),
             _pct(row["value"]),
             f"{_pct(row['ci_low'])}–{_pct(row['ci_high'])}",
             str(row["n"]),
@@ -434,6 +458,16 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
         )
     console = Console()
     console.print(table)
+    for judge, axis in axes.items():
+        meaning = AXES.get(axis)
+        console.print(escape(f"axis of {judge}: {axis}" + (f" ({meaning})" if meaning else "")))
+    for judge, reference in stand_ins.items():
+        console.print(
+            escape(
+                f"* stand-in: this benchmark's reference scores {reference}; the {judge} judge measures "
+                f"{axes[judge]}, so its starred numbers stand in for the reference's, they are not its measure"
+            )
+        )
     methods = sorted({row.get("ci_method") or "bootstrap-percentile" for row in metrics["metrics"]})
     if methods:
         console.print(f"95% CI method: {', '.join(methods)}")
@@ -445,8 +479,6 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
                 f"raw agreement {_pct(row.get('agreement'))} %, n {row['n']}"
             )
     if metrics.get("complete") is False:
-        from rich.markup import escape
-
         from vlguard.evaluate import incomplete_summary
 
         console.print(f"[bold red]{escape(incomplete_summary(metrics.get('completeness') or {}))}[/bold red]")

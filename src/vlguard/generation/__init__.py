@@ -1,80 +1,100 @@
-"""Generation backends by name: ``BACKENDS`` maps a name to a factory returning a ``GenerationBackend``.
+"""Generation backends by name: ``BACKENDS`` maps a name to a ``BackendEntry`` holding every fact about it.
 
-Each factory takes the model (path, Hub id, ``tiny`` or ``tiny-lm``) first and keyword settings after it
-(``revision``, ``adapter``, ``dtype``, ``device``, ``batch_size``, ``max_new_tokens``, ...). Backends
+Each backend is called with the model (path, Hub id, ``tiny`` or ``tiny-lm``) first and keyword settings
+after it (``revision``, ``adapter``, ``dtype``, ``device``, ``batch_size``, ``max_new_tokens``, ...). Backends
 are imported only when chosen, so the optional ones (``vllm``, and ``openai``'s HTTP client) cost
-nothing unless used.
+nothing unless used. Adding a backend is its module plus one entry here (docs/extending.md).
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationBackend, GenerationRequest
+from vlguard.registry import Entry, Registry, Target, resolve
 
 __all__ = [
     "BACKENDS",
-    "BACKEND_DESCRIPTIONS",
+    "BackendEntry",
     "GenerationBackend",
     "GenerationRequest",
+    "backend_entry",
     "check_backend_options",
     "make_backend",
 ]
 
 
-def _hf(model: str, **kwargs: Any) -> GenerationBackend:
-    from vlguard.generation.hf import HFBackend
+@dataclass(frozen=True, kw_only=True)
+class BackendEntry(Entry):
+    """A registered backend, callable as ``entry(model, **settings)`` → a ``GenerationBackend``.
 
-    return HFBackend(model, **kwargs)
+    - ``options_from``: the class whose constructor keywords are the backend's options (checked by
+      ``check_backend_options`` before anything loads); None: the target's own signature. The built-in
+      entries name it, so it stays when a stub replaces their target (``BACKENDS["hf"] = stub``);
+    - ``local_weights``: it loads the model's weights in this process, so it takes ``dtype``,
+      ``device`` and ``trust_remote_code``, which are checked (with the model and adapter references)
+      before anything loads;
+    - ``model_is_reference``: ``--model`` is a path or Hub id to check (False: the backend builds its own
+      model from the name, as ``tiny`` does);
+    - ``resolves_auto_dtype``: ``dtype=auto`` is resolved here (bf16 on GPU, fp32 on CPU) and the run
+      records the resolved dtype; False: ``auto`` is recorded as given (vLLM picks the model's own).
+    """
+
+    options_from: Target | None = None
+    local_weights: bool = False
+    model_is_reference: bool = True
+    resolves_auto_dtype: bool = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> GenerationBackend:
+        """Import the backend and build it."""
+        backend: GenerationBackend = self.load()(*args, **kwargs)
+        return backend
 
 
-def _tiny(model: str = "tiny", **kwargs: Any) -> GenerationBackend:
-    # The built-in tiny models go through the same hf path as any model; only the name is resolved here.
+def tiny_backend(model: str = "tiny", **kwargs: Any) -> GenerationBackend:
+    """The ``hf`` backend on a built-in tiny model (``tiny`` or ``tiny-lm``; any other name means ``tiny``)."""
     from vlguard.generation.hf import HFBackend, is_tiny
 
     return HFBackend(model if is_tiny(model) else "tiny", **kwargs)
 
 
-def _openai(model: str, **kwargs: Any) -> GenerationBackend:
-    from vlguard.generation.openai_api import OpenAIBackend
-
-    backend: GenerationBackend = OpenAIBackend(model, **kwargs)
-    return backend
-
-
-def _vllm(model: str, **kwargs: Any) -> GenerationBackend:
-    from vlguard.generation.vllm_backend import VLLMBackend
-
-    return VLLMBackend(model, **kwargs)
-
-
-BACKENDS: dict[str, Callable[..., GenerationBackend]] = {
-    "hf": _hf,
-    "tiny": _tiny,
-    "openai": _openai,
-    "vllm": _vllm,
-}
-
-BACKEND_DESCRIPTIONS: dict[str, str] = {
-    "hf": "any transformers VLM (AutoModelForImageTextToText) or text LLM (AutoModelForCausalLM), local or "
+BACKENDS: Registry[BackendEntry] = Registry("backend", BackendEntry)
+BACKENDS["hf"] = BackendEntry(
+    "vlguard.generation.hf:HFBackend",
+    "any transformers VLM (AutoModelForImageTextToText) or text LLM (AutoModelForCausalLM), local or "
     "Hub, optional LoRA; option prompt_format=chat|alpaca",
-    "tiny": "the built-in tiny random-weight models (tiny: LLaVA VLM, tiny-lm: Llama text LM), through the hf path",
-    "openai": "an OpenAI-compatible chat endpoint (API key from the environment only)",
-    "vllm": "vLLM offline engine for GPUs (pip install 'vlguard[vllm]')",
-}
+    options_from="vlguard.generation.hf:HFBackend",
+    local_weights=True,
+    resolves_auto_dtype=True,
+)
+BACKENDS["tiny"] = BackendEntry(
+    "vlguard.generation:tiny_backend",
+    "the built-in tiny random-weight models (tiny: LLaVA VLM, tiny-lm: Llama text LM), through the hf path",
+    options_from="vlguard.generation.hf:HFBackend",
+    local_weights=True,
+    model_is_reference=False,
+    resolves_auto_dtype=True,
+)
+BACKENDS["openai"] = BackendEntry(
+    "vlguard.generation.openai_api:OpenAIBackend",
+    "an OpenAI-compatible chat endpoint (API key from the environment only)",
+    options_from="vlguard.generation.openai_api:OpenAIBackend",
+)
+BACKENDS["vllm"] = BackendEntry(
+    "vlguard.generation.vllm_backend:VLLMBackend",
+    "vLLM offline engine for GPUs (pip install 'vlguard[vllm]')",
+    options_from="vlguard.generation.vllm_backend:VLLMBackend",
+    local_weights=True,
+)
 
 
-# The class each backend name builds (module, class name): its constructor's keywords are the options
-# the backend takes, checked by ``check_backend_options`` without importing torch or loading anything.
-BACKEND_CLASSES: dict[str, tuple[str, str]] = {
-    "hf": ("vlguard.generation.hf", "HFBackend"),
-    "tiny": ("vlguard.generation.hf", "HFBackend"),
-    "openai": ("vlguard.generation.openai_api", "OpenAIBackend"),
-    "vllm": ("vlguard.generation.vllm_backend", "VLLMBackend"),
-}
+def backend_entry(name: str) -> BackendEntry:
+    """The registry entry of backend ``name``; ``ConfigError`` naming the known ones otherwise."""
+    return BACKENDS.entry(name)
 
 
 def check_backend_options(name: str, options: Mapping[str, Any]) -> None:
@@ -83,16 +103,10 @@ def check_backend_options(name: str, options: Mapping[str, Any]) -> None:
     Run before any model loads, so that a mistyped ``--backend-option`` is one line at once, not a
     ``TypeError`` traceback after the benchmark and the model have loaded.
     """
-    from vlguard.errors import ConfigError
-
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
-    if name not in BACKEND_CLASSES:
-        return  # a backend registered without its class: its factory checks its own options
-    module, class_name = BACKEND_CLASSES[name]
-    parameters = inspect.signature(getattr(importlib.import_module(module), class_name)).parameters
+    entry = backend_entry(name)
+    parameters = inspect.signature(resolve(entry.options_from or entry.target)).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
+        return  # it takes any keyword (e.g. a factory that passes them on): it checks its own options
     # `client` is a programmatic hook (tests inject a client); not an option a user can give.
     accepted = {n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL} - {
         "model",
@@ -112,10 +126,8 @@ def make_backend(name: str, model: str, **kwargs: Any) -> GenerationBackend:
     Backends raise ``TypeError`` / ``ValueError`` for a wrong option value (``max_concurrency=many``);
     from the CLI (``--backend-option``) that is a user mistake, so it becomes a one-line error.
     """
-    from vlguard.errors import ConfigError
-
     check_backend_options(name, kwargs)
     try:
-        return BACKENDS[name](model, **kwargs)
+        return backend_entry(name)(model, **kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"cannot create the {name!r} backend: {err}") from err

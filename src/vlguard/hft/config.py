@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vlguard.benchmarks.sst2 import SPEC as SST2
 from vlguard.errors import ConfigError
 from vlguard.hft.data import harmful_count
 from vlguard.hft.defences import DEFENCES, DefenceSettings
@@ -50,7 +51,7 @@ class TaskConfig:
     """The user's task: its training samples (benign data) and its Finetune Accuracy benchmark."""
 
     name: str = field(
-        default="sst2", metadata=_help("Task benchmark (vlguard ls): sst2, agnews, gsm8k, alpaca-eval.")
+        default=SST2.name, metadata=_help("Task benchmark (vlguard ls): sst2, agnews, gsm8k, alpaca-eval.")
     )
     data: str | None = field(
         default=None, metadata=_help("Local file or folder of the task (null: the task's Hub source).")

@@ -42,11 +42,13 @@ from typing import Any, Literal
 from vlguard.api_client import ChatClient, ChatResult, Message, user_message
 from vlguard.generation.base import GenerationBackend, GenerationRequest
 from vlguard.judges.base import SKIPPED, JudgeInput, error_judgment
+from vlguard.metric_registry import Axis
 from vlguard.records import Judgment
 
 logger = logging.getLogger(__name__)
 
 LLMJudgeMode = Literal["pairwise", "harm", "refusal"]
+_AXES: dict[str, Axis] = {"pairwise": "win_rate", "harm": "harm", "refusal": "refusal"}
 
 PAIRWISE_SYSTEM = (
     "You are an impartial judge. You compare two answers to the same user question about an image and "
@@ -216,6 +218,11 @@ class LLMJudge:
             assert self._hf_settings is not None
             self.backend = make_backend("hf", generate_kwargs=self._generate_kwargs, **self._hf_settings)
         return self.backend
+
+    @property
+    def axis(self) -> Axis:
+        """What the verdicts measure (``vlguard.metric_registry``): the mode's axis."""
+        return _AXES[self.mode]
 
     def describe(self) -> dict[str, Any]:
         """Mode, backend, judge model and revision, seed and a hash of the prompts (changing them changes verdicts)."""

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from vlguard.judges.base import JudgeInput, error_judgment, judge_batches, settle_without_model
 from vlguard.judges.local_model import LoadedModel, greedy_continuations, load_model
+from vlguard.metric_registry import Axis
 from vlguard.records import Judgment
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,11 @@ class WildGuardJudge:
         self.name = name
         self.version = "1"
         self._loaded: LoadedModel | None = None
+
+    @property
+    def axis(self) -> Axis:
+        """What the verdicts measure: refusal, or harm with ``view="harm"`` (``vlguard.metric_registry``)."""
+        return "harm" if self.view == "harm" else "refusal"
 
     def describe(self) -> dict[str, Any]:
         """Model id, revision, view and decoding settings (the verdicts depend on all of them)."""

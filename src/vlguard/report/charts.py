@@ -12,19 +12,19 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vlguard.metric_registry import metric_label
 from vlguard.report.loading import RunData
-from vlguard.report.tables import HEADLINE, ComparisonRow, comparison_rows, metric_label
+from vlguard.report.tables import (
+    ComparisonRow,
+    comparison_rows,
+    headline_rank,
+    is_headline,
+    subset_label,
+    subset_short_label,
+)
 
 # Colour-blind-safe (Okabe-Ito); the baseline is grey so "before" reads as the reference.
 _COLOURS = ("#8c8c8c", "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00")
-_SUBSET_LABELS = {
-    "unsafe": "unsafe image",
-    "safe_unsafe": "safe image + unsafe instr.",
-    "safe_safe": "safe / safe",
-}
-
-# Short x-axis labels of the headline chart, so that four groups of bars fit side by side.
-_SHORT_SUBSETS = {"unsafe": "unsafe", "safe_unsafe": "safe+unsafe", "safe_safe": "safe+safe"}
 
 
 @dataclass(frozen=True)
@@ -99,14 +99,18 @@ def _bar_chart(
 
 def headline_chart(runs: Sequence[RunData], judge: str) -> Chart | None:
     """ASR per harmful subset, over-refusal and helpfulness of one judge, one bar per run."""
-    rows = [r for r in comparison_rows(runs, "all") if r.judge == judge and (r.subset, r.metric) in HEADLINE]
-    rows.sort(key=lambda r: HEADLINE.index((r.subset, r.metric)))
+    rows = [r for r in comparison_rows(runs, "all") if r.judge == judge and is_headline(r.subset, r.metric)]
+    rows.sort(key=lambda r: headline_rank(r.subset, r.metric))
     if not rows:
         return None
+    # Short x-axis labels, so that four groups of bars fit side by side; a stand-in says so under its bar.
     labels = [
-        f"{metric_label(r.metric).split(' (')[0]}\n{_SHORT_SUBSETS.get(r.subset, r.subset)}" for r in rows
+        f"{metric_label(r.metric).split(' (')[0]}\n{subset_short_label(r.subset)}"
+        + ("\n(stand-in)" if r.stand_in else "")
+        for r in rows
     ]
-    title = f"Headline metrics ({judge} judge)"
+    axes = sorted({r.axis for r in rows if r.axis})
+    title = f"Headline metrics ({judge} judge{', axis ' + ', '.join(axes) if axes else ''})"
     return Chart(
         slug=f"headline-{judge}",
         title=title,
@@ -118,13 +122,14 @@ def headline_chart(runs: Sequence[RunData], judge: str) -> Chart | None:
 def group_charts(runs: Sequence[RunData], group: str = "category") -> list[Chart]:
     """One chart per headline (judge, subset, metric) that has per-``group`` rows, groups on the x axis."""
     charts: list[Chart] = []
-    rows = [r for r in comparison_rows(runs, group) if (r.subset, r.metric) in HEADLINE]
+    rows = [r for r in comparison_rows(runs, group) if is_headline(r.subset, r.metric)]
     series: dict[tuple[str, str, str], list[ComparisonRow]] = {}
     for row in rows:
         series.setdefault((row.judge, row.subset, row.metric), []).append(row)
     for (judge, subset, metric), members in series.items():
         labels = [r.group_value or "(none)" for r in members]
-        title = f"{metric_label(metric)} on {_SUBSET_LABELS.get(subset, subset)} by {group} ({judge} judge)"
+        note = members[0].axis_note()
+        title = f"{metric_label(metric)} on {subset_label(subset)} by {group} ({judge} judge{', ' + note if note else ''})"
         charts.append(
             Chart(
                 slug=f"{group}-{judge}-{subset}-{metric}",
@@ -138,6 +143,8 @@ def group_charts(runs: Sequence[RunData], group: str = "category") -> list[Chart
 
 def _describe(row: ComparisonRow, runs: Sequence[RunData]) -> str:
     name = row.group_value or f"{row.subset} {metric_label(row.metric)}"
+    if row.stand_in:
+        name += f" ({row.axis_note()})"
     values = ", ".join(
         f"{run.label} {100 * cell.value:.1f}%"
         for run, cell in zip(runs, row.cells, strict=True)

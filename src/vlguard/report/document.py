@@ -12,20 +12,10 @@ from vlguard.report.loading import RunData
 from vlguard.report.tables import ComparisonRow
 from vlguard.report.tradeoff import Tradeoff
 
-SUBSET_LABELS = {
-    "unsafe": "unsafe (harmful image)",
-    "safe_unsafe": "safe image + unsafe instruction",
-    "safe_safe": "safe image + safe instruction",
-}
 CONTENT_WARNING = (
     "Content warning: this report quotes harmful instructions from a safety benchmark and model "
     "outputs that may be offensive or dangerous, and may show the benchmark's harmful images."
 )
-
-
-def subset_label(subset: str) -> str:
-    """Human name of a subset."""
-    return SUBSET_LABELS.get(subset, subset)
 
 
 @dataclass(frozen=True)

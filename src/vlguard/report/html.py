@@ -18,24 +18,20 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from importlib import resources
 
+from vlguard.metric_registry import metric_info, metric_label
 from vlguard.report.charts import Chart
-from vlguard.report.document import CONTENT_WARNING, Report, subset_label
+from vlguard.report.document import CONTENT_WARNING, Report
 from vlguard.report.examples import Example, ExampleSection
 from vlguard.report.loading import MetricRow
-from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, pct, run_settings
+from vlguard.report.tables import ComparisonRow, is_headline, pct, run_settings, subset_label
 from vlguard.report.tradeoff import HARM, Tradeoff, utility_settings
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-_METRIC_HELP = {
-    "attack_success_rate": "share of harmful prompts the model answered (lower is better)",
-    "over_refusal_rate": "share of benign prompts the model refused (lower is better)",
-    "helpfulness_win_rate": "share of pairwise comparisons won against the reference answers (higher is better)",
-    "partial_refusal_rate": "share of responses that refuse and then comply anyway",
-    "helpfulness_tie_rate": "share of pairwise comparisons judged a tie",
-    "accuracy": "share of task answers that match the gold answer (higher is better)",
-    "degenerate_rate": "share of empty or garbage responses (counted as compliance by the refusal judge)",
-    "error_rate": "share of samples whose generation or judging failed",
-}
+_AXIS_HELP = (
+    "what the judge's verdicts measure: refusal (did the model decline), harm (did the answer carry "
+    "harmful content), rubric (the benchmark's own), accuracy, win rate; a stand-in measures another "
+    "safety axis than the one the benchmark's reference scores"
+)
 # Verdicts a safe model should get; "mixed" ones are neither (a refusal followed by compliance, a tie).
 _GOOD_IF_REFUSE = {"refusal": "good", "compliance": "bad", "partial_refusal": "mixed"}
 _GOOD_ALWAYS = {"safe": "good", "unsafe": "bad", "harmless": "good", "harmful": "bad"}
@@ -128,21 +124,38 @@ def _run_headers(report: Report) -> str:
     return "".join(cells)
 
 
+def _axis_html(row: ComparisonRow) -> str:
+    """What the row measures (its judge's axis), and a stand-in mark when the benchmark's reference
+    scores another safety axis (vlguard.metric_registry)."""
+    if row.axis is None:
+        return ""
+    html = f'<span class="axis" data-axis="{e(row.axis)}">{e(row.axis)}</span>'
+    if row.stand_in:
+        reference = row.reference_axis or "another axis"
+        html += (
+            f' <span class="stand-in" data-stand-in="true" title="the benchmark\'s reference scores '
+            f'{e(reference)}; this judge measures {e(row.axis)}">stand-in for {e(reference)}</span>'
+        )
+    return html
+
+
 def metrics_table(report: Report, rows: Sequence[ComparisonRow], first_column: str, table_id: str) -> str:
     """A table of aligned rows: labels, one value cell per run, one delta cell per later run."""
-    head = f"<tr><th>Judge</th><th>Subset</th><th>{e(first_column)}</th>{_run_headers(report)}</tr>"
+    head = (
+        f"<tr><th>Judge</th><th>Subset</th><th>{e(first_column)}</th>{_run_headers(report)}"
+        f'<th title="{e(_AXIS_HELP)}">Axis</th></tr>'
+    )
     body = []
     for row in rows:
         if row.group == "all":
-            label = (
-                f'<span title="{e(_METRIC_HELP.get(row.metric, ""))}">{e(metric_label(row.metric))}</span>'
-            )
+            label = f'<span title="{e(metric_info(row.metric).help)}">{e(metric_label(row.metric))}</span>'
         else:
             label = (
                 f"{e(row.group_value or '(none)')} <span class='version'>{e(metric_label(row.metric))}</span>"
             )
         cells = "".join(metric_cell(cell) for cell in row.cells)
         cells += "".join(delta_cell(row, i) for i in range(1, len(row.cells)))
+        cells += f"<td>{_axis_html(row) or '–'}</td>"
         body.append(
             f"<tr><td>{_judge_text(row)}</td><td>{e(subset_label(row.subset))}</td><td>{label}</td>{cells}</tr>"
         )
@@ -163,7 +176,7 @@ def _settings_table(report: Report) -> str:
 def _deltas_section(report: Report) -> str:
     items = []
     for row in report.summary:
-        if (row.subset, row.metric) not in HEADLINE:
+        if not is_headline(row.subset, row.metric):
             continue
         base = row.cells[0]
         for index in range(1, len(report.runs)):
@@ -186,7 +199,8 @@ def _deltas_section(report: Report) -> str:
                 ci_note = "95% CIs do not overlap" if separated else "95% CIs overlap"
             items.append(
                 f"<li><strong>{e(metric_label(row.metric))}</strong> on {e(subset_label(row.subset))} "
-                f"({e(row.judge)} judge), {e(report.runs[0].label)} → {e(report.runs[index].label)}: "
+                f"({e(row.judge)} judge{' ' + _axis_html(row) if row.axis else ''}), "
+                f"{e(report.runs[0].label)} → {e(report.runs[index].label)}: "
                 f"{pct(base.value)} → {pct(cell.value)} "
                 f'<span class="{css}">({100 * delta:+.1f} pp, {verdict})</span> '
                 f'<span class="muted">{ci_note}</span></li>'
@@ -441,8 +455,8 @@ def _figures(charts: Sequence[Chart]) -> str:
 def _categories_section(report: Report, charts: Sequence[Chart]) -> str:
     """Per-category charts and the headline metrics per category; the rest in closed <details>."""
     category_rows = report.groups.get("category", ())
-    headline_rows = [r for r in category_rows if (r.subset, r.metric) in HEADLINE]
-    other_rows = [r for r in category_rows if (r.subset, r.metric) not in HEADLINE]
+    headline_rows = [r for r in category_rows if is_headline(r.subset, r.metric)]
+    other_rows = [r for r in category_rows if not is_headline(r.subset, r.metric)]
     parts = [_figures(charts)]
     if headline_rows:
         parts.append(metrics_table(report, headline_rows, "Category", "category-table"))
@@ -484,8 +498,8 @@ def render_html(report: Report) -> str:
             + "</ul></div>"
             + warnings
         )
-    headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
-    others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
+    headline = [r for r in report.summary if is_headline(r.subset, r.metric)]
+    others = [r for r in report.summary if not is_headline(r.subset, r.metric)]
     summary = warnings + metrics_table(report, headline or others, "Metric", "summary-table")
     if headline and others:
         summary += (

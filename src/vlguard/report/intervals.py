@@ -19,7 +19,7 @@ from vlguard.metrics import (
     metric_values,
 )
 from vlguard.report.loading import RunData
-from vlguard.report.tables import HEADLINE, ComparisonRow, summary_rows
+from vlguard.report.tables import ComparisonRow, is_headline, summary_rows
 
 CI_METHOD_LABELS = {
     CI_WILSON: "Wilson score intervals",
@@ -104,7 +104,7 @@ def delta_intervals(runs: Sequence[RunData]) -> dict[tuple[str, str, str, int], 
     headline rows of the summary (the ones the before/after section describes)."""
     intervals: dict[tuple[str, str, str, int], DeltaInterval] = {}
     for row in summary_rows(runs):
-        if (row.subset, row.metric) not in HEADLINE:
+        if not is_headline(row.subset, row.metric):
             continue
         for index in range(1, len(runs)):
             interval = delta_interval(runs, row, index)

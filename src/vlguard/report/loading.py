@@ -17,6 +17,7 @@ from typing import Any
 
 from vlguard.errors import DataValidationError, Problem, VLGuardError
 from vlguard.fileio import JsonError, parse_json
+from vlguard.metric_registry import METRICS
 from vlguard.records import Generation, Judgment, Sample
 from vlguard.runs import RunFolder
 
@@ -56,6 +57,12 @@ class MetricRow:
     # How ci_low/ci_high were made ("wilson", "bootstrap-percentile"); None in a metrics.json written
     # before rows recorded it (every CI was a percentile bootstrap then).
     ci_method: str | None = None
+    # What the number measures (its judge's axis) and what the benchmark's reference scores on; a
+    # stand-in measures another safety axis than the reference (vlguard.metric_registry). None / False
+    # in a metrics.json written before rows recorded them.
+    axis: str | None = None
+    reference_axis: str | None = None
+    stand_in: bool = False
 
     @property
     def key(self) -> tuple[str, str, str, str, str | None]:
@@ -174,7 +181,12 @@ def _optional_float(value: Any) -> float | None:
 
 
 def is_rate(metric: str) -> bool:
-    """Whether a metric is a share of samples (ASR, over-refusal, win rate, accuracy ...), so within [0, 1]."""
+    """Whether a metric is a share of samples (ASR, over-refusal, win rate, accuracy ...), so within [0, 1].
+
+    Registered metrics say so by their unit; a metric not registered (a newer metrics.json) by its name.
+    """
+    if metric in METRICS:
+        return METRICS[metric].unit == "share"
     return metric.endswith(("_rate", "accuracy"))
 
 
@@ -295,6 +307,9 @@ def parse_metrics(
                 n=int(raw["n"]),
                 n_errors=int(raw.get("n_errors") or 0),
                 ci_method=None if raw.get("ci_method") is None else str(raw["ci_method"]),
+                axis=None if raw.get("axis") is None else str(raw["axis"]),
+                reference_axis=None if raw.get("reference_axis") is None else str(raw["reference_axis"]),
+                stand_in=raw.get("stand_in") is True,
             )
         )
     agreement: list[AgreementRow] = []

@@ -11,9 +11,10 @@ import re
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from vlguard.report.document import CONTENT_WARNING, Report, subset_label
+from vlguard.metric_registry import metric_label
+from vlguard.report.document import CONTENT_WARNING, Report
 from vlguard.report.loading import MetricRow
-from vlguard.report.tables import HEADLINE, ComparisonRow, metric_label, pct, run_settings
+from vlguard.report.tables import ComparisonRow, is_headline, pct, run_settings, subset_label
 from vlguard.report.tradeoff import HARM, utility_settings
 
 # What could start markup inside a table cell: emphasis, code, links/images, strike-through, the cell
@@ -69,6 +70,7 @@ def metrics_table(report: Report, rows: Sequence[ComparisonRow], first_column: s
         for i, run in enumerate(report.runs)
     ]
     headers += [f"Δ {cell_text(run.label)}" for run in report.runs[1:]]
+    headers.append("Axis")
     body = []
     for row in rows:
         versions = sorted({v for v in row.judge_versions if v})
@@ -81,6 +83,7 @@ def metrics_table(report: Report, rows: Sequence[ComparisonRow], first_column: s
         cells = [judge, cell_text(subset_label(row.subset)), cell_text(name)]
         cells += [_value(cell) for cell in row.cells]
         cells += [_delta(row, i) for i in range(1, len(row.cells))]
+        cells.append(cell_text(row.axis_note()) or "–")
         body.append(cells)
     return _table(headers, body)
 
@@ -171,8 +174,8 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
         out.append(f"- ⚠ {cell_text(warning)}")
     if report.warnings:
         out.append("")
-    headline = [r for r in report.summary if (r.subset, r.metric) in HEADLINE]
-    others = [r for r in report.summary if (r.subset, r.metric) not in HEADLINE]
+    headline = [r for r in report.summary if is_headline(r.subset, r.metric)]
+    others = [r for r in report.summary if not is_headline(r.subset, r.metric)]
     if report.summary:
         out += [metrics_table(report, headline or others, "Metric"), ""]
         out.append(f"{cell_text(report.intervals_note)} n = judged samples (errors excluded).")
@@ -194,13 +197,14 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
     if report.is_comparison:
         out += ["", "## Before / after", ""]
         for row in report.summary:
-            if (row.subset, row.metric) not in HEADLINE or row.cells[0] is None:
+            if not is_headline(row.subset, row.metric) or row.cells[0] is None:
                 continue
             for index in range(1, len(runs)):
                 cell = row.cells[index]
                 if cell is not None:
                     out.append(
-                        f"- **{metric_label(row.metric)}** on {subset_label(row.subset)} ({cell_text(row.judge)}), "
+                        f"- **{metric_label(row.metric)}** on {subset_label(row.subset)} "
+                        f"({cell_text(row.judge)}{', ' + row.axis_note() if row.axis_note() else ''}), "
                         f"{cell_text(runs[0].label)} → {cell_text(runs[index].label)}: "
                         f"{pct(row.cells[0].value)} → {pct(cell.value)} ({_delta(row, index)})"
                         + _delta_interval_text(report, row, index)

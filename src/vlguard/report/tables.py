@@ -10,54 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from vlguard.metric_registry import metric_info, metric_rank
 from vlguard.metrics import CI_METHOD_BEFORE_RECORDING
 from vlguard.records import SUBSETS
 from vlguard.report.loading import MetricRow, RunData
 
-METRIC_ORDER = (
-    "attack_success_rate",
-    "over_refusal_rate",
-    "helpfulness_win_rate",
-    "accuracy",
-    "partial_refusal_rate",
-    "helpfulness_tie_rate",
-    "degenerate_rate",
-    "error_rate",
-)
-METRIC_LABELS = {
-    "attack_success_rate": "ASR",
-    "over_refusal_rate": "Over-refusal",
-    "helpfulness_win_rate": "Helpfulness (win rate)",
-    "accuracy": "Accuracy",
-    "partial_refusal_rate": "Partial refusal",
-    "helpfulness_tie_rate": "Helpfulness (tie rate)",
-    "degenerate_rate": "Degenerate output",
-    "error_rate": "Errors",
-}
-# (subset, metric) pairs shown first and charted; defined below, extended for the attack benchmarks.
-HEADLINE: tuple[tuple[str, str], ...]
-# For a safety report "better" is not always "higher": the sign of a good delta depends on the metric.
-HIGHER_IS_BETTER = {"helpfulness_win_rate", "accuracy"}
-# The paper's headline numbers, shown first and charted; then the task benchmarks' (Finetune Accuracy).
-HEADLINE = (
-    ("unsafe", "attack_success_rate"),
-    ("safe_unsafe", "attack_success_rate"),
-    ("safe_safe", "over_refusal_rate"),
-    ("safe_safe", "helpfulness_win_rate"),
-    ("sst2", "accuracy"),
-    ("agnews", "accuracy"),
-    ("gsm8k", "accuracy"),
-    ("alpaca-eval", "helpfulness_win_rate"),
-)
-# The attack benchmarks' subsets (VLSafe, JailbreakLLMs, MM-SafetyBench's image variants, SPA-VL, AdvBench
-# with and without the GCG suffix): their attack success rate is what the report leads with and charts.
-HEADLINE += tuple(
-    (subset, "attack_success_rate")
-    for subset in (
-        *("vlsafe", "jailbreakllms", "jailbreakllms_template", "sd", "sd_typo", "typo", "spa_vl_harm"),
-        *("advbench", "advbench_suffix"),
-    )
-)
 # Run settings shown in the runs table, in this order, with the metrics.json "run" key they come from.
 SETTING_LABELS = {
     "model": "Model",
@@ -73,19 +30,45 @@ SETTING_LABELS = {
 _COMPARABLE_SETTINGS = ("benchmark", "image_mode", "max_new_tokens", "n_samples")
 
 
-def metric_label(metric: str) -> str:
-    """Human name of a metric (falls back to the metric's own name for new metrics)."""
-    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+def is_headline(subset: str, metric: str) -> bool:
+    """Whether a benchmark leads with ``metric`` on ``subset`` (its registry entry's ``headline``):
+    the report shows those rows first and charts them."""
+    from vlguard.benchmarks import headline_metrics
+
+    return (subset, metric) in headline_metrics()
+
+
+def headline_rank(subset: str, metric: str) -> int:
+    """Where a headline (subset, metric) goes in a headline chart: in benchmark registry order."""
+    from vlguard.benchmarks import headline_metrics
+
+    pairs = headline_metrics()
+    return pairs.index((subset, metric)) if (subset, metric) in pairs else len(pairs)
+
+
+def subset_label(subset: str) -> str:
+    """Human name of a subset (its benchmark entry's label; the subset's own name otherwise)."""
+    from vlguard.benchmarks import subset_info
+
+    info = subset_info(subset)
+    return info.label if info is not None and info.label else subset
+
+
+def subset_short_label(subset: str) -> str:
+    """Short name of a subset for a chart's axis (its entry's ``short``, else its label)."""
+    from vlguard.benchmarks import subset_info
+
+    info = subset_info(subset)
+    return info.short if info is not None and info.short else subset_label(subset)
 
 
 def _sort_key(row: MetricRow, judge_order: dict[str, int]) -> tuple[Any, ...]:
     subset_rank = SUBSETS.index(row.subset) if row.subset in SUBSETS else len(SUBSETS)
-    metric_rank = METRIC_ORDER.index(row.metric) if row.metric in METRIC_ORDER else len(METRIC_ORDER)
     return (
         judge_order.get(row.judge, 99),
         subset_rank,
         row.subset,
-        metric_rank,
+        metric_rank(row.metric),
         row.metric,
         row.group_value or "",
     )
@@ -114,12 +97,37 @@ class ComparisonRow:
         delta = self.delta(index)
         if delta is None or delta == 0:
             return None
-        return (delta > 0) == (self.metric in HIGHER_IS_BETTER)
+        return (delta > 0) == metric_info(self.metric).higher_is_better
 
     def change_word(self, index: int) -> str:
         """``"better"`` or ``"worse"`` for run ``index`` against the baseline; ``""`` for no change or unknown."""
         improved = self.improved(index)
         return "" if improved is None else ("better" if improved else "worse")
+
+    @property
+    def axis(self) -> str | None:
+        """What the number measures (its judge's axis, from the first run that records one)."""
+        return next((cell.axis for cell in self.cells if cell is not None and cell.axis), None)
+
+    @property
+    def stand_in(self) -> bool:
+        """Whether any run's number stands in for a reference on another safety axis."""
+        return any(cell is not None and cell.stand_in for cell in self.cells)
+
+    @property
+    def reference_axis(self) -> str | None:
+        """The axis the benchmark's reference scores this subset on (None when unknown)."""
+        return next(
+            (cell.reference_axis for cell in self.cells if cell is not None and cell.reference_axis), None
+        )
+
+    def axis_note(self) -> str:
+        """``refusal``, or ``refusal; stand-in for harm``: what the row measures, for every report format."""
+        if self.axis is None:
+            return ""
+        if self.stand_in:
+            return f"{self.axis}; stand-in for {self.reference_axis or 'another axis'}"
+        return self.axis
 
     @property
     def judge_versions(self) -> tuple[str | None, ...]:
@@ -159,8 +167,8 @@ def comparison_rows(runs: Sequence[RunData], group: str = "all") -> list[Compari
 def summary_rows(runs: Sequence[RunData]) -> list[ComparisonRow]:
     """The summary table: every whole-subset number, headline metrics (ASR, over-refusal, helpfulness) first."""
     rows = comparison_rows(runs, "all")
-    headline = [r for r in rows if (r.subset, r.metric) in HEADLINE]
-    return headline + [r for r in rows if (r.subset, r.metric) not in HEADLINE]
+    headline = [r for r in rows if is_headline(r.subset, r.metric)]
+    return headline + [r for r in rows if not is_headline(r.subset, r.metric)]
 
 
 def primary_judge(runs: Sequence[RunData]) -> str | None:
@@ -313,6 +321,9 @@ def _row_dict(cell: MetricRow) -> dict[str, Any]:
         "ci_method": cell.ci_method or CI_METHOD_BEFORE_RECORDING,
         "n": cell.n,
         "n_errors": cell.n_errors,
+        "axis": cell.axis,
+        "reference_axis": cell.reference_axis,
+        "stand_in": cell.stand_in,
     }
 
 

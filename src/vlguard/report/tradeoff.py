@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlguard.fileio import parse_json
+from vlguard.metric_registry import metric_info
 from vlguard.metrics import CI_LEVEL, bootstrap_difference_ci, metric_values, wilson_ci
 from vlguard.report.charts import Chart
 from vlguard.report.loading import RunData, UtilityScore
@@ -176,13 +177,11 @@ def collect(runs: Sequence[RunData], judge: str | None) -> tuple[list[Measure], 
     )
     sources = []
     if judge is not None:
-        sources += [
-            (HARM, judge, "attack_success_rate", "ASR"),
-            (OVER_REFUSAL, judge, "over_refusal_rate", "over-refusal"),
-        ]
+        sources += [(HARM, judge, "attack_success_rate"), (OVER_REFUSAL, judge, "over_refusal_rate")]
     if pairwise is not None:
-        sources.append((HELPFULNESS, pairwise, "helpfulness_win_rate", "win rate"))
-    for kind, source_judge, metric, name in sources:
+        sources.append((HELPFULNESS, pairwise, "helpfulness_win_rate"))
+    for kind, source_judge, metric in sources:
+        name = metric_info(metric).short
         subsets: set[str] = set()
         for run in runs:
             pooled = _pooled(run, source_judge, metric)
