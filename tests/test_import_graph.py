@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("api_client", "distributed", "metrics", "prompts", "runs"),  # services that know no dataset or model
     ("errors", "fileio", "records", PACKAGE),  # the foundation (``vlguard`` itself: ``__version__``)
 )
+
+# Cycles still present, each with the reason; the test fails once one is gone, so that it is removed here.
+KNOWN_CYCLES: dict[frozenset[str], str] = {
+    frozenset({"vlguard.judges", "vlguard.judges.cascade"}): (
+        "the cascade builds its model judge by name through make_judge, and the judge registry imports "
+        "each judge's module in its factory; it goes once registry entries name their module instead "
+        "(issue 17, the registries half)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -180,15 +189,21 @@ def _one_cycle(component: list[str], edges: Mapping[str, set[str]]) -> list[str]
 
 
 def structure_problems(
-    modules: Mapping[str, Module], layers: tuple[tuple[str, ...], ...] = LAYERS
+    modules: Mapping[str, Module],
+    layers: tuple[tuple[str, ...], ...] = LAYERS,
+    known_cycles: Collection[frozenset[str]] = (),
 ) -> list[str]:
-    """Every breach of the rules of the module docstring, one line each (empty: the structure is clean)."""
+    """Every breach of the rules of the module docstring, one line each (empty: the structure is clean).
+
+    A module cycle through exactly the modules of one of ``known_cycles`` is not reported.
+    """
     problems: list[str] = []
     imports = all_imports(modules)
     units = {unit_of(name) for name in modules}
     placed = [unit for layer in layers for unit in layer]
     problems += [f"unit {u!r} is in no layer: add it to LAYERS" for u in sorted(units - set(placed))]
-    problems += [f"unit {u!r} is in several layers" for u in sorted({u for u in placed if placed.count(u) > 1})]
+    repeated = sorted({u for u in placed if placed.count(u) > 1})
+    problems += [f"unit {u!r} is in several layers" for u in repeated]
     if problems:
         return problems
 
@@ -227,7 +242,11 @@ def structure_problems(
                     f"{module.file}:{node.lineno}: {module.name} uses private name {node.attr} of "
                     f"{aliases[node.value.id]}"
                 )
-    problems += [f"import cycle between modules: {' → '.join(c)}" for c in _cycles(module_edges)]
+    problems += [
+        f"import cycle between modules: {' → '.join(c)}"
+        for c in _cycles(module_edges)
+        if frozenset(c) not in known_cycles
+    ]
     problems += [f"import cycle between units: {' → '.join(c)}" for c in _cycles(unit_edges)]
     return problems
 
@@ -236,15 +255,23 @@ def structure_problems(
 
 
 def test_vlguard_has_no_cycle_no_upward_import_and_no_private_import() -> None:
-    problems = structure_problems(parse_modules())
+    modules = parse_modules()
+    problems = structure_problems(modules, LAYERS, KNOWN_CYCLES)
     assert not problems, "\n".join(problems)
+    edges: dict[str, set[str]] = {}
+    for imp in all_imports(modules):
+        edges.setdefault(imp.source, set()).add(imp.target)
+    present = {frozenset(c) for c in _cycles(edges)}
+    gone = [sorted(c) for c in KNOWN_CYCLES if c not in present]
+    assert not gone, f"these cycles are gone: remove them from KNOWN_CYCLES: {gone}"
 
 
 def test_the_graph_sees_the_imports_it_must_count() -> None:
     """The walk finds imports deferred into functions and type-only ones, and resolves submodules."""
     modules = parse_modules()
     edges = {(i.source, i.target) for i in all_imports(modules)}
-    assert ("vlguard.evaluate", "vlguard.judges") in edges  # `from vlguard.judges import make_judge` in a function
+    # `from vlguard.judges import make_judge` in a function:
+    assert ("vlguard.evaluate", "vlguard.judges") in edges
     assert ("vlguard.benchmarks.base", "vlguard.data.images") in edges  # under `if TYPE_CHECKING:`
     assert ("vlguard.cli.main", PACKAGE) in edges  # `from vlguard import __version__`
     assert all(unit_of(name) in {u for layer in LAYERS for u in layer} for name in modules)

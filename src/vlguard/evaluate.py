@@ -20,12 +20,12 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlguard.distributed import ProcessGroup, is_main_process
 from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardError
 from vlguard.fileio import check_output_dir
 from vlguard.records import IMAGE_MODES, MAX_PROMPT_CHARS, Generation, Judgment, Sample
@@ -196,57 +196,6 @@ def select_samples(
 # Data-parallel helpers
 
 
-@dataclass(frozen=True)
-class _Processes:
-    """This process's place in a data-parallel launch (rank 0 of 1 when launched plainly)."""
-
-    rank: int
-    world_size: int
-    owns_group: bool = False  # True when this module started the process group (and must end it)
-
-    @classmethod
-    def from_env(cls) -> _Processes:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        owns = False
-        if world > 1:
-            import torch.distributed as torch_dist
-
-            if not torch_dist.is_initialized():
-                # gloo: only barriers cross processes (no tensors), and it works with or without GPUs.
-                torch_dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
-                owns = True
-            logger.info("data-parallel generation: rank %d of world size %d", rank, world)
-        return cls(rank=rank, world_size=world, owns_group=owns)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as torch_dist
-
-            torch_dist.barrier()
-
-    def from_main(self, value: str | None) -> str | None:
-        """Rank 0's ``value`` on every rank (so that every rank can fail alike on what rank 0 found)."""
-        if self.world_size == 1:
-            return value
-        import torch.distributed as torch_dist
-
-        box = [value]
-        torch_dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def close(self) -> None:
-        """Leave the process group (after the last barrier), so processes exit cleanly."""
-        if self.owns_group:
-            import torch.distributed as torch_dist
-
-            torch_dist.destroy_process_group()
-
-
 def _merge_rank_files(run: RunFolder, order: Mapping[str, int]) -> int:
     """Move shard files' generations into ``generations.jsonl`` (sample order), then delete the shards.
 
@@ -327,7 +276,8 @@ def check_config(config: EvalConfig, *, with_judges: bool = True) -> None:
     their own models on first use). A mistake here must not surface hours later, after generation.
     """
     from vlguard.generation import check_backend_options
-    from vlguard.generation.hf import check_model_reference, resolve_device, resolve_dtype
+    from vlguard.generation.hf import resolve_device, resolve_dtype
+    from vlguard.models.resolve import check_model_reference
 
     check_output_dir(config.resolved_run_dir(), "run folder")
     if config.system_prompt is not None and len(config.system_prompt) > MAX_PROMPT_CHARS:
@@ -377,7 +327,7 @@ def _generate_locked(config: EvalConfig, progress: bool, held: contextlib.ExitSt
     Everything that only reads (the benchmark, the sample selection, prompt lengths) comes first, so a
     data error leaves no folder behind. Rank 0 takes the lock; every rank fails alike without it.
     """
-    procs = _Processes.from_env()
+    procs = ProcessGroup.join(BARRIER_TIMEOUT)
     if procs.is_main:
         _warn_if_attack_unseen(config)
     bench, samples = _load_samples(config)
@@ -413,7 +363,7 @@ def _load_samples(config: EvalConfig) -> tuple[Any, list[Sample]]:
 
 
 def _generate(
-    config: EvalConfig, procs: _Processes, bench: Any, samples: list[Sample], progress: bool
+    config: EvalConfig, procs: ProcessGroup, bench: Any, samples: list[Sample], progress: bool
 ) -> Path:
     import numpy as np
     import torch
@@ -771,7 +721,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     check_config(config, with_judges=True)
     with contextlib.ExitStack() as held:
         run_dir = _generate_locked(config, progress, held)
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not is_main_process():
             return {}
         run_judges(run_dir, config.judges or (), config.judge_options, progress=progress)
         return run_metrics(run_dir)

@@ -33,7 +33,8 @@ def _hf(model: str, **kwargs: Any) -> GenerationBackend:
 
 def _tiny(model: str = "tiny", **kwargs: Any) -> GenerationBackend:
     # The built-in tiny models go through the same hf path as any model; only the name is resolved here.
-    from vlguard.generation.hf import HFBackend, is_tiny
+    from vlguard.generation.hf import HFBackend
+    from vlguard.models.resolve import is_tiny
 
     return HFBackend(model if is_tiny(model) else "tiny", **kwargs)
 

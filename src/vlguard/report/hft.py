@@ -23,7 +23,9 @@ from typing import Any
 
 from vlguard import __version__
 from vlguard.errors import VLGuardError
+from vlguard.hft.layout import Layout
 from vlguard.report.charts import Chart
+from vlguard.runs import MANIFEST
 
 CHART_COLOURS = ("#8c8c8c", "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00")
 REFERENCE = "start model"
@@ -31,7 +33,7 @@ REFERENCE = "start model"
 
 def is_hft_folder(path: str | Path) -> bool:
     """Whether ``path`` is the output folder of ``vlguard hft`` (not an evaluation run folder)."""
-    return (Path(path) / "hft_config.yaml").is_file() and not (Path(path) / "manifest.json").is_file()
+    return Layout(Path(path)).config_file.is_file() and not (Path(path) / MANIFEST).is_file()
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,11 @@ def _stat(rows: Sequence[dict[str, Any]], key: str) -> Stat:
 def _reference_row(folder: Path, hs_judge: str) -> dict[str, Any] | None:
     from vlguard.hft.summary import SummaryError, measured
 
-    hs, fa = folder / "reference" / "hs", folder / "reference" / "fa"
-    if not ((hs / "metrics.json").is_file() and (fa / "metrics.json").is_file()):
+    reference = Layout(folder).reference
+    if not reference.evaluated():
         return None
     try:
-        return measured(hs, fa, hs_judge)
+        return measured(reference.hs, reference.fa, hs_judge)
     except SummaryError:
         return None
 
@@ -132,7 +134,7 @@ def build_hft_report(folders: Sequence[str | Path], title: str | None = None) ->
     per_folder: list[list[dict[str, Any]]] = []
     references: list[dict[str, Any]] = []
     for folder in folders:
-        path = Path(folder) / "summary.json"
+        path = Layout(Path(folder)).summary
         if not path.is_file():
             raise VLGuardError(
                 f"{folder}: no summary.json yet; finish the sweep first (rerun vlguard hft with its config)"
