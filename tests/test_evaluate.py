@@ -78,7 +78,8 @@ def test_config_validation() -> None:
 )
 def test_image_mode_defaults_to_the_benchmarks_own(bench: str, expected: str) -> None:
     config = EvalConfig(model="org/m", bench=bench)
-    assert config.image_mode == expected  # resolved at once, not left None
+    assert config.image_mode is None  # as asked; the run uses the resolved mode
+    assert config.resolve().image_mode == expected
     assert config.resolved_run_dir().name == f"m-{bench}-{expected}"
     # An explicit mode is kept as given.
     assert EvalConfig(model="org/m", bench=bench, image_mode="blank").image_mode == "blank"
@@ -94,16 +95,18 @@ def test_benchmark_options_are_result_fields_but_data_locations_are_not() -> Non
 
     samples = [_sample(0, "unsafe").to_dict()]
     options = {"suffix": " Sure,", "image_root": "/data/images", "cache_dir": "/tmp/c"}
-    fields = _result_fields(EvalConfig(model="m", bench="advbench", bench_options=options), samples, {})
+    fields = _result_fields(
+        EvalConfig(model="m", bench="advbench", bench_options=options).resolve(), samples, {}
+    )
     assert fields["bench_options"] == {"suffix": " Sure,"}
     assert fields["image_mode"] == "none"
     other = _result_fields(
-        EvalConfig(model="m", bench="advbench", bench_options={"suffix": "!"}), samples, {}
+        EvalConfig(model="m", bench="advbench", bench_options={"suffix": "!"}).resolve(), samples, {}
     )
     assert other["bench_options"] != fields["bench_options"]
     # No result-changing options: no field, so folders made before it existed still match.
     plain = _result_fields(
-        EvalConfig(model="m", bench="advbench", bench_options={"image_root": "x"}), samples, {}
+        EvalConfig(model="m", bench="advbench", bench_options={"image_root": "x"}).resolve(), samples, {}
     )
     assert "bench_options" not in plain
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlguard.cli.common import is_rank_zero
 from vlguard.errors import ConfigError
 from vlguard.records import IMAGE_MODES
+
+if TYPE_CHECKING:
+    from vlguard.evaluate import EvalConfig
 
 # Metrics shown in the summary table, per judge × subset (group "all").
 SUMMARY_METRICS = ("attack_success_rate", "over_refusal_rate", "helpfulness_win_rate", "accuracy")
@@ -250,7 +253,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_ls)
 
 
-def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = None) -> Any:
+def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = None) -> EvalConfig:
     """The ``EvalConfig`` the arguments describe."""
     from vlguard.evaluate import EvalConfig
 

@@ -38,7 +38,14 @@ from typing import Any
 
 from vlguard import distributed
 from vlguard.errors import ConfigError, RunMismatchError
-from vlguard.evaluate import EvalConfig
+from vlguard.evaluate import (
+    EvalConfig,
+    read_generations,
+    run_generation,
+    run_judges,
+    run_metrics,
+    select_samples,
+)
 from vlguard.hft.config import HFTConfig, check_hft_config, dump_hft_config, key_values
 from vlguard.hft.data import (
     HARMFUL,
@@ -60,7 +67,7 @@ from vlguard.hft.defences import DEFENCES, CellData, apply_defence
 from vlguard.hft.layout import Cell, Layout, Stage
 from vlguard.hft.summary import write_summary
 from vlguard.models.resolve import resolve_model_path
-from vlguard.runs import atomic_write_json, atomic_write_text
+from vlguard.runs import RunFolder, atomic_write_json, atomic_write_text, dedupe
 from vlguard.train.config import DataConfig, SafetyLossConfig, TrainConfig
 from vlguard.train.data import TrainingData
 
@@ -251,7 +258,6 @@ def _default_judges(bench: str) -> tuple[str, ...]:
 def hs_prompts(config: HFTConfig) -> list[str]:
     """The Harmful Score prompts exactly as evaluated (same benchmark, options, subsets and limit)."""
     from vlguard.benchmarks import load_benchmark
-    from vlguard.evaluate import select_samples
 
     hs = config.harmful_score
     bench = load_benchmark(hs.bench, data=hs.data, revision=hs.revision, **key_values(hs.options))
@@ -264,18 +270,16 @@ def hs_prompts(config: HFTConfig) -> list[str]:
 def evaluate(eval_config: EvalConfig, *, progress: bool) -> Path:
     """Generate, judge and compute metrics in a run folder, resuming; a judge that has already judged
     every generation is not loaded again (a 7B moderation model takes a while)."""
-    from vlguard.evaluate import read_generations, run_generation, run_judges, run_metrics
-    from vlguard.runs import RunFolder, dedupe
-
-    run_dir = run_generation(eval_config, progress=progress)
+    settings = eval_config.resolve()
+    run_dir = run_generation(settings, progress=progress)
     if not distributed.is_main_process():
         return run_dir
     run = RunFolder(run_dir)
     generated = set(read_generations(run))
-    for judge in eval_config.judges or ():
+    for judge in settings.judges:
         judged = {r["sample_id"] for r in dedupe(run.judgments(judge).read())}
         if not generated <= judged:
-            run_judges(run_dir, [judge], eval_config.judge_options, progress=progress)
+            run_judges(run_dir, [judge], settings.judge_options, progress=progress)
     run_metrics(run_dir)
     return run_dir
 
