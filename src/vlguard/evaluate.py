@@ -113,7 +113,7 @@ class EvalConfig:
         from vlguard.benchmarks import default_image_mode, default_judges
 
         asked = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if self.preset is not None:
+        if self.preset is not None:  # the preset's settings are fields of this record, by the same names
             asked.update(dataclasses.asdict(self._preset_settings()))
         image_mode = default_image_mode(self.bench) if self.image_mode is None else self.image_mode
         if image_mode not in IMAGE_MODES:
