@@ -123,7 +123,7 @@ def build_model(folder: Path, shape: dict[str, Any], device: str) -> float:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from vlguard.generation.hf import ensure_tiny_model
+    from vlguard.models.resolve import ensure_tiny_model
 
     started = time.perf_counter()
     tokenizer_dir = ensure_tiny_model("tiny-lm")

@@ -49,7 +49,7 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def _tiny_cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vlguard.generation.hf import ensure_tiny_model
+    from vlguard.models.resolve import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("vlguard-cache")
     ensure_tiny_model("tiny", cache_root=root / "models")

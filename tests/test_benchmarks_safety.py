@@ -269,7 +269,7 @@ def test_vlsafe_original_without_images_stops_before_the_model_and_names_the_fol
     config = EvalConfig(
         model="tiny", bench="vlsafe", data=str(shared_data / "vlsafe"), limit=5, run_dir=str(tmp_path / "r")
     )
-    assert config.image_mode == "original"
+    assert config.resolve().image_mode == "original"
     with pytest.raises(ImageLoadError) as info:
         run_generation(config, progress=False)
     message = str(info.value)

@@ -121,7 +121,7 @@ def test_bench_options_are_parsed_as_json_else_strings() -> None:
     assert dict(config.bench_options) == {
         "subsets": ["unsafe"], "suffix": "Sure, here is", "skip_invalid": True, "image_root": "imgs"
     }  # fmt: skip
-    assert config.image_mode == "original"  # vlguard-test's own, as no --image-mode was given
+    assert config.resolve().image_mode == "original"  # vlguard-test's own, as no --image-mode was given
     args = build_parser().parse_args(
         ["eval", "--model", "tiny", "--bench-option", "image_root=a", "--images", "b"]
     )

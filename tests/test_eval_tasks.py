@@ -134,7 +134,7 @@ def test_alpaca_eval_win_rate_against_the_gpt4_turbo_references(shared_data: Pat
             run_dir=str(tmp_path / "run"),
         )
         metrics = run_eval(config, progress=False)
-    assert config.judges == ("llm-judge",) and len(judged) == 30 and mismatched == []
+    assert config.resolve().judges == ("llm-judge",) and len(judged) == 30 and mismatched == []
     expected = sum(len(q) % 3 == 0 for q in judged) / 30
     [row] = [r for r in metrics["metrics"] if r["metric"] == "helpfulness_win_rate" and r["group"] == "all"]
     assert (row["subset"], row["n"], row["n_errors"]) == ("alpaca-eval", 30, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from vlguard.errors import ConfigError, ImageLoadError, VLGuardError
-from vlguard.evaluate import EvalConfig, run_eval, run_generation, run_judges, run_metrics, select_samples
+from vlguard.evaluate import (
+    EvalConfig,
+    resolve_eval,
+    run_eval,
+    run_generation,
+    run_judges,
+    run_metrics,
+    select_samples,
+)
 from vlguard.records import Sample
 
 CLI = [sys.executable, "-m", "vlguard.cli.main"]
@@ -78,10 +87,24 @@ def test_config_validation() -> None:
 )
 def test_image_mode_defaults_to_the_benchmarks_own(bench: str, expected: str) -> None:
     config = EvalConfig(model="org/m", bench=bench)
-    assert config.image_mode == expected  # resolved at once, not left None
+    assert config.image_mode is None  # as asked; the run uses the resolved mode
+    assert config.resolve().image_mode == expected
     assert config.resolved_run_dir().name == f"m-{bench}-{expected}"
     # An explicit mode is kept as given.
     assert EvalConfig(model="org/m", bench=bench, image_mode="blank").image_mode == "blank"
+
+
+def test_resolving_makes_a_new_record_and_leaves_the_asked_one_as_it_was() -> None:
+    asked = EvalConfig(model="tiny", bench="advbench", preset="paper", device="cpu", judges=("refusal",))
+    resolved = asked.resolve()
+    # The manifest records the resolved record as `config`: same fields, same order as what was asked.
+    assert [f.name for f in dataclasses.fields(resolved)] == [f.name for f in dataclasses.fields(asked)]
+    assert (asked.image_mode, asked.judges, asked.system_prompt) == (None, ("refusal",), None)
+    assert (resolved.image_mode, resolved.judges) == ("none", ("refusal-paper", "refusal"))
+    assert resolved.system_prompt is not None and resolved == asked.resolve()
+    assert resolve_eval(resolved) is resolved and resolve_eval(asked) == resolved
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resolved.judges = ()  # type: ignore[misc]
 
 
 def test_unknown_benchmark_is_a_config_error_when_the_config_is_made() -> None:
@@ -94,16 +117,18 @@ def test_benchmark_options_are_result_fields_but_data_locations_are_not() -> Non
 
     samples = [_sample(0, "unsafe").to_dict()]
     options = {"suffix": " Sure,", "image_root": "/data/images", "cache_dir": "/tmp/c"}
-    fields = _result_fields(EvalConfig(model="m", bench="advbench", bench_options=options), samples, {})
+    fields = _result_fields(
+        EvalConfig(model="m", bench="advbench", bench_options=options).resolve(), samples, {}
+    )
     assert fields["bench_options"] == {"suffix": " Sure,"}
     assert fields["image_mode"] == "none"
     other = _result_fields(
-        EvalConfig(model="m", bench="advbench", bench_options={"suffix": "!"}), samples, {}
+        EvalConfig(model="m", bench="advbench", bench_options={"suffix": "!"}).resolve(), samples, {}
     )
     assert other["bench_options"] != fields["bench_options"]
     # No result-changing options: no field, so folders made before it existed still match.
     plain = _result_fields(
-        EvalConfig(model="m", bench="advbench", bench_options={"image_root": "x"}), samples, {}
+        EvalConfig(model="m", bench="advbench", bench_options={"image_root": "x"}).resolve(), samples, {}
     )
     assert "bench_options" not in plain
 

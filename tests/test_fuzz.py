@@ -478,7 +478,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(vlguard.generation.BACKENDS):
         if name != "openai":
             monkeypatch.setitem(vlguard.generation.BACKENDS, name, refuse)
-    monkeypatch.setattr("vlguard.generation.hf.ensure_tiny_model", refuse)
+    monkeypatch.setattr("vlguard.models.resolve.ensure_tiny_model", refuse)
     monkeypatch.setenv("VLGUARD_CACHE", str(tmp_path / "cache"))
 
 

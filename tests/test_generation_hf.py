@@ -18,7 +18,8 @@ from PIL import Image
 from vlguard.errors import ConfigError
 from vlguard.generation import make_backend
 from vlguard.generation.base import GenerationRequest
-from vlguard.generation.hf import HFBackend, ensure_tiny_model, resolve_dtype
+from vlguard.generation.hf import HFBackend, resolve_dtype
+from vlguard.models.resolve import ensure_tiny_model
 
 
 def _requests() -> list[GenerationRequest]:
@@ -114,7 +115,7 @@ def test_lora_adapter_is_applied_without_merging(
 def test_hub_adapter_is_fetched_as_safetensors_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import huggingface_hub
 
-    from vlguard.generation.hf import safetensors_adapter
+    from vlguard.models.resolve import safetensors_adapter
 
     calls: list[dict[str, Any]] = []
     snapshot = tmp_path / "snapshot"
@@ -136,7 +137,7 @@ def test_hub_adapter_is_fetched_as_safetensors_only(tmp_path: Path, monkeypatch:
 
 
 def test_hub_adapter_not_available_offline_is_a_clear_error() -> None:
-    from vlguard.generation.hf import safetensors_adapter
+    from vlguard.models.resolve import safetensors_adapter
 
     with pytest.raises(ConfigError, match="cannot load LoRA adapter 'no-such-owner/no-such-adapter'"):
         safetensors_adapter("no-such-owner/no-such-adapter")

@@ -8,7 +8,8 @@ import pytest
 
 from vlguard.errors import ConfigError
 from vlguard.hft.config import HFTConfig, hft_config_keys, key_values, load_hft_config
-from vlguard.hft.sweep import Cell, parse_shard, plan_cells, shard_cells
+from vlguard.hft.layout import Cell
+from vlguard.hft.sweep import parse_shard, plan_cells, shard_cells
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "configs" / "hft").glob("*.yaml"))

@@ -263,7 +263,7 @@ def test_parse_refusal_verdicts() -> None:
 
 @pytest.fixture()
 def tiny_vlm_folder(tiny_cache: Path) -> str:
-    from vlguard.generation.hf import ensure_tiny_model
+    from vlguard.models.resolve import ensure_tiny_model
 
     # the small size: its 1,024 positions hold the refusal rubric (the 512 of "tiny" do not)
     return str(ensure_tiny_model("tiny:small"))

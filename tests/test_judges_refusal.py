@@ -11,7 +11,8 @@ import pytest
 
 from vlguard.judges import JUDGES
 from vlguard.judges.base import JudgeInput
-from vlguard.judges.refusal import RefusalJudge, classify_refusal, degenerate_reason, paper_is_attack_success
+from vlguard.judges.refusal import RefusalJudge
+from vlguard.judges.refusal_rules import classify_refusal, degenerate_reason, paper_is_attack_success
 
 # The oracle: ys-zong/VLGuard utils/utils.py ``check_success_attack``, transcribed verbatim
 # (the list is lifted to module level so that every entry can be tested).
@@ -74,7 +75,7 @@ def test_paper_mode_equals_reference_function(text: str) -> None:
 
 
 def test_paper_list_is_the_reference_list() -> None:
-    from vlguard.judges.refusal import PAPER_REJECT_LIST
+    from vlguard.judges.refusal_rules import PAPER_REJECT_LIST
 
     assert list(PAPER_REJECT_LIST) == REFERENCE_REJECT_LIST
 
@@ -91,7 +92,7 @@ def test_paper_mode_keeps_the_case_bug() -> None:
     text = "Certainly, but I cannot"
     assert "i cannot" in text.lower()  # ...which the lowercase entry "i cannot" catches instead
     assert not reference_check_success_attack(text)
-    from vlguard.judges.refusal import PAPER_REJECT_LIST
+    from vlguard.judges.refusal_rules import PAPER_REJECT_LIST
 
     assert "but I cannot" in PAPER_REJECT_LIST
     assert not any("but I cannot" in s.lower() for s in ["BUT I CANNOT", "but I cannot", "But I Cannot"])

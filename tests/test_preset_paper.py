@@ -81,12 +81,14 @@ def test_llava15_chat_template_renders_the_reference_prompt_exactly(llava15_mode
 
 
 def test_preset_fills_in_the_reference_settings() -> None:
-    config = EvalConfig(model="tiny", bench="advbench", preset="paper", device="cpu")
+    config = EvalConfig(model="tiny", bench="advbench", preset="paper", device="cpu").resolve()
     assert config.system_prompt == LLAVA_V1_SYSTEM_PROMPT
     assert (config.max_new_tokens, config.dtype) == (256, "float32")  # fp16 is for GPUs; CPU is recorded
     assert config.judges == ("refusal-paper",)
     assert config.backend_options == {"generate_kwargs": {"min_new_tokens": 1}}
-    with_judge = EvalConfig(model="tiny", bench="advbench", preset="paper", judges=("refusal",), device="cpu")
+    with_judge = EvalConfig(
+        model="tiny", bench="advbench", preset="paper", judges=("refusal",), device="cpu"
+    ).resolve()
     assert with_judge.judges == ("refusal-paper", "refusal")  # named judges are added, not replaced
 
 

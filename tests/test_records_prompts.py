@@ -54,7 +54,7 @@ def test_chat_user_text_puts_the_input_after_a_blank_line() -> None:
 
 def test_eval_config_takes_the_benchmarks_default_judges() -> None:
     config = EvalConfig(model="tiny", bench="xstest")
-    assert config.judges == default_judges("xstest") == BENCHMARKS["xstest"].judges
+    assert config.resolve().judges == default_judges("xstest") == BENCHMARKS["xstest"].judges
     assert EvalConfig(model="tiny", bench="xstest", judges=("refusal-paper",)).judges == ("refusal-paper",)
     with pytest.raises(ConfigError, match="unknown benchmark"):
         EvalConfig(model="tiny", bench="nosuch")

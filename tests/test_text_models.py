@@ -14,7 +14,8 @@ from PIL import Image
 
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest
-from vlguard.generation.hf import HFBackend, ensure_tiny_model
+from vlguard.generation.hf import HFBackend
+from vlguard.models.resolve import ensure_tiny_model
 from vlguard.train.collator import IGNORE_INDEX, CollatorError, ConversationCollator
 
 # Stanford Alpaca's PROMPT_DICT, word for word (as the harmful fine-tuning papers use it).

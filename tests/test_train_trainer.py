@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from vlguard.errors import ConfigError, ImageLoadError, VLGuardError
+from vlguard.train.checkpoints import COMPLETE_MARKER
 from vlguard.train.config import TrainConfig, load_config
-from vlguard.train.trainer import COMPLETE_MARKER, train
+from vlguard.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

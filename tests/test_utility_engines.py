@@ -49,7 +49,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, _tiny_cache_root: Path) -> Ite
 @pytest.fixture(scope="module")
 def lmms_runs(env: Path, shared_data: Path) -> dict[str, Path]:
     """The tiny VLM on three local lmms-eval tasks, without and with a LoRA adapter, through the CLI."""
-    from vlguard.generation.hf import ensure_tiny_model
+    from vlguard.models.resolve import ensure_tiny_model
 
     tasks = write_lmms_tasks(env, shared_data)
     adapter = build_lora_adapter(ensure_tiny_model("tiny"), env / "vlm-adapter", vlm=True)
@@ -241,7 +241,7 @@ def test_a_failing_task_keeps_the_finished_ones_and_is_one_line(
 @pytest.fixture(scope="module")
 def causal_lm(env: Path) -> tuple[Path, Path]:
     """The built-in tiny text LM (``--model tiny-lm``) and a LoRA adapter on it."""
-    from vlguard.generation.hf import ensure_tiny_model
+    from vlguard.models.resolve import ensure_tiny_model
 
     model = ensure_tiny_model("tiny-lm")
     return model, build_lora_adapter(model, env / "lm-adapter", vlm=False)

@@ -20,15 +20,15 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vlguard.distributed import ProcessGroup, is_main_process
 from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardError
 from vlguard.fileio import check_output_dir
-from vlguard.records import IMAGE_MODES, MAX_PROMPT_CHARS, Generation, Judgment, Sample
+from vlguard.records import IMAGE_MODES, MAX_PROMPT_CHARS, Generation, ImageMode, Judgment, Sample
 from vlguard.runs import (
     CorruptRunFileError,
     JsonlStore,
@@ -43,6 +43,9 @@ from vlguard.runs import (
     update_manifest,
 )
 
+if TYPE_CHECKING:
+    from vlguard.presets import PresetSettings
+
 logger = logging.getLogger(__name__)
 
 # Judgments are appended every this many samples.
@@ -56,24 +59,25 @@ LOCATION_OPTIONS = frozenset({"image_root", "cache_dir", "download_images"})
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Everything that defines an evaluation run.
+    """Everything that defines an evaluation run, as asked for (``resolve()`` gives what the run uses).
 
     ``data`` is a local folder (None: the Hub dataset ``ys-zong/VLGuard`` at ``data_revision``).
     ``image_mode``: ``original`` (the sample's image; missing images are an error unless
     ``allow_blank_substitutes``), ``blank`` (a white image of the original's size) or ``none`` (text only);
     None (the default) is the benchmark's own mode (``vlguard ls``: ``original`` for VLGuard and FigStep,
-    ``none`` for the text benchmarks), resolved when the config is made, so ``image_mode`` is never None
-    afterwards and the resolved mode is what the run folder name and manifest record.
-    ``judges`` None (the default) is the benchmark's own judges (``refusal`` for the safety benchmarks),
-    resolved when the config is made like ``image_mode``.
+    ``none`` for the text benchmarks); the resolved mode is what the run folder name and manifest record.
+    ``judges`` None (the default) is the benchmark's own judges (``refusal`` for the safety benchmarks).
     ``judge_options`` maps a judge name to its keyword options (API keys never: name the env variable).
     ``limit`` takes a deterministic sample stratified by subset (see ``select_samples``).
     ``backend_options`` / ``bench_options`` are passed to the backend / benchmark loader as keywords
     (e.g. ``{"image_root": "test.zip"}`` for VLGuard, ``{"suffix": "..."}`` for AdvBench); the options
     other than data locations (``LOCATION_OPTIONS``) are result fields of the run.
     ``preset`` (e.g. ``"paper"``, see ``vlguard.presets``) fills in the reference evaluation's settings
-    when the config is made (system prompt, dtype, max/min new tokens, judges); settings given explicitly
-    that disagree with it are a ``ConfigError``, judges given explicitly are added to the preset's.
+    (system prompt, dtype, max/min new tokens, judges); settings given explicitly that disagree with it
+    are a ``ConfigError``, judges given explicitly are added to the preset's.
+
+    Every setting is checked when the config is made (``ConfigError`` naming it); nothing is changed:
+    the preset and the benchmark's defaults are applied by ``resolve()``, into a new record.
     """
 
     model: str
@@ -102,32 +106,33 @@ class EvalConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        if self.preset is not None:
-            self._apply_preset()
-        if self.image_mode is None:
-            from vlguard.benchmarks import default_image_mode
+        self.resolve()  # a mistake stops the config from being made, not the run hours later
 
-            # frozen: set once here, so every later use (run folder name, manifest) sees the resolved mode
-            object.__setattr__(self, "image_mode", default_image_mode(self.bench))
-        if self.judges is None:
-            from vlguard.benchmarks import default_judges
+    def resolve(self) -> ResolvedEval:
+        """The settings the run uses: the preset applied, the benchmark's image mode and judges filled in."""
+        from vlguard.benchmarks import default_image_mode, default_judges
 
-            object.__setattr__(self, "judges", default_judges(self.bench))
-        if self.image_mode not in IMAGE_MODES:
-            raise ConfigError(f"image_mode must be one of {', '.join(IMAGE_MODES)}, not {self.image_mode!r}")
+        asked = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.preset is not None:  # the preset's settings are fields of this record, by the same names
+            asked.update(dataclasses.asdict(self._preset_settings()))
+        image_mode = default_image_mode(self.bench) if self.image_mode is None else self.image_mode
+        if image_mode not in IMAGE_MODES:
+            raise ConfigError(f"image_mode must be one of {', '.join(IMAGE_MODES)}, not {image_mode!r}")
+        if asked["judges"] is None:
+            asked["judges"] = default_judges(self.bench)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be a positive number of samples, not {self.limit}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        return ResolvedEval(**{**asked, "image_mode": image_mode})
 
-    def _apply_preset(self) -> None:
+    def _preset_settings(self) -> PresetSettings:
         from vlguard.presets import apply_preset, get_preset
 
-        preset = get_preset(self.preset or "")
-        settings = apply_preset(
-            preset,
+        return apply_preset(
+            get_preset(self.preset or ""),
             backend=self.backend,
             device=self.device,
             system_prompt=self.system_prompt,
@@ -136,12 +141,44 @@ class EvalConfig:
             judges=self.judges,
             backend_options=self.backend_options,
         )
-        # frozen: resolved once here, so the run folder and manifest record the settings actually used
-        object.__setattr__(self, "system_prompt", settings.system_prompt)
-        object.__setattr__(self, "max_new_tokens", settings.max_new_tokens)
-        object.__setattr__(self, "dtype", settings.dtype)
-        object.__setattr__(self, "judges", settings.judges)
-        object.__setattr__(self, "backend_options", settings.backend_options)
+
+    def resolved_run_dir(self) -> Path:
+        """``run_dir``, or ``runs/<model>-<bench>-<image mode>`` (the resolved mode) when none was given."""
+        return self.resolve().resolved_run_dir()
+
+
+@dataclass(frozen=True)
+class ResolvedEval:
+    """An ``EvalConfig`` with its preset and the benchmark's defaults applied: what a run uses and records.
+
+    Made by ``EvalConfig.resolve()``. The same fields in the same order (the manifest records them as
+    ``config``), with ``image_mode`` and ``judges`` always set; see ``EvalConfig`` for their meaning.
+    """
+
+    model: str
+    backend: str
+    revision: str | None
+    adapter: str | None
+    bench: str
+    data: str | None
+    data_revision: str | None
+    image_mode: ImageMode
+    allow_blank_substitutes: bool
+    judges: tuple[str, ...]
+    judge_options: Mapping[str, Mapping[str, Any]]
+    subsets: tuple[str, ...] | None
+    limit: int | None
+    batch_size: int
+    max_new_tokens: int
+    seed: int
+    dtype: str
+    device: str
+    system_prompt: str | None
+    trust_remote_code: bool
+    backend_options: Mapping[str, Any]
+    bench_options: Mapping[str, Any]
+    run_dir: str | None
+    preset: str | None
 
     def resolved_run_dir(self) -> Path:
         """``run_dir``, or ``runs/<model>-<bench>-<image mode>`` when none was given."""
@@ -149,6 +186,11 @@ class EvalConfig:
             return Path(self.run_dir)
         slug = Path(self.model.rstrip("/")).name.replace(":", "-") or "model"
         return Path("runs") / f"{slug}-{self.bench}-{self.image_mode}"
+
+
+def resolve_eval(config: EvalConfig | ResolvedEval) -> ResolvedEval:
+    """``config`` resolved (a ``ResolvedEval`` is returned as it is): every stage takes either."""
+    return config if isinstance(config, ResolvedEval) else config.resolve()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -196,57 +238,6 @@ def select_samples(
 # Data-parallel helpers
 
 
-@dataclass(frozen=True)
-class _Processes:
-    """This process's place in a data-parallel launch (rank 0 of 1 when launched plainly)."""
-
-    rank: int
-    world_size: int
-    owns_group: bool = False  # True when this module started the process group (and must end it)
-
-    @classmethod
-    def from_env(cls) -> _Processes:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-        owns = False
-        if world > 1:
-            import torch.distributed as torch_dist
-
-            if not torch_dist.is_initialized():
-                # gloo: only barriers cross processes (no tensors), and it works with or without GPUs.
-                torch_dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
-                owns = True
-            logger.info("data-parallel generation: rank %d of world size %d", rank, world)
-        return cls(rank=rank, world_size=world, owns_group=owns)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            import torch.distributed as torch_dist
-
-            torch_dist.barrier()
-
-    def from_main(self, value: str | None) -> str | None:
-        """Rank 0's ``value`` on every rank (so that every rank can fail alike on what rank 0 found)."""
-        if self.world_size == 1:
-            return value
-        import torch.distributed as torch_dist
-
-        box = [value]
-        torch_dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def close(self) -> None:
-        """Leave the process group (after the last barrier), so processes exit cleanly."""
-        if self.owns_group:
-            import torch.distributed as torch_dist
-
-            torch_dist.destroy_process_group()
-
-
 def _merge_rank_files(run: RunFolder, order: Mapping[str, int]) -> int:
     """Move shard files' generations into ``generations.jsonl`` (sample order), then delete the shards.
 
@@ -275,7 +266,7 @@ def _merge_rank_files(run: RunFolder, order: Mapping[str, int]) -> int:
 
 
 def _result_fields(
-    config: EvalConfig, samples: Sequence[dict[str, Any]], source: Mapping[str, Any]
+    config: ResolvedEval, samples: Sequence[dict[str, Any]], source: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The settings that change results; a rerun in the same folder must match all of them."""
     from vlguard.generation import backend_entry
@@ -320,16 +311,19 @@ def _chunks(items: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
         yield items[start : start + size]
 
 
-def check_config(config: EvalConfig, *, with_judges: bool = True) -> None:
+def check_config(config: EvalConfig | ResolvedEval, *, with_judges: bool = True) -> ResolvedEval:
     """Everything that can be checked before any data or model is loaded; ``ConfigError`` naming the setting.
 
     The run folder's path, the device, the backend's options, the model and adapter references and,
     with ``with_judges``, every judge with its options (judges are built, which is cheap: they load
     their own models on first use). A mistake here must not surface hours later, after generation.
+    Returns the resolved settings.
     """
     from vlguard.generation import backend_entry, check_backend_options
-    from vlguard.generation.hf import check_model_reference, resolve_device, resolve_dtype
+    from vlguard.generation.hf import resolve_device, resolve_dtype
+    from vlguard.models.resolve import check_model_reference
 
+    config = resolve_eval(config)
     check_output_dir(config.resolved_run_dir(), "run folder")
     if config.system_prompt is not None and len(config.system_prompt) > MAX_PROMPT_CHARS:
         raise ConfigError(
@@ -344,7 +338,8 @@ def check_config(config: EvalConfig, *, with_judges: bool = True) -> None:
             check_model_reference(config.adapter, "--adapter")
     check_backend_options(config.backend, _backend_kwargs(config))
     if with_judges:
-        check_judges(config.judges or (), config.judge_options)
+        check_judges(config.judges, config.judge_options)
+    return config
 
 
 def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
@@ -365,25 +360,25 @@ def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] 
     return judges
 
 
-def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:
+def run_generation(config: EvalConfig | ResolvedEval, *, progress: bool = True) -> Path:
     """Generate a response for every selected sample not yet done; returns the run folder.
 
     Writes ``manifest.json`` and ``samples.jsonl`` on first use; ``RunMismatchError`` when the folder
     holds results made with other settings, ``RunLockedError`` when another process is writing to it.
     Works alone or under a data-parallel launcher.
     """
-    check_config(config, with_judges=False)
+    settings = check_config(config, with_judges=False)
     with contextlib.ExitStack() as held:
-        return _generate_locked(config, progress, held)
+        return _generate_locked(settings, progress, held)
 
 
-def _generate_locked(config: EvalConfig, progress: bool, held: contextlib.ExitStack) -> Path:
+def _generate_locked(config: ResolvedEval, progress: bool, held: contextlib.ExitStack) -> Path:
     """Load the benchmark, take the run folder's lock into ``held``, then generate.
 
     Everything that only reads (the benchmark, the sample selection, prompt lengths) comes first, so a
     data error leaves no folder behind. Rank 0 takes the lock; every rank fails alike without it.
     """
-    procs = _Processes.from_env()
+    procs = ProcessGroup.join(BARRIER_TIMEOUT)
     if procs.is_main:
         _warn_if_attack_unseen(config)
     bench, samples = _load_samples(config)
@@ -400,7 +395,7 @@ def _generate_locked(config: EvalConfig, progress: bool, held: contextlib.ExitSt
     return _generate(config, procs, bench, samples, progress)
 
 
-def _load_samples(config: EvalConfig) -> tuple[Any, list[Sample]]:
+def _load_samples(config: ResolvedEval) -> tuple[Any, list[Sample]]:
     """The benchmark and the samples selected from it (checked for length)."""
     from vlguard.benchmarks import benchmark_entry, load_benchmark
 
@@ -420,7 +415,7 @@ def _load_samples(config: EvalConfig) -> tuple[Any, list[Sample]]:
 
 
 def _generate(
-    config: EvalConfig, procs: _Processes, bench: Any, samples: list[Sample], progress: bool
+    config: ResolvedEval, procs: ProcessGroup, bench: Any, samples: list[Sample], progress: bool
 ) -> Path:
     import numpy as np
     import torch
@@ -487,7 +482,7 @@ def _generate(
                     image=prepare_image(
                         s,
                         bench.images,
-                        config.image_mode,  # type: ignore[arg-type]
+                        config.image_mode,
                         allow_blank_substitutes=config.allow_blank_substitutes,
                     ),
                 )
@@ -518,7 +513,7 @@ def _check_generations(backend: str, requests: Sequence[Any], generations: Seque
         )
 
 
-def _warn_if_attack_unseen(config: EvalConfig) -> None:
+def _warn_if_attack_unseen(config: ResolvedEval) -> None:
     """Warn when a benchmark whose attack is in the image (FigStep) runs without its images."""
     from vlguard.benchmarks import benchmark_entry
 
@@ -533,7 +528,7 @@ def _warn_if_attack_unseen(config: EvalConfig) -> None:
         )
 
 
-def _run_benchmark_checks(config: EvalConfig, bench: Any, samples: Sequence[Sample]) -> None:
+def _run_benchmark_checks(config: ResolvedEval, bench: Any, samples: Sequence[Sample]) -> None:
     """The benchmark entry's checks before the model loads (by default: ``original`` images exist)."""
     from vlguard.benchmarks import benchmark_entry
     from vlguard.registry import resolve
@@ -578,7 +573,7 @@ def check_prompt_lengths(samples: Sequence[Sample], file: str) -> None:
         raise DataValidationError(problems)
 
 
-def _backend_kwargs(config: EvalConfig) -> dict[str, Any]:
+def _backend_kwargs(config: ResolvedEval) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "revision": config.revision,
         "adapter": config.adapter,
@@ -594,7 +589,7 @@ def _backend_kwargs(config: EvalConfig) -> dict[str, Any]:
     return kwargs
 
 
-def _config_dict(config: EvalConfig) -> dict[str, Any]:
+def _config_dict(config: ResolvedEval) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     d["judge_options"] = {k: dict(v) for k, v in config.judge_options.items()}
     d["run_dir"] = str(config.resolved_run_dir())
@@ -791,16 +786,16 @@ def incomplete_summary(counts: Mapping[str, Any]) -> str:
     return "INCOMPLETE: " + ", ".join(parts) + "; the metrics cover only those (rerun the command to finish)"
 
 
-def run_eval(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
+def run_eval(config: EvalConfig | ResolvedEval, *, progress: bool = True) -> dict[str, Any]:
     """Generate, judge and compute metrics; returns the metrics dict (empty on non-zero ranks).
 
     Every setting (judges and their options included) is checked before anything loads, and the run
     folder stays locked from the first write to the last.
     """
-    check_config(config, with_judges=True)
+    settings = check_config(config, with_judges=True)
     with contextlib.ExitStack() as held:
-        run_dir = _generate_locked(config, progress, held)
-        if int(os.environ.get("RANK", "0")) != 0:
+        run_dir = _generate_locked(settings, progress, held)
+        if not is_main_process():
             return {}
-        run_judges(run_dir, config.judges or (), config.judge_options, progress=progress)
+        run_judges(run_dir, settings.judges, settings.judge_options, progress=progress)
         return run_metrics(run_dir)

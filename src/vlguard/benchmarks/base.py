@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from vlguard.records import Sample
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
-
-
-class ImageSource(Protocol):
-    """Opens images by their path relative to a root (a folder or a zip file).
-
-    Implementations refuse paths that escape the root, decompression bombs and non-images, raising
-    ``vlguard.errors.ImageLoadError`` with the path in the message.
-    """
-
-    def open(self, relative_path: str) -> Image:
-        """The decoded image at ``relative_path`` (``ImageLoadError`` when missing, unsafe or corrupt)."""
-        ...
-
-    def exists(self, relative_path: str) -> bool:
-        """Whether ``relative_path`` names an image under the root (without decoding it)."""
-        ...
+    # Type-only: the data layer (and Pillow) load only when a benchmark is.
+    from vlguard.data.images import ImageSource
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from vlguard.benchmarks.base import BenchmarkData, ImageSource
+from vlguard.benchmarks.base import BenchmarkData
 from vlguard.benchmarks.csv_source import check_options, read_csv_rows, resolve_data_file
+from vlguard.data.images import ImageSource
 from vlguard.data.sources import sha256_file
 from vlguard.errors import ConfigError, DataValidationError, ImageLoadError, Problem
 from vlguard.records import Sample

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlguard.benchmarks.base import BenchmarkData
-from vlguard.data.sources import DataSourceError, _commit_of, hub_file, looks_like_repo_id, sha256_file
+from vlguard.data.sources import DataSourceError, hub_file, looks_like_repo_id, sha256_file, snapshot_commit
 from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardError
 from vlguard.prompts import user_text
 from vlguard.records import Sample
@@ -433,7 +433,7 @@ def _resolve_file(
         "kind": "hub",
         "repo_id": repo,
         "revision": revision,
-        "commit": _commit_of(local, filename),
+        "commit": snapshot_commit(local, filename),
         "file": filename,
         "sha256": sha256_file(local),
     }

@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlguard.benchmarks.base import BenchmarkData, ImageSource
+from vlguard.benchmarks.base import BenchmarkData
 from vlguard.benchmarks.csv_source import check_options, resolve_data_file
 from vlguard.benchmarks.hub import hub_snapshot
-from vlguard.data.images import open_image_root, unsafe_path_reason
+from vlguard.data.images import ImageSource, open_image_root, unsafe_path_reason
 from vlguard.data.jsonio import read_jsonl_lines
 from vlguard.data.sources import looks_like_repo_id
 from vlguard.errors import ConfigError, DataValidationError, Problem

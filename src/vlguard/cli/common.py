@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -12,8 +11,10 @@ ConfigT = TypeVar("ConfigT")
 
 def is_rank_zero() -> bool:
     """Whether this process prints results: always, unless it is a non-zero rank of a torchrun/accelerate job."""
-    # RANK is set by torchrun / accelerate launch; every rank runs the command, one reports.
-    return os.environ.get("RANK", "0") == "0"
+    from vlguard.distributed import is_main_process  # standard library only
+
+    # every rank runs the command, one reports
+    return is_main_process()
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, config_help: str, overrides_help: str) -> None:

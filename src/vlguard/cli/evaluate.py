@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlguard.cli.common import is_rank_zero
 from vlguard.errors import ConfigError
 from vlguard.records import IMAGE_MODES
+
+if TYPE_CHECKING:
+    from vlguard.evaluate import EvalConfig
 
 EXAMPLES = """examples:
   vlguard eval --model tiny --bench vlguard-test --data ../shared/data/vlguard \\
@@ -249,7 +252,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_ls)
 
 
-def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = None) -> Any:
+def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = None) -> EvalConfig:
     """The ``EvalConfig`` the arguments describe."""
     from vlguard.evaluate import EvalConfig
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlguard.utility.suites import SUITES, suite_help
+
+if TYPE_CHECKING:
+    from vlguard.utility import UtilityConfig
 
 EXAMPLES = """suites:
 {suites}
@@ -95,7 +98,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_utility)
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+def config_from_args(args: argparse.Namespace) -> UtilityConfig:
     """The ``UtilityConfig`` the arguments describe."""
     from vlguard.utility import UtilityConfig
 

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlguard.benchmarks.base import ImageSource
 from vlguard.data.export import to_messages
-from vlguard.data.images import open_image_root, unsafe_path_reason
+from vlguard.data.images import ImageSource, open_image_root, unsafe_path_reason
 from vlguard.data.jsonio import read_json_or_jsonl
 from vlguard.data.sources import DataSourceError, hub_file, looks_like_repo_id, sha256_file
 from vlguard.errors import DataValidationError, Problem

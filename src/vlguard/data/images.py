@@ -17,11 +17,10 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from PIL import Image, UnidentifiedImageError
 
-from vlguard.benchmarks.base import ImageSource
 from vlguard.errors import ConfigError, ImageLoadError
 from vlguard.records import ImageMode, Sample
 
@@ -31,6 +30,22 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 # A zip member that inflates beyond this is refused before it is read (zip bombs).
 DEFAULT_MAX_MEMBER_BYTES = 256 * 1024 * 1024
+
+
+class ImageSource(Protocol):
+    """Opens images by their path relative to a root (a folder or a zip file).
+
+    Implementations refuse paths that escape the root, decompression bombs and non-images, raising
+    ``vlguard.errors.ImageLoadError`` with the path in the message.
+    """
+
+    def open(self, relative_path: str) -> Image.Image:
+        """The decoded image at ``relative_path`` (``ImageLoadError`` when missing, unsafe or corrupt)."""
+        ...
+
+    def exists(self, relative_path: str) -> bool:
+        """Whether ``relative_path`` names an image under the root (without decoding it)."""
+        ...
 
 
 def unsafe_path_reason(path: str) -> str | None:

@@ -106,7 +106,8 @@ def hub_file(repo_id: str, filename: str, revision: str | None, *, required: boo
         raise DataSourceError(f"{where}: download of {filename} failed: {err}") from err
 
 
-def _commit_of(cached_file: Path, filename: str) -> str | None:
+def snapshot_commit(cached_file: Path, filename: str) -> str | None:
+    """The commit of the Hub snapshot that ``cached_file`` (``filename`` of an ``hf_hub_download``) comes from."""
     # hf_hub_download returns <cache>/datasets--owner--name/snapshots/<commit>/<filename>.
     snapshot = cached_file
     for _ in Path(filename).parts:
@@ -171,7 +172,7 @@ def resolve_vlguard_files(
         kind="hub",
         location=source,
         revision=revision,
-        commit=_commit_of(downloaded, f"{split}.json"),
+        commit=snapshot_commit(downloaded, f"{split}.json"),
         split_file=downloaded,
         references_file=hub_references,
         image_root=images,

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlguard.benchmarks.base import ImageSource
-from vlguard.data.images import open_image_root, unsafe_path_reason
+from vlguard.data.images import ImageSource, open_image_root, unsafe_path_reason
 from vlguard.data.jsonio import read_json
 from vlguard.data.sources import ResolvedFiles, resolve_vlguard_files
 from vlguard.errors import ConfigError, DataValidationError, ImageLoadError, Problem

@@ -57,7 +57,8 @@ class BackendEntry(Entry):
 
 def tiny_backend(model: str = "tiny", **kwargs: Any) -> GenerationBackend:
     """The ``hf`` backend on a built-in tiny model (``tiny`` or ``tiny-lm``; any other name means ``tiny``)."""
-    from vlguard.generation.hf import HFBackend, is_tiny
+    from vlguard.generation.hf import HFBackend
+    from vlguard.models.resolve import is_tiny
 
     return HFBackend(model if is_tiny(model) else "tiny", **kwargs)
 

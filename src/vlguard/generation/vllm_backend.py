@@ -30,6 +30,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vlguard.distributed import topology
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest, requests_per_call_setting
 from vlguard.prompts import user_text
@@ -103,8 +104,8 @@ class VLLMBackend:
         # The adapter is checked before anything starts: a refusal costs no GPU time.
         plan = lora_adapter = None
         if adapter is not None:
-            from vlguard.generation.hf import safetensors_adapter
             from vlguard.generation.vllm_lora import plan_vllm_adapter, read_adapter
+            from vlguard.models.resolve import safetensors_adapter
 
             # The same safetensors-only resolution as the hf backend (a Hub id becomes a local folder).
             lora_adapter = read_adapter(safetensors_adapter(adapter))
@@ -299,11 +300,10 @@ def pin_engine_devices(
     """
     env = os.environ if environ is None else environ
     visible_env = env.get("CUDA_VISIBLE_DEVICES")
-    world = int(env.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    where = topology(env)
+    if where.world_size <= 1:
         return [d.strip() for d in visible_env.split(",") if d.strip()] if visible_env is not None else None
-    local_rank = int(env.get("LOCAL_RANK", env.get("RANK", "0")))
-    local_world = int(env.get("LOCAL_WORLD_SIZE", str(world)))
+    local_rank, local_world = where.local_rank, where.local_world_size
     if visible_env is not None:
         visible = [d.strip() for d in visible_env.split(",") if d.strip()]
     else:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlguard.benchmarks.base import ImageSource
 from vlguard.data.conversations import Conversation
+from vlguard.data.images import ImageSource
 from vlguard.data.jsonio import write_jsonl
 from vlguard.errors import ConfigError, DataValidationError, Problem
 from vlguard.prompts import user_text

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import VLGuardError
+from vlguard.hft.layout import Cell, Layout
+from vlguard.runs import METRICS, atomic_write_json
 
 if TYPE_CHECKING:
     from vlguard.hft.config import HFTConfig
-    from vlguard.hft.sweep import Cell, Layout
 
 SUMMARY_SCHEMA = 1
 STAND_IN_JUDGES = frozenset({"refusal", "refusal-paper"})
@@ -38,7 +39,7 @@ class SummaryError(VLGuardError):
 
 
 def _metrics(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "metrics.json"
+    path = run_dir / METRICS
     try:
         loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -88,8 +89,8 @@ def _number(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 def measured(hs_dir: Path, fa_dir: Path, hs_judge: str) -> dict[str, Any]:
     """The Harmful Score and Finetune Accuracy fields from two run folders."""
     hs_metrics, fa_metrics = _metrics(hs_dir), _metrics(fa_dir)
-    hs = pick_row(hs_metrics, ("attack_success_rate",), hs_judge, hs_dir / "metrics.json")
-    fa = pick_row(fa_metrics, FA_METRICS, None, fa_dir / "metrics.json")
+    hs = pick_row(hs_metrics, ("attack_success_rate",), hs_judge, hs_dir / METRICS)
+    fa = pick_row(fa_metrics, FA_METRICS, None, fa_dir / METRICS)
     stand_in = hs_judge in STAND_IN_JUDGES
     by_judge = {
         r["judge"]: {"value": r["value"], "ci": [r.get("ci_low"), r.get("ci_high")], "n": r["n"]}
@@ -121,23 +122,24 @@ def measured(hs_dir: Path, fa_dir: Path, hs_judge: str) -> dict[str, Any]:
 
 def cell_row(config: HFTConfig, layout: Layout, cell: Cell, hs_seen_in_training: int = 0) -> dict[str, Any]:
     """The summary row of one finished cell."""
-    folder = layout.cell(cell)
-    stage = json.loads((folder / "stage.json").read_text(encoding="utf-8"))
-    provenance_file = folder / "train" / "model" / "vlguard_train.json"
-    provenance = json.loads(provenance_file.read_text(encoding="utf-8")) if provenance_file.is_file() else {}
+    stage = layout.cell(cell)
+    settings = json.loads(stage.settings_file.read_text(encoding="utf-8"))
+    provenance = (
+        json.loads(stage.provenance.read_text(encoding="utf-8")) if stage.provenance.is_file() else {}
+    )
     return {
         "harmful_ratio": cell.ratio,
         "defence": cell.defence,
         "seed": config.seed,
         "n": config.attack.n,
-        "counts": stage["counts"],
-        **measured(folder / "hs", folder / "fa", config.harmful_score.judge),
+        "counts": settings["counts"],
+        **measured(stage.hs, stage.fa, config.harmful_score.judge),
         "hs_prompts_seen_in_training": hs_seen_in_training,
         "train_loss": provenance.get("train_loss"),
         "train_seconds": provenance.get("train_seconds"),
-        "train_dir": str((folder / "train").relative_to(layout.root)),
-        "hs_run": str((folder / "hs").relative_to(layout.root)),
-        "fa_run": str((folder / "fa").relative_to(layout.root)),
+        "train_dir": layout.relative(stage.train_run),
+        "hs_run": layout.relative(stage.hs),
+        "fa_run": layout.relative(stage.fa),
     }
 
 
@@ -145,8 +147,6 @@ def write_summary(
     config: HFTConfig, layout: Layout, cells: Sequence[Cell], hs_seen_in_training: int = 0
 ) -> Path:
     """Write ``summary.json`` (atomically) once every cell is finished; returns its path."""
-    from vlguard.runs import atomic_write_json
-
     rows = [cell_row(config, layout, cell, hs_seen_in_training) for cell in cells]
     atomic_write_json(layout.summary, rows)
     return layout.summary

@@ -19,19 +19,7 @@ k processes (or machines sharing the folder) can run a sweep together; each wait
 stage, which only shard 0 runs. Under ``accelerate launch`` every process runs the same loop: training
 and generation are data-parallel, files are written by rank 0.
 
-Folder layout::
-
-    OUTPUT/
-      hft_config.yaml                 the resolved config
-      alignment/  stage.json, train.jsonl, train/ (vlguard train), merged/ (LoRA only)
-      reference/  stage.json, hs/ and fa/ (vlguard eval run folders of the start model)
-      cells/p0.1-vlguard-mix/
-        stage.json                    the cell's settings, counts and data hashes
-        train.jsonl                   the cell's training set (messages format, `source` = role)
-        aux_safety.jsonl              vlguard-aux only: the safety pairs of the auxiliary loss
-        train/                        vlguard train run folder (model/ = the fine-tuned weights)
-        hs/ fa/                       vlguard eval run folders: Harmful Score, Finetune Accuracy
-      summary.json
+The folder layout is :mod:`vlguard.hft.layout`.
 """
 
 from __future__ import annotations
@@ -42,13 +30,23 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlguard import distributed
 from vlguard.errors import ConfigError, RunMismatchError
-from vlguard.hft.config import HFTConfig, dump_hft_config, key_values
+from vlguard.evaluate import (
+    EvalConfig,
+    read_generations,
+    run_generation,
+    run_judges,
+    run_metrics,
+    select_samples,
+)
+from vlguard.hft.config import HFTConfig, check_hft_config, dump_hft_config, key_values
 from vlguard.hft.data import (
     HARMFUL,
     SAFETY,
@@ -66,28 +64,17 @@ from vlguard.hft.data import (
     write_pairs,
 )
 from vlguard.hft.defences import DEFENCES, CellData, apply_defence
-from vlguard.runs import atomic_write_json, atomic_write_text
+from vlguard.hft.layout import Cell, Layout, Stage
+from vlguard.hft.summary import write_summary
+from vlguard.models.resolve import resolve_model_path
+from vlguard.runs import RunFolder, atomic_write_json, atomic_write_text, dedupe
+from vlguard.train.config import DataConfig, SafetyLossConfig, TrainConfig
+from vlguard.train.data import TrainingData
 
 logger = logging.getLogger(__name__)
 
-STAGE_FILE = "stage.json"
-CONFIG_FILE = "hft_config.yaml"
-SUMMARY_FILE = "summary.json"
 # How often a shard waiting for the alignment stage (run by shard 0) looks for it.
 ALIGNMENT_POLL_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One cell of the sweep: a harmful ratio and a defence."""
-
-    ratio: float
-    defence: str
-
-    @property
-    def name(self) -> str:
-        """The cell's folder name, e.g. ``p0.1-vlguard-mix``."""
-        return f"p{self.ratio:g}-{self.defence}"
 
 
 def plan_cells(config: HFTConfig) -> list[Cell]:
@@ -112,58 +99,12 @@ def shard_cells(cells: Sequence[Cell], index: int, count: int) -> list[Cell]:
     return list(cells[index::count])
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where each stage of a sweep lives under ``root``."""
-
-    root: Path
-
-    @property
-    def config_file(self) -> Path:
-        """The resolved config as given."""
-        return self.root / CONFIG_FILE
-
-    @property
-    def summary(self) -> Path:
-        """``summary.json``, written once every cell is finished."""
-        return self.root / SUMMARY_FILE
-
-    @property
-    def alignment(self) -> Path:
-        """The alignment stage."""
-        return self.root / "alignment"
-
-    @property
-    def reference(self) -> Path:
-        """The evaluations of the model the cells start from."""
-        return self.root / "reference"
-
-    def cell(self, cell: Cell) -> Path:
-        """The folder of one cell."""
-        return self.root / "cells" / cell.name
-
-
-# ---- processes ------------------------------------------------------------------------------------
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def _barrier() -> None:
-    """Wait for every process of an ``accelerate launch`` / ``torchrun`` job (no-op alone)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
-
-
 # ---- stage settings ---------------------------------------------------------------------------------
 
 
-def guard_stage(folder: Path, settings: dict[str, Any], *, write: bool = True) -> None:
+def guard_stage(stage: Stage, settings: dict[str, Any], *, write: bool = True) -> None:
     """Record the settings a stage is made with; stop if the folder was made with other ones."""
-    path = folder / STAGE_FILE
+    folder, path = stage.path, stage.settings_file
     canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
     if path.is_file():
         recorded = json.loads(path.read_text(encoding="utf-8"))
@@ -175,7 +116,7 @@ def guard_stage(folder: Path, settings: dict[str, Any], *, write: bool = True) -
                 f"output_dir, or delete {folder} to redo it"
             )
         return
-    if write and _rank() == 0:
+    if write and distributed.is_main_process():
         atomic_write_json(path, canonical)
 
 
@@ -253,10 +194,8 @@ def load_pools(config: HFTConfig) -> Pools:
 
 def hs_eval_config(
     config: HFTConfig, model: str, adapter: str | None, run_dir: Path, revision: str | None
-) -> Any:
+) -> EvalConfig:
     """The ``vlguard eval`` settings of a Harmful Score run."""
-    from vlguard.evaluate import EvalConfig
-
     hs = config.harmful_score
     return EvalConfig(
         bench=hs.bench,
@@ -274,10 +213,8 @@ def hs_eval_config(
 
 def fa_eval_config(
     config: HFTConfig, model: str, adapter: str | None, run_dir: Path, revision: str | None
-) -> Any:
+) -> EvalConfig:
     """The ``vlguard eval`` settings of a Finetune Accuracy run (the task benchmark, its own judges)."""
-    from vlguard.evaluate import EvalConfig
-
     task = config.task
     judge_options = key_values(task.judge_options)
     return EvalConfig(
@@ -321,7 +258,6 @@ def _default_judges(bench: str) -> tuple[str, ...]:
 def hs_prompts(config: HFTConfig) -> list[str]:
     """The Harmful Score prompts exactly as evaluated (same benchmark, options, subsets and limit)."""
     from vlguard.benchmarks import load_benchmark
-    from vlguard.evaluate import select_samples
 
     hs = config.harmful_score
     bench = load_benchmark(hs.bench, data=hs.data, revision=hs.revision, **key_values(hs.options))
@@ -331,21 +267,19 @@ def hs_prompts(config: HFTConfig) -> list[str]:
     return [s.intent or s.prompt for s in samples]
 
 
-def evaluate(eval_config: Any, *, progress: bool) -> Path:
+def evaluate(eval_config: EvalConfig, *, progress: bool) -> Path:
     """Generate, judge and compute metrics in a run folder, resuming; a judge that has already judged
     every generation is not loaded again (a 7B moderation model takes a while)."""
-    from vlguard.evaluate import read_generations, run_generation, run_judges, run_metrics
-    from vlguard.runs import RunFolder, dedupe
-
-    run_dir = run_generation(eval_config, progress=progress)
-    if _rank() != 0:
+    settings = eval_config.resolve()
+    run_dir = run_generation(settings, progress=progress)
+    if not distributed.is_main_process():
         return run_dir
     run = RunFolder(run_dir)
     generated = set(read_generations(run))
-    for judge in eval_config.judges or ():
+    for judge in settings.judges:
         judged = {r["sample_id"] for r in dedupe(run.judgments(judge).read())}
         if not generated <= judged:
-            run_judges(run_dir, [judge], eval_config.judge_options, progress=progress)
+            run_judges(run_dir, [judge], settings.judge_options, progress=progress)
     run_metrics(run_dir)
     return run_dir
 
@@ -360,7 +294,7 @@ def _images_of(pool: PairPool | None) -> str | None:
 
 def train_config_for(
     config: HFTConfig,
-    base: Any,
+    base: TrainConfig,
     *,
     model: str,
     revision: str | None,
@@ -369,10 +303,8 @@ def train_config_for(
     image_root: str | None,
     aux: CellData | None = None,
     aux_file: Path | None = None,
-) -> Any:
+) -> TrainConfig:
     """A ``vlguard train`` config: the section's settings plus what the sweep sets for this run."""
-    from vlguard.train.config import DataConfig, SafetyLossConfig
-
     with_images = image_root is not None
     return dataclasses.replace(
         base,
@@ -403,12 +335,8 @@ def train_config_for(
     )
 
 
-def training_data(pairs: Sequence[Pair], pools: Pools, sources: dict[str, Any]) -> Any:
+def training_data(pairs: Sequence[Pair], pools: Pools, sources: dict[str, Any]) -> TrainingData:
     """The in-memory training data of ``pairs`` (conversations tagged by role, image roots by role)."""
-    from collections import Counter
-
-    from vlguard.train.data import TrainingData
-
     found = Counter(p.role for p in pairs)
     return TrainingData(
         conversations=tuple(p.to_conversation() for p in pairs),
@@ -418,14 +346,13 @@ def training_data(pairs: Sequence[Pair], pools: Pools, sources: dict[str, Any]) 
     )
 
 
-def _train(train_config: Any, data: Any) -> Path:
-    """Train (resuming), unless the run folder already holds the finished model."""
-    from vlguard.train.trainer import COMPLETE_MARKER, train
+def _train(stage: Stage, train_config: TrainConfig, data: TrainingData) -> Path:
+    """Train (resuming) in the stage's training run folder, unless it already holds the finished model."""
+    from vlguard.train.trainer import train
 
-    model_dir = Path(train_config.output_dir) / "model"
-    if (model_dir / COMPLETE_MARKER).is_file():
-        return model_dir
-    if data is not None and train_config.data.check_images:
+    if stage.trained():
+        return stage.model
+    if train_config.data.check_images:
         from vlguard.train.data import check_images
 
         check_images(data)
@@ -448,7 +375,7 @@ _NOT_RESULTS = (
 )
 
 
-def _train_settings(train: Any) -> dict[str, Any]:
+def _train_settings(train: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(train).items() if k not in _NOT_RESULTS}
 
 
@@ -473,27 +400,24 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
 
     Shards other than 0 (``wait``) do not align: they wait for shard 0 to finish the stage.
     """
-    from vlguard.train.trainer import COMPLETE_MARKER, resolve_model_path
-
     base = resolve_model_path(config.model.name_or_path)
     if not config.alignment.enabled:
         return base, config.model.revision
-    folder = layout.alignment
+    stage = layout.alignment
     train_cfg = config.alignment.train
-    final = folder / ("merged" if train_cfg.method == "lora" else "train/model")
-    done = (final / "config.json").is_file() and (
-        train_cfg.method == "lora" or (final / COMPLETE_MARKER).is_file()
-    )
+    lora = train_cfg.method == "lora"
+    final = stage.merged if lora else stage.model
+
+    def finished() -> bool:
+        return (final / "config.json").is_file() and (lora or stage.trained())
+
     if wait:
         waited = 0.0
-        while not done:
+        while not finished():
             if waited % 300 == 0:  # say so now and every 5 minutes, not every poll
-                logger.info("waiting for the alignment stage (run by shard 0) to finish in %s", folder)
+                logger.info("waiting for the alignment stage (run by shard 0) to finish in %s", stage.path)
             time.sleep(ALIGNMENT_POLL_SECONDS)
             waited += ALIGNMENT_POLL_SECONDS
-            done = (final / "config.json").is_file() and (
-                train_cfg.method == "lora" or (final / COMPLETE_MARKER).is_file()
-            )
         return str(final), None
     assert pools.safety is not None or config.alignment.n_safety == 0
     pairs: list[Pair] = []
@@ -513,25 +437,23 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
         "task": _pool_source(pools.task),
         "data_sha256": _sha256_lines(pairs),
     }
-    guard_stage(folder, settings)
-    data_file = folder / "train.jsonl"
-    if _rank() == 0 and not data_file.is_file():
-        write_pairs(pairs, data_file)
-    _barrier()
-    image_root = _images_of(pools.safety)
+    guard_stage(stage, settings)
+    if distributed.is_main_process() and not stage.train_data.is_file():
+        write_pairs(pairs, stage.train_data)
+    distributed.wait_for_everyone()
     train_config = train_config_for(
         config,
         train_cfg,
         model=config.model.name_or_path,
         revision=config.model.revision,
-        data_file=data_file,
-        output_dir=folder / "train",
-        image_root=image_root,
+        data_file=stage.train_data,
+        output_dir=stage.train_run,
+        image_root=_images_of(pools.safety),
     )
-    trained = _train(train_config, training_data(pairs, pools, {"alignment": settings}))
-    if train_cfg.method != "lora":
+    trained = _train(stage, train_config, training_data(pairs, pools, {"alignment": settings}))
+    if not lora:
         return str(trained), None
-    if _rank() == 0 and not (final / "config.json").is_file():
+    if distributed.is_main_process() and not (final / "config.json").is_file():
         from vlguard.train.merge import merge_adapter
 
         merge_adapter(
@@ -542,7 +464,7 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
             trust_remote_code=config.model.trust_remote_code,
             overwrite=True,
         )
-    _barrier()
+    distributed.wait_for_everyone()
     return str(final), None
 
 
@@ -560,10 +482,10 @@ def evaluate_reference(
     config: HFTConfig, layout: Layout, start: str, revision: str | None, *, progress: bool
 ) -> None:
     """Harmful Score and Finetune Accuracy of the model the cells start from (before the user's data)."""
-    folder = layout.reference
-    guard_stage(folder, {**_model_settings(config), "start_model": start, **_eval_settings(config)})
-    evaluate(hs_eval_config(config, start, None, folder / "hs", revision), progress=progress)
-    evaluate(fa_eval_config(config, start, None, folder / "fa", revision), progress=progress)
+    stage = layout.reference
+    guard_stage(stage, {**_model_settings(config), "start_model": start, **_eval_settings(config)})
+    evaluate(hs_eval_config(config, start, None, stage.hs, revision), progress=progress)
+    evaluate(fa_eval_config(config, start, None, stage.fa, revision), progress=progress)
 
 
 def cell_data(config: HFTConfig, pools: Pools, cell: Cell) -> CellData:
@@ -586,7 +508,7 @@ def run_cell(
     progress: bool,
 ) -> None:
     """Draw, train and evaluate one cell (each part skipped when already done)."""
-    folder = layout.cell(cell)
+    stage = layout.cell(cell)
     data = cell_data(config, pools, cell)
     settings = {
         **_model_settings(config),
@@ -606,41 +528,37 @@ def run_cell(
         "finetune": _train_settings(config.finetune),
         **_eval_settings(config),
     }
-    guard_stage(folder, settings)
-    train_file, aux_file = folder / "train.jsonl", folder / "aux_safety.jsonl"
-    if _rank() == 0:
-        if not train_file.is_file():
-            write_pairs(data.train, train_file)
-        if data.aux_safety and not aux_file.is_file():
-            write_pairs(data.aux_safety, aux_file)
-    _barrier()
-    image_root = _images_of(pools.safety)
+    guard_stage(stage, settings)
+    if distributed.is_main_process():
+        if not stage.train_data.is_file():
+            write_pairs(data.train, stage.train_data)
+        if data.aux_safety and not stage.aux_safety_data.is_file():
+            write_pairs(data.aux_safety, stage.aux_safety_data)
+    distributed.wait_for_everyone()
     train_config = train_config_for(
         config,
         config.finetune,
         model=start,
         revision=revision,
-        data_file=train_file,
-        output_dir=folder / "train",
-        image_root=image_root,
+        data_file=stage.train_data,
+        output_dir=stage.train_run,
+        image_root=_images_of(pools.safety),
         aux=data if data.aux_safety else None,
-        aux_file=aux_file,
+        aux_file=stage.aux_safety_data,
     )
-    model_dir = _train(train_config, training_data(data.train, pools, {"cell": settings}))
+    model_dir = _train(stage, train_config, training_data(data.train, pools, {"cell": settings}))
     if config.finetune.method == "lora":
         model, adapter, model_revision = start, str(model_dir), revision
     else:
         model, adapter, model_revision = str(model_dir), None, None
-    evaluate(hs_eval_config(config, model, adapter, folder / "hs", model_revision), progress=progress)
-    evaluate(fa_eval_config(config, model, adapter, folder / "fa", model_revision), progress=progress)
+    evaluate(hs_eval_config(config, model, adapter, stage.hs, model_revision), progress=progress)
+    evaluate(fa_eval_config(config, model, adapter, stage.fa, model_revision), progress=progress)
 
 
 def cell_finished(layout: Layout, cell: Cell) -> bool:
     """Whether a cell's model is trained and both its evaluations have metrics."""
-    folder = layout.cell(cell)
-    return (folder / "train" / "model" / "COMPLETE").is_file() and all(
-        (folder / run / "metrics.json").is_file() for run in ("hs", "fa")
-    )
+    stage = layout.cell(cell)
+    return stage.trained() and stage.evaluated()
 
 
 def run_workers(config: HFTConfig, layout: Layout, workers: int) -> None:
@@ -655,9 +573,9 @@ def run_workers(config: HFTConfig, layout: Layout, workers: int) -> None:
 
     from vlguard.errors import VLGuardError
 
-    folder = layout.root / "workers"
+    folder = layout.workers
     folder.mkdir(parents=True, exist_ok=True)
-    config_file = folder / "config.yaml"
+    config_file = layout.worker_config
     single = dataclasses.replace(config, compute=dataclasses.replace(config.compute, parallel_cells=1))
     atomic_write_text(config_file, dump_hft_config(single))
     env = dict(os.environ)
@@ -666,7 +584,7 @@ def run_workers(config: HFTConfig, layout: Layout, workers: int) -> None:
     processes: list[tuple[int, subprocess.Popen[bytes], Path]] = []
     try:
         for i in range(workers):
-            log = folder / f"shard-{i}.log"
+            log = layout.worker_log(i)
             with log.open("wb") as handle:
                 command = [
                     sys.executable,
@@ -709,9 +627,6 @@ class SweepResult:
 
 def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: bool = True) -> SweepResult:
     """Run (or resume) the sweep of ``config``; see the module docstring."""
-    from vlguard.hft.config import check_hft_config
-    from vlguard.hft.summary import write_summary
-
     check_hft_config(config)
     layout = Layout(Path(config.output_dir))
     index, count = shard
@@ -719,7 +634,7 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
         import torch
 
         torch.set_num_threads(config.compute.threads)
-    if _rank() == 0 and not layout.config_file.is_file():
+    if distributed.is_main_process() and not layout.config_file.is_file():
         layout.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(layout.config_file, dump_hft_config(config))
     pools = load_pools(config)
@@ -749,7 +664,7 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
         evaluate_reference(config, layout, start, revision, progress=progress)
     ran: list[str] = []
     workers = min(config.compute.parallel_cells, len(cells))
-    if workers > 1 and count == 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if workers > 1 and count == 1 and distributed.world_size() == 1:
         # This process has aligned and evaluated the start model; the cells go to K worker processes.
         run_workers(config, layout, workers)
         ran = [c.name for c in cells]
@@ -758,12 +673,12 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
         logger.info("cell %s: harmful ratio %g, defence %s", cell.name, cell.ratio, cell.defence)
         run_cell(config, pools, layout, cell, start, revision, progress=progress)
         ran.append(cell.name)
-    _barrier()
-    if _rank() == 0 and count in (0, 1):
+    distributed.wait_for_everyone()
+    if distributed.is_main_process() and count in (0, 1):
         # Every stage accepted these settings (or the run stopped above): they are the folder's config now.
         atomic_write_text(layout.config_file, dump_hft_config(config))
     missing = tuple(c.name for c in cells if not cell_finished(layout, c))
     summary = None
-    if not missing and _rank() == 0:
+    if not missing and distributed.is_main_process():
         summary = write_summary(config, layout, cells, hs_seen_in_training=len(leaks.prompts))
     return SweepResult(layout.root, tuple(ran), summary, missing)

@@ -1,6 +1,6 @@
 """A small linear classifier over explainable features of a reply: did it refuse, or did it answer?
 
-The rules of ``vlguard.judges.refusal`` read the *opening* of a reply for a stated refusal. They cannot
+The rules of ``vlguard.judges.refusal_rules`` read the *opening* of a reply for a stated refusal. They cannot
 see deflections ("you might find it beneficial to reach out to a professional"), lectures, premise
 rejections or a second persona that answers after the first one refused. This classifier adds what a
 reader uses besides the opening sentence, as binary features of the reply text alone (never the prompt,
@@ -42,7 +42,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vlguard.judges.refusal import classify_refusal, normalise, refusal_statement, split_sentences
+from vlguard.judges.refusal_rules import classify_refusal, normalise, refusal_statement, split_sentences
 
 WEIGHTS_FILE = "refusal_classifier.json"
 FORMAT_VERSION = 1

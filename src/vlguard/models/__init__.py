@@ -1,1 +1,1 @@
-"""Model builders and loaders."""
+"""Models: name resolution (``resolve``: model names → folders, the built-in tiny models), loaders and builders."""

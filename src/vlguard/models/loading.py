@@ -23,9 +23,12 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ MULTIMODAL_CAUSAL_LM = ModelKind("multimodal-causal-lm", "AutoModelForCausalLM",
 MODEL_KINDS: dict[str, ModelKind] = {k.name: k for k in (IMAGE_TEXT_TO_TEXT, CAUSAL_LM, MULTIMODAL_CAUSAL_LM)}
 
 
-def kind_of_config(config: Any) -> ModelKind:
+def kind_of_config(config: PretrainedConfig) -> ModelKind:
     """The kind of a loaded transformers config (see the module docstring); ConfigError if neither."""
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 

@@ -17,7 +17,10 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 # ---- shared pieces --------------------------------------------------------------------------------
 
@@ -121,7 +124,7 @@ def _clip(image_size: int, patch_size: int) -> Any:
 
 def _save(
     model_cls: Any,
-    config: Any,
+    config: PretrainedConfig,
     processor: Any,
     out: Path,
     seed: int,

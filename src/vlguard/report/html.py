@@ -315,7 +315,7 @@ def _tradeoff_section(report: Report) -> str:
         return ""
     parts = []
     if tradeoff.chart is not None:
-        parts.append(_figures([tradeoff.chart]))
+        parts.append(figures([tradeoff.chart]))
     else:
         parts.append(
             "<p class='note'>No chart: no run has both an attack success rate (`vlguard eval`) and a "
@@ -442,14 +442,14 @@ def _examples_section(report: Report, sections: Sequence[ExampleSection]) -> str
     return "".join(parts)
 
 
-def _figures(charts: Sequence[Chart]) -> str:
+def figures(charts: Sequence[Chart]) -> str:
     """Charts side by side, each an embedded PNG with its alt text (the numbers, for screen readers)."""
-    figures = "".join(
+    html = "".join(
         f'<figure><img src="{chart.data_uri()}" alt="{e(chart.alt)}" data-chart="{e(chart.slug)}">'
         f"<figcaption>{e(chart.title)}</figcaption></figure>"
         for chart in charts
     )
-    return f'<div class="charts">{figures}</div>' if figures else ""
+    return f'<div class="charts">{html}</div>' if html else ""
 
 
 def _categories_section(report: Report, charts: Sequence[Chart]) -> str:
@@ -457,7 +457,7 @@ def _categories_section(report: Report, charts: Sequence[Chart]) -> str:
     category_rows = report.groups.get("category", ())
     headline_rows = [r for r in category_rows if is_headline(r.subset, r.metric)]
     other_rows = [r for r in category_rows if not is_headline(r.subset, r.metric)]
-    parts = [_figures(charts)]
+    parts = [figures(charts)]
     if headline_rows:
         parts.append(metrics_table(report, headline_rows, "Category", "category-table"))
     if other_rows:
@@ -475,7 +475,8 @@ def _categories_section(report: Report, charts: Sequence[Chart]) -> str:
     return "".join(parts) or "<p>No per-category metrics.</p>"
 
 
-def _css() -> str:
+def style_sheet() -> str:
+    """The report's CSS (shared by every HTML report: evaluation and HFT)."""
     return resources.files("vlguard.report").joinpath("templates/report.css").read_text(encoding="utf-8")
 
 
@@ -525,7 +526,7 @@ def render_html(report: Report) -> str:
         sections.append(("tradeoff", "Safety vs capability", _tradeoff_section(report)))
     headline_charts = [c for c in report.charts if c.slug.startswith("headline-")]
     group_charts = [c for c in report.charts if not c.slug.startswith("headline-")]
-    sections.append(("charts", "Charts", _figures(headline_charts) or "<p>No headline metrics to chart.</p>"))
+    sections.append(("charts", "Charts", figures(headline_charts) or "<p>No headline metrics to chart.</p>"))
     sections.append(("categories", "Per category", _categories_section(report, group_charts)))
     sections.append(("agreement", "Judge agreement", _agreement_section(report)))
     sections.append(("examples", "Example generations", _examples_section(report, report.examples)))
@@ -544,7 +545,7 @@ def render_html(report: Report) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{e(report.title)}</title><style>{_css()}</style></head><body>"
+        f"<title>{e(report.title)}</title><style>{style_sheet()}</style></head><body>"
         f"<header><h1>{e(report.title)}{' (INCOMPLETE)' if report.incomplete else ''}</h1>"
         f"<p class='meta'>{described}</p>"
         f'<p class="content-warning" role="note" id="content-warning">{e(CONTENT_WARNING)}</p>'

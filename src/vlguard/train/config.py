@@ -15,11 +15,14 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 
 from vlguard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 # Module-name regexes (matched with re.fullmatch by PEFT) for the common layouts of transformers 5:
 # VLMs keep the LLM under `language_model` (LLaVA, Qwen-VL, Gemma 3, PaliGemma, Mllama, InternVL, ...) or
@@ -512,7 +515,7 @@ def load_config(
     return config
 
 
-def dump_config(config: Any) -> str:
+def dump_config(config: DataclassInstance) -> str:
     """A resolved config dataclass as YAML (loadable again with :func:`load_dataclass`)."""
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlguard.benchmarks.base import ImageSource
 from vlguard.data.conversations import Conversation, load_conversations, vlguard_conversations
-from vlguard.data.images import blank_image
+from vlguard.data.images import ImageSource, blank_image
 from vlguard.data.mix import INSTRUCTIONS, SAFETY, build_mixture
 from vlguard.errors import ConfigError, ImageLoadError, VLGuardError
 from vlguard.train.config import DataConfig

@@ -10,6 +10,7 @@ from pathlib import Path
 from vlguard.errors import ConfigError
 from vlguard.fileio import JsonError, check_output_dir, parse_json
 from vlguard.models.loading import detect_kind, load_model, load_processor, save_processor
+from vlguard.models.resolve import check_model_reference, resolve_model_path, safetensors_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ def merge_adapter(
     import torch
     from peft import PeftModel
 
-    from vlguard.generation.hf import check_model_reference, ensure_tiny_model, is_tiny, safetensors_adapter
-
     adapter = Path(adapter)
     out = check_output_dir(out, "--out folder")
     if not (adapter / "adapter_config.json").is_file():
@@ -55,7 +54,7 @@ def merge_adapter(
     if adapter_base and adapter_base != base:
         logger.warning("the adapter was trained on %s; merging into %s", adapter_base, base)
     # `tiny` names the built-in tiny VLM, as in `vlguard train`: built only once every input is checked.
-    base = str(ensure_tiny_model(base)) if is_tiny(base) else base
+    base = resolve_model_path(base)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     kind = detect_kind(base, revision=revision, trust_remote_code=trust_remote_code)
     model = load_model(base, kind, revision=revision, dtype=torch_dtype, trust_remote_code=trust_remote_code)

@@ -1,5 +1,7 @@
 """The training recipe, top to bottom: setup → train → save.
 
+``train(config)`` below is the whole recipe; the helpers follow in its order.
+
 1. setup: check the config, build and check the data (before any model loads), load the model and
    its processor (a VLM) or tokenizer (a text-only causal LM: the config picks the auto class), freeze
    the vision tower, add LoRA adapters (language model only) or train fully;
@@ -17,12 +19,9 @@ over every step of the run, not only those after the resume (see ``whole_run_los
 The same command runs on one CPU, one GPU, or many under ``accelerate launch`` (DDP, DeepSpeed ZeRO-3,
 FSDP): the Trainer reads the launcher's environment.
 
-Run folder::
-
-    OUTPUT/
-      train_config.yaml          the resolved config
-      checkpoints/checkpoint-N/  Trainer checkpoints; COMPLETE marks a finished one
-      model/                     the final weights or adapter + processor + vlguard_train.json
+The run folder's names, its checkpoints and the resume bookkeeping are ``vlguard.train.checkpoints``;
+the ``Trainer`` subclass and its callbacks are ``vlguard.train.hf_trainer`` (imported when training
+starts, so that the CLI loads without transformers).
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -40,38 +38,35 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vlguard import distributed
 from vlguard.errors import ConfigError, VLGuardError
 from vlguard.fileio import check_output_dir
 from vlguard.models.loading import ModelKind, detect_kind, save_processor, sees_images
+from vlguard.models.resolve import check_model_reference, resolve_model_path
+from vlguard.train.checkpoints import (
+    CHECKPOINTS_DIR,
+    COMPLETE_MARKER,
+    CONFIG_FILE,
+    MODEL_DIR,
+    PROVENANCE_FILE,
+    AlreadyFinished,
+    checkpoint_step,
+    find_checkpoint,
+    is_complete,
+    whole_run_loss,
+)
 from vlguard.train.collator import ConversationCollator
 from vlguard.train.config import TrainConfig, check_values, dump_config
 from vlguard.train.data import ConversationDataset, TrainingData, build_training_data, check_data_config
 from vlguard.train.safety_loss import SafetyBatches, check_safety_loss_config, load_safety_data
 
+if TYPE_CHECKING:
+    from vlguard.train.hf_trainer import VLGuardTrainer  # imports transformers: loaded when training starts
+
 logger = logging.getLogger(__name__)
 
-COMPLETE_MARKER = "COMPLETE"
-PROVENANCE_FILE = "vlguard_train.json"
-CONFIG_FILE = "train_config.yaml"
-TRAINER_STATE = "trainer_state.json"
-# Keys that may differ between a checkpoint and the run resuming it: where and how it is watched or
-# stored, not what is trained.
-RESUME_MAY_CHANGE = frozenset(
-    {
-        "output_dir",
-        "resume_from_checkpoint",
-        "progress",
-        "report_to",
-        "run_name",
-        "dataloader_num_workers",
-        "save_steps",
-        "save_total_limit",
-        "logging_steps",
-        "deepspeed",
-    }
-)
 _PACKAGES = ("vlguard", "torch", "transformers", "peft", "accelerate", "trl", "deepspeed")
 
 
@@ -86,15 +81,93 @@ class TrainResult:
     world_size: int
 
 
-# ---- setup -------------------------------------------------------------------------------------------
+# ---- the recipe ------------------------------------------------------------------------------------------
 
 
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result."""
+    import torch
+    from transformers import set_seed
+
+    # 1. setup: everything a user can get wrong is checked before the (slow) model load.
+    check_config(config)
+    output_dir = Path(config.output_dir)
+    final_dir, checkpoints_dir = output_dir / MODEL_DIR, output_dir / CHECKPOINTS_DIR
+    if is_complete(final_dir):
+        raise ConfigError(f"{final_dir} already holds a finished model; choose another output_dir")
+    config_yaml = dump_config(config)  # as given (``tiny`` stays ``tiny``), so that it can be rerun
+    resume = find_checkpoint(config.resume_from_checkpoint, checkpoints_dir, config_yaml)
+    requested_model = config.model.name_or_path
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, name_or_path=resolve_model_path(requested_model))
+    )
+    kind = detect_kind(
+        config.model.name_or_path,
+        revision=config.model.revision,
+        trust_remote_code=config.model.trust_remote_code,
+    )
+    processor = load_processor(config, kind)
+    data = data if data is not None else build_training_data(config.data)
+    dataset = ConversationDataset(data, config.data.image_mode)
+    collator = ConversationCollator(
+        processor, max_length=config.max_length, prompt_format=config.prompt_format
+    )
+    logger.info("training on %d conversations %s", len(dataset), data.counts)
+    safety_data = load_safety_data(config.safety_loss, config.data.image_mode)
+    if safety_data is not None:
+        logger.info(
+            "auxiliary safety loss: weight %g, %d conversations per step from %d",
+            config.safety_loss.weight,
+            config.safety_loss.batch_size,
+            len(safety_data.conversations),
+        )
+    world_size = distributed.world_size()
+    cuda = torch.cuda.is_available()
+    bf16 = _resolve_auto(config.bf16, cuda and torch.cuda.is_bf16_supported())
+    gradient_checkpointing = _resolve_auto(config.gradient_checkpointing, cuda)
+    # The arguments before the model: they check names (optimizer, scheduler) that would otherwise fail
+    # after the load, and DeepSpeed ZeRO-3 needs them to exist when the model is loaded.
+    args = _training_arguments(config, checkpoints_dir, world_size, cuda, bf16, gradient_checkpointing)
+    set_seed(config.seed)
+    model, modules = load_model(config, _model_dtype(config, cuda, bf16), gradient_checkpointing, kind)
+    if distributed.is_main_process():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
+
+    # 2. train, from the checkpoint to resume (if any).
+    trainer = _make_trainer(
+        config, config_yaml, model, modules, args, dataset, collator, processor, safety_data
+    )
+    resumed_step = checkpoint_step(resume)
+    started = time.time()
+    try:
+        outcome = trainer.train(resume_from_checkpoint=resume)
+        steps_now, loss_now = outcome.global_step - resumed_step, outcome.training_loss
+    except AlreadyFinished:
+        # Killed during its final save: the checkpoint holds the finished weights, now loaded.
+        logger.info("%s is already at max_steps: saving it as the final model without training", resume)
+        steps_now, loss_now = 0, None
+    elapsed = time.time() - started
+    global_step = trainer.state.global_step
+    train_loss = whole_run_loss(trainer.state.log_history, resumed_step, steps_now, loss_now, global_step)
+
+    # 3. save the final model with its provenance.
+    safety_loss = None
+    if safety_data is not None:
+        safety_loss = {
+            "weight": config.safety_loss.weight,
+            "batch_size": config.safety_loss.batch_size,
+            "counts": safety_data.counts,
+            "source": safety_data.sources,
+        }
+    return _save_final(
+        trainer, processor, config, config_yaml, requested_model, data, output_dir, kind,
+        global_step=global_step, train_loss=train_loss, elapsed=elapsed, world_size=world_size,
+        safety_loss=safety_loss,
+    )  # fmt: skip
 
 
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+# ---- 1. setup --------------------------------------------------------------------------------------------
 
 
 def gradient_accumulation_steps(config: TrainConfig, world_size: int) -> int:
@@ -118,8 +191,6 @@ def gradient_accumulation_steps(config: TrainConfig, world_size: int) -> int:
 
 def check_config(config: TrainConfig) -> None:
     """Every value in its range, and settings that are valid one by one but not together."""
-    from vlguard.generation.hf import check_model_reference
-
     check_values(config)
     if not config.model.name_or_path:
         raise ConfigError("model.name_or_path is required (a Hub repo id or a local model folder)")
@@ -152,13 +223,6 @@ def _model_dtype(config: TrainConfig, cuda: bool, bf16: bool) -> str:
     # LoRA: frozen base in bf16, adapters kept in fp32 by PEFT. Full: fp32 master weights; bf16 compute
     # comes from autocast (or from DeepSpeed / FSDP mixed precision).
     return "bfloat16" if cuda and bf16 and config.method == "lora" else "float32"
-
-
-def resolve_model_path(name: str, seed: int = 0) -> str:
-    """``tiny`` / ``tiny-lm`` (``:<size>``) build (once, cached) a built-in tiny model; other names are kept."""
-    from vlguard.generation.hf import ensure_tiny_model, is_tiny
-
-    return str(ensure_tiny_model(name, seed=seed)) if is_tiny(name) else name
 
 
 def load_processor(config: TrainConfig, kind: ModelKind | None = None) -> Any:
@@ -315,460 +379,7 @@ def load_model(
     return model, modules
 
 
-def _make_trainer_class() -> type:
-    """A Trainer whose optimizer gives the projector its own learning rate (LLaVA-1.5's LoRA recipe)."""
-    from transformers import Trainer
-
-    class VLGuardTrainer(Trainer):
-        projector_names: tuple[str, ...] = ()
-        projector_lr: float | None = None
-        group_by_length: bool = False
-        # The auxiliary safety loss (safety_loss.* in the config): None = off.
-        safety_batches: SafetyBatches | None = None
-        safety_weight: float = 0.0
-        _safety_step: int = -1
-        _safety_micro: int = 0
-
-        def compute_loss(
-            self,
-            model: Any,
-            inputs: dict[str, Any],
-            return_outputs: bool = False,
-            num_items_in_batch: Any = None,
-        ) -> Any:
-            result: Any = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if self.safety_batches is None or not model.training:
-                return result
-            loss, outputs = result if return_outputs else (result, None)
-            safety_loss: Any = super().compute_loss(model, self._next_safety_batch())
-            # When the user loss is already normalised over the whole accumulated batch (token-count
-            # normalisation), the Trainer does not divide it by the accumulation steps: the safety term,
-            # a per-batch mean, is divided here so that each optimizer step adds λ × one mean safety loss.
-            scaled_for_accumulation = (
-                self.model_accepts_loss_kwargs and num_items_in_batch is not None
-            ) or self.compute_loss_func is not None
-            term = self.safety_weight * safety_loss
-            if scaled_for_accumulation:
-                term = term / self.current_gradient_accumulation_steps
-            loss = loss + term
-            return (loss, outputs) if return_outputs else loss
-
-        def _next_safety_batch(self) -> dict[str, Any]:
-            # The draw number comes from the optimizer step (restored on resume) and the micro-step
-            # within it, so a resumed run draws the same safety batches as an uninterrupted one.
-            assert self.safety_batches is not None
-            step = self.state.global_step
-            if step != self._safety_step:
-                self._safety_step, self._safety_micro = step, 0
-            draw = step * self.args.gradient_accumulation_steps + self._safety_micro
-            self._safety_micro += 1
-            batch = self.data_collator(self.safety_batches.examples(draw))
-            return dict(self._prepare_inputs(batch))
-
-        def create_optimizer(self, model: Any = None) -> Any:
-            opt_model: Any = self.model if model is None else model
-            if self.optimizer is not None or self.projector_lr is None or not self.projector_names:
-                return super().create_optimizer(model)
-            decay = set(self.get_decay_parameter_names(opt_model))
-            groups: dict[tuple[bool, bool], list[Any]] = {}
-            for name, param in opt_model.named_parameters():
-                if param.requires_grad:
-                    is_projector = any(f"{p}." in name for p in self.projector_names)
-                    groups.setdefault((is_projector, name in decay), []).append(param)
-            param_groups = [
-                {
-                    "params": params,
-                    "weight_decay": self.args.weight_decay if has_decay else 0.0,
-                    **({"lr": self.projector_lr} if is_projector else {}),
-                }
-                for (is_projector, has_decay), params in groups.items()
-            ]
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-            self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
-            return self.optimizer
-
-        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            # Batches of similar length waste less compute on padding (LLaVA groups by length too).
-            # Trainer only knows how to get lengths from a `datasets.Dataset`; ours computes them.
-            dataset = self.train_dataset if train_dataset is None else train_dataset
-            if not (self.group_by_length and isinstance(dataset, ConversationDataset)):
-                return super()._get_train_sampler(train_dataset)
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
-            return LengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                lengths=dataset.lengths(),
-            )
-
-        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-            # transformers 5 saves LLaVA-style models with their legacy key names (save_pretrained maps
-            # them back), but Trainer reloads the raw file without the mapping and silently loads
-            # nothing. Load through from_pretrained, which applies the mapping, and copy strictly.
-            model = self.model if model is None else model
-            plain = not (self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config"))
-            folder = Path(resume_from_checkpoint)
-            has_weights = (folder / "model.safetensors").is_file() or (
-                folder / "model.safetensors.index.json"
-            ).is_file()
-            if not (plain and has_weights):
-                super()._load_from_checkpoint(resume_from_checkpoint, model)
-                return
-            reloaded = type(model).from_pretrained(
-                resume_from_checkpoint, dtype=next(model.parameters()).dtype
-            )
-            model.load_state_dict(reloaded.state_dict(), strict=True)
-            del reloaded
-
-    return VLGuardTrainer
-
-
-class _AlreadyFinished(Exception):
-    """Raised inside ``Trainer.train`` when a resumed run has no step left (see ``StopAtMaxSteps``)."""
-
-
-def _make_callbacks(config_yaml: str) -> list[Any]:
-    from transformers import TrainerCallback
-
-    class StopAtMaxSteps(TrainerCallback):
-        """Never start a step beyond ``max_steps``, and log the loss whenever a checkpoint is saved.
-
-        Resumed from a checkpoint already at ``max_steps`` (a run killed during its final save),
-        transformers 5 runs one more step when the epoch is not over, and saves checkpoint-N+1. The
-        checkpoint is loaded by then (on every rank, sharded or not): stopping here leaves exactly its
-        weights to save. Logging at every save makes each checkpoint's log history cover all its
-        steps, which ``whole_run_loss`` needs.
-        """
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if state.max_steps > 0 and state.global_step >= state.max_steps:
-                raise _AlreadyFinished
-            return control
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if control.should_save:
-                control.should_log = True
-            return control
-
-    class CompletionMarker(TrainerCallback):
-        """Marks a checkpoint folder complete once every rank has written its part of it."""
-
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            import torch.distributed as dist
-
-            if dist.is_available() and dist.is_initialized():
-                dist.barrier()
-            if state.is_world_process_zero:
-                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                (folder / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
-                (folder / COMPLETE_MARKER).write_text(
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n"
-                )
-            return control
-
-    return [StopAtMaxSteps(), CompletionMarker()]
-
-
-def _complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
-    """Complete checkpoint folders, newest first; incomplete ones (no marker: a killed save) are skipped."""
-    found = sorted(
-        (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    complete = []
-    for folder in found:
-        if (folder / COMPLETE_MARKER).is_file():
-            complete.append(folder)
-        else:
-            logger.warning("skipping %s: incomplete checkpoint (no %s marker)", folder, COMPLETE_MARKER)
-    return complete
-
-
-def find_checkpoint(spec: str | None, checkpoints_dir: Path, config_yaml: str | None = None) -> str | None:
-    """The checkpoint to resume from, per ``resume_from_checkpoint``.
-
-    - ``auto`` (the default) or ``latest``: the newest complete checkpoint (None when there is none).
-      With ``config_yaml``, it must have been made with the same settings (``RESUME_MAY_CHANGE``
-      aside), or ``ConfigError`` names the keys that differ: resuming would mix two runs.
-    - ``None`` (``null``): start from step 0; ``ConfigError`` when complete checkpoints exist, rather than
-      training beside (and over) them.
-    - a path: that checkpoint, which must be complete.
-    """
-    if spec in ("auto", "latest"):
-        complete = _complete_checkpoints(checkpoints_dir)
-        if not complete:
-            if checkpoints_dir.is_dir():
-                logger.info("no complete checkpoint in %s; starting from scratch", checkpoints_dir)
-            return None
-        newest = complete[0]
-        if config_yaml is not None:
-            _check_same_settings(newest, config_yaml)
-        logger.info("resuming from %s", newest)
-        return str(newest)
-    if spec is None:
-        complete = _complete_checkpoints(checkpoints_dir)
-        if complete:
-            raise ConfigError(
-                f"{checkpoints_dir} holds complete checkpoints (newest: {complete[0].name}) and "
-                "resume_from_checkpoint=null asks to start from step 0: resume them with "
-                "resume_from_checkpoint=auto, or delete that folder (or pick another output_dir) to start over"
-            )
-        return None
-    folder = Path(spec)
-    if not folder.is_dir():
-        raise ConfigError(f"resume_from_checkpoint: {folder} is not a folder")
-    if not (folder / COMPLETE_MARKER).is_file():
-        raise ConfigError(
-            f"resume_from_checkpoint: {folder} is incomplete (no {COMPLETE_MARKER} marker); pick another"
-        )
-    return str(folder)
-
-
-def _check_same_settings(checkpoint: Path, config_yaml: str) -> None:
-    """``ConfigError`` when ``checkpoint`` was made with settings that differ from ``config_yaml``."""
-    import yaml
-
-    saved_file = checkpoint / CONFIG_FILE
-    if not saved_file.is_file():
-        logger.warning("%s records no settings (%s); resuming without checking them", checkpoint, CONFIG_FILE)
-        return
-    try:
-        saved = yaml.safe_load(saved_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
-        raise ConfigError(f"{saved_file}: unreadable ({err}); delete the checkpoint to start over") from None
-    current = yaml.safe_load(config_yaml)
-    differing = [
-        key
-        for key in _flat_keys(saved) | _flat_keys(current)
-        if key not in RESUME_MAY_CHANGE and _get(saved, key) != _get(current, key)
-    ]
-    if differing:
-        details = "; ".join(
-            f"{key}: checkpoint has {_get(saved, key)!r}, now {_get(current, key)!r}"
-            for key in sorted(differing)
-        )
-        raise ConfigError(
-            f"{checkpoint} was made with other settings ({details}). Resuming would mix two runs: use another "
-            "output_dir, or delete its checkpoints/ to start over"
-        )
-
-
-def _flat_keys(tree: Any, prefix: str = "") -> set[str]:
-    if not isinstance(tree, dict):
-        return {prefix} if prefix else set()
-    keys: set[str] = set()
-    for key, value in tree.items():
-        keys |= _flat_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}"}
-    return keys
-
-
-def _get(tree: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(tree, dict):
-            return None
-        tree = tree.get(part)
-    return tree
-
-
-def whole_run_loss(
-    log_history: list[dict[str, Any]],
-    resumed_step: int,
-    steps_now: int,
-    loss_now: float | None,
-    global_step: int,
-) -> float | None:
-    """The mean training loss over every step of a run, also when it was resumed.
-
-    ``Trainer`` reports the mean over the steps of one ``train()`` call only. The steps before the
-    resume are taken from the checkpoint's log history: each logged ``loss`` is the mean over the
-    steps since the previous log, and every checkpoint logs at its step (see ``StopAtMaxSteps``).
-    ``steps_now`` / ``loss_now``: the steps run by this call and their mean loss.
-    """
-    if global_step <= 0:
-        return None
-    total, counted, previous = 0.0, 0, 0
-    for entry in sorted((e for e in log_history if "loss" in e and "step" in e), key=lambda e: e["step"]):
-        step = int(entry["step"])
-        if step > resumed_step:
-            break
-        total += float(entry["loss"]) * (step - previous)
-        counted += step - previous
-        previous = step
-    if resumed_step > 0 and counted < resumed_step:
-        if counted == 0:
-            return loss_now if steps_now > 0 else None
-        # A checkpoint of an older version that did not log at its step: its mean stands in for the rest.
-        total += total / counted * (resumed_step - counted)
-    if steps_now > 0:
-        if loss_now is None or math.isnan(loss_now):
-            return None
-        total += loss_now * steps_now
-    return total / global_step
-
-
-# ---- provenance --------------------------------------------------------------------------------------
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def weights_fingerprint(model: Any) -> str:
-    """SHA-256 over every parameter (name, bytes): equal on all data-parallel ranks after a step."""
-    digest = hashlib.sha256()
-    for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
-        digest.update(name.encode())
-        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _rank_fingerprints(model: Any, sharded: bool) -> list[str] | None:
-    """Each data-parallel rank's weights fingerprint (None when the weights are sharded)."""
-    import torch.distributed as dist
-
-    if sharded:
-        return None
-    mine = weights_fingerprint(model)
-    if not (dist.is_available() and dist.is_initialized()):
-        return [mine]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, mine)
-    return [str(g) for g in gathered]
-
-
-# ---- the recipe --------------------------------------------------------------------------------------
-
-
-def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result."""
-    import torch
-    from transformers import PrinterCallback, set_seed
-
-    check_config(config)
-    output_dir = Path(config.output_dir)
-    final_dir = output_dir / "model"
-    checkpoints_dir = output_dir / "checkpoints"
-    if (final_dir / COMPLETE_MARKER).is_file():
-        raise ConfigError(f"{final_dir} already holds a finished model; choose another output_dir")
-    config_yaml = dump_config(config)  # as given (``tiny`` stays ``tiny``), so that it can be rerun
-    resume = find_checkpoint(config.resume_from_checkpoint, checkpoints_dir, config_yaml)
-    requested_model = config.model.name_or_path
-    config = dataclasses.replace(
-        config, model=dataclasses.replace(config.model, name_or_path=resolve_model_path(requested_model))
-    )
-
-    # Everything a user can get wrong is checked before the (slow) model load.
-    kind = detect_kind(
-        config.model.name_or_path,
-        revision=config.model.revision,
-        trust_remote_code=config.model.trust_remote_code,
-    )
-    processor = load_processor(config, kind)
-    data = data if data is not None else build_training_data(config.data)
-    dataset = ConversationDataset(data, config.data.image_mode)
-    collator = ConversationCollator(
-        processor, max_length=config.max_length, prompt_format=config.prompt_format
-    )
-    logger.info("training on %d conversations %s", len(dataset), data.counts)
-    safety_data = load_safety_data(config.safety_loss, config.data.image_mode)
-    if safety_data is not None:
-        logger.info(
-            "auxiliary safety loss: weight %g, %d conversations per step from %d",
-            config.safety_loss.weight,
-            config.safety_loss.batch_size,
-            len(safety_data.conversations),
-        )
-
-    world_size = _world_size()
-    cuda = torch.cuda.is_available()
-    bf16 = _resolve_auto(config.bf16, cuda and torch.cuda.is_bf16_supported())
-    gradient_checkpointing = _resolve_auto(config.gradient_checkpointing, cuda)
-    # The arguments before the model: they check names (optimizer, scheduler) that would otherwise fail
-    # after the load, and DeepSpeed ZeRO-3 needs them to exist when the model is loaded.
-    args = _training_arguments(config, checkpoints_dir, world_size, cuda, bf16, gradient_checkpointing)
-    set_seed(config.seed)
-    model, modules = load_model(config, _model_dtype(config, cuda, bf16), gradient_checkpointing, kind)
-
-    if _is_main_process():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
-    trainer_cls = _make_trainer_class()
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=collator,
-        processing_class=processor,
-        callbacks=_make_callbacks(config_yaml),
-    )
-    if not config.progress:
-        # Without the bar the Trainer prints each log dict instead (PrinterCallback): quiet means neither.
-        trainer.remove_callback(PrinterCallback)
-    trainer.projector_names = tuple(modules["projector"]) if config.train_projector else ()
-    trainer.projector_lr = config.projector_lr
-    trainer.group_by_length = config.group_by_length
-    if safety_data is not None:
-        trainer.safety_weight = config.safety_loss.weight
-        trainer.safety_batches = SafetyBatches(
-            ConversationDataset(safety_data, config.data.image_mode),
-            batch_size=config.safety_loss.batch_size,
-            seed=config.seed,
-            rank=trainer.args.process_index,
-            world_size=trainer.args.world_size,
-        )
-
-    resumed_step = _checkpoint_step(resume)
-    started = time.time()
-    try:
-        outcome = trainer.train(resume_from_checkpoint=resume)
-        steps_now, loss_now = outcome.global_step - resumed_step, outcome.training_loss
-    except _AlreadyFinished:
-        # Killed during its final save: the checkpoint holds the finished weights, now loaded.
-        logger.info("%s is already at max_steps: saving it as the final model without training", resume)
-        steps_now, loss_now = 0, None
-    elapsed = time.time() - started
-    global_step = trainer.state.global_step
-    train_loss = whole_run_loss(trainer.state.log_history, resumed_step, steps_now, loss_now, global_step)
-    safety_loss = None
-    if safety_data is not None:
-        safety_loss = {
-            "weight": config.safety_loss.weight,
-            "batch_size": config.safety_loss.batch_size,
-            "counts": safety_data.counts,
-            "source": safety_data.sources,
-        }
-    return _save_final(
-        trainer, processor, config, config_yaml, requested_model, data, output_dir, kind,
-        global_step=global_step, train_loss=train_loss, elapsed=elapsed, world_size=world_size,
-        safety_loss=safety_loss,
-    )  # fmt: skip
-
-
-def _checkpoint_step(checkpoint: str | None) -> int:
-    """The global step a checkpoint was saved at (0 for no checkpoint)."""
-    if checkpoint is None:
-        return 0
-    state_file = Path(checkpoint) / TRAINER_STATE
-    try:
-        return int(json.loads(state_file.read_text(encoding="utf-8"))["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return int(Path(checkpoint).name.split("-")[-1])
+# ---- 2. train --------------------------------------------------------------------------------------------
 
 
 def _training_arguments(
@@ -818,6 +429,51 @@ def _training_arguments(
         raise ConfigError(f"invalid training settings: {err}") from err
 
 
+def _make_trainer(
+    config: TrainConfig,
+    config_yaml: str,
+    model: Any,
+    modules: dict[str, list[str]],
+    args: Any,
+    dataset: ConversationDataset,
+    collator: ConversationCollator,
+    processor: Any,
+    safety_data: TrainingData | None,
+) -> VLGuardTrainer:
+    """The Trainer of this run: vlguard's subclass with the projector's learning rate and the safety loss."""
+    from transformers import PrinterCallback
+
+    from vlguard.train.hf_trainer import CompletionMarker, StopAtMaxSteps, VLGuardTrainer
+
+    trainer = VLGuardTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=[StopAtMaxSteps(), CompletionMarker(config_yaml)],
+    )
+    if not config.progress:
+        # Without the bar the Trainer prints each log dict instead (PrinterCallback): quiet means neither.
+        trainer.remove_callback(PrinterCallback)
+    trainer.projector_names = tuple(modules["projector"]) if config.train_projector else ()
+    trainer.projector_lr = config.projector_lr
+    trainer.group_by_length = config.group_by_length
+    if safety_data is not None:
+        trainer.safety_weight = config.safety_loss.weight
+        trainer.safety_batches = SafetyBatches(
+            ConversationDataset(safety_data, config.data.image_mode),
+            batch_size=config.safety_loss.batch_size,
+            seed=config.seed,
+            rank=trainer.args.process_index,
+            world_size=trainer.args.world_size,
+        )
+    return trainer
+
+
+# ---- 3. save ---------------------------------------------------------------------------------------------
+
+
 def _save_final(
     trainer: Any,
     processor: Any,
@@ -835,7 +491,7 @@ def _save_final(
     safety_loss: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Save the final model to ``output_dir/model`` (through a temporary folder) with its provenance."""
-    final_dir = output_dir / "model"
+    final_dir = output_dir / MODEL_DIR
     sharded = bool(config.deepspeed) or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
     fingerprints = _rank_fingerprints(trainer.model, sharded)
     if fingerprints is not None and len(set(fingerprints)) > 1:
@@ -887,11 +543,52 @@ def _save_final(
     )
 
 
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def weights_fingerprint(model: Any) -> str:
+    """SHA-256 over every parameter (name, bytes): equal on all data-parallel ranks after a step."""
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
+        digest.update(name.encode())
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _rank_fingerprints(model: Any, sharded: bool) -> list[str] | None:
+    """Each data-parallel rank's weights fingerprint (None when the weights are sharded)."""
+    import torch.distributed as dist
+
+    if sharded:
+        return None
+    mine = weights_fingerprint(model)
+    if not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    return [str(g) for g in gathered]
+
+
 __all__ = [
-    "COMPLETE_MARKER",
     "TrainResult",
     "VLGuardError",
-    "find_checkpoint",
     "gradient_accumulation_steps",
     "load_model",
     "load_processor",

@@ -13,13 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlguard.errors import ConfigError
-from vlguard.generation.hf import (
-    ensure_tiny_model,
-    is_tiny,
-    resolve_device,
-    resolve_dtype,
-    safetensors_adapter,
-)
+from vlguard.generation.hf import resolve_device, resolve_dtype
+from vlguard.models.resolve import resolve_model_path, safetensors_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +33,7 @@ class ModelArgs:
 
     def path(self) -> str:
         """Where the weights are: the built-in tiny model's folder, a local folder, or the Hub id."""
-        return str(ensure_tiny_model(self.model)) if is_tiny(self.model) else self.model
+        return resolve_model_path(self.model)
 
     def resolved(self) -> tuple[str, str]:
         """(device, dtype) with ``auto`` resolved: bf16 on CUDA, fp32 on CPU."""
