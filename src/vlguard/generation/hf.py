@@ -38,12 +38,13 @@ records them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,17 @@ def safetensors_adapter(adapter: str) -> Path:
     if not (path / "adapter_model.safetensors").is_file():
         raise ConfigError(f"adapter folder {adapter} has no adapter_model.safetensors (safetensors only)")
     return path
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to where the first of the stop strings begins (all of it when none occurs)."""
+    cut = len(text)
+    for stop in stops:
+        if stop:
+            found = text.find(stop)
+            if found != -1:
+                cut = min(cut, found)
+    return text[:cut]
 
 
 def kv_cache_bytes_per_token(text_config: Any, dtype_bytes: int) -> int:
@@ -512,6 +524,8 @@ class HFBackend:
         self.trust_remote_code = trust_remote_code
         # Extra generate() arguments (e.g. min_new_tokens for benchmarks); greedy settings always win.
         self.generate_kwargs = dict(generate_kwargs or {})
+        # Strings that end an answer (lmms-eval's ``until``), set per task with ``overrides``.
+        self.stop_strings: tuple[str, ...] = ()
         self.requested_cache_implementation = cache_implementation
         self.cache_implementation = cache_implementation
         self.cache_fallback: str | None = None
@@ -580,6 +594,20 @@ class HFBackend:
     def requests_per_call(self) -> int:
         """Requests per ``generate`` call: a few padded batches (``batch_size`` × ``BATCHES_PER_CALL``)."""
         return self.batch_size * BATCHES_PER_CALL
+
+    @contextlib.contextmanager
+    def overrides(
+        self, *, max_new_tokens: int | None = None, stop_strings: Sequence[str] = ()
+    ) -> Iterator[None]:
+        """Answer with another ``max_new_tokens`` and these ``stop_strings`` inside the block (a capability
+        task's own settings); the loaded settings come back after it."""
+        saved = self.max_new_tokens, self.stop_strings
+        self.max_new_tokens = saved[0] if max_new_tokens is None else max_new_tokens
+        self.stop_strings = tuple(s for s in stop_strings if s)
+        try:
+            yield
+        finally:
+            self.max_new_tokens, self.stop_strings = saved
 
     @property
     def compiled_decoding(self) -> bool:
@@ -802,15 +830,23 @@ class HFBackend:
         return {"cache_implementation": "static", "max_cache_len": size}
 
     def _generate_texts(self, texts: list[str], images: list[Any]) -> list[tuple[str, dict[str, Any]]]:
-        """Run one padded batch through ``model.generate``; returns (text, meta) per prompt."""
+        """Run one padded batch through ``model.generate``; returns (text, meta) per prompt.
+
+        With ``stop_strings``, generation of a sequence stops as soon as its text ends with one
+        (transformers' ``StopStringCriteria``), and the text is cut where the first one begins.
+        """
         import torch
 
         inputs = self.model_inputs(texts, images)
+        stop_kwargs: dict[str, Any] = {}
+        if self.stop_strings:
+            stop_kwargs = {"stop_strings": list(self.stop_strings), "tokenizer": self.tokenizer}
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs,
                 **self.generate_kwargs,
                 **self._cache_kwargs(int(inputs["input_ids"].shape[1])),
+                **stop_kwargs,
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 num_beams=1,
@@ -821,14 +857,19 @@ class HFBackend:
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
         results = []
         eos = self._eos_ids
+        pad = self.tokenizer.pad_token_id
         for row, n_in in zip(new_tokens, n_prompt, strict=True):
             stop = next((k for k, t in enumerate(row) if t in eos), None)
             kept = row if stop is None else row[:stop]
-            text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
-            meta = {
-                "prompt_tokens": int(n_in),
-                "completion_tokens": len(kept),
-                "finish_reason": "stop" if stop is not None else "length",
-            }
-            results.append((text, meta))
+            finish = "stop" if stop is not None else "length"
+            raw = self.tokenizer.decode(kept, skip_special_tokens=True)
+            if self.stop_strings and stop is None:
+                cut = cut_at_stop(raw, self.stop_strings)
+                if cut != raw:
+                    # Stopped by a stop string: the rest of the row is the batch's padding.
+                    while kept and kept[-1] == pad:
+                        kept = kept[:-1]
+                    raw, finish = cut, "stop"
+            meta = {"prompt_tokens": int(n_in), "completion_tokens": len(kept), "finish_reason": finish}
+            results.append((raw.strip(), meta))
         return results
