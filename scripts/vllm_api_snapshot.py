@@ -22,7 +22,6 @@ import ast
 import json
 import re
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,18 +125,26 @@ def max_lora_ranks(tree: ast.Module) -> list[int]:
     raise LookupError("MaxLoRARanks not found")
 
 
+def _assignment(node: ast.stmt) -> tuple[str, ast.expr] | None:
+    """(name, value) of ``name = value`` or ``name: T = value``; None for any other statement."""
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id, node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        return node.target.id, node.value
+    return None
+
+
 def registry(tree: ast.Module) -> dict[str, tuple[str, str]]:
     """Architecture name -> (module, class) from every ``_*_MODELS`` dict of ``models/registry.py``."""
     found: dict[str, tuple[str, str]] = {}
     for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
-        if isinstance(node, ast.AnnAssign):
-            target = node.target
-        if not (isinstance(target, ast.Name) and re.fullmatch(r"_[A-Z_]+_MODELS", target.id)):
+        assigned = _assignment(node)
+        if assigned is None or not re.fullmatch(r"_[A-Z_]+_MODELS", assigned[0]):
             continue
-        if not isinstance(node.value, ast.Dict):
+        table = assigned[1]
+        if not isinstance(table, ast.Dict):
             continue
-        for key, value in zip(node.value.keys, node.value.values, strict=True):
+        for key, value in zip(table.keys, table.values, strict=True):
             if isinstance(key, ast.Constant) and isinstance(value, ast.Tuple) and len(value.elts) == 2:
                 module, cls = (ast.literal_eval(e) for e in value.elts)
                 if isinstance(module, str) and isinstance(cls, str):
@@ -185,17 +192,9 @@ def sets_tower_connector_lora(
         imported = _imported_names(tree, module).get(name)
         return imported is not None and sets_tower_connector_lora(source, imported[0], imported[1], seen)
     for node in cls.body:
-        target = None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-        elif isinstance(node, ast.AnnAssign):
-            target = node.target
-        if (
-            isinstance(target, ast.Name)
-            and target.id == "supports_tower_connector_lora"
-            and node.value is not None
-        ):
-            return bool(ast.literal_eval(node.value))
+        assigned = _assignment(node)
+        if assigned is not None and assigned[0] == "supports_tower_connector_lora":
+            return bool(ast.literal_eval(assigned[1]))
     imports = _imported_names(tree, module)
     for base in cls.bases:
         base_name = ast.unparse(base).split("[", 1)[0]
@@ -219,8 +218,8 @@ def snapshot(path: Path) -> dict[str, Any]:
 
     version_match = re.search(r"vllm-([^-]+)-", path.name)
     llm = _class(tree("vllm/entrypoints/llm.py"), "LLM")
-    methods: dict[str, Callable[[], list[dict[str, Any]]]] = {
-        method: (lambda m=method: parameters(_function(llm, m)))
+    methods = {
+        method: parameters(_function(llm, method))
         for method in ("__init__", "chat", "generate", "collective_rpc")
     }
     models = registry(tree(f"{MODELS_PACKAGE}/registry.py"))
@@ -231,7 +230,7 @@ def snapshot(path: Path) -> dict[str, Any]:
     )
     return {
         "vllm_version": version_match.group(1) if version_match else None,
-        "LLM": {method: read() for method, read in methods.items()},
+        "LLM": methods,
         "EngineArgs": [
             f["name"] for f in class_fields(_class(tree("vllm/engine/arg_utils.py"), "EngineArgs"))
         ],

@@ -41,7 +41,7 @@ def test_side_by_side_benchmark_runs_end_to_end_on_tiny_shapes(tmp_path: Path) -
     assert report["samples"] == 6 and report["new_tokens_per_sample"] == 3
     columns = report["configurations"]
     assert list(columns) == ["hf-static", "hf", "vllm"]
-    for name, column in columns.items():
+    for column in columns.values():
         assert "error" not in column, column
         assert column["whole_set_s"] >= 0 and column["startup_s"] > 0  # (the stand-in engine takes ~0 s)
         assert column["all_answers_full_length"] is True and column["new_tokens"] == 6 * 3

@@ -504,7 +504,7 @@ def _generate(
     return run.path
 
 
-def _backend_order(backend: Any, shard: list[Sample], image_mode: str) -> list[Sample]:
+def _backend_order(backend: Any, shard: list[Sample], image_mode: str | None) -> list[Sample]:
     """The shard in the order the backend wants to answer it (``order_requests``, optional: the hf
     backend sorts by prompt length across the whole shard); unchanged for a backend without one.
 

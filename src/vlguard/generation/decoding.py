@@ -61,12 +61,13 @@ def model_generation_config(
     ``generation_config.json``, else derived from ``config.json``, else empty."""
     from transformers import AutoConfig, GenerationConfig
 
+    pinned: dict[str, Any] = {} if revision is None else {"revision": revision}
     try:
-        return dict(GenerationConfig.from_pretrained(model, revision=revision).to_dict())
+        return dict(GenerationConfig.from_pretrained(model, **pinned).to_dict())
     except OSError:
         pass
     try:
-        config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code, **pinned)
     except (OSError, ValueError):
         return {}
     return dict(GenerationConfig.from_model_config(config).to_dict())
