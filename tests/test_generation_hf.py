@@ -306,3 +306,31 @@ def test_model_generation_config_settings_are_applied_and_recorded(
     # Applied under greedy decoding: the tiny model repeats a word without the penalty, not with it.
     requests = [GenerationRequest(f"s{i}", "the it re the it " * (i + 1)) for i in range(2)]
     assert penalised.generate(requests) != plain.generate(requests)
+
+
+def test_a_failed_compile_falls_back_to_uncompiled_decoding_and_says_so(
+    backend: HFBackend, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    static = HFBackend(str(tiny_model_dir), batch_size=4, max_new_tokens=10, cache_implementation="static")
+    generate = static.model.generate
+    seen: list[dict[str, Any]] = []
+
+    def compile_fails(**kwargs: Any) -> Any:
+        # What torch.compile raises when the decoding step cannot be built (e.g. no C compiler for Triton).
+        seen.append(kwargs)
+        if not kwargs.get("disable_compile"):
+            raise BackendCompilerFailed(lambda: None, RuntimeError("no C compiler"), None)
+        return generate(**kwargs)
+
+    static.model.generate = compile_fails
+    requests = _requests()[:4]
+    with caplog.at_level("WARNING", logger="vlguard.generation.hf"):
+        assert static.generate(requests) == backend.generate(requests)
+    assert "compiling the decoding step failed" in caplog.text and "no C compiler" in caplog.text
+    assert "no C compiler" in static.describe()["compile_fallback_reason"]
+    assert static.describe()["cache_implementation"] == "static" and static.stats["batch_fallbacks"] == 0
+    seen.clear()
+    static.generate(requests)  # from now on uncompiled, without trying again
+    assert seen and all(kwargs["disable_compile"] is True for kwargs in seen)

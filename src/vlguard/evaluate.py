@@ -493,6 +493,9 @@ def _generate(
             store.append(g.to_dict() for g in generations)
             bar.update(len(chunk))
         bar.close()
+        if procs.is_main:
+            # Settings can change while generating (hf: a compile failure falls back); record where they ended.
+            update_manifest(run, backend=backend.describe())
 
     procs.barrier()
     if procs.is_main and procs.world_size > 1:

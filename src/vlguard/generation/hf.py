@@ -73,6 +73,9 @@ TINY_LM = "tiny-lm"
 BATCHES_PER_CALL = 4
 DEFAULT_BATCH_SIZE = 16
 CACHE_IMPLEMENTATIONS = ("dynamic", "static")
+# The KV cache when none is asked for. "static" (compiled decoding on CUDA) becomes the default once a
+# GPU measurement shows it faster (bench/eval_throughput.py --gpu-7b, docs/benchmarks.md): flip it here.
+DEFAULT_CACHE_IMPLEMENTATION = "dynamic"
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 # A static cache holds prompt + new tokens rounded up to a multiple of this: batches whose lengths fall in
 # the same step share one cache shape, hence one compiled decoding graph (no recompilation).
@@ -326,6 +329,13 @@ def static_cache_problem(model: Any) -> str | None:
     return None
 
 
+def is_compile_failure(err: BaseException) -> bool:
+    """Whether ``err`` comes from ``torch.compile`` building a graph (not from running the model)."""
+    from torch._dynamo.exc import BackendCompilerFailed, InternalTorchDynamoError
+
+    return isinstance(err, (BackendCompilerFailed, InternalTorchDynamoError))
+
+
 def check_attn_implementation(value: str | None) -> None:
     """``ConfigError`` unless ``value`` is None or an attention implementation that can load here."""
     if value is None:
@@ -371,7 +381,7 @@ class HFBackend:
         system_prompt: str | None = None,
         prompt_format: str = "chat",
         generate_kwargs: dict[str, Any] | None = None,
-        cache_implementation: str = "dynamic",
+        cache_implementation: str = DEFAULT_CACHE_IMPLEMENTATION,
         attn_implementation: str | None = None,
     ) -> None:
         import torch
@@ -432,7 +442,7 @@ class HFBackend:
         system_prompt: str | None = None,
         prompt_format: str = "chat",
         generate_kwargs: dict[str, Any] | None = None,
-        cache_implementation: str = "dynamic",
+        cache_implementation: str = DEFAULT_CACHE_IMPLEMENTATION,
         attn_implementation: str | None = None,
     ) -> HFBackend:
         """A backend around a model and processor (or tokenizer) already in memory (benchmarks, notebooks).
@@ -529,6 +539,8 @@ class HFBackend:
         self.requested_cache_implementation = cache_implementation
         self.cache_implementation = cache_implementation
         self.cache_fallback: str | None = None
+        # Set when compiling the decoding step failed: decoding goes on uncompiled (see _generate_texts).
+        self.compile_fallback: str | None = None
         # Batches that failed and were retried one request at a time (see _run_batch).
         self.stats = {"batch_fallbacks": 0}
 
@@ -616,6 +628,7 @@ class HFBackend:
             self.cache_implementation == "static"
             and self.device.startswith("cuda")
             and not self.generate_kwargs.get("disable_compile")
+            and self.compile_fallback is None
         )
 
     def decoding_settings(self) -> dict[str, Any]:
@@ -647,6 +660,7 @@ class HFBackend:
             "cache_implementation_requested": self.requested_cache_implementation,
             "cache_fallback_reason": self.cache_fallback,
             "compiled_decoding": self.compiled_decoding,
+            "compile_fallback_reason": self.compile_fallback,
             "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
             "prompt_format": self.prompt_format,
             "system_prompt": self.system_prompt,
@@ -841,17 +855,32 @@ class HFBackend:
         stop_kwargs: dict[str, Any] = {}
         if self.stop_strings:
             stop_kwargs = {"stop_strings": list(self.stop_strings), "tokenizer": self.tokenizer}
+        arguments = {
+            **inputs,
+            **self.generate_kwargs,
+            **self._cache_kwargs(int(inputs["input_ids"].shape[1])),
+            **stop_kwargs,
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": False,
+            "num_beams": 1,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if self.compile_fallback is not None:
+            arguments["disable_compile"] = True
         with torch.inference_mode():
-            out = self.model.generate(
-                **inputs,
-                **self.generate_kwargs,
-                **self._cache_kwargs(int(inputs["input_ids"].shape[1])),
-                **stop_kwargs,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+            try:
+                out = self.model.generate(**arguments)
+            except Exception as err:
+                if self.compile_fallback is not None or not is_compile_failure(err):
+                    raise
+                # torch.compile could not build the decoding step (a missing compiler, an unsupported op):
+                # the static cache still works uncompiled. Said in the log and in describe(), not silently.
+                self.compile_fallback = f"{type(err).__name__}: {str(err)[:500]}"
+                logger.warning(
+                    "compiling the decoding step failed (%s); decoding uncompiled from now on",
+                    self.compile_fallback,
+                )
+                out = self.model.generate(**arguments, disable_compile=True)
         prompt_len = inputs["input_ids"].shape[1]
         new_tokens = out[:, prompt_len:].tolist()
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
