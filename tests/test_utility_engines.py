@@ -414,3 +414,26 @@ def test_lm_eval_generation_stops_at_the_tasks_stop_string(env: Path) -> None:
     (stopped,) = lm.generate_until([request([stop])])
     assert stopped == full[: full.index(stop)]
     assert counter.steps < full_steps
+
+
+def test_lm_eval_prompts_carry_the_system_prompt(env: Path, shared_data: Path) -> None:
+    """--system-prompt (or a preset's) reaches lm-eval as its system instruction, and the manifest."""
+    from vlguard.utility import UtilityConfig, run_utility
+
+    tasks = write_lm_eval_tasks(env, shared_data)
+    run = env / "lm-system"
+    config = UtilityConfig(
+        model="tiny-lm",
+        tasks=("sst2_slice",),
+        include_path=str(tasks),
+        limit=2,
+        run_dir=str(run),
+        system_prompt="You are a careful reviewer.",
+    )
+    run_utility(config)
+    samples = _read_jsonl(run / "utility" / "samples" / "sst2_slice.jsonl")
+    contexts = [pair[0] for s in samples for pair in s["arguments"]]  # (context, continuation) pairs
+    assert contexts and all(c.startswith("You are a careful reviewer.") for c in contexts)
+    manifest = json.loads((run / "utility" / "manifest.json").read_text())
+    assert manifest["result_fields"]["system_prompt"] == "You are a careful reviewer."
+    assert manifest["backend"]["system_prompt"] == "You are a careful reviewer."
