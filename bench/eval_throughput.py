@@ -7,14 +7,19 @@ are identical, then reports samples/s of each and the speed-up::
     PYTHONPATH=src python bench/eval_throughput.py                       # 96 prompts, 64 new tokens
     PYTHONPATH=src python bench/eval_throughput.py --samples 160 --out cpu.json
 
-GPU mode (``--gpu-7b``): hf vs vllm side by side in one run. A LLaVA-1.5-7B-shaped model (CLIP
+GPU mode (``--gpu-7b``): three configurations side by side in one run. A LLaVA-1.5-7B-shaped model (CLIP
 ViT-L/14-336 + Llama-2-7B shapes, vocab 32064) is built from a config with random weights in bf16 and a
 locally trained tokenizer (no download) and saved to a folder; then the same 1,558 prompts with 336 px
 images, exactly 256 new tokens each (EOS suppressed: ``min_new_tokens`` / ``min_tokens``), go through
-the ``hf`` backend (batch 128) and the ``vllm`` backend, each in its own process, in calls of the size
-each backend asks for (as ``vlguard eval`` does). It reports for each: seconds for the whole set,
-start-up seconds, tokens/s, peak GPU memory; and their agreement (identical answers, identical refusal
-labels). Needs a CUDA GPU and ``pip install 'vlguard[vllm]'`` (without vLLM the vllm column says why)::
+``hf-static`` (the ``hf`` backend with ``cache_implementation=static``: compiled decoding with CUDA
+graphs), ``hf`` (the default dynamic cache) and ``vllm`` (when importable), each in its own process, in
+the order and the calls ``vlguard eval`` uses (``order_requests`` over the whole set; each backend's
+``requests_per_call``). For the hf configurations, the first batch is timed cold, then warm, then as
+prefill alone, so the JSON gives cold and warm ms per decoding step and the cold overhead (the compile
+time, for the static cache) apart from the whole-set time. Per configuration: whole-set seconds (warm),
+load / start-up seconds, tokens/s, peak GPU memory; then each configuration's agreement with ``hf``
+(identical answers, identical refusal labels) and speed-up. Needs a CUDA GPU; ``vllm`` needs
+``pip install 'vlguard[vllm]'`` (without it the vllm column says why)::
 
     PYTHONPATH=src python3 bench/eval_throughput.py --gpu-7b --out gpu7b.json
     PYTHONPATH=src:tests/vllm_stand_in python bench/eval_throughput.py --gpu-7b --cpu-smoke  # CPU dry run
@@ -323,12 +328,12 @@ def hf_probe_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-# --- hf vs vllm, side by side ------------------------------------------------------------------------
+# --- hf, hf-static and vllm, side by side ---------------------------------------------------------
 
 HF_BATCH_SIZE = 128
-# The issue's targets for the vllm backend on one H100/H200 (docs/benchmarks.md).
-TARGET_VLLM_SECONDS = 90.0
-TARGET_SPEEDUP = 2.5
+# The target for the fast hf path (static cache, compiled decoding) on one H100/H200: the whole set
+# (1,558 prompts × 256 new tokens) in at most this many seconds (docs/benchmarks.md).
+TARGET_HF_SECONDS = 110.0
 AGREEMENT_NOTE = (
     "Both backends decode greedily in bf16 with different kernels (attention, fused matmuls, batch "
     "shapes), so logits differ in the last bits; wherever the top two tokens are within that noise, "
@@ -355,25 +360,24 @@ def sample_image(index: int, size: int, distinct: bool) -> Any:
     return image
 
 
-def timed_generation(backend: Any, prompts: list[str], settings: dict[str, Any], sync: Any) -> dict[str, Any]:
-    """Generate every prompt in calls of ``backend.requests_per_call`` (as ``vlguard eval`` does), timed."""
-    from vlguard.generation.base import GenerationRequest
-
-    n, per_call = len(prompts), backend.requests_per_call
+def timed_generation(
+    backend: Any, requests: list[Any], settings: dict[str, Any], sync: Any
+) -> dict[str, Any]:
+    """Generate every request in calls of ``backend.requests_per_call`` (as ``vlguard eval`` does), timed;
+    the responses come back in prompt order (``p<i>``)."""
+    n, per_call = len(requests), backend.requests_per_call
     outputs: list[Any] = []
     calls: list[int] = []
     sync()
     start = time.perf_counter()
     for first in range(0, n, per_call):
-        requests = [
-            GenerationRequest(f"p{i}", prompts[i], sample_image(i, 336, settings["distinct_images"]))
-            for i in range(first, min(n, first + per_call))
-        ]
-        outputs += backend.generate(requests)
-        calls.append(len(requests))
+        part = requests[first : first + per_call]
+        outputs += backend.generate(part)
+        calls.append(len(part))
     sync()
     seconds = time.perf_counter() - start
     new_tokens = sum(int(g.meta.get("completion_tokens", 0)) for g in outputs)
+    by_index = sorted(outputs, key=lambda g: int(g.sample_id[1:]))
     return {
         "whole_set_s": round(seconds, 3),
         "samples_per_s": round(n / seconds, 3),
@@ -386,7 +390,7 @@ def timed_generation(backend: Any, prompts: list[str], settings: dict[str, Any],
         "errors": sum(g.error is not None for g in outputs),
         "requests_per_call": per_call,
         "calls": calls,
-        "responses": [g.response for g in outputs],
+        "responses": [g.response for g in by_index],
     }
 
 
@@ -419,36 +423,90 @@ def _cuda_sync() -> Any:
     return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
 
-def worker_hf(settings: dict[str, Any], work: Path) -> dict[str, Any]:
-    """The hf backend at batch 128 (tiny shapes: 4) over every prompt; load time apart."""
+def ordered_requests(backend: Any, prompts: list[str], distinct: bool) -> list[Any]:
+    """Every prompt as a request with its image, in the order ``vlguard eval`` hands them to the backend
+    (``order_requests`` over the whole set, when the backend has one)."""
+    from vlguard.generation.base import GenerationRequest
+
+    requests = [GenerationRequest(f"p{i}", p, sample_image(i, 336, distinct)) for i, p in enumerate(prompts)]
+    order_requests = getattr(backend, "order_requests", None)
+    if order_requests is None:
+        return requests
+    bare = [GenerationRequest(r.sample_id, r.prompt) for r in requests]
+    return [requests[i] for i in order_requests(bare, [True] * len(requests))]
+
+
+def step_probes(backend: Any, batch: list[Any], tokens: int, sync: Any) -> dict[str, Any]:
+    """Cold and warm times of one full batch, its prefill apart, on a freshly loaded backend.
+
+    The cold batch is the first generation of the process: it pays allocator growth, kernel selection
+    and, with the static cache on CUDA, ``torch.compile`` and CUDA-graph capture. The same batch again is
+    warm; the same batch with one new token is its prefill. Per decoding step = (batch − prefill) /
+    (tokens − 1), cold and warm apart; ``cold_overhead_s`` = cold − warm (the compile time for the
+    static cache).
+    """
+
+    def timed(max_new_tokens: int) -> float:
+        sync()
+        start = time.perf_counter()
+        with backend.overrides(max_new_tokens=max_new_tokens):
+            backend.generate(batch)
+        sync()
+        return time.perf_counter() - start
+
+    cold = timed(tokens)
+    warm = timed(tokens)
+    prefill = timed(1)
+    steps = max(1, tokens - 1)
+    return {
+        "probe_batch": len(batch),
+        "cold_batch_s": round(cold, 3),
+        "warm_batch_s": round(warm, 3),
+        "prefill_s": round(prefill, 3),
+        "cold_ms_per_step": round(1000 * (cold - prefill) / steps, 2),
+        "warm_ms_per_step": round(1000 * (warm - prefill) / steps, 2),
+        "cold_overhead_s": round(cold - warm, 3),
+    }
+
+
+def worker_hf(settings: dict[str, Any], work: Path, cache: str = "dynamic") -> dict[str, Any]:
+    """The hf backend (``cache`` dynamic or static) over every prompt; load, cold/warm probes apart."""
     import torch
 
-    from vlguard.generation.base import GenerationRequest
     from vlguard.generation.hf import HFBackend
 
     prompts = json.loads((work / "prompts.json").read_text(encoding="utf-8"))
     tokens = settings["max_new_tokens"]
+    sync = _cuda_sync()
     start = time.perf_counter()
     backend = HFBackend(
         str(work / "model"),
         batch_size=settings["hf_batch_size"],
         max_new_tokens=tokens,
         generate_kwargs={"min_new_tokens": tokens},  # random weights would stop at a random EOS
+        cache_implementation=cache,
     )
-    # Warm-up (kernel selection, allocator) on two short answers; not timed.
-    HFBackend.from_objects(backend.model, backend.processor, batch_size=2, max_new_tokens=4).generate(
-        [GenerationRequest(f"w{i}", prompts[i], sample_image(i, 336, True)) for i in range(2)]
-    )
-    startup_s = time.perf_counter() - start
+    load_s = time.perf_counter() - start
+    requests = ordered_requests(backend, prompts, settings["distinct_images"])
+    # The first batch of the run (the longest prompts): the probes see what the whole set starts with.
+    probes = step_probes(backend, requests[: backend.batch_size], tokens, sync)
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    result = timed_generation(backend, prompts, settings, _cuda_sync())
+    result = timed_generation(backend, requests, settings, sync)
     result.update(
-        startup_s=round(startup_s, 1),
-        batch_size=settings["hf_batch_size"],
+        load_s=round(load_s, 1),
+        startup_s=round(load_s + probes["cold_batch_s"] + probes["warm_batch_s"] + probes["prefill_s"], 1),
+        probes=probes,
+        batch_size=backend.batch_size,
         peak_torch_allocated_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1) if cuda else None,
         dtype=backend.dtype,
+        backend={
+            k: v
+            for k, v in backend.describe().items()
+            if k
+            in ("cache_implementation", "cache_fallback_reason", "compiled_decoding", "attn_implementation")
+        },
     )
     return result
 
@@ -470,12 +528,21 @@ def worker_vllm(settings: dict[str, Any], work: Path) -> dict[str, Any]:
     )
     backend.generate([GenerationRequest(f"w{i}", prompts[i], sample_image(i, 336, True)) for i in range(2)])
     startup_s = time.perf_counter() - start
-    result = timed_generation(backend, prompts, settings, lambda: None)
+    requests = ordered_requests(backend, prompts, settings["distinct_images"])
+    result = timed_generation(backend, requests, settings, lambda: None)
     result.update(startup_s=round(startup_s, 1), engine_options=engine, vllm_version=backend.vllm_version)
     return result
 
 
-WORKERS = {"build": worker_build, "hf": worker_hf, "vllm": worker_vllm}
+WORKERS = {
+    "build": worker_build,
+    "hf": worker_hf,
+    "hf-static": lambda settings, work: worker_hf(settings, work, cache="static"),
+    "vllm": worker_vllm,
+}
+# The configurations side by side, each in its own process, in this order (the fast path first, so that
+# its figure survives a time budget that runs out); agreement is measured against "hf".
+CONFIGURATIONS = ("hf-static", "hf", "vllm")
 
 
 def run_worker(stage: str, work: Path, timeout: float) -> dict[str, Any]:
@@ -542,8 +609,11 @@ def device_memory_reader() -> Any:
     return read
 
 
-def agreement(prompts: list[str], first: list[str], second: list[str]) -> dict[str, Any]:
-    """Identical answers, identical refusal labels (vlguard's ``refusal`` judge), where texts fork."""
+def agreement(
+    prompts: list[str], first: list[str], second: list[str], names: tuple[str, str] = ("hf", "vllm")
+) -> dict[str, Any]:
+    """Identical answers, identical refusal labels (vlguard's ``refusal`` judge), where texts fork;
+    ``names`` label the two sets of answers."""
     import statistics
     from collections import Counter
 
@@ -562,8 +632,8 @@ def agreement(prompts: list[str], first: list[str], second: list[str]) -> dict[s
     return {
         "identical_answers": round(sum(x == y for x, y in zip(first, second, strict=True)) / n, 4),
         "identical_refusal_labels": round(sum(x == y for x, y in zip(a, b, strict=True)) / n, 4),
-        "refusal_labels_hf": dict(Counter(a)),
-        "refusal_labels_vllm": dict(Counter(b)),
+        f"refusal_labels_{names[0]}": dict(Counter(a)),
+        f"refusal_labels_{names[1]}": dict(Counter(b)),
         "median_common_prefix_chars": statistics.median(prefixes),
         "note": AGREEMENT_NOTE,
     }
@@ -578,7 +648,8 @@ def _common_prefix(first: str, second: str) -> int:
 
 
 def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
-    """hf (batch 128) vs vllm on the same model, prompts and images, each in its own process."""
+    """hf (dynamic cache), hf (static cache, compiled decoding) and vllm on the same model, prompts and
+    images, each in its own process; agreement against the default hf answers."""
     smoke = args.cpu_smoke
     n = args.samples if args.samples is not None else (12 if smoke else VLGUARD_TEST_SIZE)
     tokens = args.max_new_tokens if args.max_new_tokens_given else (4 if smoke else 256)
@@ -598,20 +669,20 @@ def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
     def left() -> float:
         return max(30.0, deadline - time.monotonic())
 
+    columns: dict[str, dict[str, Any]] = {}
     try:
         build = run_worker("build", work, timeout=left())
         if "error" in build:
             raise SystemExit(f"building the model failed: {build['error']}")
-        # vllm first: if the time budget runs out, the new figure is the one to keep (hf has one above).
-        vllm = run_worker("vllm", work, timeout=left())
-        hf = run_worker("hf", work, timeout=left())
+        for name in args.configurations:
+            columns[name] = run_worker(name, work, timeout=left())
     finally:
         if not args.keep_model:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {
-        "mode": "gpu-7b-hf-vs-vllm" if not settings["tiny_shapes"] else "cpu-smoke-hf-vs-vllm",
+        "mode": "gpu-7b-side-by-side" if not settings["tiny_shapes"] else "cpu-smoke-side-by-side",
         "device": build.get("device"),
         "model": f"LLaVA-1.5-{'tiny' if settings['tiny_shapes'] else '7B'}-shaped, random weights, "
         f"{build.get('dtype')}",
@@ -622,25 +693,38 @@ def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
         "samples": n,
         "new_tokens_per_sample": tokens,
         "build": build,
-        "hf": {k: v for k, v in hf.items() if k != "responses"},
-        "vllm": {k: v for k, v in vllm.items() if k != "responses"},
+        "configurations": {
+            name: {k: v for k, v in c.items() if k != "responses"} for name, c in columns.items()
+        },
     }
-    if "responses" in hf and "responses" in vllm:
-        result["agreement"] = agreement(prompts, hf["responses"], vllm["responses"])
-        # (a stand-in engine in a smoke run can finish within the timer's rounding)
-        speedup = hf["whole_set_s"] / vllm["whole_set_s"] if vllm["whole_set_s"] > 0 else None
-        result["speedup_vllm_over_hf"] = None if speedup is None else round(speedup, 2)
+    reference = columns.get("hf", {})
+    if "responses" in reference:
+        result["agreement_with_hf"] = {}
+        result["speedup_over_hf"] = {}
+        for name, column in columns.items():
+            if name == "hf" or "responses" not in column:
+                continue
+            result["agreement_with_hf"][name] = agreement(
+                prompts, reference["responses"], column["responses"], names=("hf", name)
+            )
+            # (a stand-in engine in a smoke run can finish within the timer's rounding)
+            if column["whole_set_s"] > 0:
+                result["speedup_over_hf"][name] = round(reference["whole_set_s"] / column["whole_set_s"], 2)
     if settings["tiny_shapes"]:
         result["note"] = (
             "smoke run on tiny shapes: it checks the benchmark's code path; its timings are not a "
             "measurement (and on a machine without a GPU the vllm column comes from whatever `vllm` "
             "package is importable, e.g. the test stand-in)"
         )
-    elif "agreement" in result:
+    else:
+        fastest_hf = min(
+            (c["whole_set_s"] for name, c in columns.items() if name.startswith("hf") and "whole_set_s" in c),
+            default=None,
+        )
         result["target"] = {
-            "vllm_whole_set_s_at_most": TARGET_VLLM_SECONDS,
-            "speedup_at_least": TARGET_SPEEDUP,
-            "met": vllm["whole_set_s"] <= TARGET_VLLM_SECONDS and (speedup or 0) >= TARGET_SPEEDUP,
+            "hf_whole_set_s_at_most": TARGET_HF_SECONDS,
+            "fastest_hf_whole_set_s": fastest_hf,
+            "met": fastest_hf is not None and fastest_hf <= TARGET_HF_SECONDS,
         }
     return result
 
@@ -681,17 +765,25 @@ def main(argv: list[str] | None = None) -> int:
         "--hf-probes", action="store_true", help="with --gpu-7b: the older hf-only batch-size benchmark"
     )
     parser.add_argument(
-        "--cpu-smoke", action="store_true", help="with --gpu-7b: hf vs vllm on tiny shapes on the CPU"
+        "--cpu-smoke",
+        action="store_true",
+        help="with --gpu-7b: the side-by-side run on tiny shapes on the CPU",
     )
-    parser.add_argument("--hf-batch-size", type=int, help="hf vs vllm: hf batch size (default 128)")
+    parser.add_argument("--hf-batch-size", type=int, help="side by side: hf batch size (default 128)")
     parser.add_argument(
-        "--gpu-memory-utilization", type=float, default=0.9, help="hf vs vllm: vLLM's share of GPU memory"
+        "--configurations",
+        type=lambda s: [c for c in s.split(",") if c],
+        default=list(CONFIGURATIONS),
+        help=f"side by side: which to run, in order (default {','.join(CONFIGURATIONS)})",
     )
     parser.add_argument(
-        "--shared-blank-image", action="store_true", help="hf vs vllm: one blank image for every prompt"
+        "--gpu-memory-utilization", type=float, default=0.9, help="side by side: vLLM's share of GPU memory"
     )
     parser.add_argument(
-        "--time-budget", type=float, default=540, help="hf vs vllm: seconds for all stages (default 540)"
+        "--shared-blank-image", action="store_true", help="side by side: one blank image for every prompt"
+    )
+    parser.add_argument(
+        "--time-budget", type=float, default=540, help="side by side: seconds for all stages (default 540)"
     )
     parser.add_argument("--work-dir", type=Path, help="where the model is saved (default: a temp folder)")
     parser.add_argument("--keep-model", action="store_true", help="keep the saved model and worker JSON")
@@ -700,6 +792,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args.max_new_tokens_given = args.max_new_tokens is not None
+    unknown = sorted(set(args.configurations) - set(CONFIGURATIONS))
+    if unknown:
+        parser.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGURATIONS)}")
     if args.worker is not None:
         return run_stage(args.worker, args.work_dir)
     if args.gpu_7b and args.hf_probes:

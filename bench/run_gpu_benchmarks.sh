@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/benchmarks.md, in one short run on a CUDA machine (one H100/H200):
 #   bench/run_gpu_benchmarks.sh OUT_DIR [VLGUARD_DATA_DIR] [eval|train|utility|all]
-# eval: the 7B-shaped evaluation benchmark, hf (batch 128) vs vllm side by side on the whole VLGuard
-#       test set (1,558 prompts x 256 new tokens); about 8 minutes on one H200 (estimate: model build
-#       and save, hf ~4 min, vLLM start-up and run), under a 9.5-minute limit.
+# eval: the 7B-shaped evaluation benchmark, hf with the static (compiled) cache, hf with the default
+#       cache and vllm side by side on the whole VLGuard test set (1,558 prompts x 256 new tokens);
+#       about 8 minutes on one H200 (estimate: model build and save, static ~2-3 min with its compile,
+#       hf ~5 min with its probes, vLLM when installed), under a 9.5-minute limit.
 # train: the 7B-shaped training step benchmark (LoRA and full), under a 3-minute limit.
 # utility: the quick capability suite's shapes through lmms-eval on the 7B-shaped LLaVA (time per task,
 #       batched vs one request at a time), under a 5-minute limit; needs lmms-eval (make install).
 # all (default): eval and train, one after the other (utility runs only when asked for).
 # The vllm column needs vLLM in the Python that runs this (pip install 'vlguard[vllm]'); without it
-# the JSON says why and the hf column still counts. If a folder .whl/ holds wheels, they are installed
-# first into /tmp/site (to match the pinned versions on a machine that has a different transformers).
+# the JSON says why and the hf columns still count. If a folder .whl/ holds wheels, they are installed
+# first into /tmp/site (bench/carried_wheels.sh: the pinned versions on a machine without them).
 # PYTHON picks the interpreter (default python3), e.g. PYTHON=.venv-vllm/bin/python after make install-vllm.
 set -uo pipefail
 out=${1:?usage: bench/run_gpu_benchmarks.sh OUT_DIR [VLGUARD_DATA_DIR] [eval|train|utility|all]}
@@ -19,10 +20,7 @@ which=${3:-all}
 py=${PYTHON:-python3}
 mkdir -p "$out"
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site:$PYTHONPATH
-fi
+source bench/carried_wheels.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 "$py" -c "
 import importlib.metadata as m

@@ -1,7 +1,8 @@
 """The architecture matrix: tiny random-weight builds of many VLM families, one set of checks for all.
 
 Each architecture (``vlguard.models.tiny_zoo.TINY_ARCHITECTURES``) is built once per test session and
-checked for: batched generation equal to one request at a time with no fallback; labels exactly on the
+checked for: batched generation equal to one request at a time with no fallback; the static KV cache
+giving the same answers as the default one (or falling back with a recorded reason); labels exactly on the
 assistant answers and their end-of-turn token; no future-token leak in a training batch; the projector
 trained when asked and frozen when not (also when it sits inside the vision module, as in Qwen-VL); LoRA
 training through ``vlguard.train.train`` and evaluation of the adapter. The processors load without
@@ -26,6 +27,9 @@ from vlguard.models.loading import detect_kind, load_model, load_processor, torc
 from vlguard.models.tiny_zoo import TINY_ARCHITECTURES, TinyArchitecture
 from vlguard.train.collator import IGNORE_INDEX, ConversationCollator
 
+# The architectures whose model class declares it cannot compile its decoding step as one graph
+# (``_can_compile_fullgraph = False`` in transformers 5.24): cache_implementation=static falls back.
+NO_STATIC_CACHE = frozenset({"idefics3", "smolvlm", "paligemma", "aya-vision"})
 ANSWER_1 = "A red square on white."
 ANSWER_2 = "I'm sorry, I cannot help with that."
 
@@ -115,21 +119,53 @@ def _learned_runs(batch: dict[str, Any], row: int) -> list[list[int]]:
     return runs
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
-def test_batched_generation_equals_one_at_a_time_without_fallback(name: str, built: Any) -> None:
-    arch = TINY_ARCHITECTURES[name]
-    backend = HFBackend(str(built(name)), batch_size=3, max_new_tokens=3)
-    # Images of different sizes (different tile / patch counts) in one batch; text-only prompts apart.
+def _generation_requests(arch: TinyArchitecture) -> list[GenerationRequest]:
+    """Images of different sizes (different tile / patch counts) in one batch; text-only prompts apart."""
     requests = [
         GenerationRequest(f"img{i}", "What is shown? " * (1 + i % 3), image=_image(i)) for i in range(3)
     ]
     if not arch.needs_image:
         requests += [GenerationRequest(f"txt{i}", "Say hello. " * (1 + i)) for i in range(2)]
+    return requests
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_batched_generation_equals_one_at_a_time_without_fallback(name: str, built: Any) -> None:
+    arch = TINY_ARCHITECTURES[name]
+    backend = HFBackend(str(built(name)), batch_size=3, max_new_tokens=3)
+    requests = _generation_requests(arch)
     batched = backend.generate(requests)
     assert backend.stats["batch_fallbacks"] == 0, "a batch failed and was retried one request at a time"
     sequential = [backend.generate([r])[0] for r in requests]
     assert batched == sequential
     assert all(g.error is None and g.meta["completion_tokens"] > 0 for g in batched)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_static_cache_gives_the_same_answers_or_falls_back_with_a_reason(
+    name: str, built: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    arch = TINY_ARCHITECTURES[name]
+    path = str(built(name))
+    requests = _generation_requests(arch)
+    default = HFBackend(path, batch_size=3, max_new_tokens=3).generate(requests)
+    with caplog.at_level(logging.WARNING, logger="vlguard.generation.hf"):
+        backend = HFBackend(path, batch_size=3, max_new_tokens=3, cache_implementation="static")
+    described = backend.describe()
+    assert described["cache_implementation_requested"] == "static"
+    if name in NO_STATIC_CACHE:
+        # Never silently: the reason is in the manifest and in the log.
+        assert described["cache_implementation"] == "dynamic"
+        assert "_can_compile_fullgraph = False" in described["cache_fallback_reason"]
+        assert described["cache_fallback_reason"] in caplog.text
+    else:
+        assert described["cache_implementation"] == "static" and described["cache_fallback_reason"] is None
+        assert not caplog.text
+    assert backend.generate(requests) == default
+    assert backend.stats["batch_fallbacks"] == 0
+    if name not in NO_STATIC_CACHE:
+        # transformers really decoded with a static cache (it records the cache length it allocated).
+        assert backend.model._previous_max_cache_length >= max(g.meta["prompt_tokens"] for g in default) + 3
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES_DATA_ONLY)

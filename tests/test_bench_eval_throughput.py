@@ -39,18 +39,37 @@ def test_side_by_side_benchmark_runs_end_to_end_on_tiny_shapes(tmp_path: Path) -
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["samples"] == 6 and report["new_tokens_per_sample"] == 3
-    for name in ("hf", "vllm"):
-        column = report[name]
+    columns = report["configurations"]
+    assert list(columns) == ["hf-static", "hf", "vllm"]
+    for column in columns.values():
         assert "error" not in column, column
-        assert column["whole_set_s"] > 0 and column["startup_s"] > 0
+        assert column["whole_set_s"] >= 0 and column["startup_s"] > 0  # (the stand-in engine takes ~0 s)
         assert column["all_answers_full_length"] is True and column["new_tokens"] == 6 * 3
-        assert column["tokens_per_s"] > 0 and sum(column["calls"]) == 6
-    assert report["hf"]["batch_size"] == 4 and report["hf"]["calls"] == [6]  # 4 batches of 4 per call
-    assert report["vllm"]["requests_per_call"] == 1024 and report["vllm"]["calls"] == [6]
-    assert report["vllm"]["vllm_version"] == "0.33.0+stand-in"
-    agreement = report["agreement"]
-    assert 0 <= agreement["identical_answers"] <= 1 and 0 <= agreement["identical_refusal_labels"] <= 1
-    assert sum(agreement["refusal_labels_hf"].values()) == 6 and "bf16" in agreement["note"]
+        assert sum(column["calls"]) == 6
+    for name in ("hf", "hf-static"):
+        column = columns[name]
+        assert column["batch_size"] == 4 and column["calls"] == [6]  # 4 batches of 4 per call
+        assert column["whole_set_s"] > 0 and column["tokens_per_s"] > 0
+        probes = column["probes"]
+        assert probes["probe_batch"] == 4 and probes["prefill_s"] > 0
+        assert probes["cold_batch_s"] > 0 and probes["warm_batch_s"] > 0
+        assert probes["cold_overhead_s"] == pytest.approx(
+            probes["cold_batch_s"] - probes["warm_batch_s"], abs=0.002
+        )
+    assert columns["hf-static"]["backend"]["cache_implementation"] == "static"
+    assert columns["hf-static"]["backend"]["compiled_decoding"] is False  # CUDA only
+    assert columns["hf"]["backend"]["cache_implementation"] == "dynamic"
+    assert columns["vllm"]["requests_per_call"] == 1024 and columns["vllm"]["calls"] == [6]
+    assert columns["vllm"]["vllm_version"] == "0.33.0+stand-in"
+    agreement = report["agreement_with_hf"]
+    # The static cache gives the default cache's answers (fp32 on the CPU).
+    assert agreement["hf-static"]["identical_answers"] == 1.0
+    for name in ("hf-static", "vllm"):
+        assert 0 <= agreement[name]["identical_refusal_labels"] <= 1
+        assert (
+            sum(agreement[name][f"refusal_labels_{name}"].values()) == 6 and "bf16" in agreement[name]["note"]
+        )
+    assert set(report["speedup_over_hf"]) <= {"hf-static", "vllm"}
     assert "target" not in report and "smoke run" in report["note"]  # no claim from a dry run
     assert list(tmp_path.glob("vlguard-bench-*")) == []  # the saved model is removed afterwards
 

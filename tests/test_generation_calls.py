@@ -81,6 +81,57 @@ def test_hf_backend_gets_a_few_padded_batches_per_call(
     assert manifest["data_parallel"] == {"processes": 1}
 
 
+def test_hf_answers_the_whole_pending_set_longest_first_and_a_crash_resumes_exactly(
+    tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hf backend orders all pending samples by prompt length (not only within one call of 4 batches);
+    a crash between calls still loses at most one call, and the finished file is in sample order."""
+    make = BACKENDS["tiny"]
+    calls: list[list[GenerationRequest]] = []
+    fail_on_call: list[int] = []
+
+    def factory(model: str, **kwargs: Any) -> Any:
+        backend = make(model, **kwargs)
+        inner = backend.generate
+
+        def generate(requests: list[GenerationRequest]) -> list[Generation]:
+            calls.append(list(requests))
+            if len(calls) in fail_on_call:
+                raise RuntimeError("killed")
+            return inner(requests)
+
+        backend.generate = generate  # type: ignore[method-assign]
+        return backend
+
+    monkeypatch.setitem(BACKENDS, "tiny", factory)
+    clean = run_generation(_config(tmp_path / "clean", backend="tiny", limit=12), progress=False)
+    assert [len(c) for c in calls] == [8, 4]
+    from vlguard.generation.hf import HFBackend
+
+    tokens = HFBackend("tiny")._token_lengths
+
+    def lengths(requests: list[GenerationRequest]) -> list[int]:
+        return tokens([r.prompt for r in requests])
+
+    assert all(r.image is not None for c in calls for r in c)
+    # Every prompt of the first call is at least as long as every prompt of the second.
+    assert min(lengths(calls[0])) >= max(lengths(calls[1])) and len(set(lengths(calls[0] + calls[1]))) > 3
+    generations = _lines(clean / "generations.jsonl")
+    assert [g["sample_id"] for g in generations] == [s["id"] for s in _lines(clean / "samples.jsonl")]
+
+    calls.clear()
+    fail_on_call.append(2)
+    crashed = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="killed"):
+        run_generation(_config(crashed, backend="tiny", limit=12), progress=False)
+    assert len(_lines(crashed / "generations.jsonl")) == 8  # the first call, in the order it was answered
+    calls.clear()
+    fail_on_call.clear()
+    run_generation(_config(crashed, backend="tiny", limit=12), progress=False)
+    assert [len(c) for c in calls] == [4]  # only the rest
+    assert (crashed / "generations.jsonl").read_bytes() == (clean / "generations.jsonl").read_bytes()
+
+
 def test_openai_backend_gets_rounds_of_its_concurrency_per_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 from vlguard.errors import ConfigError
 from vlguard.generation import make_backend
 from vlguard.generation.base import GenerationRequest
-from vlguard.generation.hf import HFBackend, resolve_dtype
+from vlguard.generation.hf import STATIC_CACHE_STEP, HFBackend, resolve_dtype
 from vlguard.models.resolve import ensure_tiny_model
 
 
@@ -213,3 +213,125 @@ def test_gpu_benchmark_path_runs_end_to_end_with_tiny_shapes(tmp_path: Path) -> 
     assert report["samples"] == 6 and report["best_batch_size"] in (2, 4)
     assert report["all_answers_full_length"] is True  # min_new_tokens forced every answer to 3 tokens
     assert report["whole_set_s"] > 0 and report["sequential_whole_set_s_extrapolated"] > 0
+
+
+# --- speed options: static cache, attention implementation, batch size from memory -------------------
+
+
+def test_static_cache_gives_the_default_cache_outputs_and_is_recorded(
+    backend: HFBackend, tiny_model_dir: Path
+) -> None:
+    static = HFBackend(str(tiny_model_dir), batch_size=4, max_new_tokens=10, cache_implementation="static")
+    requests = _requests()
+    assert static.generate(requests) == backend.generate(requests)
+    # transformers really built a static cache, sized in steps of STATIC_CACHE_STEP tokens.
+    assert static.model._previous_max_cache_length % STATIC_CACHE_STEP == 0
+    described = static.describe()
+    assert described["cache_implementation"] == "static" and described["cache_fallback_reason"] is None
+    assert described["compiled_decoding"] is False  # compiled only on CUDA
+    assert backend.describe()["cache_implementation"] == "dynamic"
+    with pytest.raises(ConfigError, match="cache_implementation must be one of dynamic, static"):
+        HFBackend(str(tiny_model_dir), cache_implementation="paged")
+    with pytest.raises(ConfigError, match="generate_kwargs cannot set cache_implementation"):
+        HFBackend(str(tiny_model_dir), generate_kwargs={"cache_implementation": "static"})
+
+
+def test_attention_implementation_is_an_option_recorded_with_its_effective_value(
+    backend: HFBackend, tiny_model_dir: Path
+) -> None:
+    eager = make_backend(
+        "hf", str(tiny_model_dir), batch_size=4, max_new_tokens=10, attn_implementation="eager"
+    )
+    assert eager.describe()["attn_implementation"] == "eager"
+    assert backend.describe()["attn_implementation"] == "sdpa"  # transformers' own choice
+    requests = _requests()[:4]
+    assert [g.response for g in eager.generate(requests)] == [g.response for g in backend.generate(requests)]
+    with pytest.raises(
+        ConfigError, match="attn_implementation must be one of sdpa, eager, flash_attention_2"
+    ):
+        make_backend("hf", str(tiny_model_dir), attn_implementation="fast")
+    if not importlib.util.find_spec("flash_attn"):
+        with pytest.raises(ConfigError, match="needs the flash-attn package"):
+            make_backend("hf", str(tiny_model_dir), attn_implementation="flash_attention_2")
+
+
+def test_kv_cache_bytes_and_the_batch_that_fits_in_memory() -> None:
+    from transformers import LlamaConfig
+
+    from vlguard.generation.hf import batch_size_for_memory, kv_cache_bytes_per_token
+
+    llama_7b = LlamaConfig(hidden_size=4096, num_attention_heads=32, num_hidden_layers=32)
+    # keys + values × 32 layers × 32 heads × 128 dims × 2 bytes (bf16): half a MiB per token.
+    assert kv_cache_bytes_per_token(llama_7b, 2) == 2 * 32 * 32 * 128 * 2 == 512 * 1024
+    grouped = LlamaConfig(
+        hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, num_hidden_layers=32
+    )
+    assert kv_cache_bytes_per_token(grouped, 2) == 128 * 1024  # grouped-query attention: a quarter
+    # 64 GiB free, 1,280 tokens per sequence (1,024 prompt + 256 new): 0.85 × 64 GiB / 640 MiB = 87 → 80.
+    assert batch_size_for_memory(64 * 2**30, 512 * 1024, 1280) == 80
+    assert batch_size_for_memory(64 * 2**30, 512 * 1024, 1280, fraction=1.0, multiple=1) == 102
+    assert batch_size_for_memory(10 * 2**30, 512 * 1024, 1280, largest=4) == 4
+    assert batch_size_for_memory(2**20, 512 * 1024, 1280) == 1  # nothing fits: one at a time
+    assert batch_size_for_memory(7 * 640 * 2**20, 512 * 1024, 1280, fraction=1.0) == 7  # under a multiple
+
+
+def test_auto_batch_size_keeps_the_default_off_cuda(tiny_model_dir: Path) -> None:
+    auto = make_backend("hf", str(tiny_model_dir), batch_size="auto", max_new_tokens=2)
+    assert auto.batch_size == 16 and auto.requests_per_call == 64
+    assert "default" in auto.describe()["batch_size_auto"]["rule"]
+    with pytest.raises(ConfigError, match="batch_size must be a whole number of at least 1 or auto"):
+        make_backend("hf", str(tiny_model_dir), batch_size="many")
+
+
+def test_requests_are_ordered_images_first_then_longest_first(backend: HFBackend) -> None:
+    requests = [GenerationRequest(f"s{i}", "word " * n) for i, n in enumerate([3, 9, 1, 9, 5])]
+    with_image = [False, False, True, False, True]
+    # Images first (longest first among them), then the text-only ones longest first; ties keep their order.
+    assert backend.order_requests(requests, with_image) == [4, 2, 1, 3, 0]
+
+
+def test_model_generation_config_settings_are_applied_and_recorded(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**config, "repetition_penalty": 1.3}))
+    penalised = HFBackend(str(model), max_new_tokens=8)
+    assert penalised.describe()["decoding_settings"] == {"repetition_penalty": 1.3}
+    assert penalised.describe()["model_decoding_defaults"] == {"repetition_penalty": 1.3}
+    # An option overrides the model's setting, and the record says what was applied.
+    plain = HFBackend(str(model), max_new_tokens=8, generate_kwargs={"repetition_penalty": 1.0})
+    assert plain.describe()["decoding_settings"] == {}
+    assert plain.describe()["model_decoding_defaults"] == {"repetition_penalty": 1.3}
+    # Applied under greedy decoding: the tiny model repeats a word without the penalty, not with it.
+    requests = [GenerationRequest(f"s{i}", "the it re the it " * (i + 1)) for i in range(2)]
+    assert penalised.generate(requests) != plain.generate(requests)
+
+
+def test_a_failed_compile_falls_back_to_uncompiled_decoding_and_says_so(
+    backend: HFBackend, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    static = HFBackend(str(tiny_model_dir), batch_size=4, max_new_tokens=10, cache_implementation="static")
+    generate = static.model.generate
+    seen: list[dict[str, Any]] = []
+
+    def compile_fails(**kwargs: Any) -> Any:
+        # What torch.compile raises when the decoding step cannot be built (e.g. no C compiler for Triton).
+        seen.append(kwargs)
+        if not kwargs.get("disable_compile"):
+            raise BackendCompilerFailed(lambda: None, RuntimeError("no C compiler"), None)
+        return generate(**kwargs)
+
+    static.model.generate = compile_fails
+    requests = _requests()[:4]
+    with caplog.at_level("WARNING", logger="vlguard.generation.hf"):
+        assert static.generate(requests) == backend.generate(requests)
+    assert "compiling the decoding step failed" in caplog.text and "no C compiler" in caplog.text
+    assert "no C compiler" in static.describe()["compile_fallback_reason"]
+    assert static.describe()["cache_implementation"] == "static" and static.stats["batch_fallbacks"] == 0
+    seen.clear()
+    static.generate(requests)  # from now on uncompiled, without trying again
+    assert seen and all(kwargs["disable_compile"] is True for kwargs in seen)

@@ -327,3 +327,121 @@ def test_tensor_parallel_size_reaches_the_engine_and_the_manifest(
     backend = VLLMBackend(str(tiny_model_dir), tensor_parallel_size=2)
     assert _events(stand_in_vllm, "init")[0]["tensor_parallel_size"] == 2
     assert backend.describe()["tensor_parallel_size"] == 2 and backend.describe()["devices"] == ["0", "1"]
+
+
+# --- the device, engine options vlguard sets itself, the decoding rule -----------------------------------
+
+
+def test_cuda_n_runs_the_engine_on_that_gpu(
+    tiny_model_dir: Path, stand_in_vllm: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    backend = VLLMBackend(str(tiny_model_dir), device="cuda:1")
+    assert _events(stand_in_vllm, "init")[0]["cuda_visible_devices"] == "5"
+    assert backend.describe()["devices"] == ["5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    with pytest.raises(ConfigError, match=r"cuda:2: only 2 CUDA device\(s\) are visible"):
+        VLLMBackend(str(tiny_model_dir), device="cuda:2")
+    with pytest.raises(ConfigError, match="tensor_parallel_size=2 spreads the model over several"):
+        VLLMBackend(str(tiny_model_dir), device="cuda:0", tensor_parallel_size=2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="each process takes its own GPU"):
+        VLLMBackend(str(tiny_model_dir), device="cuda:0")
+    with pytest.raises(ConfigError, match="use cuda or cuda:N"):
+        VLLMBackend(str(tiny_model_dir), device="cuda0")
+
+
+def test_engine_options_vlguard_sets_itself_are_merged_or_refused(
+    tiny_model_dir: Path, stand_in_vllm: ModuleType
+) -> None:
+    # limit_mm_per_prompt: the option is merged over vlguard's one image per prompt.
+    backend = make_backend("vllm", str(tiny_model_dir), limit_mm_per_prompt={"video": 0})
+    assert _events(stand_in_vllm, "init")[0]["limit_mm_per_prompt"] == {"image": 1, "video": 0}
+    assert backend.describe()["engine_options"] == {"limit_mm_per_prompt": {"image": 1, "video": 0}}
+    make_backend("vllm", str(tiny_model_dir), limit_mm_per_prompt={"image": 2})
+    assert _events(stand_in_vllm, "init")[1]["limit_mm_per_prompt"] == {"image": 2}
+    stand_in_vllm.CALLS.clear()
+    # What follows from --adapter is refused in one line, not a "multiple values" TypeError.
+    for option in ("enable_lora", "worker_extension_cls"):
+        with pytest.raises(ConfigError, match=f"the vllm backend sets {option} itself"):
+            make_backend("vllm", str(tiny_model_dir), **{option: True})
+    with pytest.raises(ConfigError, match="limit_mm_per_prompt must be a mapping"):
+        make_backend("vllm", str(tiny_model_dir), limit_mm_per_prompt=1)
+    assert not stand_in_vllm.CALLS
+
+
+def test_the_models_greedy_settings_are_applied_as_by_the_hf_backend(
+    tiny_model_dir: Path, tmp_path: Path, stand_in_vllm: ModuleType, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    settings = {"repetition_penalty": 1.3, "min_new_tokens": 2, "no_repeat_ngram_size": 3, "temperature": 0.6}
+    (model / "generation_config.json").write_text(json.dumps({**config, **settings}))
+    backend = VLLMBackend(str(model), max_new_tokens=8)
+    backend.generate([GenerationRequest("a", "Hi")])
+    sampling = _events(stand_in_vllm, "chat")[0]["sampling"]
+    # vLLM drops them once SamplingParams are passed; vlguard passes them on, greedy still.
+    assert (
+        sampling["repetition_penalty"] == 1.3 and sampling["min_tokens"] == 2 and sampling["temperature"] == 0
+    )
+    described = backend.describe()
+    assert described["decoding_settings"] == {"repetition_penalty": 1.3, "min_tokens": 2}
+    assert described["model_decoding_defaults"] == {
+        "repetition_penalty": 1.3, "min_new_tokens": 2, "no_repeat_ngram_size": 3,
+    }  # fmt: skip
+    # vLLM has no no_repeat_ngram_size: said in the log and the manifest, never silently.
+    assert described["decoding_settings_not_applied"] == {"no_repeat_ngram_size": 3}
+    assert "no_repeat_ngram_size=3, which vLLM cannot apply" in caplog.text
+    # The hf backend applies the same model settings (and records them in its own names).
+    from vlguard.generation.hf import HFBackend
+
+    hf = HFBackend(str(model), max_new_tokens=2).describe()
+    assert hf["model_decoding_defaults"] == described["model_decoding_defaults"]
+    # An option overrides the model's setting in both backends.
+    plain = VLLMBackend(str(model), sampling_options={"repetition_penalty": 1.0})
+    assert plain.describe()["decoding_settings"] == {"repetition_penalty": 1.0, "min_tokens": 2}
+
+
+def test_the_engine_loads_an_adapter_when_a_request_first_needs_it(
+    tiny_model_dir: Path, tmp_path: Path, stand_in_vllm: ModuleType
+) -> None:
+    """As vLLM: LoRA is enabled at start, the adapter folder is read and checked at its first use."""
+    from vllm import LLM
+    from vllm.lora.request import LoRARequest
+
+    adapter = _peft_adapter(tiny_model_dir, tmp_path / "lm", target_modules=LM_TARGETS)
+    engine = LLM(str(tiny_model_dir), enable_lora=True, max_lora_rank=8)
+    missing = LoRARequest("gone", 2, str(tmp_path / "not-written-yet"))
+    assert not _events(stand_in_vllm, "load_lora")  # nothing is read when the request is made
+    with pytest.raises(stand_in_vllm.EngineDeadError, match="No adapter found"):
+        engine.chat([[{"role": "user", "content": "hi"}]], lora_request=missing)
+    request = LoRARequest("a", 1, str(adapter))
+    engine.chat([[{"role": "user", "content": "hi"}]], lora_request=request)
+    engine.chat([[{"role": "user", "content": "again"}]], lora_request=request)
+    assert [e["lora_path"] for e in _events(stand_in_vllm, "load_lora")] == [str(adapter)]  # once
+    with pytest.raises(stand_in_vllm.VLLMValidationError, match="LoRA is not enabled"):
+        LLM(str(tiny_model_dir)).chat([[{"role": "user", "content": "hi"}]], lora_request=request)
+
+
+@pytest.mark.slow
+def test_a_saved_tensor_the_engine_skips_is_a_clear_error(
+    tiny_model_dir: Path, trained_adapters: dict[str, Path], tmp_path: Path, stand_in_vllm: ModuleType
+) -> None:
+    """vLLM's weight loader skips an unexpected ``.bias`` without a word; vlguard counts what was loaded."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(trained_adapters["r128"], adapter)
+    tensors = _tensors(adapter)
+    tensors["base_model.model.model.multi_modal_projector.linear_3.bias"] = tensors[
+        "base_model.model.model.multi_modal_projector.linear_2.bias"
+    ].clone()
+    save_file(tensors, str(adapter / "adapter_model.safetensors"))
+    with pytest.raises(ConfigError, match=r"loaded 4 of the 5 saved module tensor\(s\)"):
+        VLLMBackend(str(tiny_model_dir), adapter=str(adapter))

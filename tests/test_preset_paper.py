@@ -191,3 +191,53 @@ def test_a_non_llava_template_runs_but_is_recorded_as_not_matching(tiny_model_di
     check = reference_prompt_check(get_preset("paper"), backend)
     assert check["matches_reference"] is False
     assert check["rendered_prompt"].startswith(LLAVA_V1_SYSTEM_PROMPT)  # the system prompt is still sent
+
+
+def test_utility_preset_paper_carries_the_system_prompt_into_the_capability_model(
+    llava15_model: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vlguard utility --preset paper`: the lmms-eval model answers with LLaVA's llava_v1 prompt."""
+    from PIL import Image
+
+    from utility_fixtures import write_colour_data, write_lmms_tasks
+    from vlguard.generation.base import GenerationRequest
+    from vlguard.generation.hf import HFBackend
+    from vlguard.utility import UtilityConfig
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets-cache"))
+    tasks = write_lmms_tasks(tmp_path, shared_data)
+    run = tmp_path / "run"
+    args = ["utility", "--model", str(llava15_model), "--preset", "paper", "--tasks", "colour_vqa",
+            "--include-path", str(tasks), "--limit", "3", "--batch-size", "2", "--run-dir", str(run)]  # fmt: skip
+    assert main(args) == 0
+    manifest = json.loads((run / "utility" / "manifest.json").read_text())
+    assert manifest["result_fields"]["preset"] == "paper" and manifest["result_fields"]["dtype"] == "float32"
+    assert manifest["result_fields"]["system_prompt"] == LLAVA_V1_SYSTEM_PROMPT
+    assert manifest["backend"]["system_prompt"] == LLAVA_V1_SYSTEM_PROMPT
+    assert manifest["preset"]["prompt_check"]["matches_reference"] is True
+    # The logged answers are those of the reference prompt (system turn included), stopped at `until`.
+    reference = HFBackend(str(llava15_model), system_prompt=LLAVA_V1_SYSTEM_PROMPT, max_new_tokens=6)
+    plain = HFBackend(str(llava15_model), max_new_tokens=6)
+    data = write_colour_data(tmp_path / "colour-check")
+    samples = [
+        json.loads(line)
+        for line in (run / "utility" / "samples" / "colour_vqa.jsonl").read_text().splitlines()
+    ]
+    assert len(samples) == 3
+    differs = False
+    for sample in samples:
+        image = Image.open(data / f"img{sample['doc']['index']}.png").convert("RGB")
+        request = GenerationRequest("x", sample["arguments"][0], image=image)
+        with reference.overrides(stop_strings=["\n"]), plain.overrides(stop_strings=["\n"]):
+            expected = reference.generate([request])[0].response
+            differs |= plain.generate([request])[0].response != expected
+        assert sample["resps"][0][0] == expected
+    assert differs, "the system prompt changes what the tiny model answers"
+
+    # Explicit settings that disagree with the preset are one-line errors, as for `vlguard eval`.
+    with pytest.raises(ConfigError, match="sets the system prompt"):
+        UtilityConfig(model="tiny", tasks=("t",), preset="paper", system_prompt="Be brief.")
+    with pytest.raises(ConfigError, match="runs in float32 on this device"):
+        UtilityConfig(model="tiny", tasks=("t",), preset="paper", dtype="bfloat16")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        UtilityConfig(model="tiny", tasks=("t",), preset="nope")

@@ -112,15 +112,15 @@ def test_logged_answers_are_what_the_hf_backend_generates(lmms_runs: dict[str, P
 
     from vlguard.generation.base import GenerationRequest
     from vlguard.generation.hf import HFBackend
-    from vlguard.utility.lmms_model import cut_at_stop
 
     backend = HFBackend("tiny", batch_size=1, max_new_tokens=6)
     data = write_colour_data(env / "colour-check")
     for sample in _samples(lmms_runs["base"], "colour_vqa"):
         image = Image.open(data / f"img{sample['doc']['index']}.png").convert("RGB")
         context = sample["arguments"][0]
-        expected = backend.generate([GenerationRequest("x", context, image=image)])[0].response
-        assert sample["resps"][0][0] == cut_at_stop(expected, ["\n"])
+        with backend.overrides(stop_strings=["\n"]):  # the task's `until`
+            expected = backend.generate([GenerationRequest("x", context, image=image)])[0].response
+        assert sample["resps"][0][0] == expected
         assert sample["exact_match"] == float(sample["resps"][0][0].strip().lower() == sample["target"])
 
 
@@ -334,3 +334,106 @@ def test_an_engine_for_the_other_model_kind_is_a_clear_error(
     )
     assert "--engine lm-eval" in capsys.readouterr().err
     assert not os.path.exists(env / "e1" / "utility" / "metrics.json")
+
+
+class _StepCounter:
+    """Counts the forward passes of a model (one per generated token after the prompt's)."""
+
+    def __init__(self, model: Any) -> None:
+        self.steps = 0
+        self.handle = model.register_forward_hook(self._count)
+
+    def _count(self, *args: Any) -> None:
+        self.steps += 1
+
+
+def _stop_string_from(text: str) -> str:
+    """A word from the middle of a generated answer: where a task's stop string would end it."""
+    words = text.split()
+    assert len(words) >= 4, text
+    return words[2]
+
+
+def test_lmms_generation_stops_at_the_tasks_stop_string(env: Path) -> None:
+    from lmms_eval.api.instance import Instance
+
+    from vlguard.generation.hf import HFBackend
+    from vlguard.utility.lmms_model import VLGuardLMMS
+
+    backend = HFBackend("tiny-lm", batch_size=2, max_new_tokens=12)
+    lmms = VLGuardLMMS(backend)
+
+    def request(until: list[str]) -> Any:
+        arguments = (
+            "What is shown here? Describe it.",
+            {"until": until, "max_new_tokens": 12},
+            None,
+            0,
+            "t",
+            "test",
+        )
+        return Instance(
+            request_type="generate_until",
+            arguments=arguments,
+            idx=0,
+            metadata={"task": "t", "doc_id": 0, "repeats": 1},
+        )
+
+    counter = _StepCounter(backend.model)
+    (full,) = lmms.generate_until([request([])])
+    assert full.token_counts is not None and full.token_counts.output_tokens == 12
+    full_steps, counter.steps = counter.steps, 0
+    stop = _stop_string_from(full.text)
+    (stopped,) = lmms.generate_until([request([stop])])
+    # The answer ends before the stop string, and the model was not run past it (not cut afterwards).
+    assert stopped.text == full.text[: full.text.index(stop)].strip()
+    assert stopped.token_counts is not None and stopped.token_counts.output_tokens < 12
+    assert counter.steps == full_steps - (12 - stopped.token_counts.output_tokens)
+    assert backend.stop_strings == () and backend.max_new_tokens == 12  # the loaded settings are back
+
+
+def test_lm_eval_generation_stops_at_the_tasks_stop_string(env: Path) -> None:
+    """vlguard's lm-eval model (lm-eval's own HFLM over the loaded model) stops during generation too."""
+    from lm_eval.api.instance import Instance
+
+    from vlguard.utility.models import ModelArgs, load_for_lm_eval
+
+    lm, _ = load_for_lm_eval(ModelArgs("tiny-lm", batch_size=1))
+
+    def request(until: list[str]) -> Any:
+        arguments = (
+            "What is shown here? Describe it.",
+            {"until": until, "max_gen_toks": 12, "do_sample": False},
+        )
+        return Instance(request_type="generate_until", doc={}, arguments=arguments, idx=0)
+
+    counter = _StepCounter(lm.model)
+    (full,) = lm.generate_until([request(["<never>"])])
+    full_steps, counter.steps = counter.steps, 0
+    stop = _stop_string_from(full)
+    (stopped,) = lm.generate_until([request([stop])])
+    assert stopped == full[: full.index(stop)]
+    assert counter.steps < full_steps
+
+
+def test_lm_eval_prompts_carry_the_system_prompt(env: Path, shared_data: Path) -> None:
+    """--system-prompt (or a preset's) reaches lm-eval as its system instruction, and the manifest."""
+    from vlguard.utility import UtilityConfig, run_utility
+
+    tasks = write_lm_eval_tasks(env, shared_data)
+    run = env / "lm-system"
+    config = UtilityConfig(
+        model="tiny-lm",
+        tasks=("sst2_slice",),
+        include_path=str(tasks),
+        limit=2,
+        run_dir=str(run),
+        system_prompt="You are a careful reviewer.",
+    )
+    run_utility(config)
+    samples = _read_jsonl(run / "utility" / "samples" / "sst2_slice.jsonl")
+    contexts = [pair[0] for s in samples for pair in s["arguments"]]  # (context, continuation) pairs
+    assert contexts and all(c.startswith("You are a careful reviewer.") for c in contexts)
+    manifest = json.loads((run / "utility" / "manifest.json").read_text())
+    assert manifest["result_fields"]["system_prompt"] == "You are a careful reviewer."
+    assert manifest["backend"]["system_prompt"] == "You are a careful reviewer."

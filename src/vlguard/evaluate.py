@@ -469,6 +469,7 @@ def _generate(
         if procs.is_main:
             update_manifest(run, backend=backend.describe(), data_parallel={"processes": procs.world_size})
         store = run.generations if procs.world_size == 1 else run.rank_generations(procs.rank)
+        shard = _backend_order(backend, shard, config.image_mode)
         bar = tqdm(
             total=len(shard), desc="generate", unit="sample", disable=not progress or not procs.is_main
         )
@@ -493,13 +494,49 @@ def _generate(
             store.append(g.to_dict() for g in generations)
             bar.update(len(chunk))
         bar.close()
+        if procs.is_main:
+            # Settings can change while generating (hf: a compile failure falls back); record where they ended.
+            update_manifest(run, backend=backend.describe())
 
     procs.barrier()
     if procs.is_main and procs.world_size > 1:
         _merge_rank_files(run, order)
+    if procs.is_main:
+        _sort_finished_generations(run, order)
     procs.barrier()
     procs.close()
     return run.path
+
+
+def _backend_order(backend: Any, shard: list[Sample], image_mode: str | None) -> list[Sample]:
+    """The shard in the order the backend wants to answer it (``order_requests``, optional: the hf
+    backend sorts by prompt length across the whole shard); unchanged for a backend without one.
+
+    Resuming stays exact: the pending set is what decides the work, not its order.
+    """
+    order_requests = getattr(backend, "order_requests", None)
+    if order_requests is None or len(shard) < 2:
+        return shard
+    from vlguard.generation import GenerationRequest
+
+    requests = [GenerationRequest(sample_id=s.id, prompt=s.prompt, input=s.input) for s in shard]
+    # As prepare_image decides: blank mode always shows an image, original mode when the sample has one.
+    with_image = [image_mode == "blank" or (image_mode == "original" and s.image is not None) for s in shard]
+    return [shard[i] for i in order_requests(requests, with_image)]
+
+
+def _sort_finished_generations(run: RunFolder, order: Mapping[str, int]) -> None:
+    """Once every sample has its generation, rewrite ``generations.jsonl`` in sample order (atomically).
+
+    A backend that answers in its own order (``_backend_order``) appends in that order; the finished
+    file is the same whatever the order, the number of processes or the interruptions.
+    """
+    records = run.generations.read()
+    ids = [r["sample_id"] for r in records]
+    if set(ids) != set(order) or len(ids) != len(order):
+        return
+    if ids != sorted(ids, key=order.__getitem__):
+        run.generations.write_all(sorted(records, key=lambda r: order[r["sample_id"]]))
 
 
 def _check_generations(backend: str, requests: Sequence[Any], generations: Sequence[Generation]) -> None:

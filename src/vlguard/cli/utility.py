@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlguard.presets import PRESETS
 from vlguard.utility.suites import SUITES, suite_help
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ examples:
       --suite paper --run-dir runs/llava-posthoc
   vlguard utility --model meta-llama/Llama-2-7b-chat-hf --tasks mmlu,gsm8k --limit 100 --run-dir runs/llama
   vlguard utility --model tiny --tasks my_task --include-path my_tasks/ --run-dir runs/x
+  vlguard utility --model llava-hf/llava-1.5-7b-hf --preset paper --suite paper --run-dir runs/llava-paper
   vlguard report runs/llava-vanilla runs/llava-posthoc     # safety vs capability, and the cost row
 
 Results go to RUN/utility/ (manifest, per-task records, the engine's sample logs, metrics.json), beside
@@ -59,6 +61,13 @@ def register(subparsers: Any) -> None:
     model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     model.add_argument(
         "--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)"
+    )
+    model.add_argument("--system-prompt", help="system message put before every prompt")
+    model.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a reference evaluation's model settings (paper: LLaVA's llava_v1 system prompt, fp16 on GPU), "
+        "as for `vlguard eval --preset`",
     )
 
     tasks = p.add_argument_group("tasks")
@@ -121,6 +130,8 @@ def config_from_args(args: argparse.Namespace) -> UtilityConfig:
         seed=args.seed,
         bootstrap_iters=args.bootstrap_iters,
         run_dir=args.run_dir,
+        system_prompt=args.system_prompt,
+        preset=args.preset,
     )
 
 

@@ -12,20 +12,41 @@ so a batch gives the same texts as one request at a time (exactly in fp32, as th
 a GPU, differently shaped matmuls can round differently and flip a rare near-tie between two tokens).
 Each prompt's images go to the processor as their own list (``[[image], [image], ...]``), which every
 processor reads as one image per prompt. Within the list given to ``generate``, requests are sorted by
-prompt length before batching to waste less compute on padding; outputs come back in request order. A
+prompt length, longest first, before batching to waste less compute on padding (and to meet an
+out-of-memory batch at once); outputs come back in request order. The eval loop also asks the backend
+for an order of the whole pending set (``order_requests``), so the sorting spans more than one call. A
 PEFT LoRA adapter is applied on top of the base model without merging, so the evaluated weights are
 exactly base + adapter.
+
+Speed options (recorded with their effective values by ``describe()``):
+
+- ``cache_implementation``: ``dynamic`` (default; transformers' cache that grows every step) or
+  ``static`` (preallocated; on CUDA, transformers 5.24 then compiles the decoding step with CUDA graphs,
+  ``torch.compile(mode="reduce-overhead")``). The static cache is sized in steps of
+  ``STATIC_CACHE_STEP`` tokens so batches of similar length reuse one compiled graph. An architecture
+  that cannot decode that way (``static_cache_problem``) falls back to ``dynamic`` with the reason logged
+  and recorded. ``generate_kwargs={"disable_compile": True}`` keeps the static cache uncompiled.
+- ``attn_implementation``: ``sdpa``, ``eager`` or ``flash_attention_2`` (when the flash-attn package is
+  installed); None keeps transformers' choice for the model.
+- ``batch_size="auto"``: on CUDA, as many prompts as the free memory holds KV cache for
+  (``batch_size_for_memory``); elsewhere the default of 16.
+
+Decoding follows ``vlguard.generation.decoding``: greedy, with the model's own generation-config settings
+that change greedy decoding (``repetition_penalty``, ...) applied, as ``generate`` does; the manifest
+records them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from vlguard.distributed import local_rank
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest
+from vlguard.generation.decoding import greedy_settings
 from vlguard.models.loading import (
     CAUSAL_LM,
     IMAGE_TEXT_TO_TEXT,
@@ -45,6 +66,31 @@ logger = logging.getLogger(__name__)
 # Padded batches per generate call: more sort more prompts by length (less padding); fewer lose less
 # work when a run is killed (the eval loop appends after every call).
 BATCHES_PER_CALL = 4
+DEFAULT_BATCH_SIZE = 16
+CACHE_IMPLEMENTATIONS = ("dynamic", "static")
+# The KV cache when none is asked for. "static" (compiled decoding on CUDA) becomes the default once a
+# GPU measurement shows it faster (bench/eval_throughput.py --gpu-7b, docs/benchmarks.md): flip it here.
+DEFAULT_CACHE_IMPLEMENTATION = "dynamic"
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+# A static cache holds prompt + new tokens rounded up to a multiple of this: batches whose lengths fall in
+# the same step share one cache shape, hence one compiled decoding graph (no recompilation).
+STATIC_CACHE_STEP = 256
+# batch_size=auto: the prompt length budgeted per sequence (a LLaVA-1.5 prompt is 576 image tokens plus
+# the text; longer ones are met by halving a batch that runs out of memory), the share of the free
+# memory given to the KV cache (the rest: activations, the vision tower, allocator slack), the largest
+# batch chosen, and its granularity.
+AUTO_BATCH_PROMPT_TOKENS = 1024
+AUTO_BATCH_MEMORY_FRACTION = 0.85
+AUTO_BATCH_MAX = 256
+AUTO_BATCH_MULTIPLE = 8
+# generate() arguments the backend sets from its own options (so an option is never silently overridden).
+_OPTION_GENERATE_KWARGS = {
+    "cache_implementation": "cache_implementation",
+    "max_cache_len": "cache_implementation",
+}
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -94,6 +140,102 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if device.startswith("cuda") else "float32"
 
 
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to where the first of the stop strings begins (all of it when none occurs)."""
+    cut = len(text)
+    for stop in stops:
+        if stop:
+            found = text.find(stop)
+            if found != -1:
+                cut = min(cut, found)
+    return text[:cut]
+
+
+def kv_cache_bytes_per_token(text_config: PretrainedConfig, dtype_bytes: int) -> int:
+    """Bytes of KV cache one token takes in every layer: keys and values × KV heads × head size.
+
+    ``text_config`` is the language model's config (``num_hidden_layers``, ``num_key_value_heads`` or
+    ``num_attention_heads``, ``head_dim`` or ``hidden_size / num_attention_heads``). Sliding-window layers
+    are counted in full: an upper bound.
+    """
+    layers = int(text_config.num_hidden_layers)
+    heads = int(text_config.num_attention_heads)
+    kv_heads = int(getattr(text_config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(text_config, "head_dim", None) or text_config.hidden_size // heads)
+    return 2 * layers * kv_heads * head_dim * dtype_bytes
+
+
+def batch_size_for_memory(
+    free_bytes: int,
+    bytes_per_token: int,
+    tokens_per_sequence: int,
+    *,
+    fraction: float = AUTO_BATCH_MEMORY_FRACTION,
+    largest: int = AUTO_BATCH_MAX,
+    multiple: int = AUTO_BATCH_MULTIPLE,
+) -> int:
+    """The batch whose KV cache fits ``fraction`` of ``free_bytes``: ``tokens_per_sequence`` tokens each
+    at ``bytes_per_token``; rounded down to a ``multiple`` (when at least one), between 1 and ``largest``."""
+    per_sequence = bytes_per_token * tokens_per_sequence
+    if per_sequence <= 0:
+        raise ValueError(f"bytes per sequence must be positive, not {per_sequence}")
+    fits = int(free_bytes * fraction) // per_sequence
+    if fits >= multiple:
+        fits -= fits % multiple
+    return max(1, min(largest, fits))
+
+
+def static_cache_problem(model: Any) -> str | None:
+    """Why ``model`` cannot decode with a compiled static cache, or None when it can.
+
+    As transformers 5.24 decides it: a model that keeps its own cache ignores ``cache_implementation``
+    (``_supports_default_dynamic_cache``); a model whose class declares ``_can_compile_fullgraph = False``
+    breaks the compiled decoding step into pieces (graph breaks, no single CUDA graph); and the static
+    cache must be buildable from the text config.
+    """
+    from transformers import StaticCache
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT adapter
+    name = type(base).__name__
+    if not base._supports_default_dynamic_cache():
+        return f"{name} keeps a cache of its own; transformers ignores cache_implementation for it"
+    if not getattr(base, "_can_compile_fullgraph", False):
+        return (
+            f"{name} declares _can_compile_fullgraph = False in transformers: its decoding step does not "
+            "compile into one graph"
+        )
+    try:
+        StaticCache(config=base.config.get_text_config(decoder=True), max_cache_len=8)
+    except (ValueError, TypeError, AttributeError, NotImplementedError) as err:
+        return f"transformers cannot build a static cache for {name}: {err}"
+    return None
+
+
+def is_compile_failure(err: BaseException) -> bool:
+    """Whether ``err`` comes from ``torch.compile`` building a graph (not from running the model)."""
+    from torch._dynamo.exc import BackendCompilerFailed, InternalTorchDynamoError
+
+    return isinstance(err, (BackendCompilerFailed, InternalTorchDynamoError))
+
+
+def check_attn_implementation(value: str | None) -> None:
+    """``ConfigError`` unless ``value`` is None or an attention implementation that can load here."""
+    if value is None:
+        return
+    if value not in ATTN_IMPLEMENTATIONS:
+        raise ConfigError(
+            f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, not {value!r}"
+        )
+    if value == "flash_attention_2":
+        from transformers.utils import is_flash_attn_2_available
+
+        if not is_flash_attn_2_available():
+            raise ConfigError(
+                "attn_implementation=flash_attention_2 needs the flash-attn package and a CUDA GPU it "
+                "supports (pip install flash-attn); use sdpa"
+            )
+
+
 class HFBackend:
     """Batched greedy generation with a transformers VLM or text-only causal LM.
 
@@ -101,7 +243,8 @@ class HFBackend:
     ``tiny-lm`` (the built-in tiny text LM), built once and loaded through this same path. ``adapter`` is a
     PEFT LoRA folder or Hub id, applied without merging. ``dtype``/``device`` default to bf16 on CUDA and
     fp32 on CPU. ``prompt_format`` is ``chat`` (the model's chat template) or ``alpaca`` (the Alpaca
-    prompt, for base models without a chat template).
+    prompt, for base models without a chat template). ``batch_size`` (or ``auto``),
+    ``cache_implementation`` and ``attn_implementation`` are the speed options of the module docstring.
     """
 
     name = "hf"
@@ -114,17 +257,20 @@ class HFBackend:
         adapter: str | None = None,
         dtype: str = "auto",
         device: str = "auto",
-        batch_size: int = 16,
+        batch_size: int | str = DEFAULT_BATCH_SIZE,
         max_new_tokens: int = 256,
         trust_remote_code: bool = False,
         system_prompt: str | None = None,
         prompt_format: str = "chat",
         generate_kwargs: dict[str, Any] | None = None,
+        cache_implementation: str = DEFAULT_CACHE_IMPLEMENTATION,
+        attn_implementation: str | None = None,
     ) -> None:
         import torch
 
         resolved_device = resolve_device(device)
         check_model_reference(model)
+        check_attn_implementation(attn_implementation)
         path = resolve_model_path(model)
         self._set_settings(
             model_id=model,
@@ -139,17 +285,20 @@ class HFBackend:
             prompt_format=prompt_format,
             trust_remote_code=trust_remote_code,
             generate_kwargs=generate_kwargs,
+            cache_implementation=cache_implementation,
         )
         kind = detect_kind(path, revision=revision, trust_remote_code=trust_remote_code)
         self.model_kind = kind.name
         self.processor = load_processor(path, kind, revision=revision, trust_remote_code=trust_remote_code)
         self._use_processor(self.processor)
+        load_kwargs = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
         base: Any = load_model(
             path,
             kind,
             revision=revision,
             dtype=getattr(torch, self.dtype),
             trust_remote_code=trust_remote_code,
+            **load_kwargs,
         )
 
         if adapter is not None:
@@ -161,6 +310,7 @@ class HFBackend:
             except (OSError, ValueError) as err:
                 raise ConfigError(f"cannot load LoRA adapter {adapter!r}: {err}") from err
         self.model = base.to(self.device).eval()
+        self._settle_runtime()
 
     @classmethod
     def from_objects(
@@ -169,16 +319,20 @@ class HFBackend:
         processor: Any,
         *,
         model_id: str = "<in-memory>",
-        batch_size: int = 16,
+        batch_size: int | str = DEFAULT_BATCH_SIZE,
         max_new_tokens: int = 256,
         system_prompt: str | None = None,
         prompt_format: str = "chat",
         generate_kwargs: dict[str, Any] | None = None,
+        cache_implementation: str = DEFAULT_CACHE_IMPLEMENTATION,
+        attn_implementation: str | None = None,
     ) -> HFBackend:
         """A backend around a model and processor (or tokenizer) already in memory (benchmarks, notebooks).
 
-        Generation is the same code as for a loaded model; the model stays on its device and dtype.
+        Generation is the same code as for a loaded model; the model stays on its device and dtype
+        (``attn_implementation``, when given, is switched on the model itself).
         """
+        check_attn_implementation(attn_implementation)
         self = cls.__new__(cls)
         param = next(model.parameters())
         self._set_settings(
@@ -194,11 +348,18 @@ class HFBackend:
             prompt_format=prompt_format,
             trust_remote_code=False,
             generate_kwargs=generate_kwargs,
+            cache_implementation=cache_implementation,
         )
         self.model_kind = (IMAGE_TEXT_TO_TEXT if sees_images(processor) else CAUSAL_LM).name
         self.processor = processor
         self._use_processor(processor)
+        if attn_implementation is not None:
+            try:
+                model.set_attn_implementation(attn_implementation)
+            except (ValueError, ImportError) as err:
+                raise ConfigError(f"attn_implementation={attn_implementation}: {err}") from err
         self.model = model.eval()
+        self._settle_runtime()
         return self
 
     def _set_settings(
@@ -210,37 +371,102 @@ class HFBackend:
         adapter: str | None,
         device: str,
         dtype: str,
-        batch_size: int,
+        batch_size: int | str,
         max_new_tokens: int,
         system_prompt: str | None,
         prompt_format: str,
         trust_remote_code: bool,
         generate_kwargs: dict[str, Any] | None,
+        cache_implementation: str,
     ) -> None:
         """The settings ``describe()`` reports; one place for both constructors."""
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
+        if batch_size != "auto" and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ConfigError(f"batch_size must be a whole number of at least 1 or auto, not {batch_size!r}")
         if prompt_format not in PROMPT_FORMATS:
             raise ConfigError(
                 f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, not {prompt_format!r}"
             )
         if prompt_format == "alpaca" and system_prompt:
             raise ConfigError("prompt_format=alpaca has no system turn; drop the system prompt or use chat")
+        if cache_implementation not in CACHE_IMPLEMENTATIONS:
+            raise ConfigError(
+                f"cache_implementation must be one of {', '.join(CACHE_IMPLEMENTATIONS)}, "
+                f"not {cache_implementation!r}"
+            )
+        clashing = sorted(set(generate_kwargs or {}) & set(_OPTION_GENERATE_KWARGS))
+        if clashing:
+            raise ConfigError(
+                f"generate_kwargs cannot set {', '.join(clashing)}: use the backend option "
+                f"{_OPTION_GENERATE_KWARGS[clashing[0]]}= instead"
+            )
         self.model_id = model_id
         self.model_path = model_path
         self.revision = revision
         self.adapter = adapter
         self.device = device
         self.dtype = dtype
-        self.batch_size = batch_size
+        self.requested_batch_size = batch_size
+        self.batch_size = DEFAULT_BATCH_SIZE if batch_size == "auto" else int(batch_size)
+        self.batch_size_rule: dict[str, Any] | None = None
         self.max_new_tokens = max_new_tokens
         self.system_prompt = system_prompt
         self.prompt_format = prompt_format
         self.trust_remote_code = trust_remote_code
         # Extra generate() arguments (e.g. min_new_tokens for benchmarks); greedy settings always win.
         self.generate_kwargs = dict(generate_kwargs or {})
+        # Strings that end an answer (lmms-eval's ``until``), set per task with ``overrides``.
+        self.stop_strings: tuple[str, ...] = ()
+        self.requested_cache_implementation = cache_implementation
+        self.cache_implementation = cache_implementation
+        self.cache_fallback: str | None = None
+        # Set when compiling the decoding step failed: decoding goes on uncompiled (see _generate_texts).
+        self.compile_fallback: str | None = None
         # Batches that failed and were retried one request at a time (see _run_batch).
         self.stats = {"batch_fallbacks": 0}
+
+    def _settle_runtime(self) -> None:
+        """Once the model is loaded: the static-cache fallback and an ``auto`` batch size."""
+        if self.cache_implementation == "static":
+            problem = static_cache_problem(self.model)
+            if problem is not None:
+                logger.warning(
+                    "cache_implementation=static is not possible: %s; using the dynamic cache", problem
+                )
+                self.cache_implementation = "dynamic"
+                self.cache_fallback = problem
+        if self.requested_batch_size == "auto":
+            self.batch_size, self.batch_size_rule = self._auto_batch_size()
+            logger.info("batch_size=auto: %d (%s)", self.batch_size, self.batch_size_rule)
+
+    def _auto_batch_size(self) -> tuple[int, dict[str, Any]]:
+        """The batch the device's free memory holds a KV cache for (CUDA); the default elsewhere."""
+        if not self.device.startswith("cuda"):
+            return DEFAULT_BATCH_SIZE, {
+                "rule": f"the default on {self.device} (memory is sized on CUDA only)"
+            }
+        import torch
+
+        device = torch.device(self.device)
+        free, _total = torch.cuda.mem_get_info(device)
+        # Memory this process's allocator holds but does not use is free for the cache too.
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        text_config = self.model.config.get_text_config(decoder=True)
+        per_token = kv_cache_bytes_per_token(
+            text_config, torch.tensor([], dtype=getattr(torch, self.dtype)).element_size()
+        )
+        context = self.context_length()
+        prompt = AUTO_BATCH_PROMPT_TOKENS if context is None else min(context, AUTO_BATCH_PROMPT_TOKENS)
+        tokens = prompt + self.max_new_tokens
+        size = batch_size_for_memory(free, per_token, tokens)
+        return size, {
+            "rule": "KV cache of the free CUDA memory",
+            "free_bytes": int(free),
+            "kv_bytes_per_token": per_token,
+            "tokens_per_sequence": tokens,
+            "memory_fraction": AUTO_BATCH_MEMORY_FRACTION,
+        }
 
     def _use_processor(self, processor: Any) -> None:
         """Check the chat template (chat format) and set left padding on the tokenizer."""
@@ -263,8 +489,38 @@ class HFBackend:
         """Requests per ``generate`` call: a few padded batches (``batch_size`` × ``BATCHES_PER_CALL``)."""
         return self.batch_size * BATCHES_PER_CALL
 
+    @contextlib.contextmanager
+    def overrides(
+        self, *, max_new_tokens: int | None = None, stop_strings: Sequence[str] = ()
+    ) -> Iterator[None]:
+        """Answer with another ``max_new_tokens`` and these ``stop_strings`` inside the block (a capability
+        task's own settings); the loaded settings come back after it."""
+        saved = self.max_new_tokens, self.stop_strings
+        self.max_new_tokens = saved[0] if max_new_tokens is None else max_new_tokens
+        self.stop_strings = tuple(s for s in stop_strings if s)
+        try:
+            yield
+        finally:
+            self.max_new_tokens, self.stop_strings = saved
+
+    @property
+    def compiled_decoding(self) -> bool:
+        """Whether transformers compiles the decoding step: a static cache on CUDA, compile not disabled."""
+        return (
+            self.cache_implementation == "static"
+            and self.device.startswith("cuda")
+            and not self.generate_kwargs.get("disable_compile")
+            and self.compile_fallback is None
+        )
+
+    def decoding_settings(self) -> dict[str, Any]:
+        """The settings that change greedy decoding, as ``generate`` applies them: the model's own
+        generation config, overridden by ``generate_kwargs`` (``vlguard.generation.decoding``)."""
+        return greedy_settings({**self.model.generation_config.to_dict(), **self.generate_kwargs})
+
     def describe(self) -> dict[str, Any]:
-        """Model id, revision, adapter, resolved dtype/device and decoding settings (for the manifest)."""
+        """Model id, revision, adapter, resolved dtype/device, the effective speed and decoding settings
+        (for the manifest)."""
         return {
             "backend": self.name,
             "model": self.model_id,
@@ -275,10 +531,19 @@ class HFBackend:
             "dtype": self.dtype,
             "device": self.device,
             "batch_size": self.batch_size,
+            "batch_size_auto": self.batch_size_rule,
             "requests_per_call": self.requests_per_call,
             "max_new_tokens": self.max_new_tokens,
             "generate_kwargs": self.generate_kwargs,
             "decoding": "greedy",
+            "decoding_settings": self.decoding_settings(),
+            "model_decoding_defaults": greedy_settings(self.model.generation_config.to_dict()),
+            "cache_implementation": self.cache_implementation,
+            "cache_implementation_requested": self.requested_cache_implementation,
+            "cache_fallback_reason": self.cache_fallback,
+            "compiled_decoding": self.compiled_decoding,
+            "compile_fallback_reason": self.compile_fallback,
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
             "prompt_format": self.prompt_format,
             "system_prompt": self.system_prompt,
             "trust_remote_code": self.trust_remote_code,
@@ -320,18 +585,36 @@ class HFBackend:
         )
         return rendered
 
+    def order_requests(self, requests: Sequence[GenerationRequest], with_image: Sequence[bool]) -> list[int]:
+        """The order to answer ``requests`` in (indices): with images first, then longest prompt first.
+
+        The eval loop asks this of the whole pending set before cutting it into calls, so every padded
+        batch holds prompts of similar length, not only the batches within one call. ``requests`` carry
+        no image (loading every image up front would cost memory for nothing); ``with_image`` says which
+        will have one.
+        """
+        if not requests:
+            return []
+        lengths = self._token_lengths([self.prompt_text(r) for r in requests])
+        return sorted(range(len(requests)), key=lambda i: (not with_image[i], -lengths[i], i))
+
+    def _token_lengths(self, texts: list[str]) -> list[int]:
+        # One batched (fast-tokenizer) call; token counts group prompts better than character counts.
+        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Answer every request in batches of ``batch_size``; outputs in request order.
 
         Requests are grouped by whether they carry an image (processors cannot mix both in one call)
-        and sorted by prompt length so each batch holds prompts of similar length.
+        and sorted by prompt length, longest first, so each batch holds prompts of similar length, a
+        batch too big for the device fails at once, and a static cache sized by the first batch serves
+        the later ones.
         """
         if not requests:
             return []
         texts = [self.prompt_text(r) for r in requests]
-        # One batched (fast-tokenizer) call; token counts group prompts better than character counts.
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        order = sorted(range(len(requests)), key=lambda i: (requests[i].image is None, lengths[i], i))
+        lengths = self._token_lengths(texts)
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].image is None, -lengths[i], i))
         results: list[Generation | None] = [None] * len(requests)
         context = self.context_length()
         batch: list[int] = []
@@ -431,33 +714,73 @@ class HFBackend:
                 inputs[key] = inputs[key].to(getattr(torch, self.dtype))
         return inputs
 
+    def _cache_kwargs(self, prompt_tokens: int) -> dict[str, Any]:
+        """``generate()``'s cache arguments: a static cache rounded up to ``STATIC_CACHE_STEP`` tokens."""
+        if self.cache_implementation != "static":
+            return {}
+        needed = prompt_tokens + self.max_new_tokens
+        size = -(-needed // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
+        context = self.context_length()
+        if context is not None:
+            size = max(needed, min(size, context))
+        return {"cache_implementation": "static", "max_cache_len": size}
+
     def _generate_texts(self, texts: list[str], images: list[Any]) -> list[tuple[str, dict[str, Any]]]:
-        """Run one padded batch through ``model.generate``; returns (text, meta) per prompt."""
+        """Run one padded batch through ``model.generate``; returns (text, meta) per prompt.
+
+        With ``stop_strings``, generation of a sequence stops as soon as its text ends with one
+        (transformers' ``StopStringCriteria``), and the text is cut where the first one begins.
+        """
         import torch
 
         inputs = self.model_inputs(texts, images)
+        stop_kwargs: dict[str, Any] = {}
+        if self.stop_strings:
+            stop_kwargs = {"stop_strings": list(self.stop_strings), "tokenizer": self.tokenizer}
+        arguments = {
+            **inputs,
+            **self.generate_kwargs,
+            **self._cache_kwargs(int(inputs["input_ids"].shape[1])),
+            **stop_kwargs,
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": False,
+            "num_beams": 1,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if self.compile_fallback is not None:
+            arguments["disable_compile"] = True
         with torch.inference_mode():
-            out = self.model.generate(
-                **inputs,
-                **self.generate_kwargs,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+            try:
+                out = self.model.generate(**arguments)
+            except Exception as err:
+                if self.compile_fallback is not None or not is_compile_failure(err):
+                    raise
+                # torch.compile could not build the decoding step (a missing compiler, an unsupported op):
+                # the static cache still works uncompiled. Said in the log and in describe(), not silently.
+                self.compile_fallback = f"{type(err).__name__}: {str(err)[:500]}"
+                logger.warning(
+                    "compiling the decoding step failed (%s); decoding uncompiled from now on",
+                    self.compile_fallback,
+                )
+                out = self.model.generate(**arguments, disable_compile=True)
         prompt_len = inputs["input_ids"].shape[1]
         new_tokens = out[:, prompt_len:].tolist()
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
         results = []
         eos = self._eos_ids
+        pad = self.tokenizer.pad_token_id
         for row, n_in in zip(new_tokens, n_prompt, strict=True):
             stop = next((k for k, t in enumerate(row) if t in eos), None)
             kept = row if stop is None else row[:stop]
-            text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
-            meta = {
-                "prompt_tokens": int(n_in),
-                "completion_tokens": len(kept),
-                "finish_reason": "stop" if stop is not None else "length",
-            }
-            results.append((text, meta))
+            finish = "stop" if stop is not None else "length"
+            raw = self.tokenizer.decode(kept, skip_special_tokens=True)
+            if self.stop_strings and stop is None:
+                cut = cut_at_stop(raw, self.stop_strings)
+                if cut != raw:
+                    # Stopped by a stop string: the rest of the row is the batch's padding.
+                    while kept and kept[-1] == pad:
+                        kept = kept[:-1]
+                    raw, finish = cut, "stop"
+            meta = {"prompt_tokens": int(n_in), "completion_tokens": len(kept), "finish_reason": finish}
+            results.append((raw.strip(), meta))
         return results

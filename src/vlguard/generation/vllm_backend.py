@@ -14,6 +14,19 @@ decoding (temperature 0).
   adapter's ``adapter_config.json``, and what vLLM cannot serve is refused before the engine starts
   (see ``vlguard.generation.vllm_lora``). Modules the adapter saves in full (the projector of
   vlguard's LoRA recipe) are loaded into the engine's model after it starts.
+- **Decoding** follows ``vlguard.generation.decoding``, as the ``hf`` backend: the model's own
+  generation-config settings that change greedy decoding (``repetition_penalty``, ``min_new_tokens``)
+  go into the ``SamplingParams`` (vLLM itself would drop them once explicit ``SamplingParams`` are
+  passed); ``sampling_options`` override them; a setting vLLM has no field for is logged and recorded
+  as not applied.
+- **Engine options.** Keywords the backend does not take go to ``LLM(...)`` unchanged. vlguard sets some
+  ``LLM`` arguments itself: ``limit_mm_per_prompt`` given as an option is merged over vlguard's
+  ``{"image": 1}`` (the option wins); ``enable_lora`` and ``worker_extension_cls`` follow from
+  ``--adapter`` and given as options are a ``ConfigError``. (``revision``, ``dtype``,
+  ``trust_remote_code``, ``tensor_parallel_size``, ``max_lora_rank`` and ``enable_tower_connector_lora``
+  are the backend's own options.)
+- **Device.** ``auto`` or ``cuda`` use the first visible GPU(s); ``cuda:N`` runs the engine on visible
+  GPU ``N`` (``CUDA_VISIBLE_DEVICES`` is narrowed to it before the engine starts), with one GPU per engine.
 - **Several GPUs.** ``tensor_parallel_size`` (a backend option) splits one model over that many GPUs.
   Data parallelism runs one engine per process under ``torchrun`` (or ``accelerate launch``), as with the
   ``hf`` backend: each process takes its own ``tensor_parallel_size`` GPUs (``CUDA_VISIBLE_DEVICES`` is
@@ -25,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import weakref
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
@@ -33,6 +47,7 @@ from typing import Any
 from vlguard.distributed import topology
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest, requests_per_call_setting
+from vlguard.generation.decoding import greedy_settings, model_generation_config, vllm_sampling_settings
 from vlguard.prompts import user_text
 from vlguard.records import Generation
 
@@ -43,6 +58,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_REQUESTS_PER_CALL = 1024
 # Sampling settings that make decoding greedy and bounded; sampling_options cannot override them.
 _GREEDY_KEYS = frozenset({"temperature", "max_tokens", "n", "top_p", "top_k", "seed"})
+# LLM(...) arguments the backend derives from its own settings, with what to use instead.
+_DERIVED_ENGINE_ARGS = {
+    "enable_lora": "it follows from --adapter",
+    "worker_extension_cls": "vlguard sets it to load the modules an adapter saves in full",
+}
+# vlguard sends at most one image per prompt; an engine option of the same name is merged over this.
+_LIMIT_MM_PER_PROMPT = {"image": 1}
+_CUDA_DEVICE = re.compile(r"cuda(?::(\d+))?")
 
 
 class VLLMBackend:
@@ -75,8 +98,22 @@ class VLLMBackend:
         sampling_options: Mapping[str, Any] | None = None,
         **engine_kwargs: Any,
     ) -> None:
-        if device not in ("auto", "cuda"):
-            raise ConfigError(f"the vllm backend runs on CUDA GPUs only (device={device!r})")
+        cuda = _CUDA_DEVICE.fullmatch(device)
+        if device != "auto" and cuda is None:
+            raise ConfigError(
+                f"the vllm backend runs on CUDA GPUs only (device={device!r}; use cuda or cuda:N)"
+            )
+        device_index = int(cuda.group(1)) if cuda is not None and cuda.group(1) is not None else None
+        derived = sorted(set(engine_kwargs) & set(_DERIVED_ENGINE_ARGS))
+        if derived:
+            raise ConfigError(
+                f"the vllm backend sets {derived[0]} itself ({_DERIVED_ENGINE_ARGS[derived[0]]}); "
+                "leave it out of the backend options"
+            )
+        limit_mm = engine_kwargs.pop("limit_mm_per_prompt", None)
+        if limit_mm is not None and not isinstance(limit_mm, Mapping):
+            raise ConfigError(f'limit_mm_per_prompt must be a mapping like {{"image": 1}}, not {limit_mm!r}')
+        self.limit_mm_per_prompt = {**_LIMIT_MM_PER_PROMPT, **dict(limit_mm or {})}
         if isinstance(tensor_parallel_size, bool) or not isinstance(tensor_parallel_size, int):
             raise ConfigError(f"tensor_parallel_size must be a whole number, not {tensor_parallel_size!r}")
         if tensor_parallel_size < 1:
@@ -100,6 +137,20 @@ class VLLMBackend:
         self.requests_per_call = requests_per_call_setting(requests_per_call, DEFAULT_REQUESTS_PER_CALL)
         self.sampling_options = sampling_options
         self.engine_options = dict(engine_kwargs)
+        if limit_mm is not None:
+            self.engine_options["limit_mm_per_prompt"] = self.limit_mm_per_prompt
+        # The decoding rule shared with the hf backend: the model's greedy settings, options over them.
+        self.model_decoding_defaults = greedy_settings(
+            model_generation_config(model, revision, trust_remote_code)
+        )
+        model_sampling, self.decoding_not_applied = vllm_sampling_settings(self.model_decoding_defaults)
+        if self.decoding_not_applied:
+            logger.warning(
+                "the model's generation config sets %s, which vLLM cannot apply: its answers can differ "
+                "from the hf backend's",
+                ", ".join(f"{k}={v!r}" for k, v in self.decoding_not_applied.items()),
+            )
+        self.sampling_settings = {**model_sampling, **sampling_options}
 
         # The adapter is checked before anything starts: a refusal costs no GPU time.
         plan = lora_adapter = None
@@ -124,7 +175,7 @@ class VLLMBackend:
         self.max_lora_rank = plan.max_lora_rank if plan is not None else None
         self.enable_tower_connector_lora = bool(plan and plan.enable_tower_connector_lora)
         self.saved_tensors = plan.saved_tensors if plan is not None else ()
-        self.devices = pin_engine_devices(tensor_parallel_size)
+        self.devices = pin_engine_devices(tensor_parallel_size, device_index=device_index)
 
         try:
             from vllm import LLM, SamplingParams
@@ -153,11 +204,11 @@ class VLLMBackend:
             dtype=self.dtype,
             trust_remote_code=trust_remote_code,
             tensor_parallel_size=tensor_parallel_size,
-            limit_mm_per_prompt={"image": 1},
+            limit_mm_per_prompt=self.limit_mm_per_prompt,
             **lora_kwargs,
             **engine_kwargs,
         )
-        self.sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, **sampling_options)
+        self.sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, **self.sampling_settings)
         self.lora_request = None
         if plan is not None and lora_adapter is not None:
             self.lora_request = self._lora_request(lora_adapter, plan)
@@ -201,6 +252,9 @@ class VLLMBackend:
             "requests_per_call": self.requests_per_call,
             "max_new_tokens": self.max_new_tokens,
             "decoding": "greedy",
+            "decoding_settings": self.sampling_settings,
+            "model_decoding_defaults": self.model_decoding_defaults,
+            "decoding_settings_not_applied": self.decoding_not_applied,
             "sampling_options": self.sampling_options,
             "engine_options": self.engine_options,
             "system_prompt": self.system_prompt,
@@ -287,29 +341,53 @@ def model_architectures(model: str, revision: str | None = None) -> list[str]:
 
 
 def pin_engine_devices(
-    tensor_parallel_size: int, environ: MutableMapping[str, str] | None = None
+    tensor_parallel_size: int,
+    environ: MutableMapping[str, str] | None = None,
+    *,
+    device_index: int | None = None,
 ) -> list[str] | None:
     """Give this process's engine its own GPUs under a data-parallel launcher; the GPUs it will use.
 
     Launched plainly (``WORLD_SIZE`` unset or 1) nothing changes and vLLM takes the first
-    ``tensor_parallel_size`` visible GPUs. Under ``torchrun``/``accelerate launch``, local process
-    ``k`` of ``n`` gets visible GPUs ``k·tp … k·tp + tp − 1``: ``CUDA_VISIBLE_DEVICES`` is narrowed to
-    them (vLLM's engine processes inherit it), and vLLM is told to spawn rather than fork its engine,
-    so the engine does not inherit this process's own process group. ``ConfigError`` when the node
-    has too few GPUs for ``n × tp``.
+    ``tensor_parallel_size`` visible GPUs, or, with ``device_index`` N (``--device cuda:N``), visible GPU
+    N alone (``CUDA_VISIBLE_DEVICES`` narrowed to it). Under ``torchrun``/``accelerate launch``, local
+    process ``k`` of ``n`` gets visible GPUs ``k·tp … k·tp + tp − 1``: ``CUDA_VISIBLE_DEVICES`` is
+    narrowed to them (vLLM's engine processes inherit it), and vLLM is told to spawn rather than fork its
+    engine, so the engine does not inherit this process's own process group. ``ConfigError`` when the
+    node has too few GPUs for ``n × tp``, or for a ``device_index`` that cannot hold the engine.
     """
     env = os.environ if environ is None else environ
     visible_env = env.get("CUDA_VISIBLE_DEVICES")
     where = topology(env)
-    if where.world_size <= 1:
-        return [d.strip() for d in visible_env.split(",") if d.strip()] if visible_env is not None else None
-    local_rank, local_world = where.local_rank, where.local_world_size
-    if visible_env is not None:
-        visible = [d.strip() for d in visible_env.split(",") if d.strip()]
-    else:
+    world = where.world_size
+
+    def visible_gpus() -> list[str]:
+        if visible_env is not None:
+            return [d.strip() for d in visible_env.split(",") if d.strip()]
         import torch
 
-        visible = [str(i) for i in range(torch.cuda.device_count())]
+        return [str(i) for i in range(torch.cuda.device_count())]
+
+    if device_index is not None:
+        if tensor_parallel_size > 1:
+            raise ConfigError(
+                f"--device cuda:{device_index} names one GPU, but tensor_parallel_size={tensor_parallel_size} "
+                "spreads the model over several: use --device cuda (and CUDA_VISIBLE_DEVICES to choose them)"
+            )
+        if world > 1:
+            raise ConfigError(
+                f"--device cuda:{device_index} under a data-parallel launch: each process takes its own GPU; "
+                "use --device auto or cuda"
+            )
+        visible = visible_gpus()
+        if device_index >= len(visible):
+            raise ConfigError(f"--device cuda:{device_index}: only {len(visible)} CUDA device(s) are visible")
+        env["CUDA_VISIBLE_DEVICES"] = visible[device_index]
+        return [visible[device_index]]
+    if world <= 1:
+        return [d.strip() for d in visible_env.split(",") if d.strip()] if visible_env is not None else None
+    local_rank, local_world = where.local_rank, where.local_world_size
+    visible = visible_gpus()
     needed = local_world * tensor_parallel_size
     if len(visible) < needed:
         raise ConfigError(

@@ -41,25 +41,60 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # vLLM 0.33: config/lora.py ``MaxLoRARanks``.
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-# vLLM 0.33 model classes with ``supports_tower_connector_lora = True`` (by their HF architecture name).
+# The architectures (config.json ``architectures``, vLLM's registry names) whose vLLM 0.33 model class, or a
+# base class, sets ``supports_tower_connector_lora = True``; checked against the snapshot of the wheel
+# (tests/vllm_stand_in/vllm_api_snapshot.json, scripts/vllm_api_snapshot.py).
 VLLM_TOWER_CONNECTOR_LORA = frozenset(
     {
+        "Alpamayo2Super",
         "Blip2ForConditionalGeneration",
+        "ClefFlashForJointSchema",
+        "ClefOmniForJointSchema",
+        "ColPaliForRetrieval",
+        "ColQwen3",
+        "ColQwen3_5",
+        "Cosmos3ForConditionalGeneration",
+        "DotsOCRForCausalLM",
+        "Exaone4_5_ForConditionalGeneration",
         "Gemma3ForConditionalGeneration",
         "Gemma4ForConditionalGeneration",
+        "Gemma4UnifiedForConditionalGeneration",
         "Glm4vForConditionalGeneration",
+        "Glm4vMoeForConditionalGeneration",
+        "GlmOcrForConditionalGeneration",
+        "H2OVLChatModel",
         "Idefics3ForConditionalGeneration",
+        "InternS1ProForConditionalGeneration",
+        "InternS2MobiusForConditionalGeneration",
+        "InternS2PreviewForConditionalGeneration",
         "InternVLChatModel",
-        "Lfm2VLForConditionalGeneration",
+        "JinaVLForRanking",
+        "KeyeForConditionalGeneration",
+        "KeyeVL1_5ForConditionalGeneration",
+        "Lfm2VlForConditionalGeneration",
         "Llama4ForConditionalGeneration",
         "LlavaForConditionalGeneration",
         "LlavaNextForConditionalGeneration",
         "LlavaNextVideoForConditionalGeneration",
+        "NVLM_D",
+        "OpenCUAForConditionalGeneration",
+        "OpsColQwen3Model",
         "PaliGemmaForConditionalGeneration",
         "PixtralForConditionalGeneration",
+        "QianfanOCRForConditionalGeneration",
         "Qwen2VLForConditionalGeneration",
         "Qwen2_5_VLForConditionalGeneration",
+        "Qwen3ASRForConditionalGeneration",
+        "Qwen3ASRForcedAlignerForTokenClassification",
+        "Qwen3ASRRealtimeGeneration",
+        "Qwen3OmniMoeForConditionalGeneration",
         "Qwen3VLForConditionalGeneration",
+        "Qwen3VLMoeForConditionalGeneration",
+        "Qwen3VLNemotronEmbedModel",
+        "Qwen3_5ForConditionalGeneration",
+        "Qwen3_5MoeForConditionalGeneration",
+        "SmolVLMForConditionalGeneration",
+        "UltravoxModel",
     }
 )
 TOWER_PARTS = frozenset({"vision_tower", "vision_model", "visual", "vision_encoder", "image_encoder", "vpm"})
@@ -251,8 +286,8 @@ def plan_vllm_adapter(
                 "pass --backend-option enable_tower_connector_lora=true (experimental in vLLM) or use "
                 "--backend hf"
                 if supported
-                else f"vLLM serves such LoRA only for {', '.join(sorted(VLLM_TOWER_CONNECTOR_LORA))}; "
-                "use --backend hf"
+                else f"vLLM serves such LoRA only for {len(VLLM_TOWER_CONNECTOR_LORA)} architectures "
+                f"({_some(sorted(VLLM_TOWER_CONNECTOR_LORA), 6)}); use --backend hf"
             )
             raise ConfigError(
                 f"{where}: the adapter puts LoRA on {len(vision_lora)} vision tower / projector "

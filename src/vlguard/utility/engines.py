@@ -160,12 +160,14 @@ def evaluate_task(
     bootstrap_iters: int,
     output_dir: Path,
     chat_template: bool = False,
+    system_prompt: str | None = None,
 ) -> dict[str, Any]:
     """Run one task through the engine's ``simple_evaluate`` and return its raw results dict.
 
     Every random seed of the engine (python, numpy, torch, few-shot sampling) is ``seed``; the engine
     keeps per-sample logs (``results["samples"]``). ``output_dir`` receives files some tasks write
-    themselves (lmms-eval's submission files).
+    themselves (lmms-eval's submission files). ``system_prompt`` is lm-eval's ``system_instruction``
+    (lmms-eval's model class puts it in the chat template itself).
     """
     kwargs: dict[str, Any] = {
         "model": lm,
@@ -186,7 +188,9 @@ def evaluate_task(
         if name == LM_EVAL:
             from lm_eval import simple_evaluate
 
-            results = simple_evaluate(**kwargs, apply_chat_template=chat_template)
+            results = simple_evaluate(
+                **kwargs, apply_chat_template=chat_template, system_instruction=system_prompt
+            )
         else:
             import lmms_eval.evaluator as lmms_evaluator
 

@@ -28,17 +28,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the first stop string (greedy decoding: the same as stopping generation there)."""
-    cut = len(text)
-    for stop in stops:
-        if stop:
-            found = text.find(stop)
-            if found != -1:
-                cut = min(cut, found)
-    return text[:cut]
-
-
 class VLGuardLMMS(lmms):
     """lmms-eval's model interface over an ``HFBackend`` (``generate_until`` and ``loglikelihood``)."""
 
@@ -76,38 +65,31 @@ class VLGuardLMMS(lmms):
         return visuals[0].convert("RGB")
 
     def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
-        """Greedy answers, batched by the backend; each cut at the task's stop strings."""
-        prepared: list[tuple[GenerationRequest, tuple[str, ...]]] = []
-        groups: dict[int, list[int]] = {}
+        """Greedy answers, batched by the backend; generation stops at the task's stop strings (``until``)."""
+        prepared: list[GenerationRequest] = []
+        groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
         for index, request in enumerate(requests):
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             until = gen_kwargs.get("until") or ()
             stops = (until,) if isinstance(until, str) else tuple(until)
             max_new = int(gen_kwargs.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
             image = self._image(doc_to_visual, doc_id, task, split)
-            prepared.append(
-                (GenerationRequest(sample_id=f"{task}/{doc_id}", prompt=context, image=image), stops)
-            )
-            groups.setdefault(max_new, []).append(index)
+            prepared.append(GenerationRequest(sample_id=f"{task}/{doc_id}", prompt=context, image=image))
+            groups.setdefault((max_new, stops), []).append(index)
         results: list[GenerationResult | None] = [None] * len(requests)
-        default_max_new = self.backend.max_new_tokens
-        try:
-            for max_new, indices in groups.items():
-                # The task sets the answer length; the backend's other settings stay as loaded.
-                self.backend.max_new_tokens = max_new
-                generations = self.backend.generate([prepared[i][0] for i in indices])
-                for i, generation in zip(indices, generations, strict=True):
-                    if generation.error:
-                        logger.warning("generation failed for %s: %s", generation.sample_id, generation.error)
-                        self.failed.append(generation.sample_id)
-                    text = cut_at_stop(generation.response, prepared[i][1])
-                    tokens = generation.meta.get("completion_tokens")
-                    results[i] = GenerationResult(
-                        text=text,
-                        token_counts=TokenCounts(output_tokens=tokens) if tokens is not None else None,
-                    )
-        finally:
-            self.backend.max_new_tokens = default_max_new
+        for (max_new, stops), indices in groups.items():
+            # The task sets the answer length and where answers end; the other settings stay as loaded.
+            with self.backend.overrides(max_new_tokens=max_new, stop_strings=stops):
+                generations = self.backend.generate([prepared[i] for i in indices])
+            for i, generation in zip(indices, generations, strict=True):
+                if generation.error:
+                    logger.warning("generation failed for %s: %s", generation.sample_id, generation.error)
+                    self.failed.append(generation.sample_id)
+                tokens = generation.meta.get("completion_tokens")
+                results[i] = GenerationResult(
+                    text=generation.response,
+                    token_counts=TokenCounts(output_tokens=tokens) if tokens is not None else None,
+                )
         return [r if r is not None else GenerationResult(text="") for r in results]
 
     def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:

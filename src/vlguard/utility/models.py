@@ -30,6 +30,7 @@ class ModelArgs:
     device: str = "auto"
     trust_remote_code: bool = False
     batch_size: int = 16
+    system_prompt: str | None = None
 
     def path(self) -> str:
         """Where the weights are: the built-in tiny model's folder, a local folder, or the Hub id."""
@@ -63,6 +64,7 @@ def load_for_lmms_eval(args: ModelArgs) -> tuple[Any, dict[str, Any]]:
         batch_size=args.batch_size,
         max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
         trust_remote_code=args.trust_remote_code,
+        system_prompt=args.system_prompt,
     )
     description = backend.describe()
     description["max_new_tokens"] = f"the task's own, else {DEFAULT_MAX_NEW_TOKENS}"
@@ -110,6 +112,7 @@ def load_for_lm_eval(args: ModelArgs) -> tuple[Any, dict[str, Any]]:
         "device": device,
         "batch_size": args.batch_size,
         "decoding": "the task's own (lm-eval: greedy unless the task samples)",
+        "system_prompt": args.system_prompt,
         "trust_remote_code": args.trust_remote_code,
     }
     return lm, description

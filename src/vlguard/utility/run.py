@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import ConfigError, RunMismatchError
 from vlguard.fileio import JsonError, parse_json, read_text
@@ -50,6 +50,9 @@ from vlguard.utility.models import ModelArgs, load_for_lm_eval, load_for_lmms_ev
 from vlguard.utility.results import metric_rows, sample_lines, task_file_name, task_record
 from vlguard.utility.suites import LM_EVAL, SUITES, TaskSpec
 
+if TYPE_CHECKING:
+    from vlguard.presets import PresetSettings
+
 logger = logging.getLogger(__name__)
 
 UTILITY_DIR = "utility"
@@ -66,6 +69,11 @@ class UtilityConfig:
     picks lmms-eval for image-text-to-text models and lm-eval for causal LMs. ``chat_template`` makes
     lm-eval format prompts with the tokenizer's chat template (lmms-eval prompts always go through the
     VLM's chat template). ``run_dir`` is the run folder (results in ``run_dir/utility``).
+    ``system_prompt`` is put before every prompt (lmms-eval: the system turn of the VLM's chat template;
+    lm-eval: its ``system_instruction``). ``preset`` (``paper``, see ``vlguard.presets``) fills in the
+    reference evaluation's model settings as for ``vlguard eval``: its system prompt (LLaVA's llava_v1)
+    and dtype; the tasks keep their own generation settings. Explicit settings that disagree with it are
+    a ``ConfigError``.
     """
 
     model: str
@@ -85,6 +93,8 @@ class UtilityConfig:
     seed: int = 0
     bootstrap_iters: int = 1000
     run_dir: str | None = None
+    system_prompt: str | None = None
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         if self.suite is None and not self.tasks:
@@ -103,6 +113,35 @@ class UtilityConfig:
             raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}")
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError("a task is named twice")
+        if self.preset is not None:
+            self._preset_settings(self.preset)  # explicit settings that disagree with it fail here, at once
+
+    def resolve(self) -> UtilityConfig:
+        """A new config with the preset's system prompt and dtype filled in (itself when there is no preset).
+
+        The resolved settings are what a run uses and its manifest records; the config itself stays what
+        was asked for (a frozen record is never changed).
+        """
+        if self.preset is None:
+            return self
+        settings = self._preset_settings(self.preset)
+        return dataclasses.replace(self, system_prompt=settings.system_prompt, dtype=settings.dtype)
+
+    def _preset_settings(self, name: str) -> PresetSettings:
+        """The preset's system prompt and dtype, checked against explicit settings as ``vlguard eval`` does."""
+        from vlguard.presets import apply_preset, get_preset
+
+        preset = get_preset(name)
+        return apply_preset(
+            preset,
+            backend="hf",  # capability runs load the model through vlguard's hf path
+            device=self.device,
+            system_prompt=self.system_prompt,
+            max_new_tokens=preset.max_new_tokens,  # the tasks set their own answer lengths
+            dtype=self.dtype,
+            judges=None,
+            backend_options={},
+        )
 
     def model_args(self) -> ModelArgs:
         """The model arguments, as ``vlguard eval`` takes them."""
@@ -114,6 +153,7 @@ class UtilityConfig:
             device=self.device,
             trust_remote_code=self.trust_remote_code,
             batch_size=self.batch_size,
+            system_prompt=self.system_prompt,
         )
 
     def task_specs(self, engine: str) -> list[TaskSpec]:
@@ -247,11 +287,27 @@ def build_metrics(folder: UtilityFolder, run_info: Mapping[str, Any]) -> dict[st
     }
 
 
+def _preset_record(name: str, lm: Any) -> dict[str, Any]:
+    """The preset's settings, and (lmms-eval) whether the model renders the reference prompt."""
+    from vlguard.presets import get_preset, reference_prompt_check
+
+    preset = get_preset(name)
+    record: dict[str, Any] = {
+        **preset.describe(),
+        "applies": "system_prompt, dtype (tasks keep their own decoding)",
+    }
+    backend = getattr(lm, "backend", None)  # the lmms-eval model class holds vlguard's hf backend
+    if backend is not None:
+        record["prompt_check"] = reference_prompt_check(preset, backend)
+    return record
+
+
 def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
     """Run the configured tasks that the run folder does not hold yet; write and return ``metrics.json``.
 
     ``progress`` is accepted for symmetry with ``run_eval``; the engines draw their own progress bars.
     """
+    config = config.resolve()
     args = config.model_args()
     kind = model_kind(args)
     engine = config.engine or ENGINE_FOR_KIND[kind]
@@ -275,6 +331,11 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
         "chat_template": config.chat_template if engine == LM_EVAL else True,
         "seed": config.seed,
     }
+    # Only when set: folders made before these fields existed still resume.
+    if config.system_prompt is not None:
+        result_fields["system_prompt"] = config.system_prompt
+    if config.preset is not None:
+        result_fields["preset"] = config.preset
     manifest = build_manifest(
         result_fields,
         config=dataclasses.asdict(config),
@@ -322,6 +383,8 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
             lm, description = loader(args)
             manifest_now = folder.folder.read_manifest() or dict(manifest)
             manifest_now["backend"] = description
+            if config.preset is not None:
+                manifest_now["preset"] = _preset_record(config.preset, lm)
             folder.folder.write_manifest(manifest_now)
             for spec in pending:
                 logger.info(
@@ -342,6 +405,7 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
                     bootstrap_iters=config.bootstrap_iters,
                     output_dir=folder.engine_output,
                     chat_template=config.chat_template,
+                    system_prompt=config.system_prompt if engine == LM_EVAL else None,
                 )
                 record = task_record(
                     raw, task=spec.task, engine=engine, engine_version=version, settings=spec.settings()
