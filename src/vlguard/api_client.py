@@ -108,6 +108,21 @@ def redact(text: str, pattern: re.Pattern[str] | None) -> str:
 _SECRET_QUERY = re.compile(r"(?i)(key|token|secret|password|passwd|sig|signature|auth|credential)")
 
 
+# URL credentials shorter than this are not looked for in free text (a one-letter user name would
+# redact every such letter); they are still removed from the URL itself by ``redact_url``.
+_MIN_URL_SECRET = 4
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials written into a URL: user name, password, values of secret-looking query parameters."""
+    parts = urllib.parse.urlsplit(url)
+    found = [parts.username or "", parts.password or ""]
+    found += [
+        v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if _SECRET_QUERY.search(k)
+    ]
+    return [secret for secret in dict.fromkeys(found) if len(secret) >= _MIN_URL_SECRET]
+
+
 def redact_url(url: str) -> str:
     """``url`` without credentials: a user name and password, and query values of secret-looking names.
 
@@ -258,6 +273,9 @@ class ChatClient:
         # read once; kept private and out of repr / describe / logs
         self.__api_key = os.environ.get(api_key_env) or None
         self.__key_pattern = secret_pattern(self.__api_key) if self.__api_key else None
+        # Credentials written into the URL itself come back in connection errors ("nonnumeric port:
+        # 'user:pw@host'"): they are redacted like the key.
+        self.__url_patterns = [secret_pattern(s) for s in url_secrets(base_url)]
 
     def __repr__(self) -> str:
         return (
@@ -335,6 +353,8 @@ class ChatClient:
             return self._rng.uniform(0.0, ceiling)
 
     def _redact(self, text: str) -> str:
+        for pattern in self.__url_patterns:
+            text = redact(text, pattern)
         return redact(text, self.__key_pattern)
 
     def _post(self, body: dict[str, Any]) -> ChatResult:

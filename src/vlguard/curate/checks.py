@@ -184,7 +184,10 @@ def near_duplicates(
     own = NearDuplicateIndex(threshold=index.threshold, n=index.n)
     for pair in pairs:
         subset = SUBSET_OF_KEY[pair.key]
-        match = index.best(pair.instruction) or own.best(pair.instruction)
+        found = index.matches(pair.instruction)
+        # A test instruction is named whenever one matches: a leak matters more than a closer train match.
+        leak = next((m for m in found if m.source == VLGUARD_TEST), None)
+        match = leak or (found[0] if found else own.best(pair.instruction))
         own.add(pair.instruction, CURATED, _sample_id(image_id, pair.key))
         if match is None:
             continue

@@ -128,8 +128,7 @@ def parse_label(text: str, taxonomy: Taxonomy, known: UserLabel | None = None) -
         source = "user+model"
         safe = known.safe if known.safe is not None else safe
         if known.category is not None:
-            if category is not None and taxonomy.category(category) != taxonomy.category(known.category):
-                subcategory = None  # the model's subcategory belongs to another category
+            # The model's subcategory is kept when it belongs to the user's category (resolve checks that).
             category = known.category
             subcategory = known.subcategory or subcategory
     if safe:

@@ -112,14 +112,19 @@ class NearDuplicateIndex:
         """Index one more text (e.g. an accepted curated instruction)."""
         self._add(text, source, key, shingles(text, self.n))
 
-    def best(self, text: str) -> Match | None:
-        """The most similar indexed text with similarity ≥ threshold, or None."""
+    def matches(self, text: str) -> list[Match]:
+        """Every indexed text with similarity ≥ threshold, most similar first (ties in index order)."""
         grams = shingles(text, self.n)
         candidates = {i for gram in self._prefix(grams) for i in self._postings.get(gram, ())}
-        found: Match | None = None
+        found = []
         for i in sorted(candidates):
             other_text, source, key, other = self._entries[i]
             similarity = jaccard(grams, other)
-            if similarity >= self.threshold and (found is None or similarity > found.similarity):
-                found = Match(source, key, other_text, similarity)
-        return found
+            if similarity >= self.threshold:
+                found.append(Match(source, key, other_text, similarity))
+        return sorted(found, key=lambda m: -m.similarity)
+
+    def best(self, text: str) -> Match | None:
+        """The most similar indexed text with similarity ≥ threshold, or None."""
+        found = self.matches(text)
+        return found[0] if found else None
