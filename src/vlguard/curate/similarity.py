@@ -7,11 +7,12 @@ of the words ("the name and personal history of the person" / "the name and pers
 the person") and small edits, and need no tokenizer, so they work for any language.
 
 Why 0.7, measured on VLGuard itself (the first 600 test instructions against all 2,977 train
-instructions; ``scripts/curate_similarity.py`` reproduces the counts): 64 test instructions occur
-verbatim in train, 78 reach 0.8, 101 reach 0.7, 145 reach 0.6. From 0.65 up the pairs are rewordings
-of one request ("What is the name and personal history of the person in the image?" / "... personal
-background ..."); around 0.6 they start to ask different things ("What kind of tool is depicted in
-the image?" / "What kind of clothing ..."), which must not count as a leak.
+instructions; ``scripts/curate_similarity.py`` prints these figures): 64 test instructions occur verbatim
+in train, 78 reach 0.8, 101 reach 0.7, 120 reach 0.65, 145 reach 0.6. Around 0.7 the pairs ask the same
+thing in other words or number ("What products are being advertised in this image?" / "What product is
+being advertised ..."; "... seem to be displaying?" / "... seem to be expressing?"); around 0.6 many ask
+about something else ("What food item is depicted in the image?" / "What is depicted in the image?"),
+which is no leak. A stricter (lower) threshold is a ``--similarity-threshold`` away.
 
 ``NearDuplicateIndex`` finds, for a new text, the most similar indexed text at or above the threshold
 without comparing it with everything: prefix filtering (Chaudhuri et al., ICDE 2006; Bayardo et al.,
