@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  >= {threshold:.2f}: {sum(s >= threshold for s, _, _ in best)}")
     for low, high in ((0.58, 0.62), (0.68, 0.72)):
         print(f"examples with similarity in [{low}, {high}):")
-        for similarity, query, match in [b for b in best if low <= b[0] < high][: args.examples]:
-            print(f"  {similarity:.2f}  {query!r}\n        {match!r}")
+        for similarity, query, other in [b for b in best if low <= b[0] < high][: args.examples]:
+            print(f"  {similarity:.2f}  {query!r}\n        {other!r}")
     return 0
 
 

@@ -509,10 +509,17 @@ def _write(path: Path, content: str | bytes) -> None:
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
 
 
+def _curate_into_other_files(tmp: Path) -> list[str]:
+    (tmp / "out").mkdir(parents=True)
+    (tmp / "out" / "train.json").write_text("[]")  # someone's data: never overwritten
+    return _curate()(tmp)
+
+
 CURATE_CASES = [
     Case("curate-missing-images-dir", _curate(images=False), (r"images: the images folder cannot be used: no such folder",), ("out",)),
     Case("curate-images-dir-without-images", lambda tmp: (tmp / "images").mkdir() or _curate(images=False)(tmp), (r"the images folder holds no image",), ("out",)),
     Case("curate-out-inside-the-images", _curate("--out", "TMP/images/out"), (r"the --out folder is inside the images folder",), ("images/out",)),
+    Case("curate-out-holds-other-files", _curate_into_other_files, (r"the --out folder exists and is not a folder written by vlguard curate",), ("out",)),
     Case("curate-taxonomy-unknown-field", _curate(taxonomy=TAXONOMY_OK.replace("    definition: misleading", "    colour: red\n    definition: misleading")), (r"t.yaml: record category 'scams', field 'colour': unknown field",), ("out",)),
     Case("curate-taxonomy-no-subcategories", _curate(taxonomy="categories:\n  - name: scams\n    definition: x\n"), (r"record category 'scams', field 'subcategories': expected a non-empty list, got null",), ("out",)),
     Case("curate-taxonomy-not-yaml", _curate(taxonomy="categories: [\n  - {name: x"), (r"t.yaml: not valid YAML at line \d+ column \d+",), ("out",)),

@@ -67,6 +67,8 @@ from vlguard.fileio import atomic_write_bytes, check_output_dir
 from vlguard.generation.base import GenerationBackend
 from vlguard.records import InstructionResponse
 from vlguard.runs import (
+    LOCK_FILE,
+    MANIFEST,
     MANIFEST_SCHEMA,
     atomic_write_json,
     check_manifest,
@@ -83,6 +85,8 @@ logger = logging.getLogger(__name__)
 WRITER_BACKENDS = ("openai", "hf", "vllm")
 DEFAULT_VLGUARD_DATA = "ys-zong/VLGuard"
 MAX_ATTEMPTS_LIMIT = 10
+# Images checked per group when the writer is not loaded (the judges batch within a group).
+CHECK_GROUP_SIZE = 64
 # Backend options that say how the writer is reached or batched, not what it writes: they may change
 # between a run and its resume (everything else is a result field).
 _HOW_NOT_WHAT = frozenset(
@@ -180,6 +184,7 @@ def check_curate_settings(config: CurateConfig) -> None:
             f"{config.out}: the --out folder is inside the images folder {config.images_dir}; its copied "
             "images would be curated again on the next run. Put it elsewhere."
         )
+    _check_out_folder(out)
     if config.backend not in WRITER_BACKENDS:
         raise ConfigError(
             f"unknown writer backend {config.backend!r}; choose from {', '.join(WRITER_BACKENDS)}"
@@ -201,6 +206,18 @@ def check_curate_settings(config: CurateConfig) -> None:
     if source is not None and not Path(source).exists() and not looks_like_repo_id(source):
         raise ConfigError(
             f"--vlguard-data {source!r}: no such folder (and not a Hub dataset id like ys-zong/VLGuard)"
+        )
+
+
+def _check_out_folder(out: Path) -> None:
+    """An existing --out folder must be a curated folder: never write train.json into other files' folder."""
+    if not out.is_dir() or not any(p.name != LOCK_FILE for p in out.iterdir()):
+        return
+    manifest = CuratedFolder(out).run.read_manifest() if (out / MANIFEST).is_file() else None
+    if manifest is None or manifest.get("kind") != KIND:
+        raise ConfigError(
+            f"{out}: the --out folder exists and is not a folder written by vlguard curate; give a new or "
+            "empty folder (its train.json and train/ would be overwritten)"
         )
 
 
@@ -291,9 +308,9 @@ def build_curate_manifest(
 def _open_folder(folder: CuratedFolder, manifest: Mapping[str, Any]) -> None:
     """Write the manifest of a new folder; check an existing one's result fields (``RunMismatchError``)."""
     existing = folder.run.read_manifest()
+    if existing is not None and existing.get("kind") != KIND:
+        raise VLGuardError(f"{folder.path} is not a curated folder (its manifest is of another kind)")
     if existing is not None and folder.has_results():
-        if existing.get("kind") != KIND:
-            raise VLGuardError(f"{folder.path} is not a curated folder (its manifest is of another kind)")
         check_manifest(existing, manifest, folder.path)
         return
     atomic_write_json(folder.manifest_path, manifest)
@@ -500,7 +517,10 @@ class _Pipeline:
         if not pending:
             return
         store = self.folder.stage("checks")
-        for group in _chunks(pending, self._group_size()):
+        # The writer's call size when it is loaded; otherwise a fixed size, so that a resumed run whose
+        # checks use another model does not load the writer only to learn its call size.
+        size = self._group_size() if self.meter.loaded else CHECK_GROUP_SIZE
+        for group in _chunks(pending, size):
             items = [
                 CheckItem(e.id, str(Path(self.config.images_dir) / e.path), self._pairs(pairs[e.id]))
                 for e in group
