@@ -682,3 +682,20 @@ def test_the_built_in_tiny_vlm_whose_context_is_too_short_ends_in_rejects(
     (reject,) = rejects(tmp_path / "out").values()
     assert "more than the model's context of 512 tokens" in reasons(reject)[0]
     assert dataset(tmp_path / "out") == []
+
+
+def test_the_vllm_writer_gets_each_group_in_one_call(
+    tmp_path: Path, tiny_model_dir: Path, stand_in_vllm: Any
+) -> None:
+    make_images(tmp_path / "images", ["a", "b", "c"])
+    argv = ["curate", str(tmp_path / "images"), "--out", str(tmp_path / "out"), "--backend", "vllm",
+            "--model", str(tiny_model_dir), "--max-new-tokens", "8", "--max-attempts", "2", "--vlguard-data", "none"]  # fmt: skip
+    assert main(argv) == 0
+    chats = [c for c in stand_in_vllm.CALLS if c["event"] == "chat"]
+    # every image's label request in one engine call, then the retries of all three in one more
+    assert [(c["conversations"], c["images"]) for c in chats] == [(3, 3), (3, 3)]
+    assert (
+        dataset(tmp_path / "out") == [] and len(rejects(tmp_path / "out")) == 3
+    )  # "answer <digest>" is no JSON
+    usage = json.loads((tmp_path / "out" / "manifest.json").read_text())["usage"]["total"]
+    assert usage["calls"] == 6 and usage["completion_tokens"] == 6 * 5
