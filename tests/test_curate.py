@@ -699,3 +699,19 @@ def test_the_vllm_writer_gets_each_group_in_one_call(
     )  # "answer <digest>" is no JSON
     usage = json.loads((tmp_path / "out" / "manifest.json").read_text())["usage"]["total"]
     assert usage["calls"] == 6 and usage["completion_tokens"] == 6 * 5
+
+
+def test_credentials_in_urls_are_recorded_nowhere(tmp_path: Path) -> None:
+    judge_url = "http://checker:pw-0123456789@127.0.0.1:9/v1"
+    paths = make_images(tmp_path / "images", ["x"])
+    with writer_server({paths["x"]: good_safe(0)}) as (server, _):
+        argv = curate_argv(tmp_path / "images", tmp_path / "out", server.url,
+                           "--judge-option", f"llm-judge.base_url={judge_url}", "--judge-option", "llm-judge.model=m",
+                           "--judge-option", "llm-judge.max_retries=0", "--judge-option", "llm-judge.api_key_env=NO_KEY")  # fmt: skip
+        assert main(argv) == 0
+    (reject,) = rejects(tmp_path / "out").values()  # the checker cannot be reached: not shown to be unsafe
+    assert reasons(reject) == ["the unsafe instruction is not unsafe"]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config"]["judge_options"]["llm-judge"]["base_url"] == "http://[REDACTED]@127.0.0.1:9/v1"
+    for path in (tmp_path / "out").rglob("*"):
+        assert not path.is_file() or b"pw-0123456789" not in path.read_bytes(), path

@@ -262,7 +262,15 @@ def _check_api_credentials(kwargs: Mapping[str, Any]) -> None:
 
 def _writer_fields(config: CurateConfig) -> dict[str, Any]:
     options = {k: v for k, v in writer_kwargs(config).items() if k not in _HOW_NOT_WHAT}
-    return {"backend": config.backend, "model": config.model, "options": redact_secrets(options)}
+    return {"backend": config.backend, "model": config.model, "options": _recordable(options)}
+
+
+def _recordable(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as a manifest may record them: no secret-named option, no credentials in a URL."""
+    from vlguard.api_client import redact_url
+
+    clean = redact_secrets(dict(options))
+    return {k: redact_url(v) if isinstance(v, str) and "://" in v else v for k, v in clean.items()}
 
 
 def build_curate_manifest(
@@ -279,7 +287,7 @@ def build_curate_manifest(
         "seed": config.seed,
         "max_attempts": config.max_attempts,
         "checks": [{"name": c.name, "judge": c.judge, "version": judges[c.judge].version} for c in checks],
-        "judge_options": {name: redact_secrets(dict(opts)) for name, opts in config.judge_options.items()},
+        "judge_options": {name: _recordable(opts) for name, opts in config.judge_options.items()},
         "near_duplicates": {
             "vlguard_data": config.vlguard_data,
             "ngram": NGRAM,
@@ -287,11 +295,8 @@ def build_curate_manifest(
         },
     }
     settings = dataclasses.asdict(config)
-    settings["backend_options"] = redact_secrets(dict(config.backend_options))
-    if isinstance(settings["backend_options"].get("base_url"), str):
-        from vlguard.api_client import redact_url
-
-        settings["backend_options"]["base_url"] = redact_url(settings["backend_options"]["base_url"])
+    settings["backend_options"] = _recordable(config.backend_options)
+    settings["judge_options"] = {name: _recordable(opts) for name, opts in config.judge_options.items()}
     return {
         "schema": MANIFEST_SCHEMA,
         "kind": KIND,
@@ -593,7 +598,14 @@ def _vlguard_record(
 
 
 def _copy_image(source: Path, target: Path) -> None:
-    """Copy an image into the dataset (atomically), unless the same bytes are already there."""
+    """Copy an image into the dataset (atomically), unless the same bytes are already there.
+
+    An image removed from IMAGES_DIR after it was accepted keeps the copy made then.
+    """
+    if not source.is_file():
+        if target.is_file():
+            return
+        raise VLGuardError(f"{source}: an accepted image is missing from the images folder and the dataset")
     data = source.read_bytes()
     if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
         return
@@ -608,11 +620,14 @@ def assemble(folder: CuratedFolder, images_dir: str | Path) -> tuple[int, dict[s
     for record in records:
         _copy_image(Path(images_dir) / record["image"], folder.images / record["image"])
     atomic_write_json(folder.train_json, records)
-    rejects = []
-    for name, stage_name in (("labels", None), ("pairs", "write"), ("checks", "check")):
-        for record in folder.read_stage(name).values():
-            if record["status"] == "rejected":
-                rejects.append({**record, "stage": record.get("stage") or stage_name})
+    # An image is rejected by one stage only (its later stages never run); the check stage's
+    # records carry no stage name of their own.
+    rejects = [
+        {**record, "stage": record.get("stage", "check")}
+        for stage in (labels, pairs, checks)
+        for record in stage.values()
+        if record["status"] == "rejected"
+    ]
     rejects.sort(key=lambda r: r["image"])
     folder.rejects.write_all(rejects)
     by_stage: dict[str, int] = {}
@@ -665,10 +680,9 @@ def run_curate(config: CurateConfig) -> CurateResult:
     """Curate ``config.images_dir`` into ``config.out`` (see the module docstring); resumable."""
     check_curate_settings(config)
     taxonomy = load_taxonomy(config.taxonomy)
-    images = _select(find_images(config.images_dir), config.limit)
-    user_labels = (
-        read_labels(config.labels, taxonomy, find_images(config.images_dir)) if config.labels else {}
-    )
+    found = find_images(config.images_dir)
+    images = _select(found, config.limit)
+    user_labels = read_labels(config.labels, taxonomy, found) if config.labels else {}
     references = NearDuplicateIndex(
         reference_instructions(config.vlguard_data) if config.vlguard_data is not None else (),
         threshold=config.similarity_threshold,
