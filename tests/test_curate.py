@@ -44,6 +44,7 @@ from vlguard.data.vlguard import parse_vlguard_records
 from vlguard.errors import DataValidationError
 from vlguard.judges import JUDGES
 from vlguard.records import Judgment
+from vlguard.runs import JsonlStore
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "sk-curate-test-0123456789abcdefghijklmnop"
@@ -610,7 +611,7 @@ def test_kill_minus_9_then_resume_does_every_image_exactly_once(tmp_path: Path) 
     scripts = {paths[name]: good_safe(i) for i, name in enumerate(names)}
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    with writer_server(scripts, delay=0.05) as (server, writer):
+    with writer_server(scripts, delay=0.1) as (server, writer):
         argv = curate_argv(tmp_path / "images", out, server.url, "--backend-option", "max_concurrency=1",
                            "--backend-option", "requests_per_call=2")  # fmt: skip
         command = [sys.executable, "-m", "vlguard.cli.main", *argv]
@@ -622,7 +623,9 @@ def test_kill_minus_9_then_resume_does_every_image_exactly_once(tmp_path: Path) 
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
-        assert (out / "labels.jsonl").is_file() and not (out / "train.json").is_file()
+        assert not (out / "train.json").is_file()  # killed mid-run: labels done, pairs partly written
+        assert len(JsonlStore(out / "labels.jsonl").read()) == len(names)
+        assert 0 < len(JsonlStore(out / "pairs.jsonl").read()) < len(names)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         assert all(writer.count(paths[name], "label") == 1 for name in names)  # labelled once, not again
