@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlguard.curate.similarity import NearDuplicateIndex
+from vlguard.data.vlguard import SUBSET_OF_KEY
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationBackend
 from vlguard.judges import JUDGES, Judge, JudgeInput, make_judge
@@ -34,11 +35,6 @@ from vlguard.records import InstructionKey, InstructionResponse
 UNSAFE_REQUEST_JUDGE = "llm-judge"
 # What the released VLGuard instructions are called in near-duplicate matches.
 VLGUARD_TRAIN, VLGUARD_TEST, CURATED = "vlguard-train", "vlguard-test", "curated"
-SUBSET_OF_KEY: dict[str, str] = {
-    "instruction": "unsafe",
-    "unsafe_instruction": "safe_unsafe",
-    "safe_instruction": "safe_safe",
-}
 # Evidence fields too large to keep beside every verdict (the classifier's feature weights).
 _DROPPED_EVIDENCE = frozenset({"features"})
 
@@ -114,7 +110,7 @@ class CheckItem:
     pairs: tuple[InstructionResponse, ...]
 
 
-def _sample_id(image_id: str, key: str) -> str:
+def _sample_id(image_id: str, key: InstructionKey) -> str:
     return f"{image_id}:{SUBSET_OF_KEY[key]}"
 
 
@@ -199,6 +195,12 @@ def near_duplicates(
             {"check": "near_duplicate", "subset": subset, "reason": what, "match": match.to_dict()}
         )
     return reasons
+
+
+def remember(index: NearDuplicateIndex, image_id: str, pairs: Sequence[InstructionResponse]) -> None:
+    """Index the instructions of an accepted image, so that later ones must not repeat them."""
+    for pair in pairs:
+        index.add(pair.instruction, CURATED, _sample_id(image_id, pair.key))
 
 
 def reference_instructions(source: str) -> list[tuple[str, str, str]]:

@@ -44,6 +44,7 @@ from vlguard.curate.checks import (
     failed_checks,
     near_duplicates,
     reference_instructions,
+    remember,
     run_checks,
 )
 from vlguard.curate.folder import KIND, STAGES, CuratedFolder
@@ -513,8 +514,7 @@ class _Pipeline:
         checked = self.folder.read_stage("checks")
         for image_id, record in checked.items():  # what is accepted so far is what new pairs must not repeat
             if record["status"] == "accepted":
-                for pair in self._pairs(pairs[image_id]):
-                    self.index.add(pair.instruction, "curated", f"{image_id}:{pair.key}")
+                remember(self.index, image_id, self._pairs(pairs[image_id]))
         pending = [
             e for e in entries if e.id in pairs and pairs[e.id]["status"] == "ok" and e.id not in checked
         ]
@@ -538,8 +538,7 @@ class _Pipeline:
                     reasons = near_duplicates(entry.id, item.pairs, self.index)
                 accepted = not reasons
                 if accepted:
-                    for pair in item.pairs:
-                        self.index.add(pair.instruction, "curated", f"{entry.id}:{pair.key}")
+                    remember(self.index, entry.id, item.pairs)
                 records.append({
                     "image_id": entry.id,
                     "image": entry.path,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard import __version__
+from vlguard.data.vlguard import SUBSET_OF_KEY
 from vlguard.errors import ImageLoadError, VLGuardError
 from vlguard.fileio import atomic_write_text, check_output_dir
 from vlguard.report.document import CONTENT_WARNING, subset_label
@@ -34,11 +35,6 @@ STAGE_TITLES = {
     "check": "the checks failed",
 }
 PAIR_ORDER = {"instruction": 0, "safe_instruction": 1, "unsafe_instruction": 2}
-SUBSET_OF_KEY = {
-    "instruction": "unsafe",
-    "safe_instruction": "safe_safe",
-    "unsafe_instruction": "safe_unsafe",
-}
 EXTRA_CSS = """
 .reasons { color: var(--worse); margin: 4px 0; padding-left: 18px; }
 .pair { margin: 8px 0 12px; }
