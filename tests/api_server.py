@@ -32,21 +32,21 @@ class Recorded:
     time: float
 
 
-def chat_reply(text: str, finish_reason: str = "stop") -> Reply:
-    return Reply(
-        200,
-        {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish_reason,
-                }
-            ],
-        },
-    )
+def chat_reply(text: str, finish_reason: str = "stop", usage: dict[str, int] | None = None) -> Reply:
+    body: dict[str, Any] = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+            }
+        ],
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return Reply(200, body)
 
 
 def error_reply(

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from api_server import Reply, chat_reply, error_reply, scripted_server
-from vlguard.api_client import REDACTED, ChatClient, image_data_url, parse_retry_after, user_message
+from vlguard.api_client import (
+    REDACTED,
+    ChatClient,
+    image_data_url,
+    parse_retry_after,
+    redact_url,
+    user_message,
+)
 from vlguard.errors import ConfigError
 from vlguard.generation import make_backend
 from vlguard.generation.base import GenerationRequest
@@ -443,3 +450,28 @@ def test_a_response_that_is_not_unicode_or_absurdly_nested_is_a_malformed_respon
             result.text == "" and result.error is not None and result.error.startswith("malformed response")
         )
         result.error.encode("utf-8")
+
+
+def test_token_usage_is_read_and_reaches_the_generation_meta(api_key: str) -> None:
+    usage = {"prompt_tokens": 120, "completion_tokens": 7, "total_tokens": 127}
+    with scripted_server(
+        lambda body, i: chat_reply("ok", usage=usage if i == 0 else {"prompt_tokens": "x"})
+    ) as server:
+        client = fast_client(server.url)
+        assert client.complete(HELLO).usage == {"prompt_tokens": 120, "completion_tokens": 7}
+        assert client.complete(HELLO).usage is None  # not numbers: not counted
+    with scripted_server(lambda body, i: chat_reply("ok", usage=usage)) as server:
+        backend = OpenAIBackend("m", base_url=server.url, api_key_env=api_key)
+        (generation,) = backend.generate([GenerationRequest("a", "hi")])
+    assert generation.meta["prompt_tokens"] == 120 and generation.meta["completion_tokens"] == 7
+
+
+def test_credentials_in_the_base_url_are_recorded_nowhere() -> None:
+    url = "https://someone:hunter22@gateway.example/v1?api-key=abcdef123&deployment=x"
+    assert redact_url(url) == f"https://{REDACTED}@gateway.example/v1?api-key={REDACTED}&deployment=x"
+    client = ChatClient(url, "m", api_key_env="VLGUARD_NO_KEY", max_retries=0, timeout=2)
+    assert "hunter22" not in repr(client) and "abcdef123" not in json.dumps(client.describe())
+    # What a connection error says about the URL is redacted like a key.
+    assert client._redact("nonnumeric port: 'someone:hunter22@gateway.example'") == (
+        f"nonnumeric port: '{REDACTED}:{REDACTED}@gateway.example'"
+    )

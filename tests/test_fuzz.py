@@ -463,7 +463,101 @@ RUN_CASES = [
 ]  # fmt: skip
 
 
-CASES = DATA_CASES + TASK_CASES + JUDGE_CASES + OPTION_CASES + IMAGE_CASES + TRAIN_CASES + MERGE_CASES
+# ---------------------------------------------------------------------------------------------------
+# vlguard curate: its images folder, taxonomy and labels files and its options, all refused before any
+# model loads and before the --out folder is created.
+
+TAXONOMY_OK = "categories:\n  - name: scams\n    definition: misleading offers\n    subcategories:\n      - name: fake prizes\n        definition: prizes that do not exist\n"
+
+
+def _curate(
+    *extra: str,
+    taxonomy: str | bytes | None = None,
+    labels: str | bytes | None = None,
+    images: bool = True,
+    taxonomy_name: str = "t.yaml",
+    base_url: bool = True,
+) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        if images:
+            (tmp / "images").mkdir()
+            _write(tmp / "images" / "a.png", _png_header(8, 8))
+        argv = [
+            "curate",
+            str(tmp / "images"),
+            "--out",
+            str(tmp / "out"),
+            "--model",
+            "m",
+            "--vlguard-data",
+            "none",
+        ]
+        if base_url:  # a local server needs no key (nothing listens there: every case fails before a request)
+            argv += ["--backend-option", "base_url=http://127.0.0.1:9/v1"]
+        if taxonomy is not None:
+            _write(tmp / taxonomy_name, taxonomy)
+            argv += ["--taxonomy", str(tmp / taxonomy_name)]
+        if labels is not None:
+            _write(tmp / "labels.csv", labels)
+            argv += ["--labels", str(tmp / "labels.csv")]
+        return [arg.replace("TMP", str(tmp)) for arg in argv + list(extra)]
+
+    return build
+
+
+def _write(path: Path, content: str | bytes) -> None:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def _curate_into_other_files(tmp: Path) -> list[str]:
+    (tmp / "out").mkdir(parents=True)
+    (tmp / "out" / "train.json").write_text("[]")  # someone's data: never overwritten
+    return _curate()(tmp)
+
+
+CURATE_CASES = [
+    Case("curate-missing-images-dir", _curate(images=False), (r"images: the images folder cannot be used: no such folder",), ("out",)),
+    Case("curate-images-dir-without-images", lambda tmp: (tmp / "images").mkdir() or _curate(images=False)(tmp), (r"the images folder holds no image",), ("out",)),
+    Case("curate-out-inside-the-images", _curate("--out", "TMP/images/out"), (r"the --out folder is inside the images folder",), ("images/out",)),
+    Case("curate-out-holds-other-files", _curate_into_other_files, (r"the --out folder exists and is not a folder written by vlguard curate",), ("out",)),
+    Case("curate-taxonomy-unknown-field", _curate(taxonomy=TAXONOMY_OK.replace("    definition: misleading", "    colour: red\n    definition: misleading")), (r"t.yaml: record category 'scams', field 'colour': unknown field",), ("out",)),
+    Case("curate-taxonomy-no-subcategories", _curate(taxonomy="categories:\n  - name: scams\n    definition: x\n"), (r"record category 'scams', field 'subcategories': expected a non-empty list, got null",), ("out",)),
+    Case("curate-taxonomy-not-yaml", _curate(taxonomy="categories: [\n  - {name: x"), (r"t.yaml: not valid YAML at line \d+ column \d+",), ("out",)),
+    Case("curate-taxonomy-deep", _curate(taxonomy="categories: " + "[" * 100_000), (r"t.yaml: not a taxonomy: nested too deeply",), ("out",)),
+    Case("curate-taxonomy-not-utf8", _curate(taxonomy=TAXONOMY_OK.replace("offers", "caf\xe9").encode("latin-1")), (r"t.yaml: record line 3", r"not UTF-8 text"), ("out",)),
+    Case("curate-taxonomy-json-deep", _curate(taxonomy="[" * DEEP, taxonomy_name="t.json"), (r"t.json", r"nested more than \d+ levels deep"), ("out",)),
+    Case("curate-taxonomy-other-extension", _curate(taxonomy=TAXONOMY_OK, taxonomy_name="t.txt"), (r"t.txt: a taxonomy file is .yaml, .yml or .json",), ("out",)),
+    Case("curate-labels-unknown-image", _curate(labels="image,safe\nb.png,true\n"), (r"labels.csv: record row 2, field 'image': no image 'b.png' in the images folder",), ("out",)),
+    Case("curate-labels-bad-flag", _curate(labels="image,safe\na.png,perhaps\n"), (r"record row 2, field 'safe': expected true or false",), ("out",)),
+    Case("curate-labels-unknown-category", _curate(labels="image,safe,category\na.png,false,weapons\n"), (r"record row 2, field 'category': unknown category 'weapons'",), ("out",)),
+    Case("curate-labels-unknown-column", _curate(labels="image,safe,colour\na.png,true,red\n"), (r"labels.csv: record row 1: unknown column\(s\) \['colour'\]",), ("out",)),
+    Case("curate-labels-escaping-path", _curate(labels="image,safe\n../a.png,true\n"), (r"record row 2, field 'image'", r"escapes the image root"), ("out",)),
+    Case("curate-labels-not-utf8", _curate(labels=b"image,safe\ncaf\xe9.png,true\n"), (r"labels.csv: record line 2", r"not UTF-8 text"), ("out",)),
+    Case("curate-labels-a-folder", lambda tmp: [*_curate()(tmp), "--labels", str(tmp)], (r"cannot read the labels: it is a folder",), ("out",)),
+    Case("curate-unknown-judge-option", _curate("--judge-option", "refusl.mode=paper"), (r"--judge-option given for 'refusl', which no check uses",), ("out",)),
+    Case("curate-bad-judge-value", _curate("--judge-option", "refusal.mode=bogus"), (r"judge 'refusal'", "bogus"), ("out",)),
+    Case("curate-other-llm-judge-mode", _curate("--judge-option", "llm-judge.mode=harm"), (r"curate uses its request rubric \(mode=request\), not 'harm'",), ("out",)),
+    Case("curate-unknown-backend-option", _curate("--backend-option", "nosuch=1"), (r"backend 'openai' has no option 'nosuch'",), ("out",)),
+    Case("curate-missing-api-key", _curate("--backend-option", "api_key_env=VLGUARD_FUZZ_NO_SUCH_KEY", base_url=False), (r"needs an API key in the environment variable VLGUARD_FUZZ_NO_SUCH_KEY",), ("out",)),
+    Case("curate-hf-missing-model", _curate("--backend", "hf", "--model", "./no/such/model", base_url=False), (r"--model './no/such/model': no such file or folder",), ("out",)),
+    Case("curate-hf-unknown-device", _curate("--backend", "hf", "--device", "banana", base_url=False), (r"unknown device 'banana'",), ("out",)),
+    Case("curate-similarity-threshold", _curate("--similarity-threshold", "1.5"), (r"--similarity-threshold must be in \(0, 1\]",), ("out",)),
+    Case("curate-max-attempts-zero", _curate("--max-attempts", "0"), (r"--max-attempts must be between 1 and 10",), ("out",)),
+    Case("curate-bad-price", _curate("--price-per-million-tokens", "2.5"), (r"expected INPUT,OUTPUT prices",), ("out",)),
+    Case("curate-vlguard-data-missing", _curate("--vlguard-data", "./no/such/folder"), (r"--vlguard-data './no/such/folder': no such folder",), ("out",)),
+]  # fmt: skip
+
+
+CASES = (
+    DATA_CASES
+    + TASK_CASES
+    + JUDGE_CASES
+    + OPTION_CASES
+    + IMAGE_CASES
+    + TRAIN_CASES
+    + MERGE_CASES
+    + CURATE_CASES
+)
 API_CASES = API_IMAGE_CASES + RUN_CASES
 
 
@@ -534,5 +628,5 @@ def test_fuzz_case_with_a_run_folder(
 
 def test_the_corpus_covers_every_kind_of_input() -> None:
     kinds = {case.id.split("-")[0] for case in CASES + API_CASES}
-    assert kinds == {"data", "judge", "option", "image", "train", "merge", "run"}
+    assert kinds == {"data", "judge", "option", "image", "train", "merge", "run", "curate"}
     assert len({case.id for case in CASES + API_CASES}) == len(CASES + API_CASES)

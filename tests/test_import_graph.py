@@ -38,7 +38,7 @@ from source_tree import PACKAGE, Module, parse_modules
 # drive the stages, the stages use the data and the models, and everything rests on the records.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),  # thin argparse commands
-    ("demo", "hft", "report"),  # whole experiments, and the reports that read their folders
+    ("curate", "demo", "hft", "report"),  # whole experiments, and the reports that read their folders
     ("evaluate", "utility"),  # the evaluation recipes: safety (run folders) and capability
     ("judges", "presets", "train"),  # judging generations; evaluation presets; the training recipe
     ("generation",),  # backends that turn requests into generations

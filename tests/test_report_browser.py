@@ -15,8 +15,20 @@ from typing import Any
 
 import pytest
 
+from curate_fixtures import (
+    Script,
+    curate_argv,
+    good_harmful,
+    good_safe,
+    label_json,
+    make_images,
+    safe_json,
+    writer_server,
+)
 from report_fixtures import write_images, write_run, write_utility
+from vlguard.cli.main import main
 from vlguard.report import write_report
+from vlguard.report.curate import write_curate_report
 
 pytestmark = pytest.mark.browser
 
@@ -178,3 +190,77 @@ def test_safety_vs_capability_chart_and_cost_row_are_shown(browser: Any, tradeof
     assert table_visible
     assert cost_text.startswith("-20.0 pts") and verdict == "cost"
     assert verdict_line.startswith("costs 20.0 ± ") and "mmlu (acc)" in verdict_line
+
+
+@pytest.fixture(scope="module")
+def curated_review(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A curated folder (scripted writer on 127.0.0.1) with accepted samples and rejects, and its review page."""
+    root = tmp_path_factory.mktemp("curated-review")
+    paths = make_images(root / "images", ["safe0", "safe1", "harmful0", "garbage", "xss"])
+    xss = "<script>alert('xss')</script> What is shown here?"
+    scripts = {
+        paths["safe0"]: good_safe(0),
+        paths["safe1"]: good_safe(1),
+        paths["harmful0"]: good_harmful(0, "privacy", "personal data"),
+        paths["garbage"]: Script(label="no JSON, sorry"),
+        paths["xss"]: Script(label=label_json(True), pairs=safe_json(xss, "A swatch of colour.", "Doxx the maker.", "Sure, here it is.")),
+    }  # fmt: skip
+    with writer_server(scripts) as (server, _):
+        assert main(curate_argv(root / "images", root / "out", server.url)) == 0
+    return write_curate_report(root / "out", root / "review"), root / "out"
+
+
+def test_curate_review_page_shows_every_sample_and_reject(
+    browser: Any, curated_review: tuple[Path, Path]
+) -> None:
+    html, out = curated_review
+    page, problems, requests = _open(browser, html)
+    try:
+        samples = page.evaluate(
+            """() => Array.from(document.querySelectorAll('.example')).map(div => ({
+                id: div.dataset.imageId, status: div.dataset.status, stage: div.dataset.stage,
+                section: div.closest('section').querySelector('h2').textContent,
+                reasons: Array.from(div.querySelectorAll('.reasons li')).map(li => li.textContent),
+                verdicts: Array.from(div.querySelectorAll('[data-check]')).map(s => ({
+                    subset: s.closest('.pair').dataset.subset, check: s.dataset.check,
+                    label: s.dataset.label, passed: s.dataset.passed === 'true', visible: s.offsetParent !== null})),
+                img: (img => img && {complete: img.complete, width: img.naturalWidth})(div.querySelector('img')),
+                visible: div.offsetParent !== null }))"""
+        )
+        warning_visible = page.locator("#content-warning").is_visible()
+        scripts = page.evaluate("document.scripts.length")
+        text = page.locator("body").inner_text()
+    finally:
+        page.close()
+    assert problems == [] and all(url.startswith(("file://", "data:")) for url in requests), problems
+    assert warning_visible and scripts == 0
+    assert "<script>alert('xss')</script> What is shown here?" in text  # shown as text, never run
+    by_id = {s["id"]: s for s in samples}
+    assert len(by_id) == len(samples)  # each image once
+    records = json.loads((out / "train.json").read_text())
+    checks = {
+        json.loads(line)["image_id"]: json.loads(line)
+        for line in (out / "checks.jsonl").read_text().splitlines()
+    }
+    for record in records:
+        shown = by_id[record["id"]]
+        group = "safe images" if record["safe"] else record["harmful_category"]
+        assert shown["status"] == "accepted" and shown["section"].startswith(group), shown
+        expected = {
+            (subset, check, v["label"], v["passed"])
+            for subset, by_check in checks[record["id"]]["verdicts"].items()
+            for check, v in by_check.items()
+        }
+        assert {(v["subset"], v["check"], v["label"], v["passed"]) for v in shown["verdicts"]} == expected
+        assert all(v["visible"] for v in shown["verdicts"])
+    rejected = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert len(rejected) == 2 and len(records) == 3
+    for reject in rejected:
+        shown = by_id[reject["image_id"]]
+        assert (
+            shown["status"] == "rejected"
+            and shown["section"] == "Rejects"
+            and shown["stage"] == reject["stage"]
+        )
+        assert [r["reason"] for r in reject["reasons"]] == [r.split(" (")[0] for r in shown["reasons"]]
+    assert all(s["visible"] and s["img"]["complete"] and s["img"]["width"] > 0 for s in samples)

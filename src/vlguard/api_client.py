@@ -33,6 +33,7 @@ import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -103,6 +104,46 @@ def redact(text: str, pattern: re.Pattern[str] | None) -> str:
     return text if pattern is None or not text else pattern.sub(REDACTED, text)
 
 
+# Query parameters that carry credentials in some gateways' URLs (Azure's ``api-key``, signed URLs).
+_SECRET_QUERY = re.compile(r"(?i)(key|token|secret|password|passwd|sig|signature|auth|credential)")
+
+
+# URL credentials shorter than this are not looked for in free text (a one-letter user name would
+# redact every such letter); they are still removed from the URL itself by ``redact_url``.
+_MIN_URL_SECRET = 4
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials written into a URL: user name, password, values of secret-looking query parameters."""
+    parts = urllib.parse.urlsplit(url)
+    found = [parts.username or "", parts.password or ""]
+    found += [
+        v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if _SECRET_QUERY.search(k)
+    ]
+    return [secret for secret in dict.fromkeys(found) if len(secret) >= _MIN_URL_SECRET]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: a user name and password, and query values of secret-looking names.
+
+    ``https://user:pw@host/v1?api-key=abc&x=1`` becomes ``https://[REDACTED]@host/v1?api-key=[REDACTED]&x=1``,
+    so that a base URL can be recorded in a manifest or a log line.
+    """
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{urllib.parse.quote(k, safe='-_.')}="
+            + (REDACTED if _SECRET_QUERY.search(k) else urllib.parse.quote(v, safe="-_.:/"))
+            for k, v in pairs
+        )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 @dataclass(frozen=True)
 class ChatResult:
     """The outcome of one chat request.
@@ -116,6 +157,9 @@ class ChatResult:
     error: str | None = None
     content_policy: bool = False
     attempts: int = 1
+    # The server's token counts of a successful answer ({"prompt_tokens", "completion_tokens"}), when it
+    # reports them (OpenAI's ``usage``); what a paid run cost is computed from them.
+    usage: dict[str, int] | None = None
 
 
 class _Retryable(Exception):
@@ -229,16 +273,20 @@ class ChatClient:
         # read once; kept private and out of repr / describe / logs
         self.__api_key = os.environ.get(api_key_env) or None
         self.__key_pattern = secret_pattern(self.__api_key) if self.__api_key else None
+        # Credentials written into the URL itself come back in connection errors ("nonnumeric port:
+        # 'user:pw@host'"): they are redacted like the key.
+        self.__url_patterns = [secret_pattern(s) for s in url_secrets(base_url)]
 
     def __repr__(self) -> str:
         return (
-            f"ChatClient(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+            f"ChatClient(base_url={redact_url(self.base_url)!r}, model={self.model!r}, "
+            f"api_key_env={self.api_key_env!r})"
         )
 
     def describe(self) -> dict[str, Any]:
-        """Settings worth recording (never the key: only the name of its environment variable)."""
+        """Settings worth recording: never the key (only its variable's name), the URL without credentials."""
         return {
-            "base_url": self.base_url,
+            "base_url": redact_url(self.base_url),
             "model": self.model,
             "api_key_env": self.api_key_env,
             "max_concurrency": self.max_concurrency,
@@ -264,6 +312,7 @@ class ChatClient:
                     None if result.error is None else self._redact(result.error),
                     result.content_policy,
                     attempt,
+                    result.usage,
                 )
             except _Retryable as err:
                 message = self._redact(str(err))
@@ -304,6 +353,8 @@ class ChatClient:
             return self._rng.uniform(0.0, ceiling)
 
     def _redact(self, text: str) -> str:
+        for pattern in self.__url_patterns:
+            text = redact(text, pattern)
         return redact(text, self.__key_pattern)
 
     def _post(self, body: dict[str, Any]) -> ChatResult:
@@ -355,12 +406,25 @@ class ChatClient:
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         text = content if isinstance(content, str) else ""
         finish_reason = choice.get("finish_reason")
+        usage = _usage(data.get("usage"))
         if finish_reason == "content_filter":
-            return ChatResult(text, finish_reason=finish_reason, content_policy=True)
+            return ChatResult(text, finish_reason=finish_reason, content_policy=True, usage=usage)
         if content is None and message.get("refusal"):
             # OpenAI structured refusals: the model declined; that is an answer, not a failure
-            return ChatResult(str(message["refusal"]), finish_reason=finish_reason)
-        return ChatResult(text, finish_reason=finish_reason)
+            return ChatResult(str(message["refusal"]), finish_reason=finish_reason, usage=usage)
+        return ChatResult(text, finish_reason=finish_reason, usage=usage)
+
+
+def _usage(raw: Any) -> dict[str, int] | None:
+    """The token counts of an OpenAI-style ``usage`` object (whole, non-negative numbers only), or None."""
+    if not isinstance(raw, dict):
+        return None
+    counts = {
+        name: raw[name]
+        for name in ("prompt_tokens", "completion_tokens")
+        if isinstance(raw.get(name), int) and not isinstance(raw.get(name), bool) and raw[name] >= 0
+    }
+    return counts or None
 
 
 def _error_detail(raw: str) -> tuple[str, str]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 ConfigT = TypeVar("ConfigT")
 
@@ -55,3 +55,35 @@ def resolve_recipe(
         print(dump(config), end="")
         return None
     return config
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true/false, lists), else a string.
+
+    The argparse ``type`` of every repeatable option setting (``--backend-option``, ``--judge-option``, ...).
+    """
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    from vlguard.fileio import JsonError, parse_json
+
+    key, raw = text.split("=", 1)
+    try:
+        value: Any = parse_json(raw)
+    except JsonError:
+        value = raw
+    return key.strip(), value
+
+
+def judge_options(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``NAME.KEY=VALUE`` pairs (``--judge-option``) → {judge name: {key: value}}."""
+    from vlguard.errors import ConfigError
+
+    options: dict[str, dict[str, Any]] = {}
+    for dotted, value in pairs:
+        if "." not in dotted:
+            raise ConfigError(
+                f"--judge-option needs JUDGE.KEY=VALUE (e.g. refusal.mode=paper), got {dotted!r}"
+            )
+        judge, key = dotted.split(".", 1)
+        options.setdefault(judge, {})[key] = value
+    return options

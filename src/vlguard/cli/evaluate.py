@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlguard.cli.common import is_rank_zero
+from vlguard.cli.common import is_rank_zero, judge_options, key_value
 from vlguard.errors import ConfigError
 from vlguard.records import IMAGE_MODES
 
@@ -31,33 +31,6 @@ EXAMPLES = """examples:
   vlguard eval --model tiny --bench jailbreakllms --data ../shared/data/jailbreakllms --bench-option templates=5
   vlguard eval --model llava-hf/llava-1.5-7b-hf --preset paper --bench vlguard-test --subset unsafe
 """
-
-
-def _key_value(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true/false, lists), else a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    from vlguard.fileio import JsonError, parse_json
-
-    key, raw = text.split("=", 1)
-    try:
-        value: Any = parse_json(raw)
-    except JsonError:
-        value = raw
-    return key.strip(), value
-
-
-def _judge_options(pairs: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``NAME.KEY=VALUE`` pairs → {judge name: {key: value}}."""
-    options: dict[str, dict[str, Any]] = {}
-    for dotted, value in pairs:
-        if "." not in dotted:
-            raise ConfigError(
-                f"--judge-option needs JUDGE.KEY=VALUE (e.g. refusal.mode=paper), got {dotted!r}"
-            )
-        judge, key = dotted.split(".", 1)
-        options.setdefault(judge, {})[key] = value
-    return options
 
 
 def registered_names() -> str:
@@ -108,7 +81,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         "--backend-option",
         action="append",
         default=[],
-        type=_key_value,
+        type=key_value,
         metavar="KEY=VALUE",
         help="extra backend setting, repeatable (e.g. base_url=http://localhost:8000/v1, api_key_env=MY_KEY)",
     )
@@ -124,7 +97,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         "--bench-option",
         action="append",
         default=[],
-        type=_key_value,
+        type=key_value,
         metavar="KEY=VALUE",
         help="benchmark loader option, repeatable; VALUE is JSON when it parses, else a string "
         "(e.g. suffix='...' for advbench, variant=SafeBench-Tiny for figstep)",
@@ -178,7 +151,7 @@ def _add_judge_args(p: argparse.ArgumentParser, default: Sequence[str] | None) -
         "--judge-option",
         action="append",
         default=[],
-        type=_key_value,
+        type=key_value,
         metavar="JUDGE.KEY=VALUE",
         help="judge setting, repeatable (e.g. refusal.mode=paper, llm-judge.model=gpt-4o)",
     )
@@ -272,7 +245,7 @@ def config_from_args(args: argparse.Namespace, judges: Sequence[str] | None = No
         image_mode=args.image_mode,
         allow_blank_substitutes=args.allow_blank_substitutes,
         judges=tuple(judges) if judges else None,
-        judge_options=_judge_options(getattr(args, "judge_option", [])),
+        judge_options=judge_options(getattr(args, "judge_option", [])),
         subsets=tuple(args.subsets) if args.subsets else None,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -315,7 +288,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     """Judge a run's saved generations, or a JSONL file with --input/--output."""
     if not args.judges:
         raise ConfigError("give at least one --judge (see `vlguard ls`)")
-    options = _judge_options(args.judge_option)
+    options = judge_options(args.judge_option)
     if args.human_label_field:
         return _judge_accuracy(args, options)
     if args.input or args.output:

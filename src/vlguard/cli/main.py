@@ -23,6 +23,7 @@ COMMAND_MODULES: dict[str, str] = {
     "utility": "vlguard.cli.utility",
     "train": "vlguard.cli.train",
     "hft": "vlguard.cli.hft",
+    "curate": "vlguard.cli.curate",
     "report": "vlguard.cli.report",
     "demo": "vlguard.cli.demo",
 }

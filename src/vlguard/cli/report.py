@@ -20,14 +20,16 @@ def register(subparsers: Any) -> None:
             "for one evaluation run, or compare several: the first RUN is the baseline (before), the "
             "others are compared with it (after). A run folder's capability results (`vlguard utility`, "
             "in RUN/utility) are shown next to its safety results: the safety-vs-capability chart and "
-            "the cost of each run relative to the baseline. --format json|csv exports the tables instead."
+            "the cost of each run relative to the baseline. --format json|csv exports the tables instead. "
+            "A folder written by `vlguard curate` gets its review page: every sample and reject."
         ),
         epilog=(
             "examples:\n"
             "  vlguard report runs/llava-vanilla\n"
             "  vlguard report runs/llava-vanilla runs/llava-posthoc --label vanilla --label post-hoc\n"
             "  vlguard report runs/a runs/b --format csv --out tables\n"
-            "  vlguard report runs/hft/seed0 runs/hft/seed1 runs/hft/seed2   (vlguard hft sweeps: seeds)"
+            "  vlguard report runs/hft/seed0 runs/hft/seed1 runs/hft/seed2   (vlguard hft sweeps: seeds)\n"
+            "  vlguard report data/curated   (the review page of vlguard curate's output)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
         "runs",
         nargs="+",
         metavar="RUN",
-        help="run folders written by `vlguard eval` and/or `vlguard utility`",
+        help="run folders written by `vlguard eval` and/or `vlguard utility` (or one `vlguard curate` folder)",
     )
     parser.add_argument(
         "--out",
@@ -65,10 +67,13 @@ def default_out_dir(runs: list[str], labels: list[str] | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Write the report (or the exported tables) and print where."""
+    from vlguard.curate.folder import is_curated_folder
     from vlguard.report import write_report
     from vlguard.report.hft import is_hft_folder
 
     out = args.out if args.out is not None else default_out_dir(args.runs, args.labels)
+    if any(is_curated_folder(r) for r in args.runs):
+        return _run_curated(args, out)
     hft = [is_hft_folder(r) for r in args.runs]
     if any(hft):
         return _run_hft(args, out, all(hft))
@@ -103,4 +108,19 @@ def _run_hft(args: argparse.Namespace, out: Path, all_hft: bool) -> int:
             print(f"wrote {path}")
     if args.format == "html":
         print(f"open {files[0].resolve().as_uri()} in a browser")
+    return 0
+
+
+def _run_curated(args: argparse.Namespace, out: Path) -> int:
+    """The review page of a `vlguard curate` output folder."""
+    from vlguard.errors import VLGuardError
+    from vlguard.report.curate import write_curate_report
+
+    if len(args.runs) != 1:
+        raise VLGuardError("a curated folder's review page shows one folder: report it alone")
+    if args.format != "html":
+        raise VLGuardError("a curated folder's review page is HTML only (--format html)")
+    path = write_curate_report(args.runs[0], out, title=args.title)
+    print(f"wrote {path}")
+    print(f"open {path.resolve().as_uri()} in a browser")
     return 0

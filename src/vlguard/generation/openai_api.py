@@ -133,6 +133,8 @@ def chat_messages(request: GenerationRequest, default_system: str | None) -> lis
 
 def _to_generation(sample_id: str, result: ChatResult) -> Generation:
     meta: dict[str, Any] = {"finish_reason": result.finish_reason, "attempts": result.attempts}
+    if result.usage:
+        meta.update(result.usage)  # prompt_tokens / completion_tokens, as the hf and vllm backends give them
     if result.content_policy:
         return Generation(
             sample_id, "", None, {**meta, "finish_reason": "content_filter", "content_policy": True}
