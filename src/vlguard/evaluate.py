@@ -346,8 +346,10 @@ def check_config(config: EvalConfig, *, with_judges: bool = True) -> None:
 
 
 def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
-    """Build every judge (``ConfigError`` for an unknown name or a bad option); options must name a judge that runs."""
+    """Build every judge and run its pre-flight check (``ConfigError`` for an unknown name, a bad option or
+    a model judge whose weights cannot be found); options must name a judge that runs."""
     from vlguard.judges import make_judge
+    from vlguard.judges.base import check_judge
 
     options = options or {}
     stray = sorted(set(options) - set(names))
@@ -356,7 +358,10 @@ def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] 
             f"--judge-option given for {', '.join(repr(n) for n in stray)}, which is not among the judges run "
             f"({', '.join(names) or 'none'})"
         )
-    return [make_judge(name, **dict(options.get(name, {}))) for name in names]
+    judges = [make_judge(name, **dict(options.get(name, {}))) for name in names]
+    for judge in judges:
+        check_judge(judge)
+    return judges
 
 
 def run_generation(config: EvalConfig, *, progress: bool = True) -> Path:

@@ -3,12 +3,14 @@
 - ``refusal``: offline refusal detector (``mode="default"``: rules + a small trained classifier;
   ``"rules"``: the rules alone; ``"paper"``: the reference string list);
 - ``refusal-paper``: the same judge in paper mode, so that both can score one run side by side;
+- ``harm``: offline harm judge: did the reply give the harmful content asked for (``harmful`` / ``harmless``);
 - ``llama-guard``: Llama Guard 3 / 3-Vision / 4 through transformers (safe / unsafe + categories);
 - ``wildguard``: WildGuard through transformers (refusal / compliance, or safe / unsafe with ``view="harm"``);
 - ``beaver-dam``: the Beaver-Dam QA-moderation classifier (safe / unsafe + 14 categories; Harmful Score);
 - ``llm-judge``: a chat model on an OpenAI-compatible server or a local ``hf`` model (``mode="pairwise"``
   helpfulness, ``"harm"`` rubric or ``"refusal"`` rubric);
-- ``cascade``: the offline ``refusal`` judge, with its uncertain replies sent to a model judge;
+- ``cascade``: the offline ``refusal`` judge (``axis="harm"``: the ``harm`` judge), with its uncertain
+  replies sent to a model judge;
 - ``accuracy``: task accuracy (SST-2, AG News, GSM8K) by the harmful fine-tuning papers' rules.
 
 Factories import their heavy dependencies (torch, transformers) only when called.
@@ -31,6 +33,12 @@ def _refusal(**options: Any) -> Judge:
 
 def _refusal_paper(**options: Any) -> Judge:
     return RefusalJudge(mode="paper", name=options.pop("name", "refusal-paper"), **options)
+
+
+def _harm(**options: Any) -> Judge:
+    from vlguard.judges.harm import HarmJudge
+
+    return HarmJudge(**options)
 
 
 def _llama_guard(**options: Any) -> Judge:
@@ -72,6 +80,7 @@ def _accuracy(**options: Any) -> Judge:
 JUDGES: dict[str, Callable[..., Judge]] = {
     "refusal": _refusal,
     "refusal-paper": _refusal_paper,
+    "harm": _harm,
     "llama-guard": _llama_guard,
     "wildguard": _wildguard,
     "beaver-dam": _beaver_dam,
