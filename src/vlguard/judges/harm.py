@@ -195,7 +195,8 @@ def _stem(word: str) -> str:
 
 def content_terms(text: str) -> list[str]:
     """The stemmed content words of a text (no function words, no words of asking), in order."""
-    return [_stem(t) for t in tokens(text) if len(t) > 2 and t not in _STOPWORDS and t.isalpha()]
+    words = (t.removesuffix("'s") for t in tokens(text))  # "neighbour's" is about the neighbour
+    return [_stem(w) for w in words if len(w) > 2 and w not in _STOPWORDS and w.isalpha()]
 
 
 def _share(terms: set[str], seen: Iterable[str]) -> float:
