@@ -185,6 +185,7 @@ def test_ls_lists_the_new_judges(capsys: pytest.CaptureFixture[str]) -> None:
         "refusal",
         "refusal-paper",
         "llama-guard",
+        "harm",
     ):
         assert name in out
 

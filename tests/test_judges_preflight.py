@@ -59,10 +59,10 @@ def test_model_judges_that_cannot_load_fail_before_generation(
 
 
 def test_check_weights_of_a_local_folder(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="has no config.json"):
+    with pytest.raises(ConfigError, match=r"has no config\.json"):
         check_weights(str(tmp_path), None)
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ConfigError, match="no .safetensors weights"):
+    with pytest.raises(ConfigError, match=r"no \.safetensors weights"):
         check_weights(str(tmp_path), None)
     (tmp_path / "model.safetensors").write_bytes(b"")
     check_weights(str(tmp_path), None)  # found: the load itself reads them later
