@@ -15,7 +15,7 @@ from vlguard.cli.main import main
 from vlguard.errors import ConfigError
 from vlguard.evaluate import check_judges
 from vlguard.judges import make_judge
-from vlguard.judges.base import JudgeInput, check_judge
+from vlguard.judges.base import JudgeInput, preflight
 from vlguard.judges.llama_guard import LlamaGuardJudge
 from vlguard.judges.local_model import check_weights
 
@@ -75,10 +75,10 @@ def test_check_judges_runs_every_judges_check_and_offline_judges_have_none(tmp_p
     with pytest.raises(ConfigError, match="cannot load judge model"):
         check_judges(["refusal", "beaver-dam"], {"beaver-dam": {"model": str(tmp_path / "none")}})
     # the llm-judge over an API is not called by the check; a local one is checked
-    check_judge(make_judge("llm-judge", mode="harm", api_key_env="VLGUARD_NO_KEY"))
+    preflight(make_judge("llm-judge", mode="harm", api_key_env="VLGUARD_NO_KEY"))
     with pytest.raises(ConfigError, match="cannot load judge model"):
-        check_judge(make_judge("llm-judge", mode="harm", backend="hf", model=str(tmp_path / "none")))
-    check_judge(make_judge("llm-judge", mode="harm", backend="hf", model="tiny-lm"))
+        preflight(make_judge("llm-judge", mode="harm", backend="hf", model=str(tmp_path / "none")))
+    preflight(make_judge("llm-judge", mode="harm", backend="hf", model="tiny-lm"))
 
 
 def test_llama_guard_without_weights_is_a_one_line_config_error(

@@ -349,7 +349,7 @@ def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] 
     """Build every judge and run its pre-flight check (``ConfigError`` for an unknown name, a bad option or
     a model judge whose weights cannot be found); options must name a judge that runs."""
     from vlguard.judges import make_judge
-    from vlguard.judges.base import check_judge
+    from vlguard.judges.base import preflight
 
     options = options or {}
     stray = sorted(set(options) - set(names))
@@ -360,7 +360,7 @@ def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] 
         )
     judges = [make_judge(name, **dict(options.get(name, {}))) for name in names]
     for judge in judges:
-        check_judge(judge)
+        preflight(judge)
     return judges
 
 

@@ -1,7 +1,7 @@
 """What every judge takes and gives: a batch of ``JudgeInput`` in, one ``Judgment`` per input out.
 
 A judge that needs something it may lack (a model's weights) also has ``check()``: a cheap pre-flight
-that raises ``ConfigError`` at once (``check_judge``), so that a run fails before it generates, not when
+that raises ``ConfigError`` at once (``preflight``), so that a run fails before it generates, not when
 the judge first loads its model.
 
 Judges never raise for one bad item: a per-item failure is a ``Judgment`` with label ``error`` and
@@ -88,7 +88,7 @@ class Judge(Protocol):
         ...
 
 
-def check_judge(judge: Judge) -> None:
+def preflight(judge: Judge) -> None:
     """The judge's pre-flight check (``judge.check()``, when it has one): ``ConfigError`` now when it could
     not work later, e.g. a model judge whose weights are neither in a local folder nor reachable.
 

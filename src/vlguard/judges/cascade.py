@@ -28,7 +28,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from vlguard.judges.base import Judge, JudgeInput, check_judge
+from vlguard.judges.base import Judge, JudgeInput, preflight
 from vlguard.records import Judgment
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class CascadeJudge:
 
     def check(self) -> None:
         """The model judge's pre-flight check (``ConfigError`` when its weights cannot be found)."""
-        check_judge(self.model_judge)
+        preflight(self.model_judge)
 
     def describe(self) -> dict[str, Any]:
         """Both judges' descriptions, the confidence margin and (for harm) the axis."""

@@ -210,8 +210,8 @@ class LLMJudge:
 
     @property
     def axis(self) -> str:
-        """What its labels measure: ``harm`` or ``refusal`` (its rubrics), else ``helpfulness`` (pairwise)."""
-        return {"harm": "harm", "refusal": "refusal"}.get(self.mode, "helpfulness")
+        """What its labels measure: ``harm`` or ``refusal`` (its rubrics), else ``win_rate`` (pairwise)."""
+        return {"harm": "harm", "refusal": "refusal"}.get(self.mode, "win_rate")
 
     def check(self) -> None:
         """``ConfigError`` now, before anything is generated, when a local judge model (``backend="hf"``)
