@@ -1,8 +1,9 @@
-"""CPU throughput of the offline refusal judges (replies/s), side by side on the same replies in one run.
+"""CPU throughput of the offline judges (replies/s), side by side on the same replies in one run.
 
     python bench/judge_throughput.py [--data ../shared/data] [--repeats 3] [--out FILE.json]
 
-Judges: ``refusal`` (default: rules + classifier), ``refusal`` in ``rules`` mode and ``refusal-paper``.
+Judges: ``refusal`` (default: rules + classifier), ``refusal`` in ``rules`` mode, ``refusal-paper`` and
+``harm`` (which also reads the prompt).
 Replies: VLGuard's 2,116 test responses and GPT-4V references plus the 2,250 XSTest v2 completions when
 ``--data`` has them (a realistic mix of short refusals and long answers), else 2,000 synthetic replies.
 The judges run interleaved, each timed ``--repeats`` times on the whole set (best time kept), after one
@@ -28,24 +29,28 @@ JUDGES = {
     "refusal": ("refusal", {}),
     "refusal-rules": ("refusal", {"mode": "rules"}),
     "refusal-paper": ("refusal-paper", {}),
+    "harm": ("harm", {}),
 }
 
 
-def replies(data: Path) -> tuple[list[str], str]:
-    texts: list[str] = []
+def replies(data: Path) -> tuple[list[tuple[str, str]], str]:
+    """(prompt, reply) pairs."""
+    pairs: list[tuple[str, str]] = []
     if (data / "vlguard" / "test.json").is_file():
-        texts += [r.response for r in read_vlguard_responses(data / "vlguard", "test")]
+        pairs += [(r.prompt, r.response) for r in read_vlguard_responses(data / "vlguard", "test")]
     if (data / "judge-dev").is_dir():
-        texts += [r.response for r in read_judge_dev(data / "judge-dev") if r.source == "xstest"]
-    if texts:
-        return texts, "VLGuard test responses + XSTest v2 completions"
+        pairs += [(r.prompt, r.response) for r in read_judge_dev(data / "judge-dev") if r.source == "xstest"]
+    if pairs:
+        return pairs, "VLGuard test responses + XSTest v2 completions"
     opening = [
         "I'm sorry, but I can't help with that.",
         "Sure! Here is how to bake bread.",
         "It depends on the context.",
     ]
     body = "Mix flour, water and salt, then knead the dough for ten minutes and let it rise. " * 4
-    return [opening[i % 3] + " " + body[: 40 * (i % 9)] for i in range(2000)], "synthetic"
+    return [
+        ("How do I bake bread?", opening[i % 3] + " " + body[: 40 * (i % 9)]) for i in range(2000)
+    ], "synthetic"
 
 
 def main() -> int:
@@ -57,8 +62,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    texts, source = replies(args.data)
-    items = [JudgeInput(str(i), "", t) for i, t in enumerate(texts)]
+    pairs, source = replies(args.data)
+    texts = [t for _, t in pairs]
+    items = [JudgeInput(str(i), p, t) for i, (p, t) in enumerate(pairs)]
     judges = {name: make_judge(registry, **options) for name, (registry, options) in JUDGES.items()}
     times: dict[str, list[float]] = {name: [] for name in judges}
     for judge in judges.values():

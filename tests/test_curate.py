@@ -88,8 +88,10 @@ STAND_IN_HARM_ENTRY = JudgeEntry(
 )
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def harm_judge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here checks helpful answers with a stand-in harm judge, so that what each test scripts as
+    harmful (and only that) is harmful; the real judge's own accuracy is measured in test_judges_harm.py."""
     monkeypatch.setitem(JUDGES, "harm", STAND_IN_HARM_ENTRY)
 
 
@@ -528,7 +530,7 @@ def test_a_helpful_answer_that_refuses_or_a_benign_unsafe_instruction_is_rejecte
     assert reasons(found["benign-unsafe.png"]) == ["the unsafe instruction is not unsafe"]
 
 
-def test_the_harm_judge_checks_helpful_answers_once_registered(tmp_path: Path, harm_judge: None) -> None:
+def test_the_harm_judge_checks_helpful_answers_once_registered(tmp_path: Path) -> None:
     assert "answer_not_harmful" in [c.name for c in active_checks()]
     question, _, unsafe = SAFE_TEXTS[0]
     scripts = {
@@ -635,7 +637,11 @@ def test_kill_minus_9_then_resume_does_every_image_exactly_once(tmp_path: Path) 
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         assert all(writer.count(paths[name], "label") == 1 for name in names)  # labelled once, not again
-    assert sorted(r["image"] for r in dataset(out)) == sorted(f"{name}.png" for name in names)
+    # every image exactly once, in the dataset or in the rejects (the subprocess checks helpful answers with
+    # the real harm judge, whose verdicts on the scripted answers this test does not fix)
+    accepted = [r["image"] for r in dataset(out)]
+    rejected = [Path(r["image"]).name for r in rejects(out).values()]
+    assert accepted and sorted(accepted + rejected) == sorted(f"{name}.png" for name in names)
     for stage in ("labels", "pairs", "checks"):
         ids = [r["image_id"] for r in read_jsonl(out / f"{stage}.jsonl")]
         assert len(ids) == len(set(ids)) == len(names)

@@ -238,6 +238,28 @@ JUDGE_CASES = [
 ]  # fmt: skip
 
 
+def _labelled_file(judge: str, *labels: object) -> Callable[[Path], list[str]]:
+    """``vlguard judge --human-label-field h`` on one line per label (issue 22 item 8: label spaces)."""
+
+    def build(tmp: Path) -> list[str]:
+        lines = [
+            json.dumps({"id": f"a{i}", "prompt": "p", "response": "r", "h": h}) for i, h in enumerate(labels)
+        ]
+        (tmp / "in.jsonl").write_text("\n".join(lines) + "\n")
+        argv = ["judge", "--judge", judge, "--input", str(tmp / "in.jsonl"), "--human-label-field", "h"]
+        return [*argv, "--output", str(tmp / "acc")]
+
+    return build
+
+
+JUDGE_CASES += [
+    Case("judge-harm-labels-for-a-refusal-judge", _labelled_file("refusal", "safe", "unsafe"), (r"harm labels \(safe / unsafe / harmless / harmful\) but judge 'refusal' gives refusal labels",), ("acc",)),
+    Case("judge-refusal-labels-for-a-harm-judge", _labelled_file("harm", "refusal", "compliance"), (r"refusal labels .* but judge 'harm' gives harm labels",), ("acc",)),
+    Case("judge-labels-of-both-kinds", _labelled_file("harm", "safe", "refusal"), (r"mix refusal labels \(refusal\) and harm labels \(safe\)",), ("acc",)),
+    Case("judge-float-label", _labelled_file("harm", 1.0), (r"record line 1, field 'h'", r"unknown label 1\.0"), ("acc",)),
+]  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------
 # Command-line options of eval: each mistake is named before any model loads, and nothing is written.
 

@@ -343,8 +343,9 @@ def check_config(config: EvalConfig | ResolvedEval, *, with_judges: bool = True)
 
 
 def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
-    """Build every judge and run its entry's check (``ConfigError`` for an unknown name or a bad option);
-    options must name a judge that runs."""
+    """Build every judge and run its checks before anything is generated: the entry's check and the judge's
+    pre-flight (``ConfigError`` for an unknown name, a bad option or a model judge whose weights cannot be
+    found); options must name a judge that runs."""
     from vlguard.judges import check_judge, make_judge
 
     options = options or {}

@@ -206,7 +206,15 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--human-label-field",
         help="field of each --input line holding a human label (refusal / partial_refusal / compliance, "
-        "or safe / unsafe, harmless / harmful): measure the judge's agreement with it",
+        "or safe / unsafe, harmless / harmful, or a harm boolean / 0-1): measure the judge's agreement with "
+        "it; the judge must give labels of the same kind (refusal or harm)",
+    )
+    p.add_argument(
+        "--human-label-true",
+        choices=("harmful", "harmless"),
+        default="harmful",
+        help="what a true / 1 human label means (default harmful, as GPTFuzz's label; harmless for a field "
+        "like BeaverTails' is_safe)",
     )
     p.add_argument(
         "--partial-as",
@@ -315,7 +323,7 @@ def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]
     """``vlguard judge --human-label-field``: agreement of one judge with human labels."""
     from vlguard.fileio import check_output_dir
     from vlguard.judges import make_judge
-    from vlguard.judges.agreement import HUMAN_LABELS, run_judge_accuracy, write_accuracy
+    from vlguard.judges.agreement import human_label_mapping, run_judge_accuracy, write_accuracy
     from vlguard.judges.files import read_labelled_inputs
 
     if args.run or not (args.input and args.output):
@@ -327,7 +335,9 @@ def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {args.batch_size}")
     check_output_dir(args.output, "--output folder")  # before any judging, not after it
-    items, labels = read_labelled_inputs(args.input, args.human_label_field, HUMAN_LABELS)
+    items, labels = read_labelled_inputs(
+        args.input, args.human_label_field, human_label_mapping(args.human_label_true)
+    )
     judge = make_judge(args.judges[0], **options.get(args.judges[0], {}))
     judgments, report = run_judge_accuracy(
         judge, items, labels, partial_as=args.partial_as, batch_size=args.batch_size

@@ -10,17 +10,24 @@ their harmful fine-tuning pairs (``is_safe`` false) and their alignment / "VLGua
 A source is a local ``.jsonl`` / ``.json`` file (optionally ``.gz`` or ``.xz`` compressed, as on the
 Hub), or the Hub dataset id with a split name (the split's file is downloaded through the
 huggingface_hub cache at ``revision``). Every problem names the file, the line and the field.
+
+``beavertails_split`` divides ``30k_test`` by prompt into a ``dev`` and a ``heldout`` half, once for the
+whole project: the ``harm`` judge is developed on ``dev`` only and measured on ``heldout``; the harmful
+fine-tuning work draws its poison pool from ``dev`` and its Harmful Score prompts from ``heldout``, so
+that no Harmful Score prompt was ever in the judge's training data. The split uses the prompt alone
+(never the response or its label) and was committed before any row of the file was read.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import lzma
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vlguard.data.sources import DataSourceError, hub_file, looks_like_repo_id, sha256_file
 from vlguard.errors import DataValidationError, Problem
@@ -34,8 +41,29 @@ SPLIT_FILES = {
     "330k_train": "round0/330k/train.jsonl.xz",
     "330k_test": "round0/330k/test.jsonl.xz",
 }
+# The project's one split of BeaverTails prompts (see the module docstring): a prompt is held out when
+# sha256("<salt>:<normalised prompt>") % 100 < BEAVERTAILS_HELDOUT_PERCENT. Changing either constant
+# moves prompts between the halves and invalidates the harm judge's held-out figures.
+BEAVERTAILS_SPLIT_SALT = "vlguard-beavertails-split-v1"
+BEAVERTAILS_HELDOUT_PERCENT = 50
+BeaverTailsSplit = Literal["dev", "heldout"]
 # A wrong path (a model file, a video) must not be decompressed into memory whole to be rejected.
 MAX_BYTES = 512 * 1024 * 1024
+
+
+def normalised_prompt(prompt: str) -> str:
+    """A prompt as the split sees it: lower case, whitespace collapsed (so a re-spaced copy stays put)."""
+    return " ".join(prompt.lower().split())
+
+
+def beavertails_split(prompt: str) -> BeaverTailsSplit:
+    """``dev`` or ``heldout``: the half of the project's BeaverTails split that ``prompt`` belongs to.
+
+    Every row with the same (normalised) prompt lands in the same half, whatever its response.
+    """
+    key = f"{BEAVERTAILS_SPLIT_SALT}:{normalised_prompt(prompt)}".encode()
+    bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % 100
+    return "heldout" if bucket < BEAVERTAILS_HELDOUT_PERCENT else "dev"
 
 
 @dataclass(frozen=True)

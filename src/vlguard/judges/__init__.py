@@ -3,12 +3,14 @@
 - ``refusal``: offline refusal detector (``mode="default"``: rules + a small trained classifier;
   ``"rules"``: the rules alone; ``"paper"``: the reference string list);
 - ``refusal-paper``: the same judge in paper mode, so that both can score one run side by side;
+- ``harm``: offline harm judge: did the reply give the harmful content asked for (``harmful`` / ``harmless``);
 - ``llama-guard``: Llama Guard 3 / 3-Vision / 4 through transformers (safe / unsafe + categories);
 - ``wildguard``: WildGuard through transformers (refusal / compliance, or safe / unsafe with ``view="harm"``);
 - ``beaver-dam``: the Beaver-Dam QA-moderation classifier (safe / unsafe + 14 categories; Harmful Score);
 - ``llm-judge``: a chat model on an OpenAI-compatible server or a local ``hf`` model (``mode="pairwise"``
   helpfulness, ``"harm"`` rubric or ``"refusal"`` rubric);
-- ``cascade``: the offline ``refusal`` judge, with its uncertain replies sent to a model judge;
+- ``cascade``: the offline ``refusal`` judge (``axis="harm"``: the ``harm`` judge), with its uncertain
+  replies sent to a model judge;
 - ``accuracy``: task accuracy (SST-2, AG News, GSM8K) by the harmful fine-tuning papers' rules.
 
 An entry's target is the judge class, imported (with torch, transformers) only when a judge is made.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import ConfigError
-from vlguard.judges.base import ERROR, SKIPPED, Judge, JudgeInput, error_judgment
+from vlguard.judges.base import ERROR, SKIPPED, Judge, JudgeInput, error_judgment, preflight
 from vlguard.metric_registry import Axis
 from vlguard.registry import Entry, Registry, Target, resolve
 
@@ -57,7 +59,9 @@ class JudgeEntry(Entry):
     - ``options``: default options (the registry name as the judge's name, the cascade's model judge);
       the caller's options override them;
     - ``check``: called with the built judge before any generation, raising a ``VLGuardError`` when it
-      cannot run (None: building it is the whole check).
+      cannot run (None: building it is the whole check);
+    - ``axis_options``: for a judge that can answer on several axes, the options that make it answer on
+      each (a cascade asks its model judge for the cascade's own axis this way).
     """
 
     axis: Axis
@@ -65,6 +69,7 @@ class JudgeEntry(Entry):
     needs_model: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
     check: Target | None = None
+    axis_options: Mapping[Axis, Mapping[str, Any]] = field(default_factory=dict)
 
     def __call__(self, *args: Any, **options: Any) -> Judge:
         """Import the judge's class and build it with the default options, then ``options``."""
@@ -89,6 +94,13 @@ JUDGES["refusal-paper"] = JudgeEntry(
     labels="refusal",
     options={"mode": "paper", "name": "refusal-paper"},
 )
+JUDGES["harm"] = JudgeEntry(
+    "vlguard.judges.harm:HarmJudge",
+    "offline harm judge, CPU, explained: did the reply give the harmful content asked for (harmful / harmless)",
+    axis="harm",
+    labels="rubric",
+    options={"name": "harm"},
+)
 JUDGES["llama-guard"] = JudgeEntry(
     "vlguard.judges.llama_guard:LlamaGuardJudge",
     "Llama Guard 3 / 3-Vision / 4 through transformers: safe / unsafe + category codes",
@@ -102,6 +114,7 @@ JUDGES["wildguard"] = JudgeEntry(
     axis="refusal",
     labels="refusal",
     needs_model=True,
+    axis_options={"harm": {"view": "harm"}},
 )
 JUDGES["beaver-dam"] = JudgeEntry(
     "vlguard.judges.beaver_dam:BeaverDamJudge",
@@ -117,10 +130,12 @@ JUDGES["llm-judge"] = JudgeEntry(
     axis="win_rate",
     labels="pairwise",
     needs_model=True,
+    axis_options={"harm": {"mode": "harm"}, "refusal": {"mode": "refusal"}},
 )
 JUDGES["cascade"] = JudgeEntry(
     "vlguard.judges.cascade:CascadeJudge",
-    "refusal judge first; its uncertain replies go to a model judge (default wildguard)",
+    "refusal judge first; its uncertain replies go to a model judge (default wildguard); "
+    "axis=harm: the harm judge first, then a harm model judge (wildguard view=harm, llama-guard, beaver-dam)",
     axis="refusal",
     labels="refusal",
     needs_model=True,
@@ -148,10 +163,13 @@ def make_judge(name: str, /, **options: Any) -> Judge:
 
 
 def check_judge(name: str, judge: Judge) -> None:
-    """Run the pre-run check of judge ``name``'s entry on the built ``judge`` (nothing when it has none)."""
+    """The checks of judge ``name`` before anything is generated or judged: its entry's check on the built
+    ``judge`` (when it has one), then the judge's own pre-flight (``judge.check()``: e.g. a model judge's
+    weights can be found)."""
     entry = JUDGES.get(name)
     if entry is not None and entry.check is not None:
         resolve(entry.check)(judge)
+    preflight(judge)
 
 
 def judge_axis(name: str, judge: Judge | None = None) -> Axis | None:

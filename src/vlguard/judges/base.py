@@ -1,5 +1,9 @@
 """What every judge takes and gives: a batch of ``JudgeInput`` in, one ``Judgment`` per input out.
 
+A judge that needs something it may lack (a model's weights) also has ``check()``: a cheap pre-flight
+that raises ``ConfigError`` at once (``preflight``), so that a run fails before it generates, not when
+the judge first loads its model.
+
 Judges never raise for one bad item: a per-item failure is a ``Judgment`` with label ``error`` and
 the reason in ``evidence["reason"]``, so one failed API call cannot sink a whole run. Metrics count
 errors separately (never as a win, a loss, a refusal or a compliance).
@@ -82,6 +86,18 @@ class Judge(Protocol):
     def judge(self, items: Sequence[JudgeInput]) -> list[Judgment]:
         """One Judgment per item, in order; failures are ``error`` judgments, never exceptions."""
         ...
+
+
+def preflight(judge: Judge) -> None:
+    """The judge's pre-flight check (``judge.check()``, when it has one): ``ConfigError`` now when it could
+    not work later, e.g. a model judge whose weights are neither in a local folder nor reachable.
+
+    Offline judges have no check. ``vlguard eval`` and ``vlguard judge`` run it for every judge before
+    anything is generated or judged.
+    """
+    check = getattr(judge, "check", None)
+    if callable(check):
+        check()
 
 
 def error_judgment(judge: str, sample_id: str, reason: str, **evidence: Any) -> Judgment:

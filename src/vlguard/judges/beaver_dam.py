@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vlguard.judges.base import JudgeInput, judge_batches, settle_without_model
-from vlguard.judges.local_model import LoadedModel, load_model
+from vlguard.judges.local_model import LoadedModel, check_weights, load_model
 from vlguard.records import Judgment
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ def beaver_dam_text(question: str, answer: str, eos_token: str) -> str:
 class BeaverDamJudge:
     """Beaver-Dam scoring question + answer pairs in batches; ``unsafe`` when any category exceeds ``threshold``."""
 
+    axis = "harm"  # what its labels measure (``vlguard.judges.agreement.check_label_axes``)
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
@@ -87,6 +89,10 @@ class BeaverDamJudge:
         self.version = "1"
         self._loaded: LoadedModel | None = None
         self._categories: list[str] = []
+
+    def check(self) -> None:
+        """``ConfigError`` now, before anything is generated, when the model's weights cannot be found."""
+        check_weights(self.model_id, self.revision)
 
     def describe(self) -> dict[str, Any]:
         """Model id, revision, threshold and truncation length (the verdicts depend on all of them)."""

@@ -1,4 +1,7 @@
-"""Judge any JSONL file of responses: ``{"id", "prompt", "response"[, "image", "reference", "subset"]}``.
+"""Judge any JSONL file of responses: ``{"id", "prompt", "response"[, "image", "reference", "subset", "intent"]}``.
+
+``intent`` is the request the prompt really carries, when it differs from the prompt (harm judges judge
+the response against it).
 
 Used by ``vlguard judge --input FILE --output OUT``: the judge runs on responses that did not come from a
 vlguard run (another tool's outputs, human-labelled sets). Every input line is validated first; a bad
@@ -9,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from vlguard.data.images import unsafe_path_reason
 from vlguard.data.jsonio import read_jsonl_lines
@@ -19,7 +23,7 @@ from vlguard.fileio import check_output_file
 from vlguard.judges.base import Judge, JudgeInput
 
 _REQUIRED = ("id", "prompt", "response")
-_OPTIONAL = ("image", "reference", "subset")
+_OPTIONAL = ("image", "reference", "subset", "intent")
 
 
 def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
@@ -28,22 +32,28 @@ def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
     An ``image`` path is relative to the input file's folder and may not leave it (no absolute paths,
     no ``..``).
     """
-    items, _ = _read_records(Path(input_path), label_field=None, allowed_labels=())
+    items, _ = _read_records(Path(input_path), label_field=None, allowed_labels={})
     return items
 
 
 def read_labelled_inputs(
-    input_path: str | os.PathLike[str], label_field: str, allowed_labels: Sequence[str]
+    input_path: str | os.PathLike[str], label_field: str, allowed_labels: Mapping[Any, str]
 ) -> tuple[list[JudgeInput], list[str]]:
-    """Like ``read_judge_inputs``, plus each line's human label from ``label_field`` (one of ``allowed_labels``).
+    """Like ``read_judge_inputs``, plus each line's human label from ``label_field``: a key of
+    ``allowed_labels``, returned as the label it maps to (``True`` → ``harmful``, ...).
 
     A missing or unknown label is a problem reported with the file, the line and the field.
     """
     return _read_records(Path(input_path), label_field=label_field, allowed_labels=allowed_labels)
 
 
+def _known_label(value: Any, allowed_labels: Mapping[Any, str]) -> bool:
+    # a float 1.0 is not a label, and a list or an object cannot even be looked up
+    return isinstance(value, (str, bool, int)) and value in allowed_labels
+
+
 def _read_records(
-    path: Path, label_field: str | None, allowed_labels: Sequence[str]
+    path: Path, label_field: str | None, allowed_labels: Mapping[Any, str]
 ) -> tuple[list[JudgeInput], list[str]]:
     if not path.is_file():
         raise DataValidationError([Problem(str(path), "", "", "file not found")])
@@ -78,11 +88,12 @@ def _read_records(
                 bad = True
         if label_field is not None:
             label = record.get(label_field)
-            if label not in allowed_labels:
+            if not _known_label(label, allowed_labels):
+                expected = ", ".join(dict.fromkeys(str(k).lower() for k in allowed_labels))
                 message = (
                     "missing human label"
                     if label_field not in record
-                    else f"unknown label {label!r} (expected one of {', '.join(allowed_labels)})"
+                    else f"unknown label {label!r} (expected one of {expected})"
                 )
                 problems.append(Problem(str(path), where, label_field, message))
                 bad = True
@@ -109,10 +120,11 @@ def _read_records(
                 subset=record.get("subset") or "",
                 image=image,
                 reference=record.get("reference"),
+                intent=record.get("intent"),
             )
         )
         if label_field is not None:
-            labels.append(record[label_field])
+            labels.append(allowed_labels[record[label_field]])
     if problems:
         hint = "each line needs string fields id, prompt and response"
         if label_field is not None:

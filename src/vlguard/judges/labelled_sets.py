@@ -21,6 +21,9 @@ held-out figures also measure transfer to unseen models and templates:
   ``mistralguard`` model (Mistral-7B-Instruct with a guardrail system prompt) is held out as well.
 - GPTFuzz: a question is held out when its hash ``% 100 < 30``, and a template slot likewise; a row is
   held out when its question *or* its slot is.
+- BeaverTails ``30k_test`` (harm labels: ``is_safe`` false → ``harmful``) is split by prompt with the
+  project's one BeaverTails split, ``vlguard.data.beavertails.beavertails_split`` (half and half; shared
+  with the harmful fine-tuning Harmful Score prompts, which are all in the held-out half).
 - XSTest rows whose openings were transcribed while the first version of the rule judge was built
   (``docs/judges.md``, the batches of v2-1…58 etc.) are ``excluded``: they are neither developed on
   again nor counted as held out.
@@ -109,6 +112,19 @@ def gptfuzz_split(question: str, slot: int) -> Split:
         or _bucket("gptfuzz-slot", str(slot)) < GPTFUZZ_HELDOUT_SLOT_PERCENT
     ):
         return "heldout"
+    return "dev"
+
+
+GptfuzzPart = Literal["dev", "unseen-question", "unseen-template"]
+
+
+def gptfuzz_part(question: str, slot: int) -> GptfuzzPart:
+    """Which held-out part a GPTFuzz row is in: ``unseen-template`` when its slot (template) is held out
+    (whatever its question), ``unseen-question`` when only its question is, else ``dev``."""
+    if _bucket("gptfuzz-slot", str(slot)) < GPTFUZZ_HELDOUT_SLOT_PERCENT:
+        return "unseen-template"
+    if _bucket("gptfuzz-question", question) < GPTFUZZ_HELDOUT_QUESTION_PERCENT:
+        return "unseen-question"
     return "dev"
 
 
@@ -206,6 +222,51 @@ def read_gptfuzz(path: str | Path, questions_path: str | Path | None = None) -> 
         )
     if problems:
         raise DataValidationError(problems)
+    return out
+
+
+HARMFUL = "harmful"
+HARMLESS = "harmless"
+# GPTFuzz's label 1 means the harmful content was given: on the harm axis, compliance is harmful
+GPTFUZZ_HARM_LABELS = {"compliance": HARMFUL, "refusal": HARMLESS}
+
+
+def as_harm_labels(rows: Iterable[LabelledResponse]) -> list[LabelledResponse]:
+    """GPTFuzz rows relabelled on the harm axis (``harmful`` / ``harmless``), their ``group`` the held-out
+    part (``dev``, ``unseen-question``, ``unseen-template``); other rows unchanged."""
+    out: list[LabelledResponse] = []
+    for r in rows:
+        if r.source == "gptfuzz":
+            _, question, slot = r.id.split("/")
+            part = gptfuzz_part(question.removeprefix("q"), int(slot.removeprefix("t")))
+            r = LabelledResponse(
+                r.id, r.prompt, r.response, GPTFUZZ_HARM_LABELS[r.label], r.source, part, r.split
+            )
+        out.append(r)
+    return out
+
+
+def read_beavertails_labelled(path: str | Path) -> list[LabelledResponse]:
+    """BeaverTails QA pairs (``30k_test.jsonl``) as harm-labelled responses with the project's split:
+    ``is_safe`` false → ``harmful``, true → ``harmless``; ``split`` from ``beavertails_split(prompt)``.
+    ``group`` is the split too (the part a figure is reported on)."""
+    from vlguard.data.beavertails import beavertails_split, load_qa_pairs
+
+    data = load_qa_pairs(Path(path))
+    out: list[LabelledResponse] = []
+    for row in data.rows:
+        part = beavertails_split(row.prompt)
+        out.append(
+            LabelledResponse(
+                id=f"beavertails/{row.line}",
+                prompt=row.prompt,
+                response=row.response,
+                label=HARMLESS if row.is_safe else HARMFUL,
+                source="beavertails",
+                group=part,
+                split=part,
+            )
+        )
     return out
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.judges.base import JudgeInput, error_judgment, judge_batches, settle_without_model
+from vlguard.judges.local_model import check_weights, device_and_dtype, model_load_errors
 from vlguard.records import Judgment
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def parse_llama_guard(text: str) -> tuple[str, list[str]] | None:
 class LlamaGuardJudge:
     """A Llama Guard model judging prompt + response pairs in batches (greedy, left-padded)."""
 
+    axis = "harm"  # what its labels measure (``vlguard.judges.agreement.check_label_axes``)
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
@@ -100,6 +103,10 @@ class LlamaGuardJudge:
         self.multimodal: bool | None = None
         self._device: str | None = None
 
+    def check(self) -> None:
+        """``ConfigError`` now, before anything is generated, when the guard's weights cannot be found."""
+        check_weights(self.model_id, self.revision)
+
     def describe(self) -> dict[str, Any]:
         """Model id, revision and decoding settings (the verdicts depend on all of them)."""
         return {
@@ -116,7 +123,6 @@ class LlamaGuardJudge:
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
         from transformers import (
             AutoConfig,
             AutoModelForCausalLM,
@@ -126,25 +132,20 @@ class LlamaGuardJudge:
         )
 
         common: dict[str, Any] = {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
-        config = AutoConfig.from_pretrained(self.model_id, **common)
-        self.multimodal = getattr(config, "vision_config", None) is not None
-        device = self.device_option
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.dtype_option == "auto":
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        else:
-            dtype = getattr(torch, self.dtype_option)
-        model_class: Any = AutoModelForImageTextToText if self.multimodal else AutoModelForCausalLM
-        model = model_class.from_pretrained(self.model_id, dtype=dtype, use_safetensors=True, **common)
+        device, dtype = device_and_dtype(self.device_option, self.dtype_option)
+        with model_load_errors(self.model_id, self.revision):
+            config = AutoConfig.from_pretrained(self.model_id, **common)
+            self.multimodal = getattr(config, "vision_config", None) is not None
+            model_class: Any = AutoModelForImageTextToText if self.multimodal else AutoModelForCausalLM
+            model = model_class.from_pretrained(self.model_id, dtype=dtype, use_safetensors=True, **common)
+            if self.multimodal:
+                self._processor = AutoProcessor.from_pretrained(self.model_id, **common)
+                self._tokenizer = self._processor.tokenizer
+            else:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.model_id, **common)
+                self._processor = self._tokenizer
         self._model = model.to(device).eval()
         self._device = device
-        if self.multimodal:
-            self._processor = AutoProcessor.from_pretrained(self.model_id, **common)
-            self._tokenizer = self._processor.tokenizer
-        else:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model_id, **common)
-            self._processor = self._tokenizer
         # generation continues the prompt: pad on the left so every row ends where its answer starts
         self._tokenizer.padding_side = "left"
         if self._tokenizer.pad_token is None:

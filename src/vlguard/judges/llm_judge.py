@@ -232,6 +232,17 @@ class LLMJudge:
         else:
             self.backend = backend
 
+    def check(self) -> None:
+        """``ConfigError`` now, before anything is generated, when a local judge model (``backend="hf"``)
+        cannot be found. (An API judge is not called here: that would spend a request.)"""
+        if self._hf_settings is None:
+            return
+        from vlguard.judges.local_model import check_weights
+        from vlguard.models.resolve import is_tiny
+
+        if not is_tiny(str(self._hf_settings["model"])):
+            check_weights(str(self._hf_settings["model"]), self._hf_settings["revision"])
+
     def _local_backend(self) -> GenerationBackend:
         """The local generation backend, loaded on first use (``backend="hf"``) or as given."""
         if self.backend is None:

@@ -8,8 +8,12 @@ name the exact weights that produced it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vlguard.errors import ConfigError
@@ -23,6 +27,72 @@ class LoadedModel:
     tokenizer: Any
     device: str
     commit: str | None
+
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+@contextlib.contextmanager
+def model_load_errors(model_id: str, revision: str | None) -> Iterator[None]:
+    """Turn what transformers raises for a model it cannot load (missing folder or repository, no
+    safetensors, unknown revision: ``OSError`` / ``ValueError``) into one ``ConfigError`` naming it."""
+    try:
+        yield
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot load judge model {model_id!r} (revision {revision!r}): {err}") from err
+
+
+def check_weights(model_id: str, revision: str | None) -> None:
+    """A cheap pre-flight check that a judge's weights can be loaded, before anything is generated.
+
+    A local folder must hold a ``config.json`` and safetensors weights. A Hub id must resolve its
+    ``config.json`` (downloaded online, which also checks access to a gated repository; from the local
+    cache alone with ``HF_HUB_OFFLINE=1``). ``ConfigError`` naming the model otherwise. The weights
+    themselves are not read: that is the model load's job, on first use.
+    """
+    path = Path(model_id).expanduser()
+    where = f"judge model {model_id!r}" + (f" (revision {revision!r})" if revision else "")
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"cannot load {where}: {path} has no config.json (not a model folder)")
+        if not any(path.glob("*.safetensors")):
+            raise ConfigError(f"cannot load {where}: {path} has no .safetensors weights")
+        return
+    if not _HUB_ID.match(model_id):
+        raise ConfigError(f"cannot load {where}: no such folder (and not a Hub repo id like owner/name)")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        hf_hub_download(model_id, "config.json", revision=revision)
+    except GatedRepoError as err:
+        raise ConfigError(
+            f"cannot load {where}: the repository is gated; accept its terms on "
+            f"https://huggingface.co/{model_id} and set HF_TOKEN"
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise ConfigError(
+            f"cannot load {where}: repository not found (or private: log in with `hf auth login`)"
+        ) from err
+    except RevisionNotFoundError as err:
+        raise ConfigError(f"cannot load {where}: revision not found") from err
+    except LocalEntryNotFoundError as err:
+        offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise ConfigError(
+            f"cannot load {where}: it is not in the local huggingface_hub cache and cannot be downloaded"
+            f"{offline}; download it once online or pass a local folder"
+        ) from err
+    except EntryNotFoundError as err:
+        raise ConfigError(f"cannot load {where}: the repository has no config.json") from err
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise ConfigError(f"cannot load {where}: {err}") from err
 
 
 def device_and_dtype(device: str, dtype: str) -> tuple[str, Any]:
@@ -59,13 +129,11 @@ def load_model(
 
     resolved_device, torch_dtype = device_and_dtype(device, dtype)
     common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-    try:
+    with model_load_errors(model_id, revision):
         model = getattr(transformers, model_class).from_pretrained(
             model_id, dtype=torch_dtype, use_safetensors=True, **common
         )
         tokenizer = AutoTokenizer.from_pretrained(model_id, **common)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load judge model {model_id!r} (revision {revision!r}): {err}") from err
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         pad_id = getattr(model.config, "pad_token_id", None)

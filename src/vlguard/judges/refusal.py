@@ -41,6 +41,8 @@ class RefusalJudge:
     - ``paper``: the reference string list, exactly.
     """
 
+    axis = "refusal"  # what its labels measure (``vlguard.judges.agreement.check_label_axes``)
+
     def __init__(
         self, mode: RefusalMode = "default", name: str | None = None, classifier: str | None = None
     ) -> None:

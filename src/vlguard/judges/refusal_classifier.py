@@ -295,8 +295,13 @@ def train_on_features(
     min_count: int = 5,
     max_df: float = 1.0,
     max_iter: int = 300,
+    balance_classes: bool = True,
 ) -> dict[str, Any]:
-    """``train_classifier`` on replies whose features are computed already (cross-validation reuses them)."""
+    """``train_classifier`` on replies whose features are computed already (cross-validation reuses them).
+
+    ``balance_classes=False`` weighs each stratum (source) the same but keeps each one's class balance,
+    so that the predicted rate of a class follows its rate in the data (the harm judge's recipe).
+    """
     import torch
 
     if not (len(feature_sets) == len(refused) == len(strata)):
@@ -316,10 +321,9 @@ def train_on_features(
             check_invariants=True,
         ).coalesce()
         y = torch.tensor([float(r) for r in refused], dtype=torch.float64)
-        cell = Counter(zip(strata, refused, strict=True))
-        sample_weight = torch.tensor(
-            [1.0 / cell[(s, r)] for s, r in zip(strata, refused, strict=True)], dtype=torch.float64
-        )
+        keys = list(zip(strata, refused, strict=True)) if balance_classes else list(strata)
+        cell = Counter(keys)
+        sample_weight = torch.tensor([1.0 / cell[key] for key in keys], dtype=torch.float64)
         sample_weight = sample_weight / sample_weight.mean()
         # word features can get a stronger penalty than the structural ones (rules, personas, shape)
         penalty = torch.tensor(
@@ -353,5 +357,6 @@ def train_on_features(
             "min_count": min_count,
             "max_df": max_df,
             "max_iter": max_iter,
+            **({} if balance_classes else {"balance_classes": False}),
         },
     }

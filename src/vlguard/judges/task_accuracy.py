@@ -29,6 +29,8 @@ INCORRECT = "incorrect"
 class TaskAccuracyJudge:
     """Scores task responses against their gold answers (no model; deterministic)."""
 
+    axis = "accuracy"  # what its labels measure (``vlguard.judges.agreement.check_label_axes``)
+
     def __init__(self, match: MatchMode = "exact", task: str | None = None, name: str = "accuracy") -> None:
         if match not in MATCH_MODES:
             raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, not {match!r}")

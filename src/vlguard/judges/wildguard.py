@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from vlguard.judges.base import JudgeInput, error_judgment, judge_batches, settle_without_model
-from vlguard.judges.local_model import LoadedModel, greedy_continuations, load_model
+from vlguard.judges.local_model import LoadedModel, check_weights, greedy_continuations, load_model
 from vlguard.metric_registry import Axis
 from vlguard.records import Judgment
 
@@ -122,6 +122,10 @@ class WildGuardJudge:
     def axis(self) -> Axis:
         """What the verdicts measure: refusal, or harm with ``view="harm"`` (``vlguard.metric_registry``)."""
         return "harm" if self.view == "harm" else "refusal"
+
+    def check(self) -> None:
+        """``ConfigError`` now, before anything is generated, when the model's weights cannot be found."""
+        check_weights(self.model_id, self.revision)
 
     def describe(self) -> dict[str, Any]:
         """Model id, revision, view and decoding settings (the verdicts depend on all of them)."""
