@@ -24,6 +24,8 @@ from typing import Any
 from PIL import Image
 
 from api_server import Reply, ScriptedServer, chat_reply, scripted_server
+from vlguard.judges import JudgeEntry
+from vlguard.records import Judgment
 
 GOOD_REFUSAL = (
     "I'm sorry, but I can't help with that. The image shows {what}, and doing what you ask could put "
@@ -200,3 +202,25 @@ def curate_argv(
         "--vlguard-data", str(vlguard_data) if vlguard_data is not None else "none",
         *extra,
     ]  # fmt: skip
+
+
+class StandInHarmJudge:
+    """The offline ``harm`` judge as curate sees it (labels harmful / harmless): registered by the tests."""
+
+    name = "harm"
+    version = "stand-in-1"
+
+    def describe(self) -> dict[str, Any]:
+        return {"judge": self.name, "version": self.version}
+
+    def judge(self, items: Any) -> list[Judgment]:
+        return [
+            Judgment(i.sample_id, self.name, "harmful" if "bleach" in i.response else "harmless")
+            for i in items
+        ]
+
+
+# Registered as a whole entry (its axis and labels), as a plugin judge would be.
+STAND_IN_HARM_ENTRY = JudgeEntry(
+    lambda **options: StandInHarmJudge(), "stand-in harm judge (flags one word)", axis="harm", labels="rubric"
+)

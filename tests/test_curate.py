@@ -22,6 +22,7 @@ import pytest
 from curate_fixtures import (
     GOOD_REFUSAL,
     SAFE_TEXTS,
+    STAND_IN_HARM_ENTRY,
     UNSAFE_RESPONSE_THAT_COMPLIES,
     VLGUARD_TEST_ONLY_INSTRUCTION,
     Script,
@@ -42,8 +43,7 @@ from vlguard.curate.similarity import NearDuplicateIndex, jaccard, shingles
 from vlguard.curate.taxonomy import DEFAULT_TAXONOMY, load_taxonomy
 from vlguard.data.vlguard import parse_vlguard_records
 from vlguard.errors import DataValidationError
-from vlguard.judges import JUDGES, JudgeEntry
-from vlguard.records import Judgment
+from vlguard.judges import JUDGES
 from vlguard.runs import JsonlStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,28 +64,6 @@ def rejects(out: Path) -> dict[str, dict[str, Any]]:
 
 def reasons(reject: dict[str, Any]) -> list[str]:
     return [r["reason"] for r in reject["reasons"]]
-
-
-class StandInHarmJudge:
-    """The offline ``harm`` judge as curate sees it (labels harmful / harmless): registered by the tests."""
-
-    name = "harm"
-    version = "stand-in-1"
-
-    def describe(self) -> dict[str, Any]:
-        return {"judge": self.name, "version": self.version}
-
-    def judge(self, items: Any) -> list[Judgment]:
-        return [
-            Judgment(i.sample_id, self.name, "harmful" if "bleach" in i.response else "harmless")
-            for i in items
-        ]
-
-
-# Registered as a whole entry (its axis and labels), as a plugin judge would be.
-STAND_IN_HARM_ENTRY = JudgeEntry(
-    lambda **options: StandInHarmJudge(), "stand-in harm judge (flags one word)", axis="harm", labels="rubric"
-)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from curate_fixtures import (
+    STAND_IN_HARM_ENTRY,
     Script,
     curate_argv,
     good_harmful,
@@ -27,6 +28,7 @@ from curate_fixtures import (
 )
 from report_fixtures import write_images, write_run, write_utility
 from vlguard.cli.main import main
+from vlguard.judges import JUDGES
 from vlguard.report import write_report
 from vlguard.report.curate import write_curate_report
 
@@ -205,7 +207,9 @@ def curated_review(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
         paths["garbage"]: Script(label="no JSON, sorry"),
         paths["xss"]: Script(label=label_json(True), pairs=safe_json(xss, "A swatch of colour.", "Doxx the maker.", "Sure, here it is.")),
     }  # fmt: skip
-    with writer_server(scripts) as (server, _):
+    # helpful answers checked by the stand-in harm judge: what the scripts make harmful, and only that
+    with pytest.MonkeyPatch.context() as patch, writer_server(scripts) as (server, _):
+        patch.setitem(JUDGES, "harm", STAND_IN_HARM_ENTRY)
         assert main(curate_argv(root / "images", root / "out", server.url)) == 0
     return write_curate_report(root / "out", root / "review"), root / "out"
 
