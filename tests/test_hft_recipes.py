@@ -43,12 +43,18 @@ def recipe_table(name: str, text: str | None = None) -> dict[str, dict[str, Any]
         elif rows:
             break
     header, separator, *body = rows
-    assert header == ["setting", "value", header[2], "deliberate difference"] and set("".join(separator)) <= {"-"}
+    assert header == ["setting", "value", header[2], "deliberate difference"] and set("".join(separator)) <= {
+        "-"
+    }
     table: dict[str, dict[str, Any]] = {}
     for cells in body:
         key, value, reference, difference = cells
         assert _code(key) not in table, f"{name}: {key} is listed twice"
-        table[_code(key)] = {"value": yaml.safe_load(_code(value)), "reference": reference, "difference": difference}
+        table[_code(key)] = {
+            "value": yaml.safe_load(_code(value)),
+            "reference": reference,
+            "difference": difference,
+        }
     return table
 
 
@@ -106,7 +112,9 @@ def test_a_drifted_recipe_or_table_is_caught() -> None:
         "seed: in the table, not in the recipe",
         "finetune.lr: the recipe says 0.0001, the table 1e-05",
     ]
-    edited = text.replace("| `finetune.epochs` | `20` | `vlguard_poison_ratio.sh:27` |", "| `finetune.epochs` | `30` | x |")
+    edited = text.replace(
+        "| `finetune.epochs` | `20` | `vlguard_poison_ratio.sh:27` |", "| `finetune.epochs` | `30` | x |"
+    )
     assert disagreements(recipe_table(name, edited), recipe) == [
         "finetune.epochs: the recipe says 20, the table 30"
     ]
@@ -123,7 +131,10 @@ def test_vaccine_aligns_with_lora_alpha_1() -> None:
     """Item 3: SFT.sh leaves --benign_dataset at its default, so train.py takes its alpha = 1 branch."""
     config = _config("vaccine-sst2-llama2-7b.yaml")
     assert (config.alignment.train.lora.r, config.alignment.train.lora.alpha) == (8, 1)
-    assert "`train.py:333`" in recipe_table("vaccine-sst2-llama2-7b.yaml")["alignment.train.lora.alpha"]["reference"]
+    assert (
+        "`train.py:333`"
+        in recipe_table("vaccine-sst2-llama2-7b.yaml")["alignment.train.lora.alpha"]["reference"]
+    )
 
 
 def test_vaccine_finetune_accuracy_is_the_first_500_rows_by_substring(shared_data: Path) -> None:
@@ -141,7 +152,9 @@ def test_vaccine_finetune_accuracy_is_the_first_500_rows_by_substring(shared_dat
     samples = load_benchmark("sst2", data=str(shared_data / "sst2"), **eval_config.bench_options).samples
     assert [s.id for s in samples] == [f"sst2:dev:{i}" for i in range(500)]
     judge = make_judge("accuracy", **eval_config.judge_options["accuracy"])
-    [verdict] = judge.judge([JudgeInput("a", "q", "The sentiment is Positive.", reference="positive", subset="sst2")])
+    [verdict] = judge.judge(
+        [JudgeInput("a", "q", "The sentiment is Positive.", reference="positive", subset="sst2")]
+    )
     assert verdict.label == "correct"  # "label word appears anywhere" (sst2/pred_eval.py:107)
 
 
@@ -191,6 +204,9 @@ def test_booster_finetunes_with_its_main_tables_settings() -> None:
     config = _config("booster-sst2-llama2-7b.yaml")
     assert (config.attack.n, config.attack.harmful_ratios, config.finetune.lr) == (1000, [0.1], 1e-5)
     assert config.finetune.global_batch_size == config.finetune.per_device_batch_size == 10
-    assert (config.defence.aux_weight, config.defence.aux_batch_size) == (0.1, 4)  # vlguard_lamb.sh:18, trainer.py:65
+    assert (config.defence.aux_weight, config.defence.aux_batch_size) == (
+        0.1,
+        4,
+    )  # vlguard_lamb.sh:18, trainer.py:65
     table = recipe_table("booster-sst2-llama2-7b.yaml")
     assert all("smooth_poison_ratio.sh" in table[k]["reference"] for k in ("attack.n", "finetune.lr"))

@@ -180,7 +180,9 @@ def parse_qa_rows(records: Sequence[tuple[int, Any]], file: str, *, labelled: bo
             refusal = split_refusal(raw) if isinstance(raw, str) else None
             if refusal is None:
                 problems.append(
-                    Problem(file, where, "refusal", "expected 'Question: ...\\nAnswer: ...' (RepNoise's format)")
+                    Problem(
+                        file, where, "refusal", "expected 'Question: ...\\nAnswer: ...' (RepNoise's format)"
+                    )
                 )
         category = record.get("category", {})
         if not isinstance(category, dict) or not all(

@@ -64,11 +64,11 @@ from vlguard.hft.data import (
     vlguard_refusals,
     write_pairs,
 )
-from vlguard.records import Sample
 from vlguard.hft.defences import DEFENCES, CellData, apply_defence
 from vlguard.hft.layout import Cell, Layout, Stage
 from vlguard.hft.summary import write_summary
 from vlguard.models.resolve import resolve_model_path
+from vlguard.records import Sample
 from vlguard.runs import RunFolder, atomic_write_json, atomic_write_text, dedupe
 from vlguard.train.config import DataConfig, SafetyLossConfig, TrainConfig
 from vlguard.train.data import TrainingData
@@ -172,7 +172,13 @@ def load_pools(config: HFTConfig) -> Pools:
             harmful = advbench_pairs(h.data, h.revision)
         else:
             harmful = qa_pairs(
-                h.data, role=HARMFUL, split=h.split, revision=h.revision, which="unsafe", rows=h.rows, half=h.half
+                h.data,
+                role=HARMFUL,
+                split=h.split,
+                revision=h.revision,
+                which="unsafe",
+                rows=h.rows,
+                half=h.half,
             )
     safety = None
     needs_safety = any(DEFENCES[d].needs_safety for d in config.defences) or (
@@ -197,7 +203,13 @@ def load_pools(config: HFTConfig) -> Pools:
             )
         else:
             safety = qa_pairs(
-                s.data, role=SAFETY, split=s.split, revision=s.revision, which="safe", rows=s.rows, half=s.half
+                s.data,
+                role=SAFETY,
+                split=s.split,
+                revision=s.revision,
+                which="safe",
+                rows=s.rows,
+                half=s.half,
             )
 
     def ordered(pool: PairPool | None) -> PairPool | None:
