@@ -120,6 +120,34 @@ def test_booster_harmful_score_is_the_first_1000_unsafe_rows_with_512_tokens(sha
     assert alpaca_prompt(samples[0].prompt, None, "alpaca-newline").endswith("\n\n### Response:\n")
 
 
+def test_30k_test_splits_into_a_poison_half_and_a_harmful_score_half(shared_data: Path) -> None:
+    """Offline BeaverTails: poison pairs from the dev half, Harmful Score prompts from the held-out half of
+    the project's split by prompt (the harm judge's split); no prompt is on both sides."""
+    from vlguard.hft.sweep import hs_samples, load_pools
+
+    test_file = shared_data / "beavertails" / "30k_test.jsonl"
+    config = load_hft_config(
+        None,
+        [
+            "model.name_or_path=tiny-lm",
+            f"task.data={shared_data / 'sst2'}",
+            "harmful.source=beavertails",
+            f"harmful.data={test_file}",
+            "harmful.half=dev",
+            "harmful_score.bench=beavertails",
+            f"harmful_score.data={test_file}",
+            "harmful_score.options=[half=heldout]",
+            "defences=[sft]",
+        ],
+    )
+    poison = load_pools(config).harmful
+    prompts = hs_samples(config)
+    assert poison is not None and (len(poison.pairs), len(prompts)) == (821, 912)  # 1,733 unsafe rows in all
+    assert {beavertails_split(p.instruction) for p in poison.pairs} == {"dev"}
+    assert {beavertails_split(s.prompt) for s in prompts} == {"heldout"}
+    assert not {normalised(p.instruction) for p in poison.pairs} & {normalised(s.prompt) for s in prompts}
+
+
 # ---- item 9: Harmful Score prompts seen in training ---------------------------------------------------
 
 
