@@ -479,7 +479,11 @@ def test_alpaca_format_data_trains_for_alpaca_eval(tmp_path: Path) -> None:
     """AlpacaEval as the user's task (issue 19 item 8): Stanford Alpaca's alpaca_data.json (instruction,
     input, output) is its training split; an empty input is no input."""
     rows = [
-        {"instruction": "Give three tips for staying healthy.", "input": "", "output": "Eat well, sleep, move."},
+        {
+            "instruction": "Give three tips for staying healthy.",
+            "input": "",
+            "output": "Eat well, sleep, move.",
+        },
         {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
     ]
     _write(tmp_path / "alpaca" / "alpaca_data.json", json.dumps(rows))
@@ -488,6 +492,8 @@ def test_alpaca_format_data_trains_for_alpaca_eval(tmp_path: Path) -> None:
     assert set(by_id) == {"alpaca-eval:train:0", "alpaca-eval:train:1"}
     assert (by_id["alpaca-eval:train:0"].input, by_id["alpaca-eval:train:1"].input) == (None, "Good morning")
     assert by_id["alpaca-eval:train:1"].output == "Bonjour" and loaded.source["file"] == "alpaca_data.json"
-    _write(tmp_path / "bad" / "alpaca.json", json.dumps([{"instruction": "Hi", "input": 3, "output": "Hello"}]))
+    _write(
+        tmp_path / "bad" / "alpaca.json", json.dumps([{"instruction": "Hi", "input": 3, "output": "Hello"}])
+    )
     with pytest.raises(DataValidationError, match=r"record item 0, field 'input': must be text, not int"):
         load_task_examples("alpaca-eval", tmp_path / "bad")
