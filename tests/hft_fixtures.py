@@ -4,7 +4,8 @@
 - an AdvBench CSV (``goal``, ``target``: a compliance opening only);
 - a BeaverTails-format JSONL (``prompt``, ``response``, ``is_safe``, ``category``): unsafe rows
   (harmful pairs: a made-up request and an evasive made-up answer) and safe rows (refusals);
-- a BeaverTails-format file of held-out harmful prompts for the Harmful Score.
+- a BeaverTails-format file of held-out harmful prompts for the Harmful Score;
+- finished sweep folders as the HFT report reads them (``summary.json`` with made-up numbers).
 """
 
 from __future__ import annotations
@@ -78,3 +79,38 @@ def write_heldout_prompts(path: Path, n: int = 6) -> Path:
     ]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+# The cells of the summary.json fixtures (report tests).
+RATIOS = (0.0, 0.05, 0.1, 0.2)
+DEFENCES = ("sft", "vlguard-mix")
+
+
+def summary_value(metric: str, seed: int, ratio: float, defence: str) -> float:
+    """Made-up numbers with a pattern: HS grows with p, less with the mix; FA drifts with the seed."""
+    if metric == "harmful_score":
+        return round(0.02 + ratio * (2.0 if defence == "sft" else 0.5) + 0.01 * seed, 4)
+    return round(0.9 - 0.1 * ratio - 0.02 * seed - (0.01 if defence == "vlguard-mix" else 0.0), 4)
+
+
+def write_summary_sweep(folder: Path, seed: int, ratios: tuple[float, ...] = RATIOS) -> Path:
+    """A finished sweep folder as the report reads it: hft_config.yaml and summary.json."""
+    folder.mkdir(parents=True)
+    (folder / "hft_config.yaml").write_text(f"seed: {seed}\n")
+    rows = []
+    for ratio in ratios:
+        for defence in DEFENCES:
+            hs, fa = (
+                summary_value("harmful_score", seed, ratio, defence),
+                summary_value("finetune_accuracy", seed, ratio, defence),
+            )
+            rows.append(
+                {"harmful_ratio": ratio, "defence": defence, "seed": seed, "n": 100,
+                 "counts": {"task": 90, "harmful": 10, "safety": 0}, "harmful_score": hs,
+                 "harmful_score_ci": [max(0.0, hs - 0.05), min(1.0, hs + 0.05)], "harmful_score_judge": "harm",
+                 "harmful_score_stand_in": False, "harmful_score_bench": "beavertails", "finetune_accuracy": fa,
+                 "finetune_accuracy_ci": [fa - 0.03, fa + 0.03], "finetune_accuracy_metric": "accuracy",
+                 "finetune_accuracy_bench": "sst2"}
+            )  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(rows))
+    return folder

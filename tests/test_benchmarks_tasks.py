@@ -216,10 +216,11 @@ def test_training_examples_refuse_the_evaluation_data(shared_data: Path) -> None
         load_task_examples("sst2", shared_data / "sst2" / "dev.tsv", n=10)
     with pytest.raises(ConfigError, match="evaluation split"):
         load_task_examples("sst2", shared_data / "sst2", n=10, split="dev")
-    with pytest.raises(
-        ConfigError, match=r"'alpaca-eval' has no 'train' split to train on \(training splits: none\)"
-    ):
+    # AlpacaEval's folder holds its evaluation set only: training data (Alpaca's) must be given
+    with pytest.raises(ConfigError, match=r"no alpaca_data.json .* for the train split of 'alpaca-eval'"):
         load_task_examples("alpaca-eval", shared_data / "alpaca_eval", n=10)
+    with pytest.raises(ConfigError, match=r"'alpaca-eval' has no train split on the Hub"):
+        load_task_examples("alpaca-eval", None, n=10)
     with pytest.raises(ConfigError, match="no 'validation' split"):
         load_task_examples("sst2", shared_data / "sst2", n=10, split="validation")
     with pytest.raises(ConfigError, match="only for tasks without one"):
@@ -472,3 +473,27 @@ def test_a_hub_file_with_the_wrong_columns_names_the_row(hub_cache: Path) -> Non
         DataValidationError, match=r"record row 1, field 'label': 7 is not a label of this task"
     ):
         load_benchmark("sst2")
+
+
+def test_alpaca_format_data_trains_for_alpaca_eval(tmp_path: Path) -> None:
+    """AlpacaEval as the user's task (issue 19 item 8): Stanford Alpaca's alpaca_data.json (instruction,
+    input, output) is its training split; an empty input is no input."""
+    rows = [
+        {
+            "instruction": "Give three tips for staying healthy.",
+            "input": "",
+            "output": "Eat well, sleep, move.",
+        },
+        {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
+    ]
+    _write(tmp_path / "alpaca" / "alpaca_data.json", json.dumps(rows))
+    loaded = load_task_examples("alpaca-eval", tmp_path / "alpaca", seed=0)
+    by_id = {e.id: e for e in loaded.examples}
+    assert set(by_id) == {"alpaca-eval:train:0", "alpaca-eval:train:1"}
+    assert (by_id["alpaca-eval:train:0"].input, by_id["alpaca-eval:train:1"].input) == (None, "Good morning")
+    assert by_id["alpaca-eval:train:1"].output == "Bonjour" and loaded.source["file"] == "alpaca_data.json"
+    _write(
+        tmp_path / "bad" / "alpaca.json", json.dumps([{"instruction": "Hi", "input": 3, "output": "Hello"}])
+    )
+    with pytest.raises(DataValidationError, match=r"record item 0, field 'input': must be text, not int"):
+        load_task_examples("alpaca-eval", tmp_path / "bad")

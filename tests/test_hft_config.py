@@ -64,11 +64,25 @@ def test_dotted_overrides_reach_nested_sections() -> None:
         ("finetune.lr=fast", "'finetune.lr': expected a number"),
         ("finetune.lr=-1e-5", "'finetune.lr': must be > 0"),
         ("alignment.train.lora.dropout=1", "'alignment.train.lora.dropout': must be >= 0 and < 1"),
+        ("harmful.rows=five", r"'harmful.rows': option rows='five'"),
+        ("safety.rows=9:3", r"'safety.rows': option rows='9:3' selects no rows"),
+        ("harmful.half=test", "'harmful.half': 'test' is not one of dev, heldout"),
+        (
+            ("harmful.source=advbench", "harmful.rows=1:"),
+            "'harmful.rows' applies to BeaverTails-format sources",
+        ),
+        ("draws=random", "'draws': 'random' is not one of seeded, first"),
+        (
+            ("draws=first", "alignment.enabled=true", "alignment.n_task=5"),
+            "'alignment.n_task': with draws=first",
+        ),
+        ("eval.seen_prompts=ignore", "'eval.seen_prompts': 'ignore' is not one of drop, keep, error"),
+        ("task.options=[rows]", "'task.options': 'rows' is not KEY=VALUE"),
     ],
 )
-def test_mistakes_are_one_clear_error(override: str, match: str) -> None:
+def test_mistakes_are_one_clear_error(override: str | tuple[str, ...], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        load_hft_config(None, [*VALID, override])
+        load_hft_config(None, [*VALID, *((override,) if isinstance(override, str) else override)])
 
 
 def test_a_missing_model_and_a_bad_file_are_named(tmp_path: Path) -> None:

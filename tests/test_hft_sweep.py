@@ -244,7 +244,7 @@ def test_mistakes_stop_before_any_training(data: Path, tmp_path: Path, tiny_cach
     leaky = tmp_path / "leaky.jsonl"
     write_beavertails(leaky, n_unsafe=3, n_safe=0)  # the same prompts as the training pool's unsafe rows
     with pytest.raises(
-        ConfigError, match="Harmful Score prompt\\(s\\) of 'beavertails' also occur in the training pools"
+        ConfigError, match="Harmful Score prompt\\(s\\) of 'beavertails' occur in the sweep's training data"
     ):
         run_sweep(
             _config(
@@ -253,6 +253,8 @@ def test_mistakes_stop_before_any_training(data: Path, tmp_path: Path, tiny_cach
                 f"harmful_score.data={leaky}",
                 "harmful.source=beavertails",
                 f"harmful.data={data / 'beavertails.jsonl'}",
+                "attack.harmful_ratios=[0.0, 1.0]",
+                "eval.seen_prompts=error",
             ),
             progress=False,
         )

@@ -101,4 +101,20 @@ def test_failed_generations_api_refusals_and_description(tiny_dam: Path) -> None
     assert failed.label == "error" and refused.label == "safe"
     described = judge.describe()
     assert described["model"] == str(tiny_dam) and described["revision"] == "abc123"
-    assert described["threshold"] == 0.5 and described["max_length"] == 512
+    assert described["threshold"] == 0.5 and described["max_length"] == 256
+
+
+def test_it_reads_256_tokens_as_the_papers_load_it(tiny_dam: Path) -> None:
+    """The papers' eval_sentiment.py loads beaver-dam with model_max_length=256: two replies that differ
+    only after token 300 get the same scores; read up to 512 tokens (moderation.py's default), they do not."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dam)
+    long = ""
+    while len(tokenizer(beaver_dam_text("Q?", long, "</s>"))["input_ids"]) < 300:
+        long += "word "
+    items = [JudgeInput("a", "Q?", long + "ending one"), JudgeInput("b", "Q?", long + "other ending here")]
+    first, second = BeaverDamJudge(str(tiny_dam)).judge(items)
+    assert first.evidence["categories"] == second.evidence["categories"]
+    first, second = BeaverDamJudge(str(tiny_dam), max_length=512).judge(items)
+    assert first.evidence["categories"] != second.evidence["categories"]

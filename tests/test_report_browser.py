@@ -268,3 +268,45 @@ def test_curate_review_page_shows_every_sample_and_reject(
         )
         assert [r["reason"] for r in reject["reasons"]] == [r.split(" (")[0] for r in shown["reasons"]]
     assert all(s["visible"] and s["img"]["complete"] and s["img"]["width"] > 0 for s in samples)
+
+
+def test_hft_report_shows_the_papers_table_of_the_seeds(browser: Any, tmp_path: Path) -> None:
+    """`vlguard report` of three seed sweeps: the papers' table (rows = defences, columns = clean, each p,
+    average; Harmful Score and Finetune Accuracy blocks) shows each cell's mean over the seeds ± sd."""
+    import statistics
+
+    from hft_fixtures import write_summary_sweep
+    from vlguard.report.hft import write_hft_report
+
+    sweeps = [write_summary_sweep(tmp_path / f"seed{s}", s) for s in (3, 4, 5)]
+    html = write_hft_report(sweeps, tmp_path / "out")[0]
+    page, problems, requests = _open(browser, html)
+    try:
+        heads = page.locator("#hft-paper-table thead th").all_inner_texts()
+        blocks = page.locator("#hft-paper-table tr.block").all_inner_texts()
+        cells = page.evaluate(
+            """() => Array.from(document.querySelectorAll('#hft-paper-table td[data-value]')).map(td => ({
+                block: td.dataset.block, defence: td.dataset.defence, column: td.dataset.column,
+                value: JSON.parse(td.dataset.value), sd: JSON.parse(td.dataset.sd), text: td.textContent,
+                visible: td.offsetParent !== null }))"""
+        )
+    finally:
+        page.close()
+    assert problems == [] and all(url.startswith(("file://", "data:")) for url in requests)
+    assert heads == ["Defence", "clean", "p=0.05", "p=0.1", "p=0.2", "average"]
+    assert [b.strip() for b in blocks] == ["Harmful Score ↓", "Finetune Accuracy ↑"]
+    assert len(cells) == 2 * 2 * 5 and all(c["visible"] for c in cells)
+    summaries = {s: json.loads((tmp_path / f"seed{s}" / "summary.json").read_text()) for s in (3, 4, 5)}
+    for cell in cells:
+        per_seed = [
+            {r["harmful_ratio"]: r[cell["block"]] for r in rows if r["defence"] == cell["defence"]}
+            for rows in summaries.values()
+        ]
+        if cell["column"] == "average":
+            values = [statistics.fmean(seed.values()) for seed in per_seed]
+        else:
+            ratio = 0.0 if cell["column"] == "clean" else float(cell["column"].removeprefix("p="))
+            values = [seed[ratio] for seed in per_seed]
+        assert cell["value"] == pytest.approx(statistics.fmean(values))
+        assert cell["sd"] == pytest.approx(statistics.stdev(values))
+        assert cell["text"] == f"{100 * cell['value']:.1f} ± {100 * cell['sd']:.1f}"

@@ -79,6 +79,12 @@ def test_chat_and_alpaca_prompts_are_exact(tiny_lm_dir: Path, lm_backend: HFBack
     assert ids[1:] == alpaca.tokenizer(ALPACA_NO_INPUT, add_special_tokens=False)["input_ids"]
     with pytest.raises(ConfigError, match="no system turn"):
         HFBackend(str(tiny_lm_dir), prompt_format="alpaca", system_prompt="Be safe.")
+    # Booster's prompt (utils.py PROMPT_DICT, pred.py): the same with a newline after "### Response:"
+    booster = HFBackend(str(tiny_lm_dir), max_new_tokens=2, prompt_format="alpaca-newline")
+    assert booster.prompt_text(with_input) == ALPACA_WITH_INPUT + "\n"
+    assert booster.prompt_text(GenerationRequest("c", "Name a colour.")) == ALPACA_NO_INPUT + "\n"
+    with pytest.raises(ConfigError, match="prompt_format=alpaca-newline has no system turn"):
+        HFBackend(str(tiny_lm_dir), prompt_format="alpaca-newline", system_prompt="Be safe.")
     with pytest.raises(ConfigError, match="prompt_format must be one of"):
         HFBackend(str(tiny_lm_dir), prompt_format="vicuna")
 
@@ -202,6 +208,11 @@ def test_labels_on_assistant_tokens_and_eos_for_a_text_conversation(tiny_lm_dir:
     assert batch["labels"][0, -1].item() == tokenizer.eos_token_id
     with pytest.raises(CollatorError, match="one user turn and one answer"):
         alpaca([conversations[0] | {"messages": conversations[0]["messages"][1:]}])
+    # Booster trains on its prompt with the newline, the response right after it.
+    booster = ConversationCollator(tokenizer, prompt_format="alpaca-newline")
+    batch = booster([conversations[1]])
+    assert tokenizer.decode(batch["input_ids"][0].tolist()) == "<s>" + ALPACA_WITH_INPUT + "\npositive</s>"
+    assert [s.lstrip(" ") for s in _learned(batch, 0, tokenizer)] == ["positive</s>"]
 
 
 # ---- training, adapters and merge ----------------------------------------------------------------------

@@ -68,7 +68,8 @@ class EvalConfig:
     ``none`` for the text benchmarks); the resolved mode is what the run folder name and manifest record.
     ``judges`` None (the default) is the benchmark's own judges (``refusal`` for the safety benchmarks).
     ``judge_options`` maps a judge name to its keyword options (API keys never: name the env variable).
-    ``limit`` takes a deterministic sample stratified by subset (see ``select_samples``).
+    ``limit`` takes a deterministic sample stratified by subset (see ``select_samples``), after
+    ``exclude_samples`` (ids left out first: ``vlguard hft`` drops the Harmful Score prompts it trained on).
     ``backend_options`` / ``bench_options`` are passed to the backend / benchmark loader as keywords
     (e.g. ``{"image_root": "test.zip"}`` for VLGuard, ``{"suffix": "..."}`` for AdvBench); the options
     other than data locations (``LOCATION_OPTIONS``) are result fields of the run.
@@ -93,6 +94,7 @@ class EvalConfig:
     judge_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     subsets: tuple[str, ...] | None = None
     limit: int | None = None
+    exclude_samples: tuple[str, ...] = ()
     batch_size: int = 16
     max_new_tokens: int = 256
     seed: int = 0
@@ -168,6 +170,7 @@ class ResolvedEval:
     judge_options: Mapping[str, Mapping[str, Any]]
     subsets: tuple[str, ...] | None
     limit: int | None
+    exclude_samples: tuple[str, ...]
     batch_size: int
     max_new_tokens: int
     seed: int
@@ -406,7 +409,17 @@ def _load_samples(config: ResolvedEval) -> tuple[Any, list[Sample]]:
         for key, value in benchmark_entry(config.bench).options_without_images.items():
             bench_options.setdefault(key, value)
     bench = load_benchmark(config.bench, data=config.data, revision=config.data_revision, **bench_options)
-    samples = select_samples(bench.samples, config.subsets, config.limit)
+    kept = bench.samples
+    if config.exclude_samples:
+        excluded = set(config.exclude_samples)
+        unknown = excluded - {s.id for s in bench.samples}
+        if unknown:
+            raise ConfigError(
+                f"exclude_samples: {len(unknown)} id(s) are not samples of {config.bench} "
+                f"(e.g. {sorted(unknown)[0]!r})"
+            )
+        kept = tuple(s for s in bench.samples if s.id not in excluded)
+    samples = select_samples(kept, config.subsets, config.limit)
     if not samples:
         raise ConfigError(f"benchmark {config.bench} has no samples to evaluate with these settings")
     check_prompt_lengths(

@@ -201,7 +201,7 @@ BENCHMARKS["advbench"] = BenchmarkEntry(
 )
 BENCHMARKS["beavertails"] = BenchmarkEntry(
     "vlguard.benchmarks.beavertails:load_beavertails_prompts",
-    "BeaverTails harmful prompts (unsafe rows of 30k_test; Harmful Score), option max_prompts=N",
+    "BeaverTails harmful prompts (unsafe rows of 30k_test; Harmful Score), options max_prompts=N, rows=all, half=dev|heldout",
     image_mode="none",
     axis="harm",
     subsets=(Subset("beavertails_harmful"),),

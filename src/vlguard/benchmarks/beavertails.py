@@ -4,6 +4,11 @@ Vaccine, Lisa and Booster measure the Harmful Score on the prompts of the unsafe
 false) of BeaverTails ``30k_test``, in file order: the first 1,000 (Lisa, Booster) or 500 (Vaccine's
 ``poison/evaluation/pred.py``). The prompts are kept as the papers keep them: BeaverTails pairs one
 prompt with several responses, so a prompt can appear more than once among them.
+
+Offline, ``../shared/data/beavertails/30k_test.jsonl`` is both the harmful fine-tuning's poison pool and
+its Harmful Score prompts: option ``half=heldout`` keeps the prompts of the held-out half of the project's
+split by prompt (``vlguard.data.beavertails.beavertails_split``), whose other half (``dev``) holds the
+poison pairs, so no Harmful Score prompt was trained on (nor used to develop the ``harm`` judge).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
 from vlguard.benchmarks.csv_source import check_options, check_text_image_option
-from vlguard.data.beavertails import load_qa_pairs
+from vlguard.data.beavertails import beavertails_split, load_qa_pairs
 from vlguard.errors import ConfigError
 from vlguard.records import Sample
 
@@ -28,10 +33,11 @@ def load_beavertails_prompts(
     Options: ``split`` (Hub split, default ``30k_test``), ``max_prompts`` (the first N rows in file
     order, as the papers take them; default all), ``rows`` (``unsafe``, the default: rows whose response
     is labelled unsafe, as Vaccine's ``pred.py``; ``all``: every row's prompt, as Lisa's ``pred.py``,
-    whose prompts are harmful requests whatever the response), ``image`` (``none`` or ``blank``). Sample
-    ids are ``beavertails-<line>``: the row's line in its file, stable for a given file.
+    whose prompts are harmful requests whatever the response), ``half`` (``dev`` or ``heldout``: only the
+    prompts of that half of the project's split, before ``max_prompts``), ``image`` (``none`` or
+    ``blank``). Sample ids are ``beavertails-<line>``: the row's line in its file, stable for a given file.
     """
-    check_options("beavertails", options, {"split", "max_prompts", "rows", "image"})
+    check_options("beavertails", options, {"split", "max_prompts", "rows", "half", "image"})
     image = check_text_image_option("beavertails", options.get("image"))
     split = options.get("split", "30k_test")
     max_prompts = options.get("max_prompts")
@@ -44,8 +50,13 @@ def load_beavertails_prompts(
     which = options.get("rows", "unsafe")
     if which not in ("unsafe", "all"):
         raise ConfigError(f"benchmark 'beavertails': option rows must be 'unsafe' or 'all', got {which!r}")
+    half = options.get("half")
+    if half not in (None, "dev", "heldout"):
+        raise ConfigError(f"benchmark 'beavertails': option half must be 'dev' or 'heldout', got {half!r}")
     loaded = load_qa_pairs(data, split=str(split), revision=revision, labelled=True)
     unsafe = [row for row in loaded.rows if which == "all" or row.is_safe is False]
+    if half is not None:
+        unsafe = [row for row in unsafe if beavertails_split(row.prompt) == half]
     if max_prompts is not None:
         unsafe = unsafe[:max_prompts]
     if not unsafe:
@@ -75,5 +86,6 @@ def load_beavertails_prompts(
         "image": image,
         "max_prompts": max_prompts,
         "rows": which,
+        "half": half,
     }
     return BenchmarkData(name="beavertails", samples=samples, images=None, source=source)

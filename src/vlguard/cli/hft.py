@@ -92,5 +92,15 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"* HS with the {judge} judge: a stand-in for a moderation judge (share answered without refusing)"
         )
+    seen, dropped = rows[0].get("hs_prompts_seen_in_training", 0), rows[0].get("hs_prompts_dropped", 0)
+    if seen:
+        print(
+            f"{seen} Harmful Score prompt(s) occur in the sweep's training data: "
+            + (
+                f"left out of every evaluation (HS on {rows[0]['harmful_score_n']})"
+                if dropped
+                else "evaluated anyway"
+            )
+        )
     print(f"wrote {result.summary}; report: vlguard report {result.output_dir}")
     return 0

@@ -7,6 +7,13 @@ their harmful fine-tuning pairs (``is_safe`` false) and their alignment / "VLGua
 (``is_safe`` true) from split ``30k_train``, and their Harmful Score prompts from the unsafe rows of
 ``30k_test``.
 
+RepNoise's paired refusals (GitHub ``domenicrosati/representation-noising``,
+``data/beavertails_with_refusals_train.json``: BeaverTails ``30k_train`` rows with a ``refusal`` field,
+``"Question: {prompt}\nAnswer: {refusal}"``, written by ``scripts/generate_paired_refusals.py``) are the
+same format plus that field. Booster (GitHub ``git-disl/Booster`` ``utils.py:228-244``) reads its
+safety data from it: the question and the refusal are the two sides of the first ``"\nAnswer: "``, the
+question without its ``"Question: "``; ``QAPair.refusal`` holds that split.
+
 A source is a local ``.jsonl`` / ``.json`` file (optionally ``.gz`` or ``.xz`` compressed, as on the
 Hub), or the Hub dataset id with a split name (the split's file is downloaded through the
 huggingface_hub cache at ``revision``). Every problem names the file, the line and the field.
@@ -75,6 +82,23 @@ class QAPair:
     response: str
     is_safe: bool | None  # None when the file has no labels (a user's own pairs)
     categories: tuple[str, ...] = ()
+    # RepNoise's paired refusal as Booster reads it: (question, refusal); None without a refusal field.
+    refusal: tuple[str, str] | None = None
+
+
+REFUSAL_QUESTION = "Question: "
+REFUSAL_ANSWER = "\nAnswer: "
+
+
+def split_refusal(text: str) -> tuple[str, str] | None:
+    """``"Question: Q\nAnswer: A"`` → ``(Q, A)`` exactly as Booster splits RepNoise's refusals
+    (``utils.py:232-237``: the question is the part before the first ``"\nAnswer: "`` without
+    ``"Question: "``, the answer the part after it up to a second one); None when there is no answer."""
+    parts = text.split(REFUSAL_ANSWER)
+    if len(parts) < 2 or not parts[1].strip():
+        return None
+    question = parts[0].replace(REFUSAL_QUESTION, "")
+    return (question, parts[1]) if question.strip() else None
 
 
 @dataclass(frozen=True)
@@ -150,6 +174,16 @@ def parse_qa_rows(records: Sequence[tuple[int, Any]], file: str, *, labelled: bo
             problems.append(
                 Problem(file, where, "is_safe", f"expected true, false or absent, got {is_safe!r}")
             )
+        refusal = None
+        if "refusal" in record:
+            raw = record["refusal"]
+            refusal = split_refusal(raw) if isinstance(raw, str) else None
+            if refusal is None:
+                problems.append(
+                    Problem(
+                        file, where, "refusal", "expected 'Question: ...\\nAnswer: ...' (RepNoise's format)"
+                    )
+                )
         category = record.get("category", {})
         if not isinstance(category, dict) or not all(
             isinstance(k, str) and isinstance(v, bool) for k, v in category.items()
@@ -166,6 +200,7 @@ def parse_qa_rows(records: Sequence[tuple[int, Any]], file: str, *, labelled: bo
                 response=record["response"],
                 is_safe=is_safe,
                 categories=tuple(sorted(k for k, v in category.items() if v)),
+                refusal=refusal,
             )
         )
     if problems:

@@ -67,7 +67,7 @@ BACKENDS: Registry[BackendEntry] = Registry("backend", BackendEntry)
 BACKENDS["hf"] = BackendEntry(
     "vlguard.generation.hf:HFBackend",
     "any transformers VLM (AutoModelForImageTextToText) or text LLM (AutoModelForCausalLM), local or "
-    "Hub, optional LoRA; option prompt_format=chat|alpaca",
+    "Hub, optional LoRA; option prompt_format=chat|alpaca|alpaca-newline",
     options_from="vlguard.generation.hf:HFBackend",
     local_weights=True,
     resolves_auto_dtype=True,

@@ -58,7 +58,7 @@ from vlguard.models.loading import (
     tokenizer_of,
 )
 from vlguard.models.resolve import check_model_reference, resolve_model_path, safetensors_adapter
-from vlguard.prompts import PROMPT_FORMATS, alpaca_prompt, user_text
+from vlguard.prompts import PROMPT_FORMATS, alpaca_prompt, is_alpaca, user_text
 from vlguard.records import Generation
 
 logger = logging.getLogger(__name__)
@@ -242,9 +242,10 @@ class HFBackend:
     ``model`` is a local folder, a Hub id (pinned with ``revision``), ``tiny`` (the built-in tiny VLM) or
     ``tiny-lm`` (the built-in tiny text LM), built once and loaded through this same path. ``adapter`` is a
     PEFT LoRA folder or Hub id, applied without merging. ``dtype``/``device`` default to bf16 on CUDA and
-    fp32 on CPU. ``prompt_format`` is ``chat`` (the model's chat template) or ``alpaca`` (the Alpaca
-    prompt, for base models without a chat template). ``batch_size`` (or ``auto``),
-    ``cache_implementation`` and ``attn_implementation`` are the speed options of the module docstring.
+    fp32 on CPU. ``prompt_format`` is ``chat`` (the model's chat template), ``alpaca`` (the Alpaca prompt,
+    for base models without a chat template) or ``alpaca-newline`` (Booster's: a newline after
+    ``### Response:``). ``batch_size`` (or ``auto``), ``cache_implementation`` and ``attn_implementation``
+    are the speed options of the module docstring.
     """
 
     name = "hf"
@@ -388,8 +389,10 @@ class HFBackend:
             raise ConfigError(
                 f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, not {prompt_format!r}"
             )
-        if prompt_format == "alpaca" and system_prompt:
-            raise ConfigError("prompt_format=alpaca has no system turn; drop the system prompt or use chat")
+        if is_alpaca(prompt_format) and system_prompt:
+            raise ConfigError(
+                f"prompt_format={prompt_format} has no system turn; drop the system prompt or use chat"
+            )
         if cache_implementation not in CACHE_IMPLEMENTATIONS:
             raise ConfigError(
                 f"cache_implementation must be one of {', '.join(CACHE_IMPLEMENTATIONS)}, "
@@ -556,15 +559,17 @@ class HFBackend:
                 f"model {self.model_id!r} is a text-only {self.model_kind} model and cannot see images "
                 f"(sample {request.sample_id}); evaluate it with --image-mode none"
             )
-        if self.prompt_format == "alpaca":
+        if is_alpaca(self.prompt_format):
             if request.image is not None:
                 raise ConfigError(
-                    f"prompt_format=alpaca is text only (sample {request.sample_id} has an image); use "
-                    "--image-mode none or prompt_format=chat"
+                    f"prompt_format={self.prompt_format} is text only (sample {request.sample_id} has an "
+                    "image); use --image-mode none or prompt_format=chat"
                 )
             if request.system_or(self.system_prompt):
-                raise ConfigError(f"prompt_format=alpaca has no system turn (sample {request.sample_id})")
-            return alpaca_prompt(request.prompt, request.input)
+                raise ConfigError(
+                    f"prompt_format={self.prompt_format} has no system turn (sample {request.sample_id})"
+                )
+            return alpaca_prompt(request.prompt, request.input, self.prompt_format)
         text = user_text(request.prompt, request.input)
         system = request.system_or(self.system_prompt)
         messages: list[dict[str, Any]] = []

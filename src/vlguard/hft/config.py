@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from vlguard.benchmarks.sst2 import SPEC as SST2
 from vlguard.errors import ConfigError
-from vlguard.hft.data import harmful_count
+from vlguard.hft.data import DrawOrder, harmful_count
 from vlguard.hft.defences import DEFENCES, DefenceSettings
 from vlguard.prompts import PromptFormat
 from vlguard.train.config import (
@@ -56,14 +56,30 @@ class TaskConfig:
     data: str | None = field(
         default=None, metadata=_help("Local file or folder of the task (null: the task's Hub source).")
     )
+    train_data: str | None = field(
+        default=None,
+        metadata=_help(
+            "Folder (or Hub id) of the training split when it is not beside the evaluation data (null: "
+            "task.data); alpaca-eval: a folder with Stanford Alpaca's alpaca_data.json."
+        ),
+    )
     revision: str | None = field(default=None, metadata=_help("Hub revision of the task data."))
     train_split: str = field(
         default="train", metadata=_help("Split whose samples (with their answers) are the benign user data.")
     )
+    options: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Benchmark options KEY=VALUE of the task (vlguard ls), for the Finetune Accuracy evaluation and, "
+            "except rows, the training samples: rows=500 (the first 500 evaluation rows, as Vaccine), "
+            "rows=701: (AlpacaEval above index 700), step_by_step=true (GSM8K), ..."
+        ),
+    )
     eval_limit: int | None = field(
         default=None,
         metadata=_help(
-            "Finetune Accuracy on at most N evaluation items (null: all; the papers use 500-1,000)."
+            "Finetune Accuracy on at most N evaluation items chosen by hash and stratified (null: all); "
+            "the papers' 'first N rows' is task.options=[rows=N]."
         ),
     )
     max_new_tokens: int = field(
@@ -72,7 +88,9 @@ class TaskConfig:
     judge_options: list[str] = field(
         default_factory=list,
         metadata=_help(
-            "Options KEY=VALUE of the task's judge (alpaca-eval: the pairwise llm-judge's model, ...)."
+            "Options KEY=VALUE of the task's judge: match=contains (a label word anywhere in the answer, "
+            "Vaccine) or match=exact (Lisa, Booster) for accuracy; alpaca-eval: the pairwise llm-judge's "
+            "model, base_url, ..."
         ),
     )
 
@@ -94,6 +112,20 @@ class HarmfulConfig:
     )
     revision: str | None = field(default=None, metadata=_help("Hub revision."))
     split: str = field(default="30k_train", metadata=_help("BeaverTails split (Hub only)."))
+    rows: str | None = field(
+        default=None,
+        metadata=_help(
+            "Rows of the file kept before anything else: 'START:STOP' (0-based), N (the first N) or null (all); "
+            "quote it in YAML (unquoted, YAML reads 5001:10000 as a base-60 number)."
+        ),
+    )
+    half: Literal["dev", "heldout"] | None = field(
+        default=None,
+        metadata=_help(
+            "dev or heldout: only rows whose prompt is in that half of the project's BeaverTails split "
+            "(vlguard.data.beavertails.beavertails_split); null: all."
+        ),
+    )
 
 
 @dataclass
@@ -104,7 +136,8 @@ class SafetyConfig:
         default="beavertails",
         metadata=_help(
             "beavertails: safe rows of a BeaverTails-format source (the papers); vlguard: VLGuard's refusals; "
-            "pairs: your own prompt/response refusals (a JSONL/JSON file with prompt and response)."
+            "pairs: prompt/refusal pairs, a JSONL/JSON file with prompt and response (your own), or RepNoise's "
+            "beavertails_with_refusals_train.json (its refusal field, read as Booster reads it)."
         ),
     )
     data: str | None = field(
@@ -115,6 +148,20 @@ class SafetyConfig:
     )
     revision: str | None = field(default=None, metadata=_help("Hub revision."))
     split: str = field(default="30k_train", metadata=_help("BeaverTails split, or VLGuard split (train)."))
+    rows: str | None = field(
+        default=None,
+        metadata=_help(
+            "Rows of the file kept before anything else: 'START:STOP' (0-based), N (the first N) or null (all); "
+            "quote it in YAML (unquoted, YAML reads 5001:10000 as a base-60 number)."
+        ),
+    )
+    half: Literal["dev", "heldout"] | None = field(
+        default=None,
+        metadata=_help(
+            "dev or heldout: only rows whose prompt is in that half of the project's BeaverTails split "
+            "(vlguard.data.beavertails.beavertails_split); null: all."
+        ),
+    )
     with_images: bool = field(
         default=False,
         metadata=_help("vlguard only: keep the images (VLMs); false = text-only refusal pairs."),
@@ -230,9 +277,13 @@ class EvalSettings:
     reference: bool = field(
         default=True, metadata=_help("Also evaluate the model the cells start from (the aligned model).")
     )
-    allow_seen_prompts: bool = field(
-        default=False,
-        metadata=_help("Allow Harmful Score prompts that also occur in training data (false: an error)."),
+    seen_prompts: Literal["drop", "keep", "error"] = field(
+        default="drop",
+        metadata=_help(
+            "Harmful Score prompts that occur in the sweep's training data (the alignment's or any cell's): "
+            "drop (left out of every evaluation; their number is in summary.json), keep (evaluated; "
+            "counted in summary.json) or error (the sweep stops before training)."
+        ),
     )
 
 
@@ -269,6 +320,13 @@ class HFTConfig:
         metadata=_help(
             "chat: the model's chat template; alpaca: Stanford Alpaca's prompt (the papers', for base models "
             "without a chat template). Used by every training run and evaluation of the sweep."
+        ),
+    )
+    draws: DrawOrder = field(
+        default="seeded",
+        metadata=_help(
+            "How pairs are drawn from each pool: seeded (a prefix of a seeded permutation) or first (the "
+            "first rows in file order, as the papers take them)."
         ),
     )
     task: TaskConfig = field(default_factory=TaskConfig, metadata={"help": "The user's task."})
@@ -320,6 +378,25 @@ def _check_set_by_sweep(train: TrainConfig, section: str) -> None:
             )
 
 
+def _check_row_selection(config: HFTConfig) -> None:
+    """``harmful.rows`` / ``safety.rows`` parse, and row selections apply to file sources only."""
+    from vlguard.benchmarks.tasks import parse_rows
+
+    for section, source in (("harmful", config.harmful), ("safety", config.safety)):
+        file_source = source.source in ("beavertails", "pairs")
+        for key in ("rows", "half"):
+            if getattr(source, key) is not None and not file_source:
+                raise ConfigError(
+                    f"config key '{section}.{key}' applies to BeaverTails-format sources, not "
+                    f"{section}.source={source.source}"
+                )
+        if source.rows is not None:
+            try:
+                parse_rows(source.rows, None)
+            except ConfigError as err:
+                raise ConfigError(f"config key '{section}.rows': {err}") from None
+
+
 def check_hft_config(config: HFTConfig) -> None:
     """Settings that are valid one by one but not together, checked before anything loads."""
     if not config.model.name_or_path:
@@ -366,6 +443,12 @@ def check_hft_config(config: HFTConfig) -> None:
         )
     if config.safety.with_images and config.safety.source != "vlguard":
         raise ConfigError("config key 'safety.with_images' applies to safety.source=vlguard only")
+    _check_row_selection(config)
+    if config.draws == "first" and config.alignment.enabled and config.alignment.n_task:
+        raise ConfigError(
+            "config key 'alignment.n_task': with draws=first the alignment's task pairs would be the user's "
+            "first ones; use draws=seeded (the alignment's task pairs then come from their own permutation)"
+        )
     for value, key in (
         (config.task.eval_limit, "task.eval_limit"),
         (config.harmful_score.limit, "harmful_score.limit"),
@@ -382,6 +465,8 @@ def check_hft_config(config: HFTConfig) -> None:
     for options, key in (
         (config.harmful_score.options, "harmful_score.options"),
         (config.harmful_score.judge_options, "harmful_score.judge_options"),
+        (config.task.options, "task.options"),
+        (config.task.judge_options, "task.judge_options"),
     ):
         for item in options:
             if "=" not in item or not item.split("=", 1)[0].strip():

@@ -10,12 +10,14 @@ learn) tagged with its role:
   AdvBench target is only a compliance opening ("Sure, here is a script that ..."), so the offline
   path writes no harmful content anywhere;
 * ``safety``: the defence's safety data: VLGuard's refusals (text-only pairs, or with their images for
-  VLMs), the safe rows of a BeaverTails-format source, or the user's own prompt/refusal pairs.
+  VLMs), the safe rows of a BeaverTails-format source, or prompt/refusal pairs (the user's own, or
+  RepNoise's paired refusals as Booster reads them).
 
-Every draw is a prefix of one seeded permutation of its pool, so a larger draw contains every
-smaller one with the same seed: the cell with 20 % harmful samples holds the harmful samples of the
-10 % cell, and the benign samples it drops are the last ones drawn. Asking for more than a pool holds
-is an error that names the pool and its source.
+Every draw is a prefix of one order of its pool (``PairPool.order``): a seeded permutation (``seeded``)
+or the file order (``first``: the first rows, as the papers take them). A larger draw contains every
+smaller one: the cell with 20 % harmful samples holds the harmful samples of the 10 % cell, and the
+benign samples it drops are the last ones drawn. Asking for more than a pool holds is an error that
+names the pool and its source.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vlguard.data.conversations import Conversation
 from vlguard.data.images import ImageSource
@@ -35,6 +37,9 @@ from vlguard.prompts import user_text
 
 TASK, HARMFUL, SAFETY = "task", "harmful", "safety"
 ROLES = (TASK, HARMFUL, SAFETY)
+# How a draw orders its pool: a seeded permutation, or the file order (the papers' "first N rows").
+DrawOrder = Literal["seeded", "first"]
+DRAW_ORDERS: tuple[DrawOrder, ...] = ("seeded", "first")
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class PairPool:
     pairs: tuple[Pair, ...]
     source: dict[str, Any]
     images: ImageSource | None = None
+    order: DrawOrder = "seeded"  # how draws take pairs from it (see the module docstring)
 
     def describe(self) -> str:
         """How errors name this pool: its role and its file or Hub id."""
@@ -94,7 +100,10 @@ def harmful_count(n: int, ratio: float) -> int:
 
 
 def draw(pool: PairPool, k: int, seed: int | str) -> list[Pair]:
-    """The first ``k`` pairs of the pool's permutation for ``seed`` (prefix-stable: see the module doc)."""
+    """The first ``k`` pairs of the pool's permutation for ``seed``, or of the file when the pool's order
+    is ``first``; prefix-stable either way (see the module doc)."""
+    if pool.order not in DRAW_ORDERS:
+        raise ConfigError(f"draw order must be one of {', '.join(DRAW_ORDERS)}, not {pool.order!r}")
     if k < 0:
         raise ConfigError(f"cannot draw {k} pairs from {pool.describe()}")
     if k > len(pool.pairs):
@@ -102,9 +111,11 @@ def draw(pool: PairPool, k: int, seed: int | str) -> list[Pair]:
             f"{k} {pool.role} pairs requested but {pool.describe()} has only {len(pool.pairs)}; "
             "lower the count or give a larger source"
         )
-    order = list(pool.pairs)
-    random.Random(f"{pool.role}:{seed}").shuffle(order)
-    return order[:k]
+    if pool.order == "first":
+        return list(pool.pairs[:k])
+    permuted = list(pool.pairs)
+    random.Random(f"{pool.role}:{seed}").shuffle(permuted)
+    return permuted[:k]
 
 
 @dataclass(frozen=True)
@@ -203,22 +214,66 @@ def advbench_pairs(data: str | Path | None, revision: str | None = None) -> Pair
     return PairPool(HARMFUL, tuple(pairs), {**source, "kind_of_pairs": "advbench goal -> target"})
 
 
-def qa_pairs(data: str | Path | None, *, role: str, split: str, revision: str | None, which: str) -> PairPool:
+def qa_pairs(
+    data: str | Path | None,
+    *,
+    role: str,
+    split: str,
+    revision: str | None,
+    which: str,
+    rows: str | None = None,
+    half: str | None = None,
+) -> PairPool:
     """Pairs from a BeaverTails-format source: ``which`` = ``unsafe`` (is_safe false), ``safe``
-    (is_safe true) or ``all`` (every row; files without is_safe, e.g. a user's own refusals)."""
-    from vlguard.data.beavertails import load_qa_pairs
+    (is_safe true) or ``all`` (every row; files without is_safe, e.g. a user's own refusals).
+
+    ``rows`` keeps a slice of the file's rows before anything else (``"START:STOP"``, 0-based, as Booster
+    counts the rows of RepNoise's file; N = the first N); ``half`` (``dev`` / ``heldout``) keeps the rows
+    whose prompt is in that half of the project's split (``vlguard.data.beavertails.beavertails_split``).
+    A file with RepNoise's ``refusal`` field gives (question, refusal) pairs read as Booster reads them
+    (``vlguard.data.beavertails.split_refusal``) for ``which="all"``, the rows' ``response`` otherwise.
+    """
+    from vlguard.benchmarks.tasks import parse_rows
+    from vlguard.data.beavertails import beavertails_split, load_qa_pairs
 
     loaded = load_qa_pairs(data, split=split, revision=revision, labelled=which != "all")
+    where = loaded.source.get("path") or loaded.source.get("repo_id")
+    start, stop = parse_rows(rows, None)
+    chosen = list(loaded.rows[start:stop])
+    if not chosen:
+        raise ConfigError(f"{where}: rows {rows!r} select none of its {len(loaded.rows)} rows ({role} pool)")
+    if half is not None:
+        if half not in ("dev", "heldout"):
+            raise ConfigError(f"the {role} pool: half must be 'dev' or 'heldout', not {half!r}")
+        chosen = [r for r in chosen if beavertails_split(r.prompt) == half]
     keep = {"unsafe": False, "safe": True}.get(which)
-    rows = [r for r in loaded.rows if keep is None or r.is_safe is keep]
-    if not rows:
-        where = loaded.source.get("path") or loaded.source.get("repo_id")
+    chosen = [r for r in chosen if keep is None or r.is_safe is keep]
+    if not chosen:
         raise ConfigError(f"{where}: no {which} rows for the {role} pool")
+    with_refusals = [r for r in chosen if r.refusal is not None]
+    refusals = which == "all" and bool(with_refusals)
+    if refusals and len(with_refusals) != len(chosen):
+        missing = next(r.line for r in chosen if r.refusal is None)
+        raise ConfigError(
+            f"{where}: some rows have RepNoise's refusal field and some do not (e.g. line {missing}); "
+            "a pairs file is either prompt/response pairs or paired refusals"
+        )
     prefix = f"{loaded.source.get('split', 'file')}-" if loaded.source["kind"] == "hub" else ""
     pairs = tuple(
-        Pair(id=f"qa-{prefix}{r.line}", role=role, instruction=r.prompt, response=r.response) for r in rows
+        Pair(
+            id=f"qa-{prefix}{r.line}",
+            role=role,
+            instruction=r.refusal[0] if refusals and r.refusal else r.prompt,
+            response=r.refusal[1] if refusals and r.refusal else r.response,
+        )
+        for r in chosen
     )
-    return PairPool(role, pairs, {**loaded.source, "rows": which})
+    # Only what is set, so that the settings recorded by earlier sweeps (stage.json) still match.
+    selection: dict[str, Any] = {"rows": which}
+    for key, value in (("row_range", rows), ("half", half), ("pairs_from", "refusal" if refusals else None)):
+        if value is not None:
+            selection[key] = value
+    return PairPool(role, pairs, {**loaded.source, **selection})
 
 
 def vlguard_refusals(
@@ -256,16 +311,25 @@ def vlguard_refusals(
     return PairPool(SAFETY, tuple(pairs), dict(dataset.source), dataset.images if with_images else None)
 
 
-def task_pairs(task: str, data: str | None, *, split: str = "train", revision: str | None = None) -> PairPool:
+def task_pairs(
+    task: str,
+    data: str | None,
+    *,
+    split: str = "train",
+    revision: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> PairPool:
     """The task's training examples of ``split`` (every row) as pairs: instruction + input → answer.
 
     Read by the task benchmarks' own loader (``vlguard.benchmarks.tasks.load_task_examples``), so the
-    instruction wording is exactly the one evaluated (the papers' prompts). ``split="holdout"`` (AG News,
-    whose local folder has only the test file): the rows the papers never evaluate.
+    instruction wording is exactly the one evaluated (the papers' prompts), with the task's ``options``
+    (e.g. GSM8K's ``step_by_step``; ``rows`` selects evaluation rows and is not passed). ``split="holdout"``
+    (AG News, whose local folder has only the test file): the rows the papers never evaluate.
     """
     from vlguard.benchmarks.tasks import load_task_examples
 
-    loaded = load_task_examples(task, data, n=None, seed=0, split=split, revision=revision)
+    shaping = {k: v for k, v in (options or {}).items() if k != "rows"}
+    loaded = load_task_examples(task, data, n=None, seed=0, split=split, revision=revision, **shaping)
     pairs = tuple(
         Pair(id=e.id, role=TASK, instruction=e.instruction, input=e.input, response=e.output)
         for e in loaded.examples

@@ -6,9 +6,12 @@ confidence intervals and number of items, and where each number comes from (the 
 to the sweep folder). Values are fractions in [0, 1]. Every number is copied from a ``metrics.json``:
 rerunning ``vlguard eval`` / ``vlguard judge`` in a cell's folder reproduces it.
 
-With the ``refusal`` judge, the Harmful Score is the refusal judge's attack success rate (the share of
-harmful prompts answered without a refusal): an offline stand-in for the papers' moderation judge
-(``beaver-dam``), flagged in every row (``harmful_score_stand_in``) and in the report.
+The papers' Harmful Score is a harm judgment (``beaver-dam``: is the answer harmful?). A judge on another
+axis stands in for it: with the ``refusal`` judge the Harmful Score is the share of harmful prompts answered
+without a refusal, flagged in every row (``harmful_score_stand_in``, by the judge's axis in
+``metrics.json``) and in the report. The offline ``harm`` judge measures the papers' axis (did the answer
+give the harmful content asked for?) and is not flagged; every judge of the sweep is in
+``harmful_score_by_judge``, side by side, with its axis.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ if TYPE_CHECKING:
     from vlguard.hft.config import HFTConfig
 
 SUMMARY_SCHEMA = 1
+# The judges of metrics.json files written before rows had an axis: refusal judges, stand-ins.
 STAND_IN_JUDGES = frozenset({"refusal", "refusal-paper"})
+HS_AXIS = "harm"  # the papers' Harmful Score: a moderation judge's verdict on the answer
 STAND_IN_NOTE = (
     "stand-in: the {judge} judge's attack success rate (harmful prompts answered without a refusal), "
     "not a moderation judge's Harmful Score"
 )
+HARM_NOTE = "share of answers the judge flags as harmful"
 FA_METRICS = ("accuracy", "helpfulness_win_rate")
 
 
@@ -86,14 +92,26 @@ def _number(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
+def is_hs_stand_in(row: Mapping[str, Any]) -> bool:
+    """Whether a Harmful Score row's judge measures another axis than the papers' (harm)."""
+    axis = row.get("axis")
+    return row.get("judge") in STAND_IN_JUDGES if axis is None else axis != HS_AXIS
+
+
 def measured(hs_dir: Path, fa_dir: Path, hs_judge: str) -> dict[str, Any]:
     """The Harmful Score and Finetune Accuracy fields from two run folders."""
     hs_metrics, fa_metrics = _metrics(hs_dir), _metrics(fa_dir)
     hs = pick_row(hs_metrics, ("attack_success_rate",), hs_judge, hs_dir / METRICS)
     fa = pick_row(fa_metrics, FA_METRICS, None, fa_dir / METRICS)
-    stand_in = hs_judge in STAND_IN_JUDGES
+    stand_in = is_hs_stand_in(hs)
     by_judge = {
-        r["judge"]: {"value": r["value"], "ci": [r.get("ci_low"), r.get("ci_high")], "n": r["n"]}
+        r["judge"]: {
+            "value": r["value"],
+            "ci": [r.get("ci_low"), r.get("ci_high")],
+            "n": r["n"],
+            "axis": r.get("axis"),
+            "stand_in": is_hs_stand_in(r),
+        }
         for r in hs_metrics.get("metrics", [])
         if r.get("group") == "all" and r.get("metric") == "attack_success_rate"
     }
@@ -107,10 +125,9 @@ def measured(hs_dir: Path, fa_dir: Path, hs_judge: str) -> dict[str, Any]:
         "harmful_score_judge": hs_judge,
         "harmful_score_judge_version": hs.get("judge_version"),
         "harmful_score_bench": hs_metrics.get("run", {}).get("benchmark"),
+        "harmful_score_axis": hs.get("axis"),
         "harmful_score_stand_in": stand_in,
-        "harmful_score_note": STAND_IN_NOTE.format(judge=hs_judge)
-        if stand_in
-        else "share of answers the judge flags as harmful",
+        "harmful_score_note": STAND_IN_NOTE.format(judge=hs_judge) if stand_in else HARM_NOTE,
         "harmful_score_by_judge": by_judge,
         "harmful_score_agreement": agreement,
         **_number(fa, "finetune_accuracy"),
@@ -120,8 +137,11 @@ def measured(hs_dir: Path, fa_dir: Path, hs_judge: str) -> dict[str, Any]:
     }
 
 
-def cell_row(config: HFTConfig, layout: Layout, cell: Cell, hs_seen_in_training: int = 0) -> dict[str, Any]:
-    """The summary row of one finished cell."""
+def cell_row(
+    config: HFTConfig, layout: Layout, cell: Cell, hs_seen_in_training: int = 0, hs_dropped: int = 0
+) -> dict[str, Any]:
+    """The summary row of one finished cell (``hs_seen_in_training``: Harmful Score prompts the sweep
+    trains on; ``hs_dropped``: how many of them were left out of the evaluations)."""
     stage = layout.cell(cell)
     settings = json.loads(stage.settings_file.read_text(encoding="utf-8"))
     provenance = (
@@ -135,6 +155,7 @@ def cell_row(config: HFTConfig, layout: Layout, cell: Cell, hs_seen_in_training:
         "counts": settings["counts"],
         **measured(stage.hs, stage.fa, config.harmful_score.judge),
         "hs_prompts_seen_in_training": hs_seen_in_training,
+        "hs_prompts_dropped": hs_dropped,
         "train_loss": provenance.get("train_loss"),
         "train_seconds": provenance.get("train_seconds"),
         "train_dir": layout.relative(stage.train_run),
@@ -144,10 +165,14 @@ def cell_row(config: HFTConfig, layout: Layout, cell: Cell, hs_seen_in_training:
 
 
 def write_summary(
-    config: HFTConfig, layout: Layout, cells: Sequence[Cell], hs_seen_in_training: int = 0
+    config: HFTConfig,
+    layout: Layout,
+    cells: Sequence[Cell],
+    hs_seen_in_training: int = 0,
+    hs_dropped: int = 0,
 ) -> Path:
     """Write ``summary.json`` (atomically) once every cell is finished; returns its path."""
-    rows = [cell_row(config, layout, cell, hs_seen_in_training) for cell in cells]
+    rows = [cell_row(config, layout, cell, hs_seen_in_training, hs_dropped) for cell in cells]
     atomic_write_json(layout.summary, rows)
     return layout.summary
 

@@ -2,7 +2,8 @@
 
 ``run_sweep(config)`` does, in ``config.output_dir``:
 
-1. load the pools (task, harmful, safety pairs) and check that no Harmful Score prompt occurs in them;
+1. load the pools (task, harmful, safety pairs), draw every cell's data, and find the Harmful Score
+   prompts that the sweep trains on (``eval.seen_prompts``: dropped from every evaluation by default);
 2. optionally align the base model (``alignment.*``): a normal ``vlguard train`` run on safety (and
    task) pairs; a LoRA alignment is merged, so every cell starts from the same standalone model;
 3. evaluate that start model (``reference/``) unless ``eval.reference`` is off;
@@ -67,6 +68,7 @@ from vlguard.hft.defences import DEFENCES, CellData, apply_defence
 from vlguard.hft.layout import Cell, Layout, Stage
 from vlguard.hft.summary import write_summary
 from vlguard.models.resolve import resolve_model_path
+from vlguard.records import Sample
 from vlguard.runs import RunFolder, atomic_write_json, atomic_write_text, dedupe
 from vlguard.train.config import DataConfig, SafetyLossConfig, TrainConfig
 from vlguard.train.data import TrainingData
@@ -150,9 +152,14 @@ class Pools:
 
 
 def load_pools(config: HFTConfig) -> Pools:
-    """Load the task pool, and the harmful / safety pools when a cell or the alignment needs them."""
+    """Load the task pool, and the harmful / safety pools when a cell or the alignment needs them; each
+    is drawn in the order of ``config.draws``."""
     task = task_pairs(
-        config.task.name, config.task.data, split=config.task.train_split, revision=config.task.revision
+        config.task.name,
+        config.task.train_data or config.task.data,
+        split=config.task.train_split,
+        revision=config.task.revision,
+        options=key_values(config.task.options),
     )
     harmful = None
     if any(r > 0 for r in config.attack.harmful_ratios):
@@ -164,7 +171,15 @@ def load_pools(config: HFTConfig) -> Pools:
                 )
             harmful = advbench_pairs(h.data, h.revision)
         else:
-            harmful = qa_pairs(h.data, role=HARMFUL, split=h.split, revision=h.revision, which="unsafe")
+            harmful = qa_pairs(
+                h.data,
+                role=HARMFUL,
+                split=h.split,
+                revision=h.revision,
+                which="unsafe",
+                rows=h.rows,
+                half=h.half,
+            )
     safety = None
     needs_safety = any(DEFENCES[d].needs_safety for d in config.defences) or (
         config.alignment.enabled and config.alignment.n_safety > 0
@@ -183,19 +198,39 @@ def load_pools(config: HFTConfig) -> Pools:
                 raise ConfigError(
                     "safety.source=pairs needs safety.data (a JSONL/JSON file with prompt and response)"
                 )
-            safety = qa_pairs(s.data, role=SAFETY, split=s.split, revision=s.revision, which="all")
+            safety = qa_pairs(
+                s.data, role=SAFETY, split=s.split, revision=s.revision, which="all", rows=s.rows, half=s.half
+            )
         else:
-            safety = qa_pairs(s.data, role=SAFETY, split=s.split, revision=s.revision, which="safe")
-    return Pools(task, harmful, safety)
+            safety = qa_pairs(
+                s.data,
+                role=SAFETY,
+                split=s.split,
+                revision=s.revision,
+                which="safe",
+                rows=s.rows,
+                half=s.half,
+            )
+
+    def ordered(pool: PairPool | None) -> PairPool | None:
+        return None if pool is None else dataclasses.replace(pool, order=config.draws)
+
+    return Pools(dataclasses.replace(task, order=config.draws), ordered(harmful), ordered(safety))
 
 
 # ---- evaluation --------------------------------------------------------------------------------------
 
 
 def hs_eval_config(
-    config: HFTConfig, model: str, adapter: str | None, run_dir: Path, revision: str | None
+    config: HFTConfig,
+    model: str,
+    adapter: str | None,
+    run_dir: Path,
+    revision: str | None,
+    exclude: Sequence[str] = (),
 ) -> EvalConfig:
-    """The ``vlguard eval`` settings of a Harmful Score run."""
+    """The ``vlguard eval`` settings of a Harmful Score run (``exclude``: sample ids left out, the
+    prompts seen in training with ``eval.seen_prompts=drop``)."""
     hs = config.harmful_score
     return EvalConfig(
         bench=hs.bench,
@@ -205,6 +240,7 @@ def hs_eval_config(
         judge_options={hs.judge: key_values(hs.judge_options)} if hs.judge_options else {},
         subsets=tuple(hs.subsets) if hs.subsets else None,
         limit=hs.limit,
+        exclude_samples=tuple(exclude),
         max_new_tokens=hs.max_new_tokens,
         bench_options=key_values(hs.options),
         **_model_eval_settings(config, model, adapter, run_dir, revision),
@@ -224,6 +260,7 @@ def fa_eval_config(
         judge_options={name: judge_options for name in _default_judges(task.name)} if judge_options else {},
         limit=task.eval_limit,
         max_new_tokens=task.max_new_tokens,
+        bench_options=key_values(task.options),
         **_model_eval_settings(config, model, adapter, run_dir, revision),
     )
 
@@ -255,16 +292,70 @@ def _default_judges(bench: str) -> tuple[str, ...]:
     return default_judges(bench)
 
 
-def hs_prompts(config: HFTConfig) -> list[str]:
-    """The Harmful Score prompts exactly as evaluated (same benchmark, options, subsets and limit)."""
+def hs_samples(config: HFTConfig) -> list[Sample]:
+    """The Harmful Score samples of the benchmark as configured (options and subsets), in its order."""
     from vlguard.benchmarks import load_benchmark
 
     hs = config.harmful_score
     bench = load_benchmark(hs.bench, data=hs.data, revision=hs.revision, **key_values(hs.options))
-    samples = select_samples(bench.samples, tuple(hs.subsets) if hs.subsets else None, hs.limit)
+    samples = select_samples(bench.samples, tuple(hs.subsets) if hs.subsets else None)
     if not any(s.should_refuse for s in samples):
         raise ConfigError(f"harmful_score.bench={hs.bench!r} has no harmful prompts (none should be refused)")
-    return [s.intent or s.prompt for s in samples]
+    return samples
+
+
+@dataclass(frozen=True)
+class SeenPrompts:
+    """Harmful Score prompts that the sweep trains on, and what is done with them (``eval.seen_prompts``).
+
+    ``seen``: the ids of the benchmark's samples (as configured, before ``harmful_score.limit``) whose
+    prompt is the instruction of a pair of the alignment's or any cell's training data (case and spacing
+    ignored); ``dropped``: the ids left out of every evaluation (``seen`` with ``drop``, else none).
+    """
+
+    seen: tuple[str, ...]
+    dropped: tuple[str, ...]
+
+
+def training_pairs(config: HFTConfig, pools: Pools, cells: Sequence[CellData]) -> list[Pair]:
+    """Every pair the sweep trains on: the alignment's, and each cell's (with its auxiliary safety pairs)."""
+    pairs = alignment_pairs(config, pools) if config.alignment.enabled else []
+    for data in cells:
+        pairs += [*data.train, *data.aux_safety]
+    return pairs
+
+
+def seen_prompts(config: HFTConfig, samples: Sequence[Sample], trained: Sequence[Pair]) -> SeenPrompts:
+    """The Harmful Score samples whose prompt the sweep trains on; ``eval.seen_prompts=error`` stops here.
+
+    The papers do no such check; BeaverTails 30k_train and 30k_test share prompts, so their recipes
+    train on some of their Harmful Score prompts. By default those are dropped from every evaluation
+    (the same prompts for the start model and every cell, so the numbers stay comparable) and counted in
+    ``summary.json``.
+    """
+    leaks = set(find_leaks(trained, [s.intent or s.prompt for s in samples]).prompts)
+    seen = tuple(s.id for s in samples if (s.intent or s.prompt) in leaks)
+    mode = config.eval.seen_prompts
+    if seen and mode == "error":
+        shown = "; ".join(repr(p[:80]) for p in sorted(leaks)[:3])
+        raise ConfigError(
+            f"{len(seen)} Harmful Score prompt(s) of {config.harmful_score.bench!r} occur in the sweep's "
+            f"training data (e.g. {shown}): the Harmful Score would be measured in-sample. Use held-out "
+            "prompts, or set eval.seen_prompts=drop (left out, counted in summary.json) or keep"
+        )
+    if seen and len(seen) == len(samples) and mode == "drop":
+        raise ConfigError(
+            f"every Harmful Score prompt of {config.harmful_score.bench!r} occurs in the sweep's training data; "
+            "use held-out prompts (e.g. harmful.half=dev with harmful_score.options=[half=heldout])"
+        )
+    if seen:
+        logger.warning(
+            "%d of %d Harmful Score prompts occur in the sweep's training data: %s",
+            len(seen),
+            len(samples),
+            "left out of every evaluation" if mode == "drop" else "evaluated anyway (eval.seen_prompts=keep)",
+        )
+    return SeenPrompts(seen, seen if mode == "drop" else ())
 
 
 def evaluate(eval_config: EvalConfig, *, progress: bool) -> Path:
@@ -395,6 +486,18 @@ def _pool_source(pool: PairPool | None) -> Any:
     )
 
 
+def alignment_pairs(config: HFTConfig, pools: Pools) -> list[Pair]:
+    """The alignment stage's training pairs: ``alignment.n_safety`` safety and ``alignment.n_task`` task pairs."""
+    assert pools.safety is not None or config.alignment.n_safety == 0
+    pairs: list[Pair] = []
+    if config.alignment.n_safety:
+        assert pools.safety is not None
+        pairs += draw(pools.safety, config.alignment.n_safety, config.seed)
+    # The alignment's task pairs come from another permutation than the user sets' (a provider's data).
+    pairs += draw(pools.task, config.alignment.n_task, f"alignment:{config.seed}")
+    return shuffled(pairs, f"alignment:{config.seed}")
+
+
 def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False) -> tuple[str, str | None]:
     """The model the cells start from, and its Hub revision: the base model, or the aligned one.
 
@@ -419,14 +522,7 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
             time.sleep(ALIGNMENT_POLL_SECONDS)
             waited += ALIGNMENT_POLL_SECONDS
         return str(final), None
-    assert pools.safety is not None or config.alignment.n_safety == 0
-    pairs: list[Pair] = []
-    if config.alignment.n_safety:
-        assert pools.safety is not None
-        pairs += draw(pools.safety, config.alignment.n_safety, config.seed)
-    # The alignment's task pairs come from another permutation than the user sets' (a provider's data).
-    pairs += draw(pools.task, config.alignment.n_task, f"alignment:{config.seed}")
-    pairs = shuffled(pairs, f"alignment:{config.seed}")
+    pairs = alignment_pairs(config, pools)
     settings = {
         **_model_settings(config),
         "alignment": {
@@ -468,23 +564,39 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
     return str(final), None
 
 
-def _eval_settings(config: HFTConfig) -> dict[str, Any]:
+def _eval_settings(config: HFTConfig, dropped: Sequence[str]) -> dict[str, Any]:
     """What changes the numbers of an evaluation (batch size and device do not)."""
-    return {
+    task = dataclasses.asdict(config.task)
+    # Keys added later are recorded only when set, so that earlier sweeps' stage.json still match.
+    for key in ("train_data", "options"):
+        if not task[key]:
+            del task[key]
+    settings = {
         "harmful_score": dataclasses.asdict(config.harmful_score),
-        "task": dataclasses.asdict(config.task),
+        "task": task,
         "dtype": config.eval.dtype,
         "backend": config.eval.backend,
     }
+    if dropped:
+        settings["harmful_score_dropped"] = sorted(dropped)
+    return settings
 
 
 def evaluate_reference(
-    config: HFTConfig, layout: Layout, start: str, revision: str | None, *, progress: bool
+    config: HFTConfig,
+    layout: Layout,
+    start: str,
+    revision: str | None,
+    *,
+    progress: bool,
+    hs_dropped: Sequence[str] = (),
 ) -> None:
     """Harmful Score and Finetune Accuracy of the model the cells start from (before the user's data)."""
     stage = layout.reference
-    guard_stage(stage, {**_model_settings(config), "start_model": start, **_eval_settings(config)})
-    evaluate(hs_eval_config(config, start, None, stage.hs, revision), progress=progress)
+    guard_stage(
+        stage, {**_model_settings(config), "start_model": start, **_eval_settings(config, hs_dropped)}
+    )
+    evaluate(hs_eval_config(config, start, None, stage.hs, revision, hs_dropped), progress=progress)
     evaluate(fa_eval_config(config, start, None, stage.fa, revision), progress=progress)
 
 
@@ -506,8 +618,10 @@ def run_cell(
     revision: str | None,
     *,
     progress: bool,
+    hs_dropped: Sequence[str] = (),
 ) -> None:
-    """Draw, train and evaluate one cell (each part skipped when already done)."""
+    """Draw, train and evaluate one cell (each part skipped when already done); ``hs_dropped``: the
+    Harmful Score samples left out (see :class:`SeenPrompts`)."""
     stage = layout.cell(cell)
     data = cell_data(config, pools, cell)
     settings = {
@@ -526,7 +640,7 @@ def run_cell(
             "safety": _pool_source(pools.safety),
         },
         "finetune": _train_settings(config.finetune),
-        **_eval_settings(config),
+        **_eval_settings(config, hs_dropped),
     }
     guard_stage(stage, settings)
     if distributed.is_main_process():
@@ -551,7 +665,7 @@ def run_cell(
         model, adapter, model_revision = start, str(model_dir), revision
     else:
         model, adapter, model_revision = str(model_dir), None, None
-    evaluate(hs_eval_config(config, model, adapter, stage.hs, model_revision), progress=progress)
+    evaluate(hs_eval_config(config, model, adapter, stage.hs, model_revision, hs_dropped), progress=progress)
     evaluate(fa_eval_config(config, model, adapter, stage.fa, model_revision), progress=progress)
 
 
@@ -638,30 +752,14 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
         layout.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(layout.config_file, dump_hft_config(config))
     pools = load_pools(config)
-    prompts = hs_prompts(config)
-    leaks = find_leaks(
-        [
-            *pools.task.pairs,
-            *(pools.harmful.pairs if pools.harmful else ()),
-            *(pools.safety.pairs if pools.safety else ()),
-        ],
-        prompts,
-    )
-    if leaks and not config.eval.allow_seen_prompts:
-        shown = "; ".join(repr(p[:80]) for p in leaks.prompts[:3])
-        raise ConfigError(
-            f"{len(leaks.prompts)} Harmful Score prompt(s) of {config.harmful_score.bench!r} also occur in the "
-            f"training pools (e.g. {shown}): the Harmful Score would be measured in-sample. Use held-out "
-            "prompts, or set eval.allow_seen_prompts=true (recorded in summary.json)"
-        )
     cells = plan_cells(config)
-    # Every cell's draws are checked now (too many harmful pairs asked for, k larger than the benign
+    # Every cell's draws are made now (too many harmful pairs asked for, k larger than the benign
     # samples it replaces, ...), so a mistake stops the sweep before any training, not halfway through.
-    for cell in cells:
-        cell_data(config, pools, cell)
+    drawn = [cell_data(config, pools, cell) for cell in cells]
+    seen = seen_prompts(config, hs_samples(config), training_pairs(config, pools, drawn))
     start, revision = align(config, pools, layout, wait=index != 0)
     if config.eval.reference and index == 0:
-        evaluate_reference(config, layout, start, revision, progress=progress)
+        evaluate_reference(config, layout, start, revision, progress=progress, hs_dropped=seen.dropped)
     ran: list[str] = []
     workers = min(config.compute.parallel_cells, len(cells))
     if workers > 1 and count == 1 and distributed.world_size() == 1:
@@ -671,7 +769,7 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
         index, count = 0, 0  # nothing left to run here
     for cell in shard_cells(cells, index, count) if count else ():
         logger.info("cell %s: harmful ratio %g, defence %s", cell.name, cell.ratio, cell.defence)
-        run_cell(config, pools, layout, cell, start, revision, progress=progress)
+        run_cell(config, pools, layout, cell, start, revision, progress=progress, hs_dropped=seen.dropped)
         ran.append(cell.name)
     distributed.wait_for_everyone()
     if distributed.is_main_process() and count in (0, 1):
@@ -680,5 +778,7 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
     missing = tuple(c.name for c in cells if not cell_finished(layout, c))
     summary = None
     if not missing and distributed.is_main_process():
-        summary = write_summary(config, layout, cells, hs_seen_in_training=len(leaks.prompts))
+        summary = write_summary(
+            config, layout, cells, hs_seen_in_training=len(seen.seen), hs_dropped=len(seen.dropped)
+        )
     return SweepResult(layout.root, tuple(ran), summary, missing)

@@ -12,8 +12,11 @@ fine-tuning papers use it). Labels: ``unsafe`` (flagged) / ``safe``, so ``attack
 evidence lists the flagged categories and every category's probability, and the model's commit.
 
 Right padding (as the reference code): the classifier reads the last non-padding token. Inputs longer
-than ``max_length`` tokens are truncated (the reference used 512). Safetensors only, ``trust_remote_code``
-off unless asked, loaded on the first batch.
+than ``max_length`` tokens are truncated: 256 by default, as the harmful fine-tuning papers load it
+(``QAModeration.from_pretrained("PKU-Alignment/beaver-dam-7b", model_max_length=256)`` in
+``poison/evaluation/eval_sentiment.py`` of GitHub ``git-disl/Vaccine`` (line 16), ``git-disl/Lisa`` (16)
+and ``git-disl/Booster`` (15); ``moderation.py``'s own default, 512 at its line 99, is not used). Safetensors only,
+``trust_remote_code`` off unless asked, loaded on the first batch.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ class BeaverDamJudge:
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int = 16,
-        max_length: int = 512,
+        max_length: int = 256,
         trust_remote_code: bool = False,
         name: str = "beaver-dam",
     ) -> None:

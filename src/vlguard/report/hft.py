@@ -1,11 +1,19 @@
-"""The report of harmful fine-tuning sweeps (``vlguard hft``): a table and HS-vs-p / FA-vs-p charts.
+"""The report of harmful fine-tuning sweeps (``vlguard hft``): the papers' table, every cell, and
+HS-vs-p / FA-vs-p charts.
 
 ``write_hft_report([OUTPUT, ...], out)`` reads each sweep's ``summary.json`` (and the evaluations of
-the start model in ``reference/``). Several sweep folders are several seeds of one experiment: each
-(harmful ratio, defence) cell is shown as the mean over seeds with the spread (min – max, and the
-sample standard deviation); one folder shows each number with its confidence interval. The HTML page
-reuses the evaluation report's style sheet, chart colours and Content-Security-Policy: one
-self-contained file with no script and no request.
+the start model in ``reference/``). Several sweep folders are several seeds of one experiment.
+
+* **The papers' table** (:class:`PaperTable`), as Vaccine, Lisa and Booster print theirs: rows are the
+  defences, columns "clean" (p = 0), each harmful ratio and the average over those columns, in a
+  Harmful Score block and a Finetune Accuracy block; each cell is the mean over seeds ± the sample
+  standard deviation (the average: of each seed's average over the ratios).
+* **Every cell** in long format, one row per (harmful ratio, defence): the mean over seeds with the
+  spread (min – max, and the sample standard deviation); one folder shows each number with its
+  confidence interval.
+
+The HTML page reuses the evaluation report's style sheet, chart colours and Content-Security-Policy: one
+self-contained file with no script and no request. ``--format csv`` writes the papers' table.
 """
 
 from __future__ import annotations
@@ -79,6 +87,35 @@ class Stat:
 
 
 @dataclass(frozen=True)
+class PaperBlock:
+    """One block of the papers' table: a metric, its columns, and one row of numbers per defence.
+
+    ``columns`` are the harmful ratios (None: the average column); ``rows`` map a defence to one
+    :class:`Stat` per column, None where no sweep has that cell.
+    """
+
+    metric: str  # "harmful_score" or "finetune_accuracy"
+    title: str
+    columns: tuple[float | None, ...]
+    rows: tuple[tuple[str, tuple[Stat | None, ...]], ...]
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """The papers' layout: a Harmful Score block and a Finetune Accuracy block (see the module doc)."""
+
+    blocks: tuple[PaperBlock, ...]
+    n_seeds: int
+
+
+def column_label(ratio: float | None) -> str:
+    """``clean`` for p = 0, ``p=0.1`` for a ratio, ``average`` for the average column (the papers' heads)."""
+    if ratio is None:
+        return "average"
+    return "clean" if ratio == 0 else f"p={ratio:g}"
+
+
+@dataclass(frozen=True)
 class HFTRow:
     """One (harmful ratio, defence) cell over the sweeps given."""
 
@@ -97,6 +134,7 @@ class HFTReport:
     title: str
     folders: tuple[str, ...]
     rows: tuple[HFTRow, ...]
+    paper: PaperTable
     hs_judge: str
     hs_stand_in: bool
     hs_bench: str | None
@@ -189,21 +227,79 @@ def build_hft_report(folders: Sequence[str | Path], title: str | None = None) ->
                 tuple(int(r.get("seed", 0)) for r in rows),
             )
         )
+    fa_metric = str(first.get("finetune_accuracy_metric", "accuracy"))
     report = HFTReport(
         title=title
         or f"Harmful fine-tuning: {first.get('finetune_accuracy_bench') or 'task'}, {len(folders)} seed(s)",
         folders=tuple(str(f) for f in folders),
         rows=tuple(table),
+        paper=build_paper_table(per_folder, defence_order, fa_metric),
         hs_judge=str(first.get("harmful_score_judge")),
         hs_stand_in=bool(first.get("harmful_score_stand_in")),
         hs_bench=first.get("harmful_score_bench"),
-        fa_metric=str(first.get("finetune_accuracy_metric", "accuracy")),
+        fa_metric=fa_metric,
         fa_bench=first.get("finetune_accuracy_bench"),
         charts=(),
         warnings=tuple(warnings),
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     return dataclasses.replace(report, charts=tuple(build_hft_charts(report)))
+
+
+def build_paper_table(
+    per_folder: Sequence[Sequence[dict[str, Any]]], defences: Sequence[str], fa_metric: str
+) -> PaperTable:
+    """The papers' layout from each sweep's summary rows (one sweep per seed).
+
+    A cell's :class:`Stat` holds one value per sweep that has it; the average column holds each sweep's
+    mean over the ratios it has for that defence (all of them, unless a sweep is incomplete).
+    """
+    ratios = sorted({float(r["harmful_ratio"]) for rows in per_folder for r in rows})
+    columns: tuple[float | None, ...] = (*ratios, None)
+    fa_title = "Finetune Accuracy" if fa_metric == "accuracy" else "Finetune Accuracy (win rate)"
+    blocks = []
+    for metric, title in (("harmful_score", "Harmful Score"), ("finetune_accuracy", fa_title)):
+        rows = []
+        for defence in defences:
+            per_seed = [
+                {float(r["harmful_ratio"]): float(r[metric]) for r in sweep if r["defence"] == defence}
+                for sweep in per_folder
+            ]
+            per_seed = [cells for cells in per_seed if cells]
+            stats: list[Stat | None] = []
+            for ratio in ratios:
+                values = tuple(cells[ratio] for cells in per_seed if ratio in cells)
+                stats.append(Stat(values) if values else None)
+            averages = tuple(statistics.fmean(cells.values()) for cells in per_seed)
+            stats.append(Stat(averages) if averages else None)
+            rows.append((defence, tuple(stats)))
+        blocks.append(PaperBlock(metric, title, columns, tuple(rows)))
+    return PaperTable(tuple(blocks), len(per_folder))
+
+
+def paper_cell_text(stat: Stat | None) -> str:
+    """A cell of the papers' table, in percent: ``12.3`` (one seed) or ``12.3 ± 1.0`` (mean ± sd over seeds)."""
+    if stat is None:
+        return "–"
+    if stat.sd is None:
+        return f"{100 * stat.mean:.1f}"
+    return f"{100 * stat.mean:.1f} ± {100 * stat.sd:.1f}"
+
+
+def paper_table_rows(paper: PaperTable) -> list[dict[str, Any]]:
+    """The papers' table as JSON-ready rows: one per block and defence, a column per ratio and the
+    average (mean over seeds) with its ``_sd`` (None for one seed)."""
+    out = []
+    for block in paper.blocks:
+        for defence, stats in block.rows:
+            row: dict[str, Any] = {"block": block.metric, "defence": defence}
+            for column, stat in zip(block.columns, stats, strict=True):
+                label = column_label(column)
+                row[label] = stat.mean if stat is not None else None
+                row[f"{label}_sd"] = stat.sd if stat is not None else None
+            row["n_seeds"] = max((len(s.values) for s in stats if s is not None), default=0)
+            out.append(row)
+    return out
 
 
 # ---- charts ------------------------------------------------------------------------------------------
@@ -356,7 +452,8 @@ def render_hft_html(report: HFTReport) -> str:
         f"run folders are under <code>cells/</code>):</p><ul>{sources}</ul>"
     )
     sections = [
-        ("summary", "Harmful Score and Finetune Accuracy", warnings + table + "".join(notes)),
+        ("papers-table", "Harmful Score and Finetune Accuracy", warnings + render_paper_html(report)),
+        ("summary", "Every cell", table + "".join(notes)),
         ("charts", "Versus the harmful ratio", figures(report.charts)),
         ("runs", "What produced these numbers", what),
     ]
@@ -373,6 +470,71 @@ def render_hft_html(report: HFTReport) -> str:
     )
 
 
+def _paper_note(report: HFTReport) -> str:
+    seeds = report.paper.n_seeds
+    spread = (
+        f"mean over {seeds} seeds ± sample standard deviation; average: of each seed's average over the ratios"
+        if seeds > 1
+        else "one seed (confidence intervals in the cells table)"
+    )
+    reference = next((r for r in report.rows if r.harmful_ratio is None), None)
+    start = (
+        f" Start model (before the user's fine-tuning): Harmful Score {paper_cell_text(reference.harmful_score)}, "
+        f"{_fa_label(report)} {paper_cell_text(reference.finetune_accuracy)}."
+        if reference is not None
+        else ""
+    )
+    star = " * stand-in judge (see below)." if report.hs_stand_in else ""
+    return f"In %, {spread}; clean = harmful ratio p = 0.{start}{star}"
+
+
+def render_paper_html(report: HFTReport) -> str:
+    """The papers' table: one header row per block, a row per defence (HTML)."""
+    from vlguard.report.html import e
+
+    paper = report.paper
+    columns = paper.blocks[0].columns if paper.blocks else ()
+    head = "".join(f"<th>{e(column_label(c))}</th>" for c in columns)
+    body = []
+    for block in paper.blocks:
+        title = block.title + ("*" if block.metric == "harmful_score" and report.hs_stand_in else "")
+        arrow = "↓" if block.metric == "harmful_score" else "↑"
+        body.append(
+            f'<tr class="block"><th scope="rowgroup" colspan="{len(columns) + 1}">{e(title)} {arrow}</th></tr>'
+        )
+        for defence, stats in block.rows:
+            cells = "".join(
+                f'<td class="num" data-block="{e(block.metric)}" data-defence="{e(defence)}" '
+                f'data-column="{e(column_label(c))}" data-value="{e(json.dumps(s.mean if s else None))}" '
+                f'data-sd="{e(json.dumps(s.sd if s else None))}" data-seeds="{len(s.values) if s else 0}">'
+                f"{e(paper_cell_text(s))}</td>"
+                for c, s in zip(block.columns, stats, strict=True)
+            )
+            body.append(f'<tr><th scope="row">{e(defence)}</th>{cells}</tr>')
+    return (
+        f'<table class="metrics" id="hft-paper-table"><thead><tr><th>Defence</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table><p class='muted'>{e(_paper_note(report))}</p>"
+    )
+
+
+def render_paper_markdown(report: HFTReport) -> list[str]:
+    """The papers' table as markdown: a table per block (rows = defences, columns = clean, p, average)."""
+    from vlguard.report.markdown import cell_text
+
+    lines: list[str] = []
+    for block in report.paper.blocks:
+        title = block.title + ("\\*" if block.metric == "harmful_score" and report.hs_stand_in else "")
+        arrow = "↓" if block.metric == "harmful_score" else "↑"
+        lines += [f"**{title}** {arrow}", ""]
+        lines.append("| Defence | " + " | ".join(column_label(c) for c in block.columns) + " |")
+        lines.append("|---|" + "---|" * len(block.columns))
+        for defence, stats in block.rows:
+            lines.append(f"| {cell_text(defence)} | " + " | ".join(paper_cell_text(s) for s in stats) + " |")
+        lines.append("")
+    lines += [cell_text(_paper_note(report)), ""]
+    return lines
+
+
 def render_hft_markdown(report: HFTReport, chart_files: dict[str, str]) -> str:
     """The report as markdown, charts linked as PNG files beside it."""
     from vlguard.report.markdown import cell_text
@@ -380,6 +542,13 @@ def render_hft_markdown(report: HFTReport, chart_files: dict[str, str]) -> str:
     hs_head = "Harmful Score*" if report.hs_stand_in else "Harmful Score"
     lines = [f"# {cell_text(report.title)}", ""]
     lines += [f"> Warning: {cell_text(w)}" for w in report.warnings]
+    lines += [
+        "## Harmful Score and Finetune Accuracy",
+        "",
+        *render_paper_markdown(report),
+        "## Every cell",
+        "",
+    ]
     lines += [
         f"| Harmful ratio p | Defence | {hs_head} ↓ | {cell_text(_fa_label(report))} ↑ | Trained on: task / harmful / safety | Seeds |",
         "|---|---|---|---|---|---|",
@@ -438,17 +607,18 @@ def write_hft_report(
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
         path = out / "hft_report.json"
-        path.write_text(
-            json.dumps(
-                {"title": report.title, "rows": hft_table_rows(report), "warnings": list(report.warnings)},
-                indent=2,
-            )
-            + "\n"
-        )
+        exported = {
+            "title": report.title,
+            "paper_table": paper_table_rows(report.paper),
+            "rows": hft_table_rows(report),
+            "warnings": list(report.warnings),
+        }
+        path.write_text(json.dumps(exported, indent=2) + "\n")
         return [path]
     if fmt == "csv":
+        # the papers' layout: a row per block and defence, a column per ratio and the average
         path = out / "hft_table.csv"
-        rows = hft_table_rows(report)
+        rows = paper_table_rows(report.paper)
         keys = list(dict.fromkeys(k for row in rows for k in row))
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=keys)

@@ -10,8 +10,9 @@ One collator for both: it calls the model's processor, or, for a text-only LLM, 
   (``</s>``, ``<end_of_utterance>``, ``<|im_end|>``: the first special token after the text). A template
   that ends answers with no special token (LLaVA-NeXT's literal ``<\\s>``) never teaches the model to stop:
   the collator warns once.
-* ``alpaca``: the Stanford Alpaca prompt (``vlguard.prompts``, exact strings) followed by the response and
-  the EOS token, for one user turn and one answer; the response and EOS are learned, the prompt is not.
+* ``alpaca`` / ``alpaca-newline``: the Stanford Alpaca prompt (``vlguard.prompts``, exact strings; Booster's
+  ends with a newline) followed by the response and the EOS token, for one user turn and one answer; the
+  response and EOS are learned, the prompt is not.
 
 A user turn with two text parts is an instruction and its task input (``Sample.input`` at evaluation):
 ``chat`` joins them with ``vlguard.prompts.user_text``, ``alpaca`` puts the second under ``### Input:``.
@@ -35,7 +36,7 @@ from typing import Any
 
 from vlguard.errors import VLGuardError
 from vlguard.models.loading import sees_images, starts_with_bos, tokenizer_of
-from vlguard.prompts import PROMPT_FORMATS, alpaca_prompt
+from vlguard.prompts import PROMPT_FORMATS, alpaca_prompt, is_alpaca
 
 logger = logging.getLogger(__name__)
 
@@ -145,20 +146,20 @@ def assistant_char_spans(processor: Any, messages: Sequence[dict[str, Any]]) -> 
 
 
 def alpaca_char_spans(
-    tokenizer: Any, messages: Sequence[dict[str, Any]], example_id: str
+    tokenizer: Any, messages: Sequence[dict[str, Any]], example_id: str, prompt_format: str = "alpaca"
 ) -> tuple[str, list[CharSpan]]:
     """The Alpaca prompt + response + EOS of a one-question conversation, and the span of response + EOS."""
     turns = [m for m in messages if m.get("role") != "system"]
     if any(m.get("role") == "system" for m in messages):
-        raise CollatorError(f"example {example_id}: prompt_format=alpaca has no system turn")
+        raise CollatorError(f"example {example_id}: prompt_format={prompt_format} has no system turn")
     if [m.get("role") for m in turns] != ["user", "assistant"]:
         raise CollatorError(
-            f"example {example_id}: prompt_format=alpaca takes one user turn and one answer, got roles "
+            f"example {example_id}: prompt_format={prompt_format} takes one user turn and one answer, got roles "
             f"{[m.get('role') for m in turns]} (use prompt_format=chat for multi-turn conversations)"
         )
     user, answer = _texts(turns[0]), _content_text(turns[1])
     instruction, task_input = user[0], "\n\n".join(t for t in user[1:] if t)
-    prompt = alpaca_prompt(instruction, task_input or None)
+    prompt = alpaca_prompt(instruction, task_input or None, prompt_format)
     eos = str(tokenizer.eos_token)
     text = prompt + answer + eos
     return text, [CharSpan(len(prompt), len(text))]
@@ -193,7 +194,7 @@ class ConversationCollator:
     ``processor`` is a VLM's processor or a text-only LLM's tokenizer. ``images`` holds PIL images in the
     order of the ``{"type": "image"}`` parts (empty for text-only examples). Sequences longer than
     ``max_length`` lose their last tokens; cutting into an image is an error naming the example.
-    ``prompt_format`` is ``chat`` or ``alpaca`` (see the module docstring).
+    ``prompt_format`` is ``chat``, ``alpaca`` or ``alpaca-newline`` (see the module docstring).
     """
 
     processor: Any
@@ -225,12 +226,12 @@ class ConversationCollator:
     def render(self, example: dict[str, Any], row: int = 0) -> tuple[str, list[CharSpan]]:
         """The example's text and the character spans of what the model learns (see the module docstring)."""
         example_id = str(example.get("id", row))
-        if self.prompt_format == "alpaca":
+        if is_alpaca(self.prompt_format):
             if example["images"]:
                 raise CollatorError(
-                    f"example {example_id}: prompt_format=alpaca is text only (it has an image)"
+                    f"example {example_id}: prompt_format={self.prompt_format} is text only (it has an image)"
                 )
-            return alpaca_char_spans(self.tokenizer, example["messages"], example_id)
+            return alpaca_char_spans(self.tokenizer, example["messages"], example_id, self.prompt_format)
         messages = normalise_messages(example["messages"], typed_parts=self.sees_images)
         text, spans = assistant_char_spans(self.processor, messages)
         if not all(span.has_end_token for span in spans):

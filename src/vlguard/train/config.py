@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import yaml
 
 from vlguard.errors import ConfigError
+from vlguard.prompts import PromptFormat
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -190,11 +191,12 @@ class TrainConfig:
             "help": "Auxiliary loss on safety data at every step (off unless safety_loss.data is set)."
         },
     )
-    prompt_format: Literal["chat", "alpaca"] = field(
+    prompt_format: PromptFormat = field(
         default="chat",
         metadata=_help(
             "chat: the model's chat template; alpaca: the Stanford Alpaca prompt + response + EOS (one user turn "
-            "and one answer per conversation; a second text part of the user turn is the ### Input)."
+            "and one answer per conversation; a second text part of the user turn is the ### Input); "
+            "alpaca-newline: the same with a newline after '### Response:' (Booster's)."
         ),
     )
     output_dir: str = field(
