@@ -24,7 +24,7 @@ this one does not, so that configs are checked without it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from vlguard.errors import ConfigError
 from vlguard.registry import Entry, Registry
@@ -139,5 +139,5 @@ def build_rule(
             world_size=world_size,
             stream=f"defence-{name}",
         )
-    rule: Any = entry.load()(getattr(config.defence, name), batches, config.seed)
-    return rule  # type: ignore[no-any-return]
+    rule: DefenceRule = entry.load()(getattr(config.defence, name), batches, config.seed)
+    return rule

@@ -20,14 +20,31 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from vlguard.errors import ConfigError
 
-if TYPE_CHECKING:
-    from vlguard.train.hf_trainer import VLGuardTrainer
+
+class StepTrainer(Protocol):
+    """What a rule uses of the trainer (``vlguard.train.hf_trainer.VLGuardTrainer``, a ``transformers.Trainer``)."""
+
+    state: Any
+    args: Any
+    accelerator: Any
+    current_gradient_accumulation_steps: int
+    loss_is_scaled_for_ga: bool | None
+    model_accepts_loss_kwargs: bool
+    compute_loss_func: Any
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any: ...
+
+    def compute_loss_context_manager(self) -> Any: ...
+
+    def collate_side_batch(self, examples: list[dict[str, Any]]) -> dict[str, Any]: ...
 
 
 class DefenceRule:
@@ -42,7 +59,7 @@ class DefenceRule:
     keeps_state = False
 
     def step(
-        self, trainer: VLGuardTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
+        self, trainer: StepTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
     ) -> torch.Tensor:
         """Forward and backward passes of one micro-batch; the (detached) loss to report."""
         raise NotImplementedError
@@ -66,7 +83,7 @@ class MicroSteps:
         self._step = -1
         self._micro = 0
 
-    def advance(self, trainer: VLGuardTrainer) -> tuple[int, int]:
+    def advance(self, trainer: StepTrainer) -> tuple[int, int]:
         """``(global step, micro-step)`` of this call."""
         step = trainer.state.global_step
         if step != self._step:
@@ -76,13 +93,13 @@ class MicroSteps:
         return step, micro
 
 
-def accumulation_scale(trainer: VLGuardTrainer) -> float:
+def accumulation_scale(trainer: StepTrainer) -> float:
     """The factor of a per-micro-batch mean term: one over the micro-batches of this optimizer step."""
     return 1.0 / trainer.current_gradient_accumulation_steps
 
 
 def user_loss(
-    trainer: VLGuardTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
+    trainer: StepTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
 ) -> torch.Tensor:
     """The loss on the user's micro-batch scaled exactly as ``Trainer.training_step`` scales it."""
     with trainer.compute_loss_context_manager():
@@ -97,7 +114,7 @@ def user_loss(
     return loss if scaled else loss / trainer.current_gradient_accumulation_steps
 
 
-def batch_loss(trainer: VLGuardTrainer, model: Any, batch: dict[str, Any]) -> torch.Tensor:
+def batch_loss(trainer: StepTrainer, model: Any, batch: dict[str, Any]) -> torch.Tensor:
     """The model's mean token loss on ``batch`` (a side batch, or an extra pass over the user's)."""
     with trainer.compute_loss_context_manager():
         loss: torch.Tensor = model(**batch).loss

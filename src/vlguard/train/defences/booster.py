@@ -21,7 +21,7 @@ enters the backward pass of f as the linear term λ Σ_p ⟨g_p - g'_p, p⟩, wh
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -30,15 +30,13 @@ from vlguard.train.config import BoosterSettings
 from vlguard.train.defences.base import (
     DefenceRule,
     MicroSteps,
+    StepTrainer,
     accumulation_scale,
     batch_loss,
     trainable,
     user_loss,
 )
 from vlguard.train.safety_loss import SafetyBatches
-
-if TYPE_CHECKING:
-    from vlguard.train.hf_trainer import VLGuardTrainer
 
 # Added to the norm before dividing (Booster trainer.py:295).
 NORM_EPS = 1e-7
@@ -63,7 +61,7 @@ class Booster(DefenceRule):
         self.micro_steps = MicroSteps()
 
     def step(
-        self, trainer: VLGuardTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
+        self, trainer: StepTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
     ) -> torch.Tensor:
         step, micro = self.micro_steps.advance(trainer)
         draw = step * trainer.args.gradient_accumulation_steps + micro

@@ -18,7 +18,7 @@ ones. The two kept states are saved with every checkpoint (:meth:`Lisa.state_dic
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -27,15 +27,13 @@ from vlguard.train.config import LisaSettings
 from vlguard.train.defences.base import (
     DefenceRule,
     MicroSteps,
+    StepTrainer,
     accumulation_scale,
     batch_loss,
     trainable,
     user_loss,
 )
 from vlguard.train.safety_loss import SafetyBatches
-
-if TYPE_CHECKING:
-    from vlguard.train.hf_trainer import VLGuardTrainer
 
 # The proximal term starts once more than this share of the run's steps is done (Lisa trainer.py:182,191).
 PROXIMAL_AFTER = 0.1
@@ -88,7 +86,7 @@ class Lisa(DefenceRule):
         self._restored = False
 
     def step(
-        self, trainer: VLGuardTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
+        self, trainer: StepTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
     ) -> torch.Tensor:
         step, micro = self.micro_steps.advance(trainer)
         params = trainable(trainer.accelerator.unwrap_model(model))

@@ -32,7 +32,7 @@ same noise) instead of the global random state.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ from vlguard.train.config import RepNoiseSettings
 from vlguard.train.defences.base import (
     DefenceRule,
     MicroSteps,
+    StepTrainer,
     accumulation_scale,
     decoder,
     first_output,
@@ -49,9 +50,6 @@ from vlguard.train.defences.base import (
     layer_parts,
 )
 from vlguard.train.safety_loss import SafetyBatches
-
-if TYPE_CHECKING:
-    from vlguard.train.hf_trainer import VLGuardTrainer
 
 # The Gaussian kernels of the MMD (repnoise_loss.py:21-25: kernel_mul 2, kernel_num 5).
 KERNEL_MUL = 2.0
@@ -165,7 +163,7 @@ class RepNoise(DefenceRule):
         self.micro_steps = MicroSteps()
 
     def step(
-        self, trainer: VLGuardTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
+        self, trainer: StepTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
     ) -> torch.Tensor:
         step, micro = self.micro_steps.advance(trainer)
         draw = step * trainer.args.gradient_accumulation_steps + micro

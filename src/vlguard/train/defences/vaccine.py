@@ -20,13 +20,14 @@ no perturbation, as the reference's hook never fires for it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from vlguard.train.config import VaccineSettings
 from vlguard.train.defences.base import (
     DefenceRule,
+    StepTrainer,
     batch_loss,
     first_output,
     forward_hooks,
@@ -35,9 +36,6 @@ from vlguard.train.defences.base import (
 )
 from vlguard.train.safety_loss import SafetyBatches
 
-if TYPE_CHECKING:
-    from vlguard.train.hf_trainer import VLGuardTrainer
-
 logger = logging.getLogger(__name__)
 
 # Added to the norm before dividing (Vaccine trainer.py:149).
@@ -45,7 +43,7 @@ NORM_EPS = 1e-7
 
 
 def attention_perturbations(
-    trainer: VLGuardTrainer, model: Any, inputs: dict[str, Any], rho: float
+    trainer: StepTrainer, model: Any, inputs: dict[str, Any], rho: float
 ) -> dict[torch.nn.Module, torch.Tensor]:
     """e_l = ρ g_l / (‖g‖ + 1e-7) for every self-attention module whose output has a gradient."""
     attention = layer_parts(model, "self_attn")
@@ -78,7 +76,7 @@ class Vaccine(DefenceRule):
         self.rho = settings.rho
 
     def step(
-        self, trainer: VLGuardTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
+        self, trainer: StepTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
     ) -> torch.Tensor:
         inner = trainer.accelerator.unwrap_model(model)
         perturbations = attention_perturbations(trainer, inner, inputs, self.rho)
