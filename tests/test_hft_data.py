@@ -95,7 +95,9 @@ def test_user_set_larger_than_the_pools_is_an_error() -> None:
 
 def test_every_defence_counts() -> None:
     user = build_user_set(TASKS, HARMS, n=100, ratio=0.1, seed=0)
-    settings = DefenceSettings(n_safety=20, aux_n_safety=30, aux_weight=0.5, aux_batch_size=3, lisa_n_safety=25)
+    settings = DefenceSettings(
+        n_safety=20, aux_n_safety=30, aux_weight=0.5, aux_batch_size=3, lisa_n_safety=25
+    )
     cells = {name: apply_defence(name, user, SAFES, settings, seed=0) for name in DEFENCES}
     assert cells["sft"].counts == {TASK: 90, HARMFUL: 10, SAFETY: 0}
     # Lisa trains on the user's set as given; its alignment steps draw from 25 safety pairs
