@@ -193,3 +193,19 @@ def test_draw_last_is_disjoint_from_every_smaller_draw() -> None:
     assert set(last) | set(draw(pool, 6, seed=3)) == set(pool.pairs)
     with pytest.raises(ConfigError, match="beside the 7"):
         draw_last(pool, 4, seed=3, beside=7)
+
+
+def test_the_tiny_defences_config_is_tiny_cpu_with_the_defences() -> None:
+    """configs/hft/defences-tiny-cpu.yaml differs from tiny-cpu.yaml only in the defences and their settings."""
+    import dataclasses
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "hft"
+    plain = dataclasses.asdict(load_hft_config(root / "tiny-cpu.yaml"))
+    every = dataclasses.asdict(load_hft_config(root / "defences-tiny-cpu.yaml"))
+    differing = {k for k in plain.keys() | every.keys() if plain.get(k) != every.get(k)}
+    assert differing == {"output_dir", "defences", "defence"}
+    assert {k: v for k, v in every["defence"].items() if k in plain["defence"] and not isinstance(v, dict)} == {
+        k: v for k, v in plain["defence"].items() if not isinstance(v, dict)
+    }
+    names = {part for entry in every["defences"] for part in entry.split("+")}
+    assert names >= {"sft", "vlguard-mix", "vaccine", "lisa", "booster", "repnoise"}

@@ -238,10 +238,10 @@ class RepNoiseSettings:
     """RepNoise: harmless loss + β × MMD(harmful MLP outputs, Gaussian noise) - α × log(harmful loss + 1)."""
 
     alpha: float = field(
-        default=0.1, metadata=_help("α: weight of the harmful-loss ascent (Booster repNoise.sh:80: 0.1).")
+        default=0.1, metadata=_help("α: weight of the harmful-loss ascent (Booster repNoise.sh:14: 0.1).")
     )
     beta: float = field(
-        default=0.001, metadata=_help("β: weight of the noise (MMD) term (Booster repNoise.sh:81: 0.001).")
+        default=0.001, metadata=_help("β: weight of the noise (MMD) term (Booster repNoise.sh:15: 0.001).")
     )
     batch_size: int | None = field(
         default=None,
