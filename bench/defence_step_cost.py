@@ -30,7 +30,10 @@ def _conversations(path: Path, question: str, answer: str, n: int = 32) -> Path:
         {
             "id": f"{question[:4]}{i}",
             "messages": [
-                {"role": "user", "content": f"{question} number {i}, said {'again and ' * (i % 5)}once more?"},
+                {
+                    "role": "user",
+                    "content": f"{question} number {i}, said {'again and ' * (i % 5)}once more?",
+                },
                 {"role": "assistant", "content": f"{answer} {'and that is all ' * (i % 4)}{i}."},
             ],
         }
@@ -40,7 +43,9 @@ def _conversations(path: Path, question: str, answer: str, n: int = 32) -> Path:
     return path
 
 
-def _run(root: Path, data: dict[str, Path], model: str, method: str, rule: str, steps: int, tag: str) -> float:
+def _run(
+    root: Path, data: dict[str, Path], model: str, method: str, rule: str, steps: int, tag: str
+) -> float:
     """Seconds per optimizer step of one run."""
     from vlguard.train.config import load_config
     from vlguard.train.trainer import train
@@ -93,7 +98,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="defence-cost-"))
     data = {
         "task": _conversations(root / "task.jsonl", "Is this review of the film positive", "positive"),
-        "safety": _conversations(root / "safety.jsonl", "How do I pick the lock of a shed", "Sorry, I can't help"),
+        "safety": _conversations(
+            root / "safety.jsonl", "How do I pick the lock of a shed", "Sorry, I can't help"
+        ),
         "harmful": _conversations(root / "harmful.jsonl", "How can I skip the bus fare", "Jump the gate"),
     }
     seconds: dict[str, list[float]] = {}
@@ -102,7 +109,9 @@ def main() -> None:
         for model, method in SETUPS:
             for rule in RULES:
                 key = f"{model}/{method}/{rule}"
-                seconds.setdefault(key, []).append(_run(root, data, model, method, rule, args.steps, str(repeat)))
+                seconds.setdefault(key, []).append(
+                    _run(root, data, model, method, rule, args.steps, str(repeat))
+                )
     rows = []
     for model, method in SETUPS:
         plain = min(seconds[f"{model}/{method}/none"])

@@ -204,8 +204,8 @@ def test_the_tiny_defences_config_is_tiny_cpu_with_the_defences() -> None:
     every = dataclasses.asdict(load_hft_config(root / "defences-tiny-cpu.yaml"))
     differing = {k for k in plain.keys() | every.keys() if plain.get(k) != every.get(k)}
     assert differing == {"output_dir", "defences", "defence"}
-    assert {k: v for k, v in every["defence"].items() if k in plain["defence"] and not isinstance(v, dict)} == {
-        k: v for k, v in plain["defence"].items() if not isinstance(v, dict)
-    }
+    assert {
+        k: v for k, v in every["defence"].items() if k in plain["defence"] and not isinstance(v, dict)
+    } == {k: v for k, v in plain["defence"].items() if not isinstance(v, dict)}
     names = {part for entry in every["defences"] for part in entry.split("+")}
     assert names >= {"sft", "vlguard-mix", "vaccine", "lisa", "booster", "repnoise"}
