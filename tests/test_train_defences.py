@@ -491,6 +491,33 @@ def test_lisa_resumes_with_its_states(
     assert not math.isnan(provenance["train_loss"])
 
 
+# ---- gradient accumulation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["booster", "lisa"])
+def test_accumulated_micro_batches_add_up_to_the_one_batch_step(
+    rule: str, tiny_lm_dir: Path, tmp_path: Path, one_torch_thread: None
+) -> None:
+    """With every conversation the same, two micro-batches of 2 must make exactly the step of one batch of 4:
+    each micro-batch's extra terms are divided by the accumulation steps (docs/hft.md)."""
+    import torch
+
+    same = {
+        name: _write(tmp_path / f"{name}.jsonl", [{**_conversation(1, question, answer), "id": f"{name}{i}"} for i in range(4)])
+        for name, question, answer in (("task", "Is this review positive", "positive"),
+                                       ("side", "How can I skip the fare", "Jump the gate"))
+    }  # fmt: skip
+    settings = {"defence__name": rule, "defence__data": str(same["side"]), "max_steps": 3,
+                "defence__booster__batch_size": 2, "defence__lisa__alignment_steps": 1,
+                "defence__lisa__finetune_steps": 2, "defence__lisa__batch_size": 2}  # fmt: skip
+    one = _config("lm-full", tiny_lm_dir, same["task"], tmp_path / "one", **settings)
+    two = _config("lm-full", tiny_lm_dir, same["task"], tmp_path / "two", per_device_batch_size=2, **settings)
+    a, b = _train(one), _train(two)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    plain = _train(_config("lm-full", tiny_lm_dir, same["task"], tmp_path / "plain", max_steps=3))
+    assert any(not torch.allclose(a[k], plain[k], atol=1e-4) for k in a)
+
+
 # ---- settings ---------------------------------------------------------------------------------------
 
 
