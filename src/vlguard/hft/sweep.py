@@ -362,11 +362,12 @@ def rule_config(
     plain = {"lisa": LisaSettings, "booster": BoosterSettings, "repnoise": RepNoiseSettings}.get(name)
     if plain is not None:  # the sweep's section also holds how many pairs to draw: not a training setting
         section = plain(**{f.name: getattr(section, f.name) for f in dataclasses.fields(plain)})
-    rule = TrainingDefenceConfig(
-        data=str(data_file) if data_file is not None else None, image_root=image_root, **{name: section}
+    return TrainingDefenceConfig(
+        name=typing.cast(DefenceRule, name),
+        data=str(data_file) if data_file is not None else None,
+        image_root=image_root,
+        **{name: section},
     )
-    rule.name = typing.cast(DefenceRule, name)
-    return rule
 
 
 def training_data(pairs: Sequence[Pair], pools: Pools, sources: dict[str, Any]) -> TrainingData:

@@ -487,8 +487,11 @@ def _make_trainer(
         processing_class=processor,
         callbacks=[StopAtMaxSteps(), *saver, CompletionMarker(config_yaml)],
     )
-    if rule is not None and trainer.is_fsdp_enabled:
-        raise ConfigError(f"defence.name={rule.name} runs extra passes outside FSDP; use one process or DDP")
+    if rule is not None and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        raise ConfigError(
+            f"defence.name={rule.name} runs extra passes outside the FSDP / DeepSpeed engine; use one process "
+            "or DDP"
+        )
     trainer.defence_rule = rule
     if not config.progress:
         # Without the bar the Trainer prints each log dict instead (PrinterCallback): quiet means neither.
