@@ -95,9 +95,17 @@ def test_user_set_larger_than_the_pools_is_an_error() -> None:
 
 def test_every_defence_counts() -> None:
     user = build_user_set(TASKS, HARMS, n=100, ratio=0.1, seed=0)
-    settings = DefenceSettings(n_safety=20, aux_n_safety=30, aux_weight=0.5, aux_batch_size=3)
+    settings = DefenceSettings(
+        n_safety=20, aux_n_safety=30, aux_weight=0.5, aux_batch_size=3, lisa_n_safety=25
+    )
     cells = {name: apply_defence(name, user, SAFES, settings, seed=0) for name in DEFENCES}
     assert cells["sft"].counts == {TASK: 90, HARMFUL: 10, SAFETY: 0}
+    # Lisa trains on the user's set as given; its alignment steps draw from 25 safety pairs
+    assert cells["lisa"].counts == {TASK: 90, HARMFUL: 10, SAFETY: 0, "rule_safety": 25}
+    assert cells["lisa"].rule == "lisa" and list(cells["lisa"].rule_pairs) == draw(SAFES, 25, seed=0)
+    # an alignment-stage defence changes the start model; its cells fine-tune the user's set as given
+    for name in ("vaccine", "booster", "repnoise"):
+        assert cells[name].train == cells["sft"].train and cells[name].rule is None
     assert cells["vlguard-mix"].counts == {TASK: 90, HARMFUL: 10, SAFETY: 20}  # added: n + k
     assert cells["vlguard-replace"].counts == {TASK: 70, HARMFUL: 10, SAFETY: 20}  # replacing: n
     aux = cells["vlguard-aux"]
@@ -120,8 +128,10 @@ def test_defences_that_need_safety_data_say_so() -> None:
     assert apply_defence("sft", user, None, DefenceSettings(), seed=0).counts[SAFETY] == 0
     with pytest.raises(ConfigError, match="needs safety data"):
         apply_defence("vlguard-mix", user, None, DefenceSettings(), seed=0)
-    with pytest.raises(ConfigError, match="unknown defence 'lisa'"):
-        apply_defence("lisa", user, SAFES, DefenceSettings(), seed=0)
+    with pytest.raises(ConfigError, match="needs safety data"):
+        apply_defence("lisa", user, None, DefenceSettings(), seed=0)
+    with pytest.raises(ConfigError, match="unknown defence 'nope'"):
+        apply_defence("nope", user, SAFES, DefenceSettings(), seed=0)
 
 
 # ---- sources ------------------------------------------------------------------------------------------

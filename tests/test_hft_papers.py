@@ -77,7 +77,7 @@ def test_repnoise_refusals_are_read_as_booster_reads_them(tmp_path: Path) -> Non
 def test_booster_recipe_draws_rows_5001_to_6999_for_its_safety_batches(tmp_path: Path) -> None:
     """Booster (utils.py:228-244, train.py:117,399): alignment on rows 5001-9999 of RepNoise's file, the
     VLGuard batches from rows 5001-6999, the harmful pairs from rows 1 on."""
-    from vlguard.hft.sweep import alignment_pairs, cell_data, load_pools
+    from vlguard.hft.sweep import alignment_data, cell_data, load_pools
 
     refusals = write_refusals(tmp_path / "refusals.json", [refusal_row(i) for i in range(10_500)])
     config = load_hft_config(
@@ -89,7 +89,7 @@ def test_booster_recipe_draws_rows_5001_to_6999_for_its_safety_batches(tmp_path:
         ],
     )
     pools = load_pools(config)
-    aligned = alignment_pairs(config, pools)
+    aligned, _ = alignment_data(config, pools, None)
     assert sorted(int(p.id.removeprefix("qa-")) - 1 for p in aligned) == list(range(5001, 10000))
     aux = cell_data(config, pools, Cell(0.1, "vlguard-aux"))
     assert [int(p.id.removeprefix("qa-")) - 1 for p in aux.aux_safety] == list(range(5001, 7000))

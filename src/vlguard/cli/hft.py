@@ -79,13 +79,15 @@ def run(args: argparse.Namespace) -> int:
     rows = read_summary(result.summary)
     stand_in = any(r.get("harmful_score_stand_in") for r in rows)
     hs_head = "HS* %" if stand_in else "HS %"
-    print(f"{'p':>6}  {'defence':<16} {hs_head:>7} {'FA %':>7}  n(task/harmful/safety)")
+    width = max(16, *(len(r["defence"]) for r in rows))  # composed defences: booster+vlguard-mix
+    print(f"{'p':>6}  {'defence':<{width}} {hs_head:>7} {'FA %':>7}  n(task/harmful/safety)")
     for r in rows:
         c = r["counts"]
         print(
-            f"{r['harmful_ratio']:>6g}  {r['defence']:<16} {_pct(r['harmful_score']):>7} "
+            f"{r['harmful_ratio']:>6g}  {r['defence']:<{width}} {_pct(r['harmful_score']):>7} "
             f"{_pct(r['finetune_accuracy']):>7}  {c.get('task', 0)}/{c.get('harmful', 0)}/{c.get('safety', 0)}"
             + (f" +{c['aux_safety']} aux" if c.get("aux_safety") else "")
+            + (f" +{c['rule_safety']} lisa" if c.get("rule_safety") else "")
         )
     if stand_in:
         judge = rows[0].get("harmful_score_judge")

@@ -17,11 +17,16 @@ from typing import Any, Literal
 from vlguard.benchmarks.sst2 import SPEC as SST2
 from vlguard.errors import ConfigError
 from vlguard.hft.data import DrawOrder, harmful_count
-from vlguard.hft.defences import DEFENCES, DefenceSettings
+from vlguard.hft.defences import DEFENCES, DefenceSettings, parse_defence
 from vlguard.prompts import PromptFormat
 from vlguard.train.config import (
+    BoosterSettings,
+    LisaSettings,
     ModelConfig,
+    RepNoiseSettings,
     TrainConfig,
+    VaccineSettings,
+    check_defence_ranges,
     check_values,
     describe_fields,
     dump_config,
@@ -40,6 +45,7 @@ SET_BY_SWEEP = (
     "data",
     "output_dir",
     "safety_loss",
+    "defence",
     "seed",
     "resume_from_checkpoint",
     "prompt_format",
@@ -180,8 +186,44 @@ class AttackConfig:
 
 
 @dataclass
+class LisaDefenceConfig(LisaSettings):
+    """Lisa in a sweep: its training rule's settings, and how many safety pairs its alignment steps use."""
+
+    n_safety: int = field(
+        default=10000,
+        metadata=_help(
+            "Safety pairs Lisa's alignment steps draw from (Lisa lisa_poison_ratio.sh:17: guide_data_num 10,000)."
+        ),
+    )
+
+
+@dataclass
+class BoosterDefenceConfig(BoosterSettings):
+    """Booster in a sweep: its training rule's settings, and how many harmful pairs its alignment uses."""
+
+    n_harmful: int = field(
+        default=5000,
+        metadata=_help(
+            "Harmful pairs of Booster's alignment, disjoint from the user sets' (smooth_align.sh:16: 5,000)."
+        ),
+    )
+
+
+@dataclass
+class RepNoiseDefenceConfig(RepNoiseSettings):
+    """RepNoise in a sweep: its training rule's settings, and how many harmful pairs its alignment uses."""
+
+    n_harmful: int = field(
+        default=5000,
+        metadata=_help(
+            "Harmful pairs of RepNoise's alignment, disjoint from the user sets' (Booster train.py:384: 5,000)."
+        ),
+    )
+
+
+@dataclass
 class DefenceConfig:
-    """Settings of the VLGuard defences (see vlguard.hft.defences)."""
+    """Settings of the defences (see vlguard.hft.defences)."""
 
     n_safety: int = field(
         default=100,
@@ -196,9 +238,24 @@ class DefenceConfig:
         default=4, metadata=_help("Safety pairs per step of vlguard-aux (Booster: 4).")
     )
 
+    vaccine: VaccineSettings = field(
+        default_factory=VaccineSettings, metadata={"help": "Vaccine (alignment)."}
+    )
+    lisa: LisaDefenceConfig = field(
+        default_factory=LisaDefenceConfig, metadata={"help": "Lisa (fine-tuning)."}
+    )
+    booster: BoosterDefenceConfig = field(
+        default_factory=BoosterDefenceConfig, metadata={"help": "Booster (alignment)."}
+    )
+    repnoise: RepNoiseDefenceConfig = field(
+        default_factory=RepNoiseDefenceConfig, metadata={"help": "RepNoise (alignment)."}
+    )
+
     def settings(self) -> DefenceSettings:
         """As the defences take them."""
-        return DefenceSettings(self.n_safety, self.aux_n_safety, self.aux_weight, self.aux_batch_size)
+        return DefenceSettings(
+            self.n_safety, self.aux_n_safety, self.aux_weight, self.aux_batch_size, self.lisa.n_safety
+        )
 
 
 @dataclass
@@ -335,7 +392,10 @@ class HFTConfig:
     attack: AttackConfig = field(default_factory=AttackConfig, metadata={"help": "The user's set."})
     defences: list[str] = field(
         default_factory=lambda: ["sft", "vlguard-mix"],
-        metadata=_help(f"Defences of the sweep, from: {', '.join(DEFENCES)}."),
+        metadata=_help(
+            f"Defences of the sweep, from: {', '.join(DEFENCES)}; an alignment-stage one and a fine-tuning-stage "
+            "one may be joined with '+' (booster+vlguard-mix)."
+        ),
     )
     defence: DefenceConfig = field(default_factory=DefenceConfig, metadata={"help": "Defence settings."})
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig, metadata={"help": "Alignment stage."})
@@ -419,19 +479,32 @@ def check_hft_config(config: HFTConfig) -> None:
     if not config.defences:
         raise ConfigError("config key 'defences' is empty: give at least one, e.g. [sft, vlguard-mix]")
     for name in config.defences:
-        if name not in DEFENCES:
+        try:
+            plan = parse_defence(name)
+        except ConfigError as err:
+            raise ConfigError(f"config key 'defences': {err}") from None
+        if plan.alignment is not None and not config.alignment.enabled:
             raise ConfigError(
-                f"config key 'defences': unknown defence {name!r}; known: {', '.join(DEFENCES)}"
+                f"config key 'defences': {name!r} defends in the alignment stage ({plan.alignment}); set "
+                "alignment.enabled=true (and the alignment.* data and training settings)"
             )
     if len(set(config.defences)) != len(config.defences):
         raise ConfigError(f"config key 'defences' lists a defence twice: {config.defences}")
+    check_defence_ranges(config.defence, "defence.")
+    for key in ("lisa.n_safety", "booster.n_harmful", "repnoise.n_harmful"):
+        section, _, field_name = key.partition(".")
+        if getattr(getattr(config.defence, section), field_name) < 1:
+            raise ConfigError(f"config key 'defence.{key}' must be at least 1")
     for key in ("n_safety", "aux_n_safety", "aux_batch_size"):
         value = getattr(config.defence, key)
         if value < (1 if key == "aux_batch_size" else 0):
             raise ConfigError(
                 f"config key 'defence.{key}' must be {'positive' if key == 'aux_batch_size' else '>= 0'}, got {value}"
             )
-    if "vlguard-aux" in config.defences and config.defence.aux_weight <= 0:
+    if (
+        any(parse_defence(d).finetune == "vlguard-aux" for d in config.defences)
+        and config.defence.aux_weight <= 0
+    ):
         raise ConfigError(
             f"config key 'defence.aux_weight' must be > 0 for vlguard-aux, got {config.defence.aux_weight}"
         )

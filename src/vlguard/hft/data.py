@@ -111,11 +111,31 @@ def draw(pool: PairPool, k: int, seed: int | str) -> list[Pair]:
             f"{k} {pool.role} pairs requested but {pool.describe()} has only {len(pool.pairs)}; "
             "lower the count or give a larger source"
         )
+    return _ordered(pool, seed)[:k]
+
+
+def draw_last(pool: PairPool, k: int, seed: int | str, *, beside: int) -> list[Pair]:
+    """The last ``k`` pairs of the pool's order for ``seed``: disjoint from every :func:`draw` of at most
+    ``beside`` pairs with the same seed (a defence's harmful pairs beside the users' harmful pairs, as
+    Booster takes BeaverTails' unsafe rows from 5,000 on while the attack takes the first ones)."""
+    if k < 0:
+        raise ConfigError(f"cannot draw {k} pairs from {pool.describe()}")
+    if k + beside > len(pool.pairs):
+        raise ConfigError(
+            f"{k} {pool.role} pairs requested beside the {beside} of the user sets, but {pool.describe()} has "
+            f"only {len(pool.pairs)}; lower the count or give a larger source"
+        )
+    order = _ordered(pool, seed)
+    return order[len(order) - k :]
+
+
+def _ordered(pool: PairPool, seed: int | str) -> list[Pair]:
+    """The pool in its draw order: the file's (``first``, the papers' first rows) or a seeded permutation."""
     if pool.order == "first":
-        return list(pool.pairs[:k])
-    permuted = list(pool.pairs)
-    random.Random(f"{pool.role}:{seed}").shuffle(permuted)
-    return permuted[:k]
+        return list(pool.pairs)
+    order = list(pool.pairs)
+    random.Random(f"{pool.role}:{seed}").shuffle(order)
+    return order
 
 
 @dataclass(frozen=True)

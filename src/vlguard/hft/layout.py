@@ -6,12 +6,16 @@
       hft_config.yaml                 the resolved config                      Layout.config_file
       alignment/                      the alignment stage                      Layout.alignment
         stage.json, train.jsonl, train/ (vlguard train), merged/ (LoRA only)
+      alignment-booster/              an alignment-stage defence's alignment   Layout.alignment_with("booster")
+        the same, and defence_data.jsonl (booster / repnoise: its harmful pairs)
       reference/                      the start model's evaluations            Layout.reference
         stage.json, hs/ and fa/ (vlguard eval run folders)
+      reference-booster/              the evaluations of alignment-booster/'s model
       cells/p0.1-vlguard-mix/         one cell                                 Layout.cell(cell)
         stage.json                    the cell's settings, counts and data hashes
         train.jsonl                   the cell's training set (messages format, `source` = role)
         aux_safety.jsonl              vlguard-aux only: the safety pairs of the auxiliary loss
+        defence_data.jsonl            lisa only: the safety pairs of its alignment steps
         train/                        vlguard train run folder (model/ = the fine-tuned weights)
         hs/ fa/                       vlguard eval run folders: Harmful Score, Finetune Accuracy
       workers/                        config.yaml and shard-<i>.log of parallel cells
@@ -68,6 +72,12 @@ class Stage:
     def aux_safety_data(self) -> Path:
         """The safety pairs of the auxiliary loss (``vlguard-aux`` cells only)."""
         return self.path / "aux_safety.jsonl"
+
+    @property
+    def defence_data(self) -> Path:
+        """The pairs of the stage's training rule (``defence.data``: Lisa's safety pairs, Booster's and
+        RepNoise's harmful pairs)."""
+        return self.path / "defence_data.jsonl"
 
     @property
     def train_run(self) -> Path:
@@ -129,10 +139,18 @@ class Layout:
         """The alignment stage."""
         return Stage(self.root / "alignment")
 
+    def alignment_with(self, defence: str | None) -> Stage:
+        """The alignment stage of an alignment-stage defence (``alignment-booster/``; None: the plain one)."""
+        return self.alignment if defence is None else Stage(self.root / f"alignment-{defence}")
+
     @property
     def reference(self) -> Stage:
         """The evaluations of the model the cells start from."""
         return Stage(self.root / "reference")
+
+    def reference_with(self, defence: str | None) -> Stage:
+        """The evaluations of an alignment-stage defence's aligned model (``reference-booster/``)."""
+        return self.reference if defence is None else Stage(self.root / f"reference-{defence}")
 
     def cell(self, cell: Cell) -> Stage:
         """The folder of one cell."""

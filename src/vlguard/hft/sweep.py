@@ -5,8 +5,10 @@
 1. load the pools (task, harmful, safety pairs), draw every cell's data, and find the Harmful Score
    prompts that the sweep trains on (``eval.seen_prompts``: dropped from every evaluation by default);
 2. optionally align the base model (``alignment.*``): a normal ``vlguard train`` run on safety (and
-   task) pairs; a LoRA alignment is merged, so every cell starts from the same standalone model;
-3. evaluate that start model (``reference/``) unless ``eval.reference`` is off;
+   task) pairs; a LoRA alignment is merged, so every cell starts from the same standalone model. Each
+   alignment-stage defence of ``defences`` (vaccine, booster, repnoise) aligns the same data with its
+   training rule in a folder of its own (``alignment-booster/``): the start of its cells;
+3. evaluate every start model (``reference/``, ``reference-booster/``) unless ``eval.reference`` is off;
 4. for every cell (harmful ratio p × defence): draw the user's set, apply the defence, train (a normal
    ``vlguard train`` run folder), then measure the Harmful Score and the Finetune Accuracy (two normal
    ``vlguard eval`` run folders);
@@ -31,6 +33,7 @@ import json
 import logging
 import os
 import time
+import typing
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,20 +60,31 @@ from vlguard.hft.data import (
     advbench_pairs,
     build_user_set,
     draw,
+    draw_last,
     find_leaks,
+    harmful_count,
     qa_pairs,
     shuffled,
     task_pairs,
     vlguard_refusals,
     write_pairs,
 )
-from vlguard.hft.defences import DEFENCES, CellData, apply_defence
+from vlguard.hft.defences import DEFENCES, CellData, DefencePlan, apply_defence, parse_defence
 from vlguard.hft.layout import Cell, Layout, Stage
 from vlguard.hft.summary import write_summary
 from vlguard.models.resolve import resolve_model_path
 from vlguard.records import Sample
 from vlguard.runs import RunFolder, atomic_write_json, atomic_write_text, dedupe
-from vlguard.train.config import DataConfig, SafetyLossConfig, TrainConfig
+from vlguard.train.config import (
+    BoosterSettings,
+    DataConfig,
+    DefenceRule,
+    LisaSettings,
+    RepNoiseSettings,
+    SafetyLossConfig,
+    TrainConfig,
+    TrainingDefenceConfig,
+)
 from vlguard.train.data import TrainingData
 
 logger = logging.getLogger(__name__)
@@ -162,7 +176,8 @@ def load_pools(config: HFTConfig) -> Pools:
         options=key_values(config.task.options),
     )
     harmful = None
-    if any(r > 0 for r in config.attack.harmful_ratios):
+    plans = [parse_defence(d) for d in config.defences]
+    if any(r > 0 for r in config.attack.harmful_ratios) or any(plan.needs_harmful for plan in plans):
         h = config.harmful
         if h.source == "advbench":
             if h.data is None:
@@ -181,7 +196,7 @@ def load_pools(config: HFTConfig) -> Pools:
                 half=h.half,
             )
     safety = None
-    needs_safety = any(DEFENCES[d].needs_safety for d in config.defences) or (
+    needs_safety = any(plan.needs_safety for plan in plans) or (
         config.alignment.enabled and config.alignment.n_safety > 0
     )
     if needs_safety:
@@ -318,8 +333,13 @@ class SeenPrompts:
 
 
 def training_pairs(config: HFTConfig, pools: Pools, cells: Sequence[CellData]) -> list[Pair]:
-    """Every pair the sweep trains on: the alignment's, and each cell's (with its auxiliary safety pairs)."""
-    pairs = alignment_pairs(config, pools) if config.alignment.enabled else []
+    """Every pair the sweep trains on: each alignment stage's (with its defence's own pairs), and each cell's
+    (with its auxiliary safety pairs)."""
+    pairs: list[Pair] = []
+    if config.alignment.enabled:
+        for variant in alignment_variants(config):
+            aligned, rule_pairs = alignment_data(config, pools, variant)
+            pairs += [*aligned, *rule_pairs]
     for data in cells:
         pairs += [*data.train, *data.aux_safety]
     return pairs
@@ -394,8 +414,10 @@ def train_config_for(
     image_root: str | None,
     aux: CellData | None = None,
     aux_file: Path | None = None,
+    rule: TrainingDefenceConfig | None = None,
 ) -> TrainConfig:
-    """A ``vlguard train`` config: the section's settings plus what the sweep sets for this run."""
+    """A ``vlguard train`` config: the section's settings plus what the sweep sets for this run (its data,
+    the auxiliary loss of ``vlguard-aux``, the training rule of a defence)."""
     with_images = image_root is not None
     return dataclasses.replace(
         base,
@@ -421,8 +443,26 @@ def train_config_for(
             weight=aux.aux_weight if aux is not None else 0.1,
             batch_size=aux.aux_batch_size if aux is not None else 4,
         ),
+        defence=rule or TrainingDefenceConfig(),
         seed=config.seed,
         resume_from_checkpoint="latest",
+    )
+
+
+def rule_config(
+    config: HFTConfig, name: str, data_file: Path | None, image_root: str | None
+) -> TrainingDefenceConfig:
+    """The ``defence.*`` of a training run with defence ``name``'s rule: its settings from the sweep's
+    ``defence.<name>`` (the others left at their defaults, so that they never make a checkpoint differ)."""
+    section: Any = getattr(config.defence, name)
+    plain = {"lisa": LisaSettings, "booster": BoosterSettings, "repnoise": RepNoiseSettings}.get(name)
+    if plain is not None:  # the sweep's section also holds how many pairs to draw: not a training setting
+        section = plain(**{f.name: getattr(section, f.name) for f in dataclasses.fields(plain)})
+    return TrainingDefenceConfig(
+        name=typing.cast(DefenceRule, name),
+        data=str(data_file) if data_file is not None else None,
+        image_root=image_root,
+        **{name: section},
     )
 
 
@@ -467,7 +507,57 @@ _NOT_RESULTS = (
 
 
 def _train_settings(train: TrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(train).items() if k not in _NOT_RESULTS}
+    # ``defence`` is set by the sweep for each run (SET_BY_SWEEP): the stage records the defence itself.
+    return {k: v for k, v in dataclasses.asdict(train).items() if k not in (*_NOT_RESULTS, "defence")}
+
+
+def defence_settings(config: HFTConfig, plan: DefencePlan) -> dict[str, Any]:
+    """The defence settings a cell depends on: the data knobs, and the section of its training rule."""
+    d = config.defence
+    settings: dict[str, Any] = {
+        "n_safety": d.n_safety,
+        "aux_n_safety": d.aux_n_safety,
+        "aux_weight": d.aux_weight,
+        "aux_batch_size": d.aux_batch_size,
+    }
+    rule = DEFENCES[plan.finetune].rule
+    if rule is not None:
+        settings[rule] = dataclasses.asdict(getattr(d, rule))
+    return settings
+
+
+def most_user_harmful(config: HFTConfig) -> int:
+    """The most harmful pairs any user set of the sweep draws."""
+    return max(harmful_count(config.attack.n, r) for r in config.attack.harmful_ratios)
+
+
+def alignment_variants(config: HFTConfig) -> list[str | None]:
+    """The alignment stages of the sweep: the plain one (None), then each alignment-stage defence."""
+    if not config.alignment.enabled:
+        return [None]
+    found: list[str | None] = [None]
+    for name in config.defences:
+        defence = parse_defence(name).alignment
+        if defence is not None and defence not in found:
+            found.append(defence)
+    return found
+
+
+def alignment_data(config: HFTConfig, pools: Pools, defence: str | None) -> tuple[list[Pair], list[Pair]]:
+    """The alignment stage's training pairs, and its defence's own pairs (Booster's, RepNoise's harmful)."""
+    pairs: list[Pair] = []
+    if config.alignment.n_safety:
+        assert pools.safety is not None
+        pairs += draw(pools.safety, config.alignment.n_safety, config.seed)
+    # The alignment's task pairs come from another permutation than the user sets' (a provider's data).
+    pairs += draw(pools.task, config.alignment.n_task, f"alignment:{config.seed}")
+    pairs = shuffled(pairs, f"alignment:{config.seed}")
+    rule_pairs: list[Pair] = []
+    if defence is not None and DEFENCES[defence].needs_harmful:
+        assert pools.harmful is not None
+        n_harmful = getattr(config.defence, defence).n_harmful
+        rule_pairs = draw_last(pools.harmful, n_harmful, config.seed, beside=most_user_harmful(config))
+    return pairs, rule_pairs
 
 
 def _model_settings(config: HFTConfig) -> dict[str, Any]:
@@ -486,27 +576,18 @@ def _pool_source(pool: PairPool | None) -> Any:
     )
 
 
-def alignment_pairs(config: HFTConfig, pools: Pools) -> list[Pair]:
-    """The alignment stage's training pairs: ``alignment.n_safety`` safety and ``alignment.n_task`` task pairs."""
-    assert pools.safety is not None or config.alignment.n_safety == 0
-    pairs: list[Pair] = []
-    if config.alignment.n_safety:
-        assert pools.safety is not None
-        pairs += draw(pools.safety, config.alignment.n_safety, config.seed)
-    # The alignment's task pairs come from another permutation than the user sets' (a provider's data).
-    pairs += draw(pools.task, config.alignment.n_task, f"alignment:{config.seed}")
-    return shuffled(pairs, f"alignment:{config.seed}")
-
-
-def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False) -> tuple[str, str | None]:
-    """The model the cells start from, and its Hub revision: the base model, or the aligned one.
+def align(
+    config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False, defence: str | None = None
+) -> tuple[str, str | None]:
+    """The model the cells start from, and its Hub revision: the base model, or the aligned one (with the
+    training rule of the alignment-stage defence ``defence``, in its own folder).
 
     Shards other than 0 (``wait``) do not align: they wait for shard 0 to finish the stage.
     """
     base = resolve_model_path(config.model.name_or_path)
     if not config.alignment.enabled:
         return base, config.model.revision
-    stage = layout.alignment
+    stage = layout.alignment_with(defence)
     train_cfg = config.alignment.train
     lora = train_cfg.method == "lora"
     final = stage.merged if lora else stage.model
@@ -522,8 +603,8 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
             time.sleep(ALIGNMENT_POLL_SECONDS)
             waited += ALIGNMENT_POLL_SECONDS
         return str(final), None
-    pairs = alignment_pairs(config, pools)
-    settings = {
+    pairs, rule_pairs = alignment_data(config, pools, defence)
+    settings: dict[str, Any] = {
         **_model_settings(config),
         "alignment": {
             **dataclasses.asdict(config.alignment),
@@ -533,9 +614,19 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
         "task": _pool_source(pools.task),
         "data_sha256": _sha256_lines(pairs),
     }
+    if defence is not None:
+        settings["defence"] = {
+            "name": defence,
+            "settings": dataclasses.asdict(getattr(config.defence, defence)),
+            "harmful": _pool_source(pools.harmful) if rule_pairs else None,
+            "data_sha256": _sha256_lines(rule_pairs) if rule_pairs else None,
+        }
     guard_stage(stage, settings)
-    if distributed.is_main_process() and not stage.train_data.is_file():
-        write_pairs(pairs, stage.train_data)
+    if distributed.is_main_process():
+        if not stage.train_data.is_file():
+            write_pairs(pairs, stage.train_data)
+        if rule_pairs and not stage.defence_data.is_file():
+            write_pairs(rule_pairs, stage.defence_data)
     distributed.wait_for_everyone()
     train_config = train_config_for(
         config,
@@ -545,6 +636,9 @@ def align(config: HFTConfig, pools: Pools, layout: Layout, *, wait: bool = False
         data_file=stage.train_data,
         output_dir=stage.train_run,
         image_root=_images_of(pools.safety),
+        rule=rule_config(config, defence, stage.defence_data if rule_pairs else None, None)
+        if defence is not None
+        else None,
     )
     trained = _train(stage, train_config, training_data(pairs, pools, {"alignment": settings}))
     if not lora:
@@ -590,9 +684,11 @@ def evaluate_reference(
     *,
     progress: bool,
     hs_dropped: Sequence[str] = (),
+    defence: str | None = None,
 ) -> None:
-    """Harmful Score and Finetune Accuracy of the model the cells start from (before the user's data)."""
-    stage = layout.reference
+    """Harmful Score and Finetune Accuracy of the model the cells start from (before the user's data): the
+    plain alignment's, or that of alignment-stage defence ``defence`` (``reference-<defence>/``)."""
+    stage = layout.reference_with(defence)
     guard_stage(
         stage, {**_model_settings(config), "start_model": start, **_eval_settings(config, hs_dropped)}
     )
@@ -629,11 +725,12 @@ def run_cell(
         "start_model": start,
         "harmful_ratio": cell.ratio,
         "defence": cell.defence,
-        "defence_settings": dataclasses.asdict(config.defence),
+        "defence_settings": defence_settings(config, parse_defence(cell.defence)),
         "n": config.attack.n,
         "counts": data.counts,
         "train_sha256": _sha256_lines(data.train),
         "aux_safety_sha256": _sha256_lines(data.aux_safety) if data.aux_safety else None,
+        **({"rule_pairs_sha256": _sha256_lines(data.rule_pairs)} if data.rule_pairs else {}),
         "pools": {
             "task": _pool_source(pools.task),
             "harmful": _pool_source(pools.harmful),
@@ -648,6 +745,8 @@ def run_cell(
             write_pairs(data.train, stage.train_data)
         if data.aux_safety and not stage.aux_safety_data.is_file():
             write_pairs(data.aux_safety, stage.aux_safety_data)
+        if data.rule_pairs and not stage.defence_data.is_file():
+            write_pairs(data.rule_pairs, stage.defence_data)
     distributed.wait_for_everyone()
     train_config = train_config_for(
         config,
@@ -659,6 +758,9 @@ def run_cell(
         image_root=_images_of(pools.safety),
         aux=data if data.aux_safety else None,
         aux_file=stage.aux_safety_data,
+        rule=rule_config(config, data.rule, stage.defence_data, _images_of(pools.safety))
+        if data.rule is not None
+        else None,
     )
     model_dir = _train(stage, train_config, training_data(data.train, pools, {"cell": settings}))
     if config.finetune.method == "lora":
@@ -753,13 +855,17 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
         atomic_write_text(layout.config_file, dump_hft_config(config))
     pools = load_pools(config)
     cells = plan_cells(config)
+    variants = alignment_variants(config)
     # Every cell's draws are made now (too many harmful pairs asked for, k larger than the benign
     # samples it replaces, ...), so a mistake stops the sweep before any training, not halfway through.
     drawn = [cell_data(config, pools, cell) for cell in cells]
     seen = seen_prompts(config, hs_samples(config), training_pairs(config, pools, drawn))
-    start, revision = align(config, pools, layout, wait=index != 0)
+    starts = {variant: align(config, pools, layout, wait=index != 0, defence=variant) for variant in variants}
     if config.eval.reference and index == 0:
-        evaluate_reference(config, layout, start, revision, progress=progress, hs_dropped=seen.dropped)
+        for variant, (start, revision) in starts.items():
+            evaluate_reference(
+                config, layout, start, revision, progress=progress, hs_dropped=seen.dropped, defence=variant
+            )
     ran: list[str] = []
     workers = min(config.compute.parallel_cells, len(cells))
     if workers > 1 and count == 1 and distributed.world_size() == 1:
@@ -769,6 +875,7 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
         index, count = 0, 0  # nothing left to run here
     for cell in shard_cells(cells, index, count) if count else ():
         logger.info("cell %s: harmful ratio %g, defence %s", cell.name, cell.ratio, cell.defence)
+        start, revision = starts[parse_defence(cell.defence).alignment]
         run_cell(config, pools, layout, cell, start, revision, progress=progress, hs_dropped=seen.dropped)
         ran.append(cell.name)
     distributed.wait_for_everyone()

@@ -32,6 +32,8 @@ MODEL_DIR = "model"
 COMPLETE_MARKER = "COMPLETE"
 PROVENANCE_FILE = "vlguard_train.json"
 TRAINER_STATE = "trainer_state.json"
+# What a defence's training rule needs to resume (Lisa's two states), beside the Trainer's files.
+DEFENCE_STATE = "defence_state.safetensors"
 # Keys that may differ between a checkpoint and the run resuming it: where and how it is watched or
 # stored, not what is trained.
 RESUME_MAY_CHANGE = frozenset(
@@ -63,6 +65,28 @@ def mark_checkpoint_complete(folder: Path, config_yaml: str) -> None:
     """Record the settings a checkpoint was made with, then mark it complete (once every rank saved it)."""
     (folder / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
     (folder / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
+
+
+def save_defence_state(checkpoint: Path, tensors: dict[str, Any]) -> None:
+    """Write a defence rule's state into ``checkpoint`` (nothing when the rule keeps none)."""
+    if not tensors:
+        return
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(checkpoint / DEFENCE_STATE))
+
+
+def load_defence_state(checkpoint: str | Path) -> dict[str, Any]:
+    """The defence rule's state saved in ``checkpoint`` (``ConfigError`` when it has none)."""
+    path = Path(checkpoint) / DEFENCE_STATE
+    if not path.is_file():
+        raise ConfigError(
+            f"{checkpoint} holds no {DEFENCE_STATE}, which the defence needs to resume; delete the checkpoint "
+            "to start over"
+        )
+    from safetensors.torch import load_file
+
+    return dict(load_file(str(path)))
 
 
 def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:

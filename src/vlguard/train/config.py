@@ -175,6 +175,114 @@ class SafetyLossConfig:
     )
 
 
+# The papers' defences against harmful fine-tuning as training rules (``defence.*``; vlguard.train.defences).
+# Each default is the value of the paper's own script; the citations name the copy read (docs/hft.md,
+# "The papers' defences": git-disl/Vaccine @ 906f520, git-disl/Lisa @ 2e9c24c, git-disl/Booster @ caf91cd
+# (scripts, loss_func) and @ 30f959e (trainer.py, train.py)).
+DEFENCE_RULES = ("none", "vaccine", "lisa", "booster", "repnoise")
+DefenceRule = Literal["none", "vaccine", "lisa", "booster", "repnoise"]
+
+
+@dataclass
+class VaccineSettings:
+    """Vaccine (perturbation-aware alignment): each self-attention output gets ρ × its normalised gradient."""
+
+    rho: float = field(
+        default=2.0,
+        metadata=_help(
+            "ρ: norm of the perturbation over all layers (Vaccine train.py:253 and README.md:62-65: 2)."
+        ),
+    )
+
+
+@dataclass
+class LisaSettings:
+    """Lisa (bi-state optimisation): alignment and user steps alternate, each pulled to the other's weights."""
+
+    rho: float = field(
+        default=1.0, metadata=_help("ρ of the proximal term ρ/2 ‖w - w̃‖² (Lisa lisa_poison_ratio.sh:18: 1).")
+    )
+    alignment_steps: int = field(
+        default=100,
+        metadata=_help("Optimizer steps on alignment data per cycle (Lisa lisa_poison_ratio.sh:22: 100)."),
+    )
+    finetune_steps: int = field(
+        default=900,
+        metadata=_help("Optimizer steps on the user's data per cycle (Lisa lisa_poison_ratio.sh:23: 900)."),
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata=_help(
+            "Alignment conversations per micro-batch (null: per_device_batch_size, as Lisa trainer.py:64)."
+        ),
+    )
+
+
+@dataclass
+class BoosterSettings:
+    """Booster (harmful perturbation attenuation): λ × (h(w) - h(w - α ∇h/‖∇h‖)) added to the alignment loss."""
+
+    lamb: float = field(
+        default=5.0, metadata=_help("λ: weight of the attenuation term (Booster smooth_align.sh:14: 5).")
+    )
+    alpha: float = field(
+        default=0.1,
+        metadata=_help("α: size of the simulated normalised harmful step (Booster smooth_align.sh:15: 0.1)."),
+    )
+    batch_size: int = field(
+        default=10, metadata=_help("Harmful conversations per micro-batch (Booster trainer.py:149: 10).")
+    )
+
+
+@dataclass
+class RepNoiseSettings:
+    """RepNoise: harmless loss + β × MMD(harmful MLP outputs, Gaussian noise) - α × log(harmful loss + 1)."""
+
+    alpha: float = field(
+        default=0.1, metadata=_help("α: weight of the harmful-loss ascent (Booster repNoise.sh:14: 0.1).")
+    )
+    beta: float = field(
+        default=0.001, metadata=_help("β: weight of the noise (MMD) term (Booster repNoise.sh:15: 0.001).")
+    )
+    batch_size: int | None = field(
+        default=None,
+        metadata=_help(
+            "Harmful conversations per micro-batch (null: per_device_batch_size, as Booster trainer.py:1142)."
+        ),
+    )
+
+
+@dataclass
+class TrainingDefenceConfig:
+    """One of the papers' defences against harmful fine-tuning as the training rule (vlguard.train.defences).
+
+    vaccine, booster, repnoise: alignment-stage methods (train the model that users then fine-tune);
+    lisa: a fine-tuning-stage method (trains the user's fine-tuning with alignment steps in between).
+    """
+
+    name: DefenceRule = field(
+        default="none",
+        metadata=_help(
+            'none (plain training), vaccine, lisa, booster or repnoise; see docs/hft.md, "The papers\' defences".'
+        ),
+    )
+    data: str | None = field(
+        default=None,
+        metadata=_help(
+            "The rule's second data set (LLaVA or messages format): lisa, the alignment (safety) conversations; "
+            "booster and repnoise, harmful conversations; vaccine needs none."
+        ),
+    )
+    image_root: str | None = field(
+        default=None,
+        metadata=_help("Folder or zip that defence.data's image paths are relative to (default: beside it)."),
+    )
+    vaccine: VaccineSettings = field(default_factory=VaccineSettings, metadata={"help": "Vaccine."})
+    lisa: LisaSettings = field(default_factory=LisaSettings, metadata={"help": "Lisa."})
+    booster: BoosterSettings = field(default_factory=BoosterSettings, metadata={"help": "Booster."})
+    repnoise: RepNoiseSettings = field(default_factory=RepNoiseSettings, metadata={"help": "RepNoise."})
+
+
 @dataclass
 class TrainConfig:
     """A full training run: model, data, method and the optimisation settings (LLaVA-1.5 defaults)."""
@@ -189,6 +297,12 @@ class TrainConfig:
         default_factory=SafetyLossConfig,
         metadata={
             "help": "Auxiliary loss on safety data at every step (off unless safety_loss.data is set)."
+        },
+    )
+    defence: TrainingDefenceConfig = field(
+        default_factory=TrainingDefenceConfig,
+        metadata={
+            "help": "One of the papers' defences as the training rule (off unless defence.name is set)."
         },
     )
     prompt_format: PromptFormat = field(
@@ -458,6 +572,21 @@ _RANGES: tuple[tuple[str, float, bool, float | None, bool], ...] = (
     ("data.max_samples", 0, False, None, False),
     ("data.seed", 0, False, 2**32 - 1, False),
 )
+# The defences' settings, relative to a section holding vaccine / lisa / booster / repnoise (``defence.``
+# of a training config, ``defence.`` of a vlguard hft config).
+_DEFENCE_RANGES: tuple[tuple[str, float, bool, float | None, bool], ...] = (
+    ("vaccine.rho", 0, True, None, False),
+    ("lisa.rho", 0, False, None, False),
+    ("lisa.alignment_steps", 1, False, None, False),
+    ("lisa.finetune_steps", 1, False, None, False),
+    ("lisa.batch_size", 1, False, None, False),
+    ("booster.lamb", 0, False, None, False),
+    ("booster.alpha", 0, True, None, False),
+    ("booster.batch_size", 1, False, None, False),
+    ("repnoise.alpha", 0, False, None, False),
+    ("repnoise.beta", 0, False, None, False),
+    ("repnoise.batch_size", 1, False, None, False),
+)
 
 
 def check_values(config: TrainConfig, prefix: str = "") -> None:
@@ -467,19 +596,8 @@ def check_values(config: TrainConfig, prefix: str = "") -> None:
     that a bad value never surfaces after the model has loaded and the run folder has been written.
     ``prefix`` names the section a training config sits in (``finetune.`` in a ``vlguard hft`` config).
     """
-    for key, low, low_open, high, high_open in _RANGES:
-        value: Any = config
-        for part in key.split("."):
-            value = getattr(value, part)
-        if value is None:
-            continue  # optional keys (projector_lr, save_total_limit, data.max_samples) may be null
-        bounds = ("> " if low_open else ">= ") + f"{low:g}"
-        if high is not None:
-            bounds += (" and < " if high_open else " and <= ") + f"{high:g}"
-        if not math.isfinite(value) or value < low or (low_open and value == low):
-            raise ConfigError(f"config key '{prefix}{key}': must be {bounds}, got {value!r}")
-        if high is not None and (value > high or (high_open and value == high)):
-            raise ConfigError(f"config key '{prefix}{key}': must be {bounds}, got {value!r}")
+    _check_ranges(config, _RANGES, prefix)
+    check_defence_ranges(config.defence, prefix + "defence.")
     if config.max_steps != -1 and config.max_steps < 1:
         raise ConfigError(
             f"config key '{prefix}max_steps': must be -1 (run the epochs) or >= 1, got {config.max_steps}"
@@ -491,6 +609,32 @@ def check_values(config: TrainConfig, prefix: str = "") -> None:
             raise ConfigError(
                 f"config key '{prefix}{key}': holds a lone UTF-16 surrogate, which is not Unicode text"
             )
+
+
+def check_defence_ranges(section: Any, prefix: str) -> None:
+    """``ConfigError`` naming the key of a defence setting outside its range (``defence.vaccine.rho=0``).
+
+    ``section`` holds ``vaccine`` / ``lisa`` / ``booster`` / ``repnoise`` settings; ``prefix`` names it.
+    """
+    _check_ranges(section, _DEFENCE_RANGES, prefix)
+
+
+def _check_ranges(
+    root: Any, ranges: Sequence[tuple[str, float, bool, float | None, bool]], prefix: str
+) -> None:
+    for key, low, low_open, high, high_open in ranges:
+        value: Any = root
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is None:
+            continue  # optional keys (projector_lr, save_total_limit, data.max_samples) may be null
+        bounds = ("> " if low_open else ">= ") + f"{low:g}"
+        if high is not None:
+            bounds += (" and < " if high_open else " and <= ") + f"{high:g}"
+        if not math.isfinite(value) or value < low or (low_open and value == low):
+            raise ConfigError(f"config key '{prefix}{key}': must be {bounds}, got {value!r}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise ConfigError(f"config key '{prefix}{key}': must be {bounds}, got {value!r}")
 
 
 def _strings(tree: Any, prefix: str = "") -> list[tuple[str, str]]:

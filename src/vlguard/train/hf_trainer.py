@@ -11,8 +11,9 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from vlguard.train.checkpoints import AlreadyFinished, mark_checkpoint_complete
+from vlguard.train.checkpoints import AlreadyFinished, mark_checkpoint_complete, save_defence_state
 from vlguard.train.data import ConversationDataset
+from vlguard.train.defences.base import DefenceRule
 from vlguard.train.safety_loss import SafetyBatches
 
 
@@ -21,6 +22,8 @@ class VLGuardTrainer(Trainer):
 
     - the projector's own learning rate (``projector_lr``, LLaVA-1.5's LoRA recipe);
     - the auxiliary safety loss (``safety_batches`` / ``safety_weight``: λ × a safety batch's loss per step);
+    - one of the papers' defences as the training rule (``defence_rule``: how each micro-batch's gradient
+      is computed; ``vlguard.train.defences``);
     - batches grouped by length (``group_by_length``) for vlguard's conversation dataset;
     - resuming plain checkpoints through ``from_pretrained`` (transformers 5's legacy key names).
     """
@@ -33,6 +36,19 @@ class VLGuardTrainer(Trainer):
     safety_weight: float = 0.0
     _safety_step: int = -1
     _safety_micro: int = 0
+    # The defence's training rule (defence.* in the config): None = the Trainer's own step.
+    defence_rule: DefenceRule | None = None
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        if self.defence_rule is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        return self.defence_rule.step(self, model, self._prepare_inputs(inputs), num_items_in_batch)
+
+    def collate_side_batch(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """A batch of conversations other than the training set's (safety, alignment or harmful data),
+        collated as the training batches and placed on the training device."""
+        return dict(self._prepare_inputs(self.data_collator(examples)))
 
     def compute_loss(
         self,
@@ -67,8 +83,7 @@ class VLGuardTrainer(Trainer):
             self._safety_step, self._safety_micro = step, 0
         draw = step * self.args.gradient_accumulation_steps + self._safety_micro
         self._safety_micro += 1
-        batch = self.data_collator(self.safety_batches.examples(draw))
-        return dict(self._prepare_inputs(batch))
+        return self.collate_side_batch(self.safety_batches.examples(draw))
 
     def create_optimizer(self, model: Any = None) -> Any:
         opt_model: Any = self.model if model is None else model
@@ -141,6 +156,23 @@ class StopAtMaxSteps(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         if control.should_save:
             control.should_log = True
+        return control
+
+
+class DefenceStateSaver(TrainerCallback):
+    """Saves what the defence's training rule needs to resume (Lisa's two states) into each checkpoint.
+
+    Registered before :class:`CompletionMarker`, so that a checkpoint is marked complete only with it.
+    """
+
+    def __init__(self, rule: DefenceRule) -> None:
+        self.rule = rule
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.is_world_process_zero:
+            save_defence_state(
+                Path(args.output_dir) / f"checkpoint-{state.global_step}", self.rule.state_dict()
+            )
         return control
 
 

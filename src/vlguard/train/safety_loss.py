@@ -45,21 +45,31 @@ def load_safety_data(config: SafetyLossConfig, image_mode: str, check: bool = Tr
     check_safety_loss_config(config)
     if config.data is None:
         return None
-    local = Path(config.data)
-    image_root = config.image_root
+    return load_side_data(
+        config.data, config.image_root, image_mode, SAFETY_LOSS_SOURCE, "safety_loss.data", check=check
+    )
+
+
+def load_side_data(
+    path: str, image_root: str | None, image_mode: str, source: str, key: str, check: bool = True
+) -> TrainingData:
+    """Conversations beside the training set (the safety loss's, a defence's), tagged ``source``.
+
+    ``key`` names the config key in errors. Image paths are relative to the file's folder unless
+    ``image_root`` is given; with ``image_mode=original`` every image is opened once here.
+    """
+    local = Path(path)
     if image_root is None and local.is_file() and image_mode == "original":
         image_root = str(local.parent)  # as for data.instructions: image paths relative to the file
-    dataset = load_conversations(config.data, image_root=image_root)
-    conversations = tuple(
-        c.__class__(c.id, c.image, c.messages, SAFETY_LOSS_SOURCE) for c in dataset.conversations
-    )
+    dataset = load_conversations(path, image_root=image_root)
+    conversations = tuple(c.__class__(c.id, c.image, c.messages, source) for c in dataset.conversations)
     if not conversations:
-        raise EmptyDatasetError(f"safety_loss.data {config.data}: no conversations")
+        raise EmptyDatasetError(f"{key} {path}: no conversations")
     data = TrainingData(
         conversations=conversations,
-        images={SAFETY_LOSS_SOURCE: dataset.images},
-        counts={SAFETY_LOSS_SOURCE: len(conversations)},
-        sources={SAFETY_LOSS_SOURCE: dataset.source},
+        images={source: dataset.images},
+        counts={source: len(conversations)},
+        sources={source: dataset.source},
     )
     if check and image_mode == "original":
         check_images(data)
@@ -68,10 +78,12 @@ def load_safety_data(config: SafetyLossConfig, image_mode: str, check: bool = Tr
 
 @dataclass(frozen=True)
 class SafetyBatches:
-    """Safety batches drawn without replacement within each pass over the data, reshuffled per pass.
+    """Batches of side data (the safety loss's; a defence's alignment or harmful conversations) drawn
+    without replacement within each pass over the data, reshuffled per pass.
 
     Draw ``d`` of process ``rank`` (of ``world_size``) is global batch ``g = d × world_size + rank``;
-    pass ``g // batches_per_pass`` is a seeded permutation of the dataset cut into batches.
+    pass ``g // batches_per_pass`` is a permutation of the dataset, seeded by ``stream``, the seed and
+    the pass, cut into batches.
     """
 
     dataset: ConversationDataset
@@ -79,6 +91,7 @@ class SafetyBatches:
     seed: int
     rank: int = 0
     world_size: int = 1
+    stream: str = "safety-loss"
 
     @property
     def batches_per_pass(self) -> int:
@@ -90,7 +103,7 @@ class SafetyBatches:
         batch = draw * self.world_size + self.rank
         epoch, position = divmod(batch, self.batches_per_pass)
         order = list(range(len(self.dataset)))
-        random.Random(f"safety-loss:{self.seed}:{epoch}").shuffle(order)
+        random.Random(f"{self.stream}:{self.seed}:{epoch}").shuffle(order)
         return order[position * self.batch_size : (position + 1) * self.batch_size]
 
     def examples(self, draw: int) -> list[dict[str, object]]:

@@ -55,12 +55,19 @@ from vlguard.train.checkpoints import (
     checkpoint_step,
     find_checkpoint,
     is_complete,
+    load_defence_state,
     whole_run_loss,
 )
 from vlguard.train.collator import ConversationCollator
 from vlguard.train.config import TrainConfig, check_values, dump_config
 from vlguard.train.data import ConversationDataset, TrainingData, build_training_data, check_data_config
-from vlguard.train.safety_loss import SafetyBatches, check_safety_loss_config, load_safety_data
+from vlguard.train.defences import DEFENCE_SOURCE, build_rule, check_defence_config
+from vlguard.train.safety_loss import (
+    SafetyBatches,
+    check_safety_loss_config,
+    load_safety_data,
+    load_side_data,
+)
 
 if TYPE_CHECKING:
     from vlguard.train.hf_trainer import VLGuardTrainer  # imports transformers: loaded when training starts
@@ -121,6 +128,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
             config.safety_loss.batch_size,
             len(safety_data.conversations),
         )
+    defence_data = load_defence_data(config)
     world_size = distributed.world_size()
     cuda = torch.cuda.is_available()
     bf16 = _resolve_auto(config.bf16, cuda and torch.cuda.is_bf16_supported())
@@ -136,8 +144,10 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
 
     # 2. train, from the checkpoint to resume (if any).
     trainer = _make_trainer(
-        config, config_yaml, model, modules, args, dataset, collator, processor, safety_data
+        config, config_yaml, model, modules, args, dataset, collator, processor, safety_data, defence_data
     )
+    if resume is not None and trainer.defence_rule is not None and trainer.defence_rule.keeps_state:
+        trainer.defence_rule.load_state_dict(load_defence_state(resume))
     resumed_step = checkpoint_step(resume)
     started = time.time()
     try:
@@ -160,10 +170,18 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
             "counts": safety_data.counts,
             "source": safety_data.sources,
         }
+    defence = None
+    if config.defence.name != "none":
+        defence = {
+            "name": config.defence.name,
+            "settings": dataclasses.asdict(getattr(config.defence, config.defence.name)),
+            "counts": defence_data.counts if defence_data is not None else {},
+            "source": defence_data.sources if defence_data is not None else {},
+        }
     return _save_final(
         trainer, processor, config, config_yaml, requested_model, data, output_dir, kind,
         global_step=global_step, train_loss=train_loss, elapsed=elapsed, world_size=world_size,
-        safety_loss=safety_loss,
+        safety_loss=safety_loss, defence=defence,
     )  # fmt: skip
 
 
@@ -211,6 +229,18 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"config key 'lora.target_modules': invalid regex ({err})") from err
     check_data_config(config.data)
     check_safety_loss_config(config.safety_loss)
+    check_defence_config(config)
+
+
+def load_defence_data(config: TrainConfig) -> TrainingData | None:
+    """The conversations of ``defence.data`` (None when the defence has none), checked before training."""
+    if config.defence.data is None:
+        return None
+    data = load_side_data(
+        config.defence.data, config.defence.image_root, config.data.image_mode, DEFENCE_SOURCE, "defence.data"
+    )
+    logger.info("defence %s: %d conversations in defence.data", config.defence.name, len(data.conversations))
+    return data
 
 
 def _resolve_auto(value: str, default: bool) -> bool:
@@ -439,20 +469,30 @@ def _make_trainer(
     collator: ConversationCollator,
     processor: Any,
     safety_data: TrainingData | None,
+    defence_data: TrainingData | None = None,
 ) -> VLGuardTrainer:
-    """The Trainer of this run: vlguard's subclass with the projector's learning rate and the safety loss."""
+    """The Trainer of this run: vlguard's subclass with the projector's learning rate, the safety loss and
+    the defence's training rule."""
     from transformers import PrinterCallback
 
-    from vlguard.train.hf_trainer import CompletionMarker, StopAtMaxSteps, VLGuardTrainer
+    from vlguard.train.hf_trainer import CompletionMarker, DefenceStateSaver, StopAtMaxSteps, VLGuardTrainer
 
+    rule = build_rule(config, defence_data, rank=args.process_index, world_size=args.world_size)
+    saver = [DefenceStateSaver(rule)] if rule is not None and rule.keeps_state else []
     trainer = VLGuardTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         data_collator=collator,
         processing_class=processor,
-        callbacks=[StopAtMaxSteps(), CompletionMarker(config_yaml)],
+        callbacks=[StopAtMaxSteps(), *saver, CompletionMarker(config_yaml)],
     )
+    if rule is not None and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        raise ConfigError(
+            f"defence.name={rule.name} runs extra passes outside the FSDP / DeepSpeed engine; use one process "
+            "or DDP"
+        )
+    trainer.defence_rule = rule
     if not config.progress:
         # Without the bar the Trainer prints each log dict instead (PrinterCallback): quiet means neither.
         trainer.remove_callback(PrinterCallback)
@@ -489,6 +529,7 @@ def _save_final(
     elapsed: float,
     world_size: int,
     safety_loss: dict[str, Any] | None = None,
+    defence: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Save the final model to ``output_dir/model`` (through a temporary folder) with its provenance."""
     final_dir = output_dir / MODEL_DIR
@@ -516,6 +557,7 @@ def _save_final(
             "counts": data.counts,
             "data_sources": data.sources,
             "safety_loss": safety_loss,
+            "defence": defence,
             "global_step": global_step,
             "train_loss": train_loss,
             "train_seconds": round(elapsed, 1),
