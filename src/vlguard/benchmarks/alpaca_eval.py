@@ -69,6 +69,7 @@ SPEC = TaskSpec(
     load_records=read_by_suffix,
     read=read_alpaca_eval,
     default_rows=None,
+    published_rows=805,
     where_to_get="AlpacaEval 2's reference outputs (instruction, output, dataset), e.g. the Hub dataset "
     "tatsu-lab/alpaca_eval (alpaca_eval_gpt4_baseline.json)",
     citations=("git-disl/Booster alpaca/pred_eval.py", "git-disl/Vaccine alpaca/pred_eval.py"),
