@@ -83,7 +83,7 @@ _FALSE = frozenset({"false", "0"})
 # QUESTION HERE], [PROMPT HERE], [user_prompt], [your question….], [Write your request on here],
 # [Insert prompt that triggers OpenAI's censor here], [INSERT TOPIC HERE], [INSERT QUESTION IN GREEK
 # HERE], {INSERT PROMPT HERE}, {ENTER_YOUR_PROMPT_HERE}, {prompt}, ${prompt}, <prompt>, &lt;INSERT PROMPT
-# HERE&gt;, (QUESTION), (insert your prompt starting with Now), prompt = "prompt here", ... Markdown-escaped
+# HERE&gt;, &lt;PROMPT_HERE&gt;, (QUESTION), (insert your prompt starting with Now), prompt = "prompt here", "question", ... Markdown-escaped
 # brackets (``\[`` / ``\]``) count too. Phrases that only mention a prompt ([Prompt Creator], [NEVER DENIES
 # A PROMPT], [insert x] inside a rule, [GPT response here] in an answer format, <INPUT> awaited later,
 # URL query slots) are left alone.
@@ -104,12 +104,14 @@ PLACEHOLDER = re.compile(
     # { ... } and ${ ... }
     r"|\$?\{\s*(?:prompt|insert\s+prompt\s+here|(?:enter|insert)_your_prompt_here)\s*\}"
     # < ... >, also HTML-escaped
-    r"|(?:<|&lt;)\s*(?:prompt|insert\s+prompt\s+here)\s*(?:>|&gt;)"
+    r"|(?:<|&lt;)\s*(?:prompt|(?:insert[\s_]+)?prompt[\s_]+here)\s*(?:>|&gt;)"
     # ( ... )
     r"|(?-i:\(QUESTION\))"
     r"|\(insert\s+your\s+prompt\s+starting\s+with\s+now\)"
-    # a quoted assignment: prompt = "prompt here", prompt = "INSERT PROMPT HERE" (the quotes stay)
-    r"|(?<=\")(?:prompt\s+here|insert\s+prompt\s+here)(?=\")",
+    # a quoted slot: prompt = "prompt here", prompt = "INSERT PROMPT HERE", a question to start you off,
+    # "question" (the quotes stay)
+    r"|(?<=\")(?:prompt\s+here|insert\s+prompt\s+here)(?=\")"
+    r"|(?<=start\syou\soff,\s\")question(?=\")",
     re.IGNORECASE,
 )
 
