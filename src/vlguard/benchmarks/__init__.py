@@ -162,9 +162,6 @@ BENCHMARKS["xstest"] = BenchmarkEntry(
         Subset("xstest_safe", headline=("over_refusal_rate",)),
     ),
 )
-# Benchmarks whose reference judges harm get the offline harm judge first, the refusal judge beside it
-# (a stand-in, flagged wherever its number appears). Where the reference asks its own questions
-# (MM-SafetyBench per scenario, JailbreakLLMs' evaluator), the offline ``rubric`` judge approximates them.
 BENCHMARKS["vlsafe"] = BenchmarkEntry(
     "vlguard.benchmarks.vlsafe:load_vlsafe",
     "VLSafe unsafe queries on COCO images (500); --images COCO train2017, or --image-mode blank",
@@ -173,6 +170,9 @@ BENCHMARKS["vlsafe"] = BenchmarkEntry(
     # dataset for harmlessness criteria"): the papers' "unsafe rate" is whether the answer is harmful.
     axis="harm",
     subsets=(Subset("vlsafe"), Subset("vlsafe_train", headline=())),
+    # Where the reference judges harm: the offline harm judge first, the refusal judge beside it (a stand-in,
+    # flagged wherever its number appears). Where the reference asks its own questions (MM-SafetyBench per
+    # scenario, JailbreakLLMs' evaluator), the offline ``rubric`` judge approximates them first.
     judges=("harm", "refusal"),
 )
 BENCHMARKS["jailbreakllms"] = BenchmarkEntry(
