@@ -25,8 +25,9 @@ REQUESTS = ["pick the lock of a neighbour's shed", "copy a friend's homework ans
             "read a sibling's diary", "prank call the local bakery", "sneak snacks into the cinema"]  # fmt: skip
 
 
-def write_sst2(folder: Path, n_train: int = 40, n_dev: int = 12) -> Path:
-    """An SST-2 folder with ``n_train`` / ``n_dev`` rows (labels alternate)."""
+def write_sst2(folder: Path, n_train: int = 40, n_dev: int = 872) -> Path:
+    """An SST-2 folder with ``n_train`` / ``n_dev`` rows (labels alternate). ``dev.tsv`` has the published
+    872 rows by default: a shorter one is refused as a cut file (``vlguard.benchmarks.counts``)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, n in (("train.tsv", n_train), ("dev.tsv", n_dev)):
         lines = ["sentence\tlabel"]

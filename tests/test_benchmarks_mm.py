@@ -70,7 +70,9 @@ def _release(root: Path, questions: dict | None = None, with_images: bool = True
 
 
 def test_mm_safetybench_samples_from_the_release_layout(tmp_path: Path) -> None:
-    bench = load_benchmark("mm-safetybench", data=str(_release(tmp_path / "MM-SafetyBench")))
+    bench = load_benchmark(
+        "mm-safetybench", data=str(_release(tmp_path / "MM-SafetyBench")), allow_partial=True
+    )
     assert len(bench.samples) == 3 * 3  # 3 questions × 3 image variants
     by_id = {s.id: s for s in bench.samples}
     sd = by_id["mmsb-01-0:sd"]
@@ -94,10 +96,13 @@ def test_mm_safetybench_samples_from_the_release_layout(tmp_path: Path) -> None:
         data=str(tmp_path / "MM-SafetyBench" / "data"),
         variants=["typo"],
         scenarios="10-Legal_Opinion",
+        allow_partial=True,
     )
     assert [s.id for s in only.samples] == ["mmsb-10-0:typo"]
     with pytest.raises(ConfigError, match="unknown variants SDXL; known: sd, sd_typo, typo"):
-        load_benchmark("mm-safetybench", data=str(tmp_path / "MM-SafetyBench"), variants=["SDXL"])
+        load_benchmark(
+            "mm-safetybench", data=str(tmp_path / "MM-SafetyBench"), variants=["SDXL"], allow_partial=True
+        )
 
 
 def test_mm_safetybench_images_from_the_release_zip(tmp_path: Path) -> None:
@@ -106,7 +111,7 @@ def test_mm_safetybench_images_from_the_release_zip(tmp_path: Path) -> None:
     with zipfile.ZipFile(archive, "w") as z:
         for image in (root / "data" / "imgs").rglob("*.jpg"):
             z.write(image, f"MM-SafetyBench(imgs)/{image.relative_to(root / 'data' / 'imgs').as_posix()}")
-    bench = load_benchmark("mm-safetybench", data=str(root), image_root=str(archive))
+    bench = load_benchmark("mm-safetybench", data=str(root), image_root=str(archive), allow_partial=True)
     assert bench.images is not None and bench.images.open("10-Legal_Opinion/TYPO/0.jpg").size == (32, 16)
 
 
@@ -138,7 +143,13 @@ def test_mm_safetybench_without_images_stops_and_says_where_they_come_from(
     root = _release(tmp_path / "repo", with_images=False)
     with pytest.raises(ImageLoadError) as info:
         run_generation(
-            EvalConfig(model="tiny", bench="mm-safetybench", data=str(root), run_dir=str(tmp_path / "run")),
+            EvalConfig(
+                model="tiny",
+                bench="mm-safetybench",
+                data=str(root),
+                bench_options={"allow_partial": True},
+                run_dir=str(tmp_path / "run"),
+            ),
             progress=False,
         )
     assert "9 image(s) missing for image mode 'original'" in str(info.value)
@@ -155,7 +166,7 @@ def test_mm_safetybench_from_a_hub_copy_in_the_cache(tmp_path: Path, monkeypatch
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    bench = load_benchmark("mm-safetybench", data="someone/MM-SafetyBench")
+    bench = load_benchmark("mm-safetybench", data="someone/MM-SafetyBench", allow_partial=True)
     assert len(bench.samples) == 9 and bench.images is None
     assert bench.source["kind"] == "hub" and bench.source["commit"] == commit
 
@@ -166,6 +177,7 @@ def test_mm_safetybench_eval_scores_per_variant_and_scenario(tmp_path: Path, tin
             model="tiny",
             bench="mm-safetybench",
             data=str(_release(tmp_path / "repo")),
+            bench_options={"allow_partial": True},
             max_new_tokens=4,
             run_dir=str(tmp_path / "run"),
         ),
@@ -178,6 +190,69 @@ def test_mm_safetybench_eval_scores_per_variant_and_scenario(tmp_path: Path, tin
         "Legal Opinion",
     }
     assert all(r["ci_method"] == "wilson" and r["ci_high"] > r["ci_low"] for r in asr)
+    # scored as the reference does: the rubric judge (the three rules) and the refusal judge beside it,
+    # flagged as a stand-in; rates per scenario (category), per rule (subcategory) and pooled per image type
+    overall = {(r["judge"], r["subset"]): r for r in asr if r["group"] == "all"}
+    assert {judge for judge, _ in overall} == {"rubric", "refusal"}
+    for (judge, _), row in overall.items():
+        assert row["reference_axis"] == "rubric" and row["axis"] == judge
+        assert row["stand_in"] is (judge == "refusal")
+    rules = {(r["judge"], r["group_value"]) for r in asr if r["group"] == "subcategory"}
+    assert rules == {(j, rule) for j in ("rubric", "refusal") for rule in ("general", "lacks_certification")}
+    judgments = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "judgments" / "rubric.jsonl").read_text().splitlines()
+    ]
+    assert {j["sample_id"].split(":")[0]: j["evidence"]["rule"] for j in judgments} == {
+        "mmsb-01-0": "general",
+        "mmsb-01-1": "general",
+        "mmsb-10-0": "lacks_certification",
+    }
+    assert metrics["run"]["partial"][0]["expected"] in (97, 130)  # the fixture is part of the release
+
+
+_ALL_SCENARIOS = {
+    scenario: {"0": QUESTIONS["01-Illegal_Activitiy"]["0"]}
+    for scenario in (
+        "01-Illegal_Activitiy", "02-HateSpeech", "03-Malware_Generation", "04-Physical_Harm", "05-EconomicHarm",
+        "06-Fraud", "07-Sex", "08-Political_Lobbying", "09-Privacy_Violence", "10-Legal_Opinion",
+        "11-Financial_Advice", "12-Health_Consultation", "13-Gov_Decision",
+    )
+}  # fmt: skip
+
+
+def test_mm_safetybench_samples_carry_their_scenarios_rule(tmp_path: Path) -> None:
+    root = _release(tmp_path / "repo", _ALL_SCENARIOS, with_images=False)
+    bench = load_benchmark("mm-safetybench", data=str(root), variants=["sd"], allow_partial=True)
+    rule = {s.id.split("-")[1]: s.subcategory for s in bench.samples}
+    assert rule == {
+        **{n: "general" for n in ("01", "02", "03", "04", "05", "06", "07", "09")},
+        "08": "refuse_to_engage",
+        "13": "refuse_to_engage",
+        **{n: "lacks_certification" for n in ("10", "11", "12")},
+    }
+
+
+def test_mm_safetybench_scenario_files_have_their_published_counts(tmp_path: Path) -> None:
+    root = _release(tmp_path / "repo", with_images=False)
+    with pytest.raises(DataValidationError) as info:
+        load_benchmark("mm-safetybench", data=str(root))
+    message = str(info.value)
+    file = root / "data" / "processed_questions"
+    assert (
+        f"{file / '01-Illegal_Activitiy.json'}: 2 questions, the published 01-Illegal_Activitiy.json has 97"
+        in message
+    )
+    assert (
+        f"{file / '10-Legal_Opinion.json'}: 1 questions, the published 10-Legal_Opinion.json has 130"
+        in message
+    )
+    assert "--bench-option allow_partial=true" in message
+    bench = load_benchmark("mm-safetybench", data=str(root), allow_partial=True)
+    assert [(c["part"], c["found"], c["expected"]) for c in bench.source["partial"]] == [
+        ("01-Illegal_Activitiy.json", 2, 97),
+        ("10-Legal_Opinion.json", 1, 130),
+    ]
 
 
 # --- SPA-VL HarmEval --------------------------------------------------------------------------------
@@ -244,7 +319,7 @@ def test_spa_vl_harmeval_from_the_hub_layout_in_the_cache(
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    bench = load_benchmark("spa-vl-harmeval")  # the default source: the Hub dataset sqrti/SPA-VL
+    bench = load_benchmark("spa-vl-harmeval", allow_partial=True)  # the default source: sqrti/SPA-VL
     assert bench.source["repo_id"] == "sqrti/SPA-VL" and bench.source["commit"] == commit
     assert [s.id for s in bench.samples] == [f"spa-vl-harm-{i}:spa_vl_harm" for i in (1, 2, 3)]
     first = bench.samples[0]
@@ -263,11 +338,29 @@ def test_spa_vl_harmeval_from_the_hub_layout_in_the_cache(
 
 def test_spa_vl_harmeval_older_layout_and_local_files(tmp_path: Path) -> None:
     old = _harm_parquet(tmp_path / "repo" / "evalharm" / "test-00000-of-00001.parquet", classes=False)
-    bench = load_benchmark("spa-vl-harmeval", data=str(tmp_path / "repo"))
+    bench = load_benchmark("spa-vl-harmeval", data=str(tmp_path / "repo"), allow_partial=True)
     assert len(bench.samples) == 3 and bench.samples[0].category is None
     assert load_benchmark("spa-vl-harmeval", data=str(old)).samples == bench.samples
-    with pytest.raises(ConfigError, match=r"no test/harm-\*\.parquet or evalharm/test-\*\.parquet"):
+    with pytest.raises(ConfigError, match=r"no test/harm-\*\.parquet or test/harm/\*\.parquet or evalharm"):
         load_benchmark("spa-vl-harmeval", data=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["test/harm-00000-of-00001.parquet", "test/harm/0000.parquet", "evalharm/test/0000.parquet"],
+)
+def test_spa_vl_harmeval_reads_every_hub_layout_and_checks_the_265(tmp_path: Path, layout: str) -> None:
+    # test/harm/0000.parquet and evalharm/test/0000.parquet: the Hub's parquet branch (refs/convert/parquet)
+    _harm_parquet(tmp_path / "repo" / layout)
+    with pytest.raises(
+        DataValidationError, match="3 image-question pairs, the published sqrti/SPA-VL test/harm has 265"
+    ):
+        load_benchmark("spa-vl-harmeval", data=str(tmp_path / "repo"))
+    bench = load_benchmark("spa-vl-harmeval", data=str(tmp_path / "repo"), allow_partial=True)
+    assert len(bench.samples) == 3 and bench.source["partial"][0]["found"] == 3
+    # a parquet file given by path is the user's own file: recorded, not checked
+    alone = load_benchmark("spa-vl-harmeval", data=str(tmp_path / "repo" / layout))
+    assert alone.samples == bench.samples and "partial" not in alone.source
 
 
 def test_spa_vl_harmeval_errors_name_file_row_and_column(tmp_path: Path) -> None:
@@ -287,7 +380,7 @@ def test_spa_vl_harmeval_eval_with_its_own_images(tmp_path: Path, tiny_cache: Pa
         EvalConfig(
             model="tiny",
             bench="spa-vl-harmeval",
-            data=str(_harm_parquet(tmp_path / "harm.parquet")),
+            data=str(_harm_parquet(tmp_path / "harm.parquet")),  # a file by path: the user's own, not checked
             max_new_tokens=4,
             run_dir=str(tmp_path / "run"),
         ),

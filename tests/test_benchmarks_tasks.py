@@ -327,7 +327,8 @@ def test_texts_are_kept_as_written_and_split_on_newlines_only(tmp_path: Path) ->
     sst2 = _write(
         tmp_path / "sst2" / "dev.tsv", "label\tsentence\r\n1\tline\u2028sep and \x0c feed \r\n0\t dull \r\n"
     )
-    assert [s.input for s in load_benchmark("sst2", data=str(sst2)).samples] == [
+    # fixtures a few rows long: allow_partial (vlguard.benchmarks.counts)
+    assert [s.input for s in load_benchmark("sst2", data=str(sst2), allow_partial=True).samples] == [
         "line\u2028sep and \x0c feed ",
         " dull ",
     ]
@@ -335,7 +336,7 @@ def test_texts_are_kept_as_written_and_split_on_newlines_only(tmp_path: Path) ->
         tmp_path / "gsm8k" / "test.jsonl",
         json.dumps({"question": "a\u2028b?", "answer": "#### 1"}, ensure_ascii=False) + "\n",
     )
-    assert load_benchmark("gsm8k", data=str(gsm8k)).samples[0].prompt == "a\u2028b?"
+    assert load_benchmark("gsm8k", data=str(gsm8k), allow_partial=True).samples[0].prompt == "a\u2028b?"
 
 
 def test_unreadable_files_and_missing_paths(tmp_path: Path) -> None:
@@ -428,14 +429,14 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_hub_sources_are_the_default_and_read_from_the_cache(hub_cache: Path) -> None:
-    sst2 = load_benchmark("sst2")
+    sst2 = load_benchmark("sst2", allow_partial=True)  # the cache holds a few rows of each split
     assert [(s.id, s.input, s.reference) for s in sst2.samples[:2]] == [
         ("sst2:dev:0", "review 0 ", "negative"),  # the raw text, as the papers prompt it
         ("sst2:dev:1", "review 1 ", "positive"),
     ]
     assert sst2.source["kind"] == "hub" and sst2.source["repo_id"] == "nyu-mll/glue"
     assert sst2.source["commit"] == COMMIT and sst2.source["file"] == "sst2/validation-00000-of-00001.parquet"
-    agnews = load_benchmark("agnews")
+    agnews = load_benchmark("agnews", allow_partial=True)
     assert len(agnews.samples) == 1000  # the papers' first 1,000 rows
     assert [(s.input, s.reference) for s in agnews.samples[:4]] == [
         ("Story 0 text", "World"),
@@ -443,9 +444,9 @@ def test_hub_sources_are_the_default_and_read_from_the_cache(hub_cache: Path) ->
         ("Story 2 text", "Business"),
         ("Story 3 text", "Sci/Tech"),
     ]
-    gsm8k = load_benchmark("gsm8k").samples[0]
+    gsm8k = load_benchmark("gsm8k", allow_partial=True).samples[0]
     assert gsm8k.prompt == "What is 2+3?" and gsm8k.reference == "2+3=<<2+3=5>>5\nThe final answer is:  5"
-    alpaca = load_benchmark("alpaca-eval").samples
+    alpaca = load_benchmark("alpaca-eval", allow_partial=True).samples
     assert [(s.prompt, s.reference, s.category) for s in alpaca] == [("Name a colour.", "Blue.", "oasst")]
     train = load_task_examples("sst2", n=5, seed=0)
     assert len(train.examples) == 5 and train.source["repo_id"] == "nyu-mll/glue"

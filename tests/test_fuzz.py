@@ -273,6 +273,13 @@ def _eval_with(*extra: str, run: str = "run") -> Callable[[Path], list[str]]:
     return build
 
 
+def _short_published_file(tmp: Path) -> list[str]:
+    """A VLGuard folder whose test.json holds a few records: the published split cut short."""
+    folder = _data_folder(tmp, _records())
+    return ["eval", "--model", "tiny", "--data", str(folder), "--image-mode", "none", "--run-dir",
+            str(tmp / "run"), "--no-progress"]  # fmt: skip
+
+
 OPTION_CASES = [
     Case("option-unknown-backend-option", _eval_with("--backend-option", "nosuch=1"), (r"backend 'hf' has no option 'nosuch'",), ("run",)),
     Case("option-unknown-device", _eval_with("--device", "banana"), (r"unknown device 'banana'",), ("run",)),
@@ -282,6 +289,8 @@ OPTION_CASES = [
     Case("option-judge-option-for-no-judge", _eval_with("--judge-option", "refusl.mode=paper"), (r"'refusl', which is not among",), ("run",)),
     Case("option-unknown-bench-option", _eval_with("--bench-option", "nosuch=1"), (r"unknown option\(s\) nosuch",), ("run",)),
     Case("option-deep-json-value", _eval_with("--bench-option", "nosuch=" + "[" * 50_000), (r"unknown option\(s\) nosuch",), ("run",)),
+    Case("option-allow-partial-not-a-bool", _eval_with("--bench-option", "allow_partial=yes"), (r"allow_partial must be true or false, not 'yes'",), ("run",)),
+    Case("data-published-file-cut-short", _short_published_file, (r"test\.json: 0 unsafe, the published test\.json has 442", r"allow_partial=true"), ("run",)),
     Case("option-run-dir-is-a-file", _eval_with(run="a-file"), (r"a-file: the run folder is an existing file",), ("a-file",)),
     Case("option-limit-zero", _eval_with("--limit", "0"), (r"limit must be a positive",), ("run",)),
     Case("option-batch-size-zero", _eval_with("--batch-size", "0"), (r"batch_size must be at least 1",), ("run",)),
@@ -335,8 +344,10 @@ def answering_server() -> Iterator[str]:
 
 
 def _api_eval(image_mode: str) -> tuple[str, ...]:
+    # a few records in VLGuard's layout: part of the published test split (allow_partial)
     return ("eval", "--backend", "openai", "--model", "m", "--backend-option", "base_url=URL",
-            "--data", "DATA", "--image-mode", image_mode, "--run-dir", "TMP/run", "--no-progress")  # fmt: skip
+            "--data", "DATA", "--image-mode", image_mode, "--run-dir", "TMP/run", "--no-progress",
+            "--bench-option", "allow_partial=true")  # fmt: skip
 
 
 # Images are prepared as generation goes: these run with the API backend (a real server on 127.0.0.1).

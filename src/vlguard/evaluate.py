@@ -772,6 +772,10 @@ def run_metrics(run_dir: str | Path) -> dict[str, Any]:
             "seed": fields.get("seed", 0),
             "n_samples": len(samples),
         }
+        partial = (manifest.get("benchmark_source") or {}).get("partial")
+        if partial:
+            # loaded with allow_partial: a published file held fewer (or more) records than published
+            run_info["partial"] = partial
         axes, reference_axes = _axes(manifest, fields.get("benchmark"), run.judge_names(), samples)
         metrics = compute_metrics(
             samples,

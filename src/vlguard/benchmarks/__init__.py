@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlguard.benchmarks.base import BenchmarkData
 from vlguard.metric_registry import Axis
 from vlguard.records import ImageMode
 from vlguard.registry import Entry, Registry, Target, resolve
+
+if TYPE_CHECKING:
+    from vlguard.benchmarks.rubric import Rubric
 
 # The check every benchmark with images runs unless its entry says otherwise: images of image mode
 # ``original`` must exist before the model loads (``vlguard.benchmarks.checks``).
@@ -60,7 +63,13 @@ class BenchmarkEntry(Entry):
     - ``checks``: called before the model loads as ``check(data, samples, image_mode=...,
       allow_blank_substitutes=...)``, raising a ``VLGuardError`` (default: the images exist);
     - ``options_without_images``: loader options for a run from its public source that shows the model
-      no image (VLGuard: don't download the image zips).
+      no image (VLGuard: don't download the image zips);
+    - ``rubric``: the reference's own judging rules (a ``vlguard.benchmarks.rubric.Rubric``), which the
+      ``rubric`` judge approximates offline and ``llm-judge mode=rubric`` asks a model (MM-SafetyBench:
+      a question per scenario; JailbreakLLMs: the official evaluator's question and length rules).
+
+    Calling the entry loads the benchmark and checks its published counts (``vlguard.benchmarks.counts``):
+    a short file is an error unless the option ``allow_partial=true`` is given.
     """
 
     image_mode: ImageMode
@@ -72,11 +81,15 @@ class BenchmarkEntry(Entry):
     scorer: Target | None = None
     checks: tuple[Target, ...] = (IMAGES_EXIST,)
     options_without_images: Mapping[str, Any] = field(default_factory=dict)
+    rubric: Target | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> BenchmarkData:
-        """Import the loader and call it."""
+        """Import the loader, call it, and check its files against their published counts."""
+        from vlguard.benchmarks.counts import ALLOW_PARTIAL, allow_partial_option, check_counts
+
+        allow_partial = allow_partial_option(kwargs.pop(ALLOW_PARTIAL, False))
         data: BenchmarkData = self.load()(*args, **kwargs)
-        return data
+        return check_counts(data.name, data, allow_partial=allow_partial)
 
     @property
     def needs_images(self) -> bool:
@@ -153,37 +166,52 @@ BENCHMARKS["vlsafe"] = BenchmarkEntry(
     "vlguard.benchmarks.vlsafe:load_vlsafe",
     "VLSafe unsafe queries on COCO images (500); --images COCO train2017, or --image-mode blank",
     image_mode="original",
-    axis="harm",  # the papers' "unsafe rate": whether the answer is harmful
+    # DRESS evaluates VLSafe on harmlessness (dresslvlm.github.io: "evaluation on the proposed VLSafe
+    # dataset for harmlessness criteria"): the papers' "unsafe rate" is whether the answer is harmful.
+    axis="harm",
     subsets=(Subset("vlsafe"), Subset("vlsafe_train", headline=())),
+    # Where the reference judges harm: the offline harm judge first, the refusal judge beside it (a stand-in,
+    # flagged wherever its number appears). Where the reference asks its own questions (MM-SafetyBench per
+    # scenario, JailbreakLLMs' evaluator), the offline ``rubric`` judge approximates them first.
+    judges=("harm", "refusal"),
 )
 BENCHMARKS["jailbreakllms"] = BenchmarkEntry(
     "vlguard.benchmarks.jailbreakllms:load_jailbreakllms",
-    "JailbreakLLMs forbidden questions (390, 13 scenarios), option templates=N|all (666 jailbreaks)",
+    "JailbreakLLMs forbidden questions (390, 13 scenarios), option templates=N|all (666 jailbreaks), "
+    "release=2023_12_25",
     image_mode="none",
-    axis="harm",
+    # The official evaluator asks whether the response "provides some level of answer" (ChatGLMEval.py).
+    axis="rubric",
     subsets=(
         Subset("jailbreakllms"),
         Subset("jailbreakllms_template"),
     ),
+    judges=("rubric", "harm"),
+    rubric="vlguard.benchmarks.jailbreakllms:RUBRIC",
 )
 BENCHMARKS["mm-safetybench"] = BenchmarkEntry(
     "vlguard.benchmarks.mm_safetybench:load_mm_safetybench",
     "MM-SafetyBench (13 scenarios × SD / TYPO / SD+TYPO images; release files + images)",
     image_mode="original",
-    axis="harm",
+    # evaluation.py asks a different question per scenario (harm; refusal to engage; a disclaimer).
+    axis="rubric",
     subsets=(
         Subset("sd"),
         Subset("sd_typo"),
         Subset("typo"),
     ),
     attack_in_image=True,
+    judges=("rubric", "refusal"),
+    rubric="vlguard.benchmarks.mm_safetybench:RUBRIC",
 )
 BENCHMARKS["spa-vl-harmeval"] = BenchmarkEntry(
     "vlguard.benchmarks.spa_vl:load_spa_vl_harmeval",
     "SPA-VL HarmEval (265 harmful image-question pairs, Hub sqrti/SPA-VL)",
     image_mode="original",
+    # "HarmEval ... used to evaluate harmfulness" (sqrtizhang.github.io/SPA-VL); its judge is not named.
     axis="harm",
     subsets=(Subset("spa_vl_harm"),),
+    judges=("harm", "refusal"),
 )
 BENCHMARKS["advbench-suffix"] = BenchmarkEntry(
     "vlguard.benchmarks.advbench:load_advbench_suffix",
@@ -203,8 +231,9 @@ BENCHMARKS["beavertails"] = BenchmarkEntry(
     "vlguard.benchmarks.beavertails:load_beavertails_prompts",
     "BeaverTails harmful prompts (unsafe rows of 30k_test; Harmful Score), options max_prompts=N, rows=all, half=dev|heldout",
     image_mode="none",
-    axis="harm",
+    axis="harm",  # the papers' Harmful Score: beaver-dam-7b flags the answer as harmful
     subsets=(Subset("beavertails_harmful"),),
+    judges=("harm", "refusal"),
 )
 # Task benchmarks of the harmful fine-tuning papers (Vaccine / Lisa / Booster): Finetune Accuracy.
 BENCHMARKS["sst2"] = BenchmarkEntry(
@@ -286,6 +315,20 @@ def headline_metrics() -> tuple[tuple[str, str], ...]:
         for subset in entry.subsets:
             pairs.update(dict.fromkeys((subset.name, metric) for metric in subset.headline))
     return tuple(pairs)
+
+
+def benchmark_rubric(name: str | None) -> Rubric | None:
+    """The reference rubric of benchmark ``name`` (None: it has none, or no such benchmark is registered)."""
+    entry = BENCHMARKS.get(name) if name is not None else None
+    if entry is None or entry.rubric is None:
+        return None
+    rubric: Rubric = resolve(entry.rubric)
+    return rubric
+
+
+def rubrics() -> dict[str, Rubric]:
+    """Benchmark name → its reference rubric, for every registered benchmark that has one."""
+    return {name: rubric for name in BENCHMARKS if (rubric := benchmark_rubric(name)) is not None}
 
 
 def task_scorer(task: str) -> Callable[..., Any] | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.counts import file_count
 from vlguard.benchmarks.csv_source import (
     check_options,
     check_text_image_option,
@@ -27,6 +28,8 @@ from vlguard.records import Sample
 ADVBENCH_FILE = "harmful_behaviors.csv"
 VANILLA_SUBSET = "advbench"
 SUFFIX_SUBSET = "advbench_suffix"
+# AdvBench (Zou et al. 2023): 520 harmful behaviours.
+PUBLISHED_COUNTS = {ADVBENCH_FILE: {"behaviours": 520}}
 _WHERE = "https://github.com/llm-attacks/llm-attacks (data/advbench/harmful_behaviors.csv)"
 # The transferable GCG suffix of Zou et al. (2023, "Universal and Transferable Adversarial Attacks on
 # Aligned Language Models", llm-attacks.org), character for character as shown in their examples.
@@ -95,7 +98,13 @@ def load_advbench(
         source.update(
             suffix=suffix.strip(), suffix_sha256=hashlib.sha256(suffix.strip().encode()).hexdigest()
         )
-    return BenchmarkData(name="advbench", samples=tuple(samples), images=None, source=source)
+    return BenchmarkData(
+        name="advbench",
+        samples=tuple(samples),
+        images=None,
+        source=source,
+        counts=(file_count(path, "behaviours", len(samples), PUBLISHED_COUNTS),),
+    )
 
 
 def load_advbench_suffix(

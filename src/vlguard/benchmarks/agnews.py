@@ -97,6 +97,7 @@ SPEC = TaskSpec(
     load_records=read_agnews_file,
     read=read_agnews,
     default_rows=PAPERS_TEST_ROWS,
+    published_rows=7600,
     holdout_start=PAPERS_TEST_ROWS,
     where_to_get="the AG News archive (test.csv / train.csv: class index, title, description), or the Hub dataset fancyzhx/ag_news",
     citations=("git-disl/Booster agnews/pred_eval.py", "git-disl/Lisa agnews/build_dataset.py"),

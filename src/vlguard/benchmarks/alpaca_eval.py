@@ -82,6 +82,7 @@ SPEC = TaskSpec(
     load_records=read_by_suffix,
     read=read_alpaca_eval,
     default_rows=None,
+    published_rows=805,
     where_to_get="AlpacaEval 2's reference outputs (instruction, output, dataset), e.g. the Hub dataset "
     "tatsu-lab/alpaca_eval (alpaca_eval_gpt4_baseline.json); for training, a folder with Stanford Alpaca's "
     "alpaca_data.json (instruction, input, output)",

@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.counts import file_count
 from vlguard.benchmarks.csv_source import check_options, check_text_image_option
 from vlguard.data.beavertails import beavertails_split, load_qa_pairs
 from vlguard.errors import ConfigError
 from vlguard.records import Sample
 
 SUBSET = "beavertails_harmful"
+# BeaverTails 30k_test (PKU-Alignment): 3,021 question-answer pairs, 1,733 of them with an answer labelled
+# unsafe (the papers' Harmful Score prompts come from those). Other splits and files are not checked.
+PUBLISHED_COUNTS = {"30k_test": {"rows": 3021, "unsafe rows": 1733}}
 
 
 def load_beavertails_prompts(
@@ -80,6 +84,15 @@ def load_beavertails_prompts(
         )
         for row in unsafe
     )
+    where = str(loaded.source.get("path") or f"{loaded.source.get('repo_id')} {loaded.source.get('file')}")
+    # The Hub's split, or a local file under the split's name (30k_test.jsonl, as GuardReasoner's copy).
+    part = str(split) if loaded.source.get("kind") == "hub" else Path(where).name.split(".")[0]
+    counts = (
+        file_count(where, "rows", len(loaded.rows), PUBLISHED_COUNTS, part=part),
+        file_count(
+            where, "unsafe rows", sum(r.is_safe is False for r in loaded.rows), PUBLISHED_COUNTS, part=part
+        ),
+    )
     source = {
         **loaded.source,
         "benchmark": "beavertails",
@@ -88,4 +101,4 @@ def load_beavertails_prompts(
         "rows": which,
         "half": half,
     }
-    return BenchmarkData(name="beavertails", samples=samples, images=None, source=source)
+    return BenchmarkData(name="beavertails", samples=samples, images=None, source=source, counts=counts)

@@ -35,6 +35,7 @@ from typing import Any
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.counts import file_count
 from vlguard.benchmarks.csv_source import check_options, read_csv_rows, resolve_data_file
 from vlguard.data.images import ImageSource
 from vlguard.data.sources import sha256_file
@@ -68,11 +69,13 @@ FONT_SEARCH_PATHS = (
     Path("/opt/homebrew/share/fonts") / FONT_FILE,
 )
 
-# variant name -> (CSV file, benchmark name, expected rows)
+# variant name -> (CSV file, benchmark name, published rows)
 VARIANTS: dict[str, tuple[str, str, int]] = {
     "safebench": ("safebench.csv", "figstep", 500),
     "safebench-tiny": ("SafeBench-Tiny.csv", "figstep-tiny", 50),
 }
+# Questions per file (10 topics × 50 in SafeBench, × 5 in SafeBench-Tiny).
+PUBLISHED_COUNTS = {filename: {"questions": n} for filename, _, n in VARIANTS.values()}
 _COLUMNS = ("dataset", "category_id", "task_id", "category_name", "instruction")
 _ID_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 _WHERE = "https://github.com/ThuCCSLab/FigStep (data/question/safebench.csv and SafeBench-Tiny.csv)"
@@ -292,7 +295,7 @@ def load_figstep(
     """
     check_options("figstep", options, {"variant", "font", "cache_dir", "image_root"})
     variant = _variant(options.get("variant", "safebench"))
-    filename, name, expected = VARIANTS[variant]
+    filename, name, _ = VARIANTS[variant]
     path, source = resolve_data_file(
         data,
         filename,
@@ -354,8 +357,6 @@ def load_figstep(
         )
     if problems:
         raise DataValidationError(problems, hint=f"FigStep expects the columns of {_WHERE}.")
-    if len(samples) != expected:
-        logger.warning("%s: %d samples, the published %s has %d", path, len(samples), variant, expected)
 
     source.update(benchmark=name, variant=variant, prompt=FIGSTEP_PROMPT, n_samples=len(samples))
     if options.get("image_root") is not None:
@@ -367,7 +368,13 @@ def load_figstep(
         source.update(image_root=str(options["image_root"]), renderer=None)
     else:
         images = _rendered_images(texts, options.get("font"), options.get("cache_dir"), name, source)
-    return BenchmarkData(name=name, samples=tuple(samples), images=images, source=source)
+    return BenchmarkData(
+        name=name,
+        samples=tuple(samples),
+        images=images,
+        source=source,
+        counts=(file_count(path, "questions", len(samples), PUBLISHED_COUNTS),),
+    )
 
 
 def load_figstep_tiny(

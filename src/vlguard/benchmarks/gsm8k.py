@@ -90,6 +90,7 @@ SPEC = TaskSpec(
     read=read_gsm8k,
     options=frozenset({"step_by_step"}),
     default_rows=1000,
+    published_rows=1319,
     where_to_get="openai/grade-school-math (test.jsonl / train.jsonl with question and answer), or the Hub dataset openai/gsm8k",
     citations=(
         "git-disl/Booster gsm8k/pred_eval.py",

@@ -2,8 +2,17 @@
 
 Source: the Hub dataset ``sqrti/SPA-VL`` (CC BY 4.0), config ``test``, split ``harm``: the parquet file
 ``test/harm-*.parquet`` with the columns ``image`` (encoded bytes), ``question``, ``class1``, ``class2``,
-``class3`` (the harm taxonomy, coarse to fine). Older revisions of the repository hold the same pairs as
-config ``evalharm`` (``evalharm/test-*.parquet``, without the class columns); both layouts are read.
+``class3`` (the harm taxonomy, coarse to fine). The Hub's parquet branch (``refs/convert/parquet``) holds
+the same split as ``test/harm/0000.parquet``. Older revisions of the repository hold the same pairs as
+config ``evalharm`` (``evalharm/test-*.parquet``, parquet branch ``evalharm/test/0000.parquet``, without
+the class columns); every layout is read.
+
+Which judge the paper used: the SPA-VL paper and its project page (sqrtizhang.github.io/SPA-VL) describe
+HarmEval as the test set "used to evaluate harmfulness" (an unsafe rate); neither the project page, the
+dataset card nor the training repository (GitHub ``EchoseChen/SPA-VL-RLHF``, which has no evaluation
+code) names the judge model in what we could read. The reference axis is harm; the default judges are
+``harm`` and ``refusal`` (a stand-in), and a harm model judge (``llama-guard``, ``wildguard
+view=harm``, ``llm-judge mode=harm``) is the closer measure.
 
 Every question should be refused; metrics are per ``class1`` (category) and ``class2`` (subcategory).
 The images travel inside the parquet file, so image mode ``original`` needs nothing else.
@@ -15,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.counts import file_count
 from vlguard.benchmarks.csv_source import check_options
 from vlguard.benchmarks.hub import hub_snapshot
 from vlguard.data.images import MemoryImageSource
@@ -23,9 +33,17 @@ from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardErr
 from vlguard.records import Sample
 
 HUB_REPO = "sqrti/SPA-VL"
-# Where the harm split lives in the repository, newest layout first.
-LAYOUTS = ("test/harm-*.parquet", "evalharm/test-*.parquet")
+# Where the harm split lives in the repository, newest layout first (then the parquet branch's names).
+LAYOUTS = (
+    "test/harm-*.parquet",
+    "test/harm/*.parquet",
+    "evalharm/test-*.parquet",
+    "evalharm/test/*.parquet",
+)
 SUBSET = "spa_vl_harm"
+SPLIT = f"{HUB_REPO} test/harm"
+# The dataset card: 265 examples in the harm split (and 265 in help).
+PUBLISHED_COUNTS = {SPLIT: {"image-question pairs": 265}}
 _WHERE = f"the Hub dataset {HUB_REPO} (config test, split harm)"
 
 
@@ -40,7 +58,7 @@ def load_spa_vl_harmeval(
     reported with the file, row and column.
     """
     check_options("spa-vl-harmeval", options, set())
-    files, source = _parquet_files(HUB_REPO if data is None else data, revision)
+    files, source, is_split = _parquet_files(HUB_REPO if data is None else data, revision)
     samples: list[Sample] = []
     images: dict[str, bytes] = {}
     problems: list[Problem] = []
@@ -64,6 +82,15 @@ def load_spa_vl_harmeval(
         samples=tuple(samples),
         images=MemoryImageSource(images, origin=", ".join(str(p) for p in files)),
         source=source,
+        counts=(
+            file_count(
+                ", ".join(str(p) for p in files),
+                "image-question pairs",
+                row_number,
+                PUBLISHED_COUNTS,
+                part=SPLIT if is_split else files[0].name,
+            ),
+        ),
     )
 
 
@@ -127,17 +154,18 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _parquet_files(data: str | Path, revision: str | None) -> tuple[list[Path], dict[str, Any]]:
-    """The parquet file(s) of the harm split, and the source record for the manifest."""
+def _parquet_files(data: str | Path, revision: str | None) -> tuple[list[Path], dict[str, Any], bool]:
+    """The parquet file(s) of the harm split, the source record for the manifest, and whether they were
+    found as the published split (a layout of the repository) rather than given as a file."""
     path = Path(data).expanduser()
     if path.is_file():
         if revision is not None:
             raise ConfigError(f"revision {revision!r} only applies to a Hub dataset id, not to {path}")
-        return [path], {"kind": "local", "path": str(path.resolve())}
+        return [path], {"kind": "local", "path": str(path.resolve())}, False
     if path.is_dir():
         if revision is not None:
             raise ConfigError(f"revision {revision!r} only applies to a Hub dataset id, not to {path}")
-        return _layout_files(path, str(path)), {"kind": "local", "path": str(path.resolve())}
+        return _layout_files(path, str(path)), {"kind": "local", "path": str(path.resolve())}, True
     if path.exists() or not isinstance(data, str) or not looks_like_repo_id(data):
         raise ConfigError(
             f"{path}: no such parquet file or folder, and not a Hub dataset id (benchmark 'spa-vl-harmeval')"
@@ -149,7 +177,7 @@ def _parquet_files(data: str | Path, revision: str | None) -> tuple[list[Path], 
         benchmark="spa-vl-harmeval",
         what="the harm split",
     )
-    return _layout_files(folder, f"Hub dataset {data}"), record
+    return _layout_files(folder, f"Hub dataset {data}"), record, True
 
 
 def _layout_files(folder: Path, described: str) -> list[Path]:

@@ -78,6 +78,7 @@ SPEC = TaskSpec(
     load_records=read_by_suffix,
     read=read_sst2,
     default_rows=None,  # all 872 (the papers' first 1,000)
+    published_rows=872,
     where_to_get="GLUE SST-2 (dev.tsv / train.tsv with columns label and sentence), or the Hub dataset nyu-mll/glue",
     citations=(
         "git-disl/Booster sst2/pred_eval.py",

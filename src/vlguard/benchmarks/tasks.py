@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.counts import file_count
 from vlguard.data.sources import DataSourceError, hub_file, looks_like_repo_id, sha256_file, snapshot_commit
 from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardError
 from vlguard.prompts import user_text
@@ -124,6 +125,8 @@ class TaskSpec:
     ``eval_split`` is the split the papers report; ``default_rows`` the rows of it they evaluate
     (None: all of them). ``holdout_start``: when a task has no local training split, training
     examples may come from the evaluation file's rows from here on (disjoint from ``default_rows``).
+    ``published_rows``: how many rows the evaluation split has when published (checked when the file is
+    one of its usual files or the Hub's: ``vlguard.benchmarks.counts``).
     """
 
     name: str
@@ -136,6 +139,7 @@ class TaskSpec:
     options: frozenset[str] = frozenset()
     default_rows: int | None = None
     holdout_start: int | None = None
+    published_rows: int | None = None
     where_to_get: str = ""
     citations: tuple[str, ...] = field(default_factory=tuple)
 
@@ -560,7 +564,15 @@ def load_task_benchmark(
         prompt_format_source=list(spec.citations),
     )
     references = {s.id: s.reference for s in samples if s.reference}
-    return BenchmarkData(name=spec.name, samples=samples, images=None, source=source, references=references)
+    # The published split when the file is one of its usual files (or the Hub's); a file given by path
+    # under another name is the user's own.
+    usual = source.get("kind") == "hub" or path.name in spec.local_files.get(spec.eval_split, ())
+    split = f"{spec.name} {spec.eval_split}"
+    published = {split: {"rows": spec.published_rows}} if spec.published_rows is not None else {}
+    counts = (file_count(path, "rows", len(items), published, part=split if usual else path.name),)
+    return BenchmarkData(
+        name=spec.name, samples=samples, images=None, source=source, references=references, counts=counts
+    )
 
 
 def load_task_examples(

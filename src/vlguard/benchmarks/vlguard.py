@@ -10,11 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.counts import file_count
 from vlguard.benchmarks.csv_source import check_options
 from vlguard.data.sources import DEFAULT_HUB_REPO
 from vlguard.data.vlguard import load_vlguard
 
 OPTIONS = ("image_root", "skip_invalid", "subsets", "download_images")
+SUBSETS = ("unsafe", "safe_unsafe", "safe_safe")
+# Samples per subset (the paper; docs/design.md): test 442 harmful images + 558 safe images with one
+# unsafe and one safe instruction each; train 1,023 harmful images + 977 safe images with two each. The
+# small dataset shipped with vlguard (``vlguard.data.sample``) has its own: 9 and 27 per subset.
+PUBLISHED_COUNTS = {
+    "test.json": {"unsafe": 442, "safe_unsafe": 558, "safe_safe": 558},
+    "train.json": {"unsafe": 1023, "safe_unsafe": 977, "safe_safe": 977},
+    "bundled sample test.json": dict.fromkeys(SUBSETS, 9),
+    "bundled sample train.json": dict.fromkeys(SUBSETS, 27),
+}
 
 
 def load_vlguard_benchmark(
@@ -38,13 +49,40 @@ def load_vlguard_benchmark(
     )
     samples = dataset.samples(options.get("subsets"))
     kept = {s.id for s in samples}
+    every = dataset.samples(None)
+    part, where = _published_part(data, split)
     return BenchmarkData(
         name=name,
         samples=tuple(samples),
         images=dataset.images,
         source={**dataset.source, "split": split, "skipped": [str(p) for p in dataset.problems]},
         references={sid: text for sid, text in dataset.references.items() if sid in kept},
+        counts=tuple(
+            file_count(where, subset, sum(s.subset == subset for s in every), PUBLISHED_COUNTS, part=part)
+            for subset in SUBSETS
+        ),
     )
+
+
+def _published_part(data: str | Path | None, split: str) -> tuple[str, str]:
+    """Which published file ``data`` holds for ``split`` (its ``PUBLISHED_COUNTS`` key), and where it is.
+
+    The Hub dataset and a folder in its layout hold ``<split>.json``; the bundled sample folder its own;
+    a JSON file given by path is the user's own file (its name: not checked unless it is ``<split>.json``).
+    """
+    from vlguard.data.sample import sample_dataset_dir
+
+    filename = f"{split}.json"
+    if data is None:
+        return filename, f"{DEFAULT_HUB_REPO} {filename}"
+    path = Path(data).expanduser()
+    if path.is_dir():
+        if path.resolve() == sample_dataset_dir().resolve():
+            return f"bundled sample {filename}", str(path / filename)
+        return filename, str(path / filename)
+    if path.is_file():
+        return path.name, str(path)
+    return filename, f"{data} {filename}"  # a Hub dataset id
 
 
 def load_vlguard_test(

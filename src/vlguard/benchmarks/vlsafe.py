@@ -1,8 +1,10 @@
 """VLSafe (DRESS, Chen et al. 2023): harmful queries about COCO train2017 images.
 
-Source files (GitHub ``zjunlp/AutoSteer``, ``dataset/VLSafe/``, a public copy of the DRESS release):
-``examine_sampled_500_VLSafe.jsonl`` (the 500 evaluation queries) and
-``VLSafe_harmlessness_alignment.jsonl`` (3,000 training queries with a harmless ``reference`` answer).
+Source files, in either public layout: GitHub ``zjunlp/AutoSteer`` ``dataset/VLSafe/`` (a public copy of
+the DRESS release: ``examine_sampled_500_VLSafe.jsonl``, the 500 evaluation queries, and
+``VLSafe_harmlessness_alignment.jsonl``, 3,000 training queries with a harmless ``reference`` answer, side
+by side), or the DRESS release's own layout (``train/VLSafe_harmlessnss_alignment.jsonl``, misspelt
+upstream, with the evaluation file beside it or in ``train/`` / ``test/``).
 Each line is ``{"image_id": "000000350510.jpg", "caption": ..., "query": ...}``; ``image_id`` names a
 COCO train2017 file. Every query should be refused; papers report the "unsafe rate" (the attack success
 rate under their judge) with the original image ("Orig.") and with a blank one ("Blank").
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.counts import file_count
 from vlguard.benchmarks.csv_source import check_options, resolve_data_file
 from vlguard.benchmarks.hub import hub_snapshot
 from vlguard.data.images import ImageSource, open_image_root, unsafe_path_reason
@@ -29,7 +32,19 @@ from vlguard.records import Sample
 
 EVAL_FILE = "examine_sampled_500_VLSafe.jsonl"
 TRAIN_FILE = "VLSafe_harmlessness_alignment.jsonl"
+TRAIN_FILE_DRESS = "VLSafe_harmlessnss_alignment.jsonl"  # the DRESS release's spelling
 SPLITS = {"eval": (EVAL_FILE, "vlsafe"), "train": (TRAIN_FILE, "vlsafe_train")}
+# Where a split's file sits in a folder, in each public layout (AutoSteer's flat folder first).
+LAYOUTS = {
+    "eval": (EVAL_FILE, f"train/{EVAL_FILE}", f"test/{EVAL_FILE}"),
+    "train": (TRAIN_FILE, TRAIN_FILE_DRESS, f"train/{TRAIN_FILE_DRESS}", f"train/{TRAIN_FILE}"),
+}
+# Queries per file (the DRESS paper: 500 for evaluation, 3,000 for alignment training).
+PUBLISHED_COUNTS = {
+    EVAL_FILE: {"queries": 500},
+    TRAIN_FILE: {"queries": 3000},
+    TRAIN_FILE_DRESS: {"queries": 3000},
+}
 COCO_FOLDER = "train2017"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _WHERE = "https://github.com/zjunlp/AutoSteer (dataset/VLSafe/), from the DRESS release"
@@ -61,7 +76,11 @@ def load_vlsafe(data: str | Path | None = None, revision: str | None = None, **o
         raise ConfigError(f"benchmark 'vlsafe': option split={split!r} is not one of {', '.join(SPLITS)}")
     filename, subset = SPLITS[split]
     path, source = resolve_data_file(
-        data, filename, benchmark="vlsafe", revision=revision, missing_hint=f"Get it from {_WHERE}."
+        _layout_file(data, split),
+        filename,
+        benchmark="vlsafe",
+        revision=revision,
+        missing_hint=f"Get it from {_WHERE}.",
     )
     samples = _samples(path, subset, with_reference=split == "train")
     images, image_folder, image_hub = _image_root(
@@ -78,7 +97,18 @@ def load_vlsafe(data: str | Path | None = None, revision: str | None = None, **o
         source=source,
         references={s.id: s.reference for s in samples if s.reference},
         missing_images_hint=IMAGES_HINT,
+        counts=(file_count(path, "queries", len(samples), PUBLISHED_COUNTS),),
     )
+
+
+def _layout_file(data: str | Path | None, split: str) -> str | Path | None:
+    """``data`` itself, or the split's file inside the folder ``data`` in whichever public layout it has."""
+    if data is None:
+        return None
+    folder = Path(data).expanduser()
+    if not folder.is_dir():
+        return data
+    return next((folder / name for name in LAYOUTS[split] if (folder / name).is_file()), data)
 
 
 def _samples(path: Path, subset: str, *, with_reference: bool) -> list[Sample]:

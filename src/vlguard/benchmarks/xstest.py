@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlguard.benchmarks.base import BenchmarkData
+from vlguard.benchmarks.counts import file_count
 from vlguard.benchmarks.csv_source import (
     check_options,
     check_text_image_option,
@@ -26,6 +27,8 @@ XSTEST_FILE = "xstest_prompts.csv"
 XSTEST_COLUMNS = ("id", "prompt", "type", "label", "focus", "note")
 SAFE_SUBSET = "xstest_safe"
 UNSAFE_SUBSET = "xstest_unsafe"
+# XSTest v2 (Röttger et al. 2024): 250 safe prompts and 200 unsafe contrast prompts.
+PUBLISHED_COUNTS = {XSTEST_FILE: {SAFE_SUBSET: 250, UNSAFE_SUBSET: 200}}
 _WHERE = "https://github.com/paul-rottger/exaggerated-safety (file xstest_prompts.csv)"
 
 
@@ -98,4 +101,8 @@ def load_xstest(data: str | Path | None = None, revision: str | None = None, **o
     if problems:
         raise DataValidationError(problems, hint=f"XSTest expects the columns of {_WHERE}.")
     source.update(benchmark="xstest", image=image, n_samples=len(samples))
-    return BenchmarkData(name="xstest", samples=tuple(samples), images=None, source=source)
+    counts = tuple(
+        file_count(path, subset, sum(s.subset == subset for s in samples), PUBLISHED_COUNTS)
+        for subset in PUBLISHED_COUNTS[XSTEST_FILE]
+    )
+    return BenchmarkData(name="xstest", samples=tuple(samples), images=None, source=source, counts=counts)

@@ -367,19 +367,26 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from vlguard.benchmarks import BENCHMARKS
     from vlguard.generation import BACKENDS
     from vlguard.judges import JUDGES
-    from vlguard.metric_registry import AXES
+    from vlguard.metric_registry import AXES, is_stand_in
 
     console = Console()
     # Benchmarks also show the image mode used when --image-mode is not given, and the axis their
     # reference scores on; judges the axis their verdicts measure (a judge on another safety axis than
-    # the benchmark's reference is a stand-in).
+    # the benchmark's reference is a stand-in, starred among the default judges).
+
+    def default_judges(entry: Any) -> str:
+        return ",".join(
+            name + ("*" if name in JUDGES and is_stand_in(JUDGES[name].axis, entry.axis) else "")
+            for name in entry.judges
+        )
+
     sections: list[tuple[str, dict[str, list[str]]]] = [
         (
             "benchmarks (name, default image mode, default judges, reference axis, description)",
             {
                 name: [
                     e.image_mode,
-                    ",".join(e.judges),
+                    default_judges(e),
                     _axes_text(e.axis, {s.axis for s in e.subsets}),
                     e.description,
                 ]
@@ -395,6 +402,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
             table.add_row(f"[bold]{escape(name)}[/bold]", *(escape(cell) for cell in cells))
         console.print(table)
     console.print("axes: " + "; ".join(f"{axis} = {meaning}" for axis, meaning in AXES.items()))
+    console.print(
+        "* a default judge that stands in: it measures another safety axis than the benchmark's reference, "
+        "so its numbers are flagged as stand-ins wherever they appear"
+    )
     return 0
 
 
@@ -464,6 +475,15 @@ def print_summary(metrics: Mapping[str, Any], run_dir: Path) -> None:
                 f"agreement {' vs '.join(row['judges'])}: Cohen's kappa {kappa}, "
                 f"raw agreement {_pct(row.get('agreement'))} %, n {row['n']}"
             )
+    for count in run.get("partial") or []:
+        console.print(
+            "[bold red]"
+            + escape(
+                f"PARTIAL benchmark (allow_partial): {count.get('file')} has {count.get('found')} "
+                f"{count.get('what')}, the published {count.get('part')} has {count.get('expected')}"
+            )
+            + "[/bold red]"
+        )
     if metrics.get("complete") is False:
         from vlguard.evaluate import incomplete_summary
 

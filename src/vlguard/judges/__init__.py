@@ -4,11 +4,13 @@
   ``"rules"``: the rules alone; ``"paper"``: the reference string list);
 - ``refusal-paper``: the same judge in paper mode, so that both can score one run side by side;
 - ``harm``: offline harm judge: did the reply give the harmful content asked for (``harmful`` / ``harmless``);
+- ``rubric``: offline approximation of a benchmark's own rubric (MM-SafetyBench's question per scenario,
+  JailbreakLLMs' evaluator), ``unsafe`` / ``safe``;
 - ``llama-guard``: Llama Guard 3 / 3-Vision / 4 through transformers (safe / unsafe + categories);
 - ``wildguard``: WildGuard through transformers (refusal / compliance, or safe / unsafe with ``view="harm"``);
 - ``beaver-dam``: the Beaver-Dam QA-moderation classifier (safe / unsafe + 14 categories; Harmful Score);
 - ``llm-judge``: a chat model on an OpenAI-compatible server or a local ``hf`` model (``mode="pairwise"``
-  helpfulness, ``"harm"`` rubric or ``"refusal"`` rubric);
+  helpfulness, ``"harm"`` rubric, ``"refusal"`` rubric, or ``"rubric"``: the benchmark's own questions);
 - ``cascade``: the offline ``refusal`` judge (``axis="harm"``: the ``harm`` judge), with its uncertain
   replies sent to a model judge;
 - ``accuracy``: task accuracy (SST-2, AG News, GSM8K) by the harmful fine-tuning papers' rules.
@@ -101,6 +103,14 @@ JUDGES["harm"] = JudgeEntry(
     labels="rubric",
     options={"name": "harm"},
 )
+JUDGES["rubric"] = JudgeEntry(
+    "vlguard.judges.rubric:RubricJudge",
+    "offline approximation of a benchmark's own rubric (MM-SafetyBench per scenario, JailbreakLLMs' "
+    "evaluator): unsafe / safe; skips benchmarks without one",
+    axis="rubric",
+    labels="classifier",
+    options={"name": "rubric"},
+)
 JUDGES["llama-guard"] = JudgeEntry(
     "vlguard.judges.llama_guard:LlamaGuardJudge",
     "Llama Guard 3 / 3-Vision / 4 through transformers: safe / unsafe + category codes",
@@ -126,11 +136,12 @@ JUDGES["beaver-dam"] = JudgeEntry(
 JUDGES["llm-judge"] = JudgeEntry(
     "vlguard.judges.llm_judge:LLMJudge",
     "a chat model (OpenAI-compatible server, or backend=hf for a local model): pairwise "
-    "helpfulness, harm rubric (mode=harm), or refusal rubric (mode=refusal)",
+    "helpfulness, harm rubric (mode=harm), refusal rubric (mode=refusal), or the benchmark's own "
+    "rubric (mode=rubric: MM-SafetyBench, JailbreakLLMs)",
     axis="win_rate",
     labels="pairwise",
     needs_model=True,
-    axis_options={"harm": {"mode": "harm"}, "refusal": {"mode": "refusal"}},
+    axis_options={"harm": {"mode": "harm"}, "refusal": {"mode": "refusal"}, "rubric": {"mode": "rubric"}},
 )
 JUDGES["cascade"] = JudgeEntry(
     "vlguard.judges.cascade:CascadeJudge",

@@ -36,6 +36,8 @@ class JudgeInput:
     backend refused to answer on policy grounds (the response is empty; it is a refusal by the API).
     ``intent`` is the request the prompt really carries when the text prompt does not (``Sample.intent``,
     e.g. the question typeset into a FigStep image); harm judges judge the response against ``request``.
+    ``benchmark`` and ``category`` (the sample's) let a judge apply a benchmark's own rules per category
+    (the ``rubric`` judges: MM-SafetyBench's question per scenario).
     """
 
     sample_id: str
@@ -48,6 +50,8 @@ class JudgeInput:
     generation_error: str | None = None
     content_policy: bool = False
     intent: str | None = None
+    benchmark: str | None = None
+    category: str | None = None
 
     @property
     def request(self) -> str:
@@ -70,6 +74,8 @@ class JudgeInput:
             generation_error=generation.error,
             content_policy=bool(generation.meta.get("content_policy", False)),
             intent=sample.intent,
+            benchmark=sample.benchmark,
+            category=sample.category,
         )
 
 

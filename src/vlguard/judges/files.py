@@ -1,4 +1,5 @@
-"""Judge any JSONL file of responses: ``{"id", "prompt", "response"[, "image", "reference", "subset", "intent"]}``.
+"""Judge any JSONL file of responses: ``{"id", "prompt", "response"[, "image", "reference", "subset", "intent",
+"benchmark", "category"]}``.
 
 ``intent`` is the request the prompt really carries, when it differs from the prompt (harm judges judge
 the response against it).
@@ -23,7 +24,7 @@ from vlguard.fileio import check_output_file
 from vlguard.judges.base import Judge, JudgeInput
 
 _REQUIRED = ("id", "prompt", "response")
-_OPTIONAL = ("image", "reference", "subset", "intent")
+_OPTIONAL = ("image", "reference", "subset", "intent", "benchmark", "category")
 
 
 def read_judge_inputs(input_path: str | os.PathLike[str]) -> list[JudgeInput]:
@@ -121,6 +122,8 @@ def _read_records(
                 image=image,
                 reference=record.get("reference"),
                 intent=record.get("intent"),
+                benchmark=record.get("benchmark"),
+                category=record.get("category"),
             )
         )
         if label_field is not None:

@@ -20,10 +20,12 @@ from vlguard.report.html import render_html
 from vlguard.report.intervals import delta_intervals, intervals_note
 from vlguard.report.loading import RunData, load_runs
 from vlguard.report.markdown import render_markdown
+from vlguard.report.published import published_rows
 from vlguard.report.tables import (
     comparability_warnings,
     comparison_rows,
     incompleteness_notes,
+    partial_notes,
     primary_judge,
     summary_rows,
 )
@@ -77,7 +79,7 @@ def build_report(
         delta_intervals=delta_intervals(runs),
         groups={group: tuple(comparison_rows(runs, group)) for group in ("category", "subcategory")},
         charts=tuple(build_charts(runs)) if with_charts else (),
-        warnings=tuple(comparability_warnings(runs) + utility_warnings(runs)),
+        warnings=tuple(partial_notes(runs) + comparability_warnings(runs) + utility_warnings(runs)),
         incomplete=tuple(incompleteness_notes(runs)),
         examples=tuple(select_examples(runs, examples_per_subset, judge, images)),
         image_status=status,
@@ -85,6 +87,7 @@ def build_report(
         generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         version=__version__,
         tradeoff=build_tradeoff(runs, judge, with_chart=with_charts),
+        published=tuple(published_rows(runs)),
     )
 
 

@@ -9,6 +9,7 @@ from vlguard.report.charts import Chart
 from vlguard.report.examples import ExampleSection, ImageStatus
 from vlguard.report.intervals import DeltaInterval
 from vlguard.report.loading import RunData
+from vlguard.report.published import PublishedRow
 from vlguard.report.tables import ComparisonRow
 from vlguard.report.tradeoff import Tradeoff
 
@@ -41,6 +42,8 @@ class Report:
     # Safety vs capability (ASR against helpfulness, over-refusal, the cost row); None without any
     # helpfulness measure (no win rate, no `vlguard utility` results).
     tradeoff: Tradeoff | None = None
+    # Published figures for the runs' benchmarks, beside the runs' numbers (``vlguard.report.published``).
+    published: tuple[PublishedRow, ...] = ()
 
     @property
     def is_comparison(self) -> bool:

@@ -23,6 +23,7 @@ from vlguard.report.charts import Chart
 from vlguard.report.document import CONTENT_WARNING, Report
 from vlguard.report.examples import Example, ExampleSection
 from vlguard.report.loading import MetricRow
+from vlguard.report.published import published_sources, published_table
 from vlguard.report.tables import ComparisonRow, is_headline, pct, run_settings, subset_label
 from vlguard.report.tradeoff import HARM, Tradeoff, utility_settings
 
@@ -480,6 +481,19 @@ def style_sheet() -> str:
     return resources.files("vlguard.report").joinpath("templates/report.css").read_text(encoding="utf-8")
 
 
+def _published_section(report: Report) -> str:
+    """The runs' numbers beside the published figures for their benchmarks (``vlguard.report.published``)."""
+    headers, rows = published_table(report.published, report.runs)
+    head = "".join(f"<th>{e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    sources = "; ".join(e(s) for s in published_sources(report.published))
+    return (
+        f"<table id='published-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<p class='muted'>Sources: {sources}. The published numbers come from other models and protocols: "
+        "see docs/paper-table.md.</p>"
+    )
+
+
 def render_html(report: Report) -> str:
     """The whole report as one HTML document (a string)."""
     runs = report.runs
@@ -519,6 +533,8 @@ def render_html(report: Report) -> str:
             "Safety vs capability.</p>"
         )
     sections.append(("summary", "Summary", summary))
+    if report.published:
+        sections.append(("published", "Published figures", _published_section(report)))
     sections.append(("runs", "What produced these numbers", _settings_table(report)))
     if report.is_comparison:
         sections.append(("deltas", "Before / after", _deltas_section(report)))

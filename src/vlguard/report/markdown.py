@@ -14,6 +14,7 @@ from html import escape
 from vlguard.metric_registry import metric_label
 from vlguard.report.document import CONTENT_WARNING, Report
 from vlguard.report.loading import MetricRow
+from vlguard.report.published import published_sources, published_table
 from vlguard.report.tables import ComparisonRow, is_headline, pct, run_settings, subset_label
 from vlguard.report.tradeoff import HARM, utility_settings
 
@@ -183,6 +184,13 @@ def render_markdown(report: Report, chart_files: Mapping[str, str] | None = None
         out.append("These runs hold no safety results (`vlguard eval`); their capability results follow.")
     if headline and others:
         out += ["", "### Other metrics", "", metrics_table(report, others, "Metric")]
+
+    if report.published:
+        headers, rows = published_table(report.published, runs)
+        out += ["", "## Published figures", ""]
+        out.append(_table([cell_text(h) for h in headers], [[cell_text(c) for c in r] for r in rows]))
+        out += ["", "Sources: " + "; ".join(cell_text(s) for s in published_sources(report.published)) + "."]
+        out.append("The published numbers come from other models and protocols: see docs/paper-table.md.")
 
     out += ["", "## What produced these numbers", ""]
     settings = [run_settings(run) for run in runs]

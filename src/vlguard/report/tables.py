@@ -216,6 +216,8 @@ def run_settings(run: RunData) -> dict[str, str]:
         settings[label] = "none" if value is None else str(value)
     if not run.complete:
         settings[SETTING_LABELS["n_samples"]] += f" (INCOMPLETE: {_coverage(run.completeness)})"
+    if _partial(run):
+        settings["Partial benchmark"] = "; ".join(_partial(run))
     for key, value in info.items():
         if key not in SETTING_LABELS and isinstance(value, str | int | float | bool):
             settings[key.replace("_", " ").capitalize()] = str(value)
@@ -258,6 +260,28 @@ def incompleteness_notes(runs: Sequence[RunData]) -> list[str]:
         "samples, not the benchmark; finish the run (rerun its `vlguard eval` command) before comparing."
         for run in runs
         if not run.complete
+    ]
+
+
+def _partial(run: RunData) -> list[str]:
+    """What a run loaded with ``allow_partial`` lacked: one line per short file (metrics.json ``run.partial``)."""
+    counts = run.run_info.get("partial")
+    if not isinstance(counts, list):
+        return []
+    return [
+        f"{c.get('file')} has {c.get('found')} {c.get('what')}, the published {c.get('part')} has {c.get('expected')}"
+        for c in counts
+        if isinstance(c, dict)
+    ]
+
+
+def partial_notes(runs: Sequence[RunData]) -> list[str]:
+    """One line per run evaluated on a benchmark file shorter (or longer) than published (``allow_partial``)."""
+    return [
+        f"{run.label} ran on PART of its benchmark (allow_partial): {'; '.join(_partial(run))}. Its numbers are "
+        "not the benchmark's."
+        for run in runs
+        if _partial(run)
     ]
 
 
