@@ -259,6 +259,21 @@ def test_empty_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
     _fails_before_training(config, VLGuardError, "no training conversations")
 
 
+def test_max_length_that_leaves_no_answer_token_is_refused(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path
+) -> None:
+    """Cut before every answer, training would learn nothing (loss 0) and save it as a finished model."""
+    config = _config(
+        tiny_model_dir, instructions, tmp_path / "run", max_length=3, **{"data.image_mode": "none"}
+    )
+    _fails_before_training(
+        config,
+        ConfigError,
+        r"config key 'max_length': truncating to 3 tokens leaves no answer token to learn from",
+    )
+    assert not (tmp_path / "run" / "model").exists()
+
+
 def test_recipe_without_its_data_fails_before_any_load(tmp_path: Path) -> None:
     config = load_config(REPO / "configs/train/posthoc-lora.yaml", [f"output_dir={tmp_path / 'run'}"])
     # The shipped recipe names a Hub model that is not available offline: the data error comes first.

@@ -57,7 +57,7 @@ from vlguard.train.checkpoints import (
     is_complete,
     whole_run_loss,
 )
-from vlguard.train.collator import ConversationCollator
+from vlguard.train.collator import ConversationCollator, check_answers_fit
 from vlguard.train.config import TrainConfig, check_values, dump_config
 from vlguard.train.data import ConversationDataset, TrainingData, build_training_data, check_data_config
 from vlguard.train.safety_loss import SafetyBatches, check_safety_loss_config, load_safety_data
@@ -112,6 +112,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     collator = ConversationCollator(
         processor, max_length=config.max_length, prompt_format=config.prompt_format
     )
+    check_answers_fit(collator, dataset)
     logger.info("training on %d conversations %s", len(dataset), data.counts)
     safety_data = load_safety_data(config.safety_loss, config.data.image_mode)
     if safety_data is not None:
