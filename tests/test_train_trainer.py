@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from vlguard.errors import ConfigError, ImageLoadError, VLGuardError
+from vlguard.runs import LOCK_FILE
 from vlguard.train.checkpoints import COMPLETE_MARKER
 from vlguard.train.config import TrainConfig, load_config
 from vlguard.train.trainer import train
@@ -220,6 +221,53 @@ def test_finished_output_is_not_overwritten(tiny_model_dir: Path, instructions: 
         train(_config(tiny_model_dir, instructions, out))
 
 
+def test_a_second_run_in_the_same_output_folder_stops_at_once(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two concurrent runs in one folder: the second stops before loading anything, naming the first."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import vlguard.train.trainer as trainer
+    from vlguard.runs import RunLockedError
+    from vlguard.train.config import dump_config
+
+    out = tmp_path / "run"
+    long_run = _config(tiny_model_dir, instructions, out, max_steps=100_000, save_steps=100_000)
+    config_file = tmp_path / "long.yaml"
+    config_file.write_text(dump_config(long_run))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "vlguard.cli.main", "train", str(config_file)]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((out / LOCK_FILE).is_file() and f"pid {first.pid}," in (out / LOCK_FILE).read_text()):
+            assert first.poll() is None, "the first run stopped"
+            assert time.monotonic() < deadline, "the first run never locked its folder"
+            time.sleep(0.2)
+
+        def no_load(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a model was loaded although the folder is in use")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(trainer, "load_model", no_load)
+            with pytest.raises(
+                RunLockedError,
+                match=rf"{re.escape(str(out))} is in use by another vlguard process \(pid {first.pid}, .*"
+                "use another output_dir",
+            ):
+                train(_config(tiny_model_dir, instructions, out, max_steps=2))
+        assert first.poll() is None, "the first run goes on"
+    finally:
+        first.kill()
+        first.wait()
+    # The operating system released the lock with its holder (kill -9): the folder is usable again.
+    assert train(_config(tiny_model_dir, instructions, out, max_steps=2)).global_step == 2
+
+
 def _fails_before_training(config: TrainConfig, error: type[Exception], match: str) -> None:
     had_checkpoints = (Path(config.output_dir) / "checkpoints").exists()
     with pytest.raises(error, match=match):
@@ -365,4 +413,5 @@ def test_checkpoints_are_never_trained_beside_or_mixed_with_other_settings(
     _fails_before_training(restart, ConfigError, "holds complete checkpoints.*resume_from_checkpoint=auto")
     changed = _config(tiny_model_dir, ten_conversations, out, **{**RESUME, "lr": 1e-3})
     _fails_before_training(changed, ConfigError, "other settings.*lr: checkpoint has 0.005, now 0.001")
-    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before, "nothing written"
+    written = sorted(p.relative_to(out) for p in out.rglob("*") if p.name != LOCK_FILE)
+    assert written == before, "nothing written (but the folder's lock file)"

@@ -26,6 +26,7 @@ starts, so that the CLI loads without transformers).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -45,6 +46,7 @@ from vlguard.errors import ConfigError, VLGuardError
 from vlguard.fileio import check_output_dir
 from vlguard.models.loading import ModelKind, detect_kind, save_processor, sees_images
 from vlguard.models.resolve import check_model_reference, resolve_model_path
+from vlguard.runs import lock_run_folder
 from vlguard.train.checkpoints import (
     CHECKPOINTS_DIR,
     COMPLETE_MARKER,
@@ -85,12 +87,22 @@ class TrainResult:
 
 
 def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result."""
+    """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result.
+
+    One process trains in an output folder at a time: the main process holds the folder's lock
+    (``vlguard.runs.lock_run_folder``), so a second run there stops at once naming the first.
+    """
+    check_config(config)
+    lock = lock_run_folder(config.output_dir, elsewhere="output_dir")
+    with lock if distributed.is_main_process() else contextlib.nullcontext():
+        return _train(config, data)
+
+
+def _train(config: TrainConfig, data: TrainingData | None) -> TrainResult:
     import torch
     from transformers import set_seed
 
     # 1. setup: everything a user can get wrong is checked before the (slow) model load.
-    check_config(config)
     output_dir = Path(config.output_dir)
     final_dir, checkpoints_dir = output_dir / MODEL_DIR, output_dir / CHECKPOINTS_DIR
     if is_complete(final_dir):
