@@ -175,9 +175,7 @@ def test_a_finished_sweep_resumes_through_a_symlink_another_path_or_after_a_move
 
     monkeypatch.setattr(trainer, "train", refuse)
     monkeypatch.setattr(sweep, "run_generation", refuse)
-    out = _copy(finished, tmp_path, monkeypatch)  # made as the relative path "out"
-    stage = json.loads((out / "cells" / "p0-sft" / "stage.json").read_text())
-    assert stage["start_model"] == "alignment/train/model"
+    _copy(finished, tmp_path, monkeypatch)  # made as the relative path "out"
     summary = (finished / "summary.json").read_text()
     for spelling in (tmp_path / "out", Path("link"), tmp_path / "moved" / "sweep"):
         if spelling.name == "link":
@@ -188,8 +186,11 @@ def test_a_finished_sweep_resumes_through_a_symlink_another_path_or_after_a_move
         result = run_sweep(_config(data, spelling), progress=False)
         assert result.summary is not None and result.missing == (), spelling
         assert (spelling / "summary.json").read_text() == summary, spelling
-    # A folder of an older version recorded the path as the sweep was given: still the same sweep.
     moved = tmp_path / "moved" / "sweep"
+    assert json.loads((moved / "cells" / "p0-sft" / "stage.json").read_text())["start_model"] == (
+        "alignment/train/model"
+    )
+    # A folder of an older version recorded the path as the sweep was given: still the same sweep.
     for settings_file in moved.glob("cells/*/stage.json"):
         recorded = json.loads(settings_file.read_text())
         settings_file.write_text(json.dumps({**recorded, "start_model": "runs/old/alignment/train/model"}))

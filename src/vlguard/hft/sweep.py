@@ -15,9 +15,11 @@ Everything resumes: a finished stage is skipped, a killed training run continues
 complete checkpoint, a killed evaluation from its last appended batch. Each stage folder keeps the
 settings it was made with (``stage.json``); a rerun with other settings for that stage stops with a
 ``RunMismatchError`` instead of mixing results. ``--cells i/k`` runs every k-th cell from the i-th, so
-k processes (or machines sharing the folder) can run a sweep together; each waits for the alignment
-stage, which only shard 0 runs. Under ``accelerate launch`` every process runs the same loop: training
-and generation are data-parallel, files are written by rank 0.
+k processes (or machines sharing the folder) can run a sweep together; the first of them to reach the
+alignment stage runs it, the others wait for it. Each stage folder is locked by the process working in
+it (a whole-sweep run also locks the output folder), so two processes never run one stage. Under
+``accelerate launch`` every process runs the same loop: training and generation are data-parallel,
+files are written by rank 0.
 
 The folder layout is :mod:`vlguard.hft.layout`.
 """
