@@ -73,7 +73,7 @@ from vlguard.hft.data import (
     write_pairs,
 )
 from vlguard.hft.defences import DEFENCES, CellData, apply_defence
-from vlguard.hft.layout import Cell, Layout, Stage
+from vlguard.hft.layout import ALIGNMENT_DIR, Cell, Layout, Stage
 from vlguard.hft.summary import write_summary
 from vlguard.hft.workers import follow_parent_from_environment, worker_environment
 from vlguard.models.resolve import resolve_model_path
@@ -165,7 +165,7 @@ def _with_sweep_relative_start(recorded: dict[str, Any], canonical: dict[str, An
     if not (isinstance(old, str) and isinstance(new, str)) or old == new or Path(new).is_absolute():
         return recorded
     parts = Path(new).parts
-    if parts and parts[0] == "alignment" and Path(old).parts[-len(parts) :] == parts:
+    if parts and parts[0] == ALIGNMENT_DIR and Path(old).parts[-len(parts) :] == parts:
         return {**recorded, START_MODEL: new}
     return recorded
 

@@ -197,9 +197,7 @@ def build_hft_report(
             warnings.append(
                 f"{where}several sweeps share a seed ({seeds}): they are not independent repetitions"
             )
-        experiment_rows, missing = _experiment_rows(
-            [Path(folders[i]) for i in indices], rows_of, name if labels or len(members) > 1 else ""
-        )
+        experiment_rows, missing = _experiment_rows([Path(folders[i]) for i in indices], rows_of, name)
         if missing:
             warnings.append(
                 f"{where}cells missing from some sweeps (shown over fewer seeds): {', '.join(missing)}"
@@ -212,9 +210,7 @@ def build_hft_report(
     report = HFTReport(
         title=title,
         folders=tuple(str(f) for f in folders),
-        experiments=tuple(
-            x if labels or len(experiments) > 1 else dataclasses.replace(x, label="") for x in experiments
-        ),
+        experiments=tuple(experiments),
         rows=tuple(table),
         hs_judge=str(first.get("harmful_score_judge")),
         hs_stand_in=bool(first.get("harmful_score_stand_in")),
@@ -261,11 +257,12 @@ def _experiment_labels(
     folders: Sequence[str | Path],
     labels: Sequence[str] | None,
 ) -> list[str]:
-    """A label per experiment: its folders' ``labels``, or the settings that differ between experiments."""
+    """A label per experiment: its folders' ``labels``, or the settings that differ between experiments
+    ("" for a single experiment without labels: nothing to tell apart)."""
     if labels is not None:
         return [" + ".join(dict.fromkeys(labels[i] for i in indices)) for indices in members]
     if len(members) == 1:
-        return [Path(str(folders[members[0][0]])).name]
+        return [""]
     flats = [_flat(settings[indices[0]]) for indices in members]
     keys = sorted(
         {k for flat in flats for k in flat if len({json.dumps(f.get(k), default=str) for f in flats}) > 1}

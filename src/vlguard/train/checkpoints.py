@@ -65,6 +65,13 @@ def mark_checkpoint_complete(folder: Path, config_yaml: str) -> None:
     (folder / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + "\n")
 
 
+def run_state(output_dir: Path) -> tuple[bool, tuple[str, ...]]:
+    """What resuming a run folder depends on: whether its final model is complete, and its complete
+    checkpoints (their names)."""
+    checkpoints = (output_dir / CHECKPOINTS_DIR).glob(f"checkpoint-*/{COMPLETE_MARKER}")
+    return is_complete(output_dir / MODEL_DIR), tuple(sorted(p.parent.name for p in checkpoints))
+
+
 def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
     """Complete checkpoint folders, newest first; incomplete ones (no marker: a killed save) are skipped."""
     found = sorted(
