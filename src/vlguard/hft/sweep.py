@@ -736,18 +736,22 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
     """
     check_hft_config(config)
     follow_parent_from_environment()  # a worker of compute.parallel_cells dies with its parent
+    with contextlib.ExitStack() as held:
+        return _run_sweep(config, shard, progress, held)
+
+
+def _run_sweep(
+    config: HFTConfig, shard: tuple[int, int], progress: bool, held: contextlib.ExitStack
+) -> SweepResult:
     layout = Layout(Path(config.output_dir))
-    whole = shard[1] == 1 and distributed.is_main_process()
-    with lock_run_folder(layout.root, elsewhere="output_dir") if whole else contextlib.nullcontext():
-        return _run_sweep(config, layout, shard, progress)
-
-
-def _run_sweep(config: HFTConfig, layout: Layout, shard: tuple[int, int], progress: bool) -> SweepResult:
     index, count = shard
     if config.compute.threads is not None:
         import torch
 
         torch.set_num_threads(config.compute.threads)
+    if count == 1 and distributed.is_main_process():
+        # A whole-sweep run holds the folder from its first write on (shards hold only their stages).
+        held.enter_context(lock_run_folder(layout.root, elsewhere="output_dir"))
     if distributed.is_main_process() and not layout.config_file.is_file():
         layout.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(layout.config_file, dump_hft_config(config))
