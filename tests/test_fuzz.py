@@ -32,7 +32,7 @@ DEEP = 200_000  # "[" × 200,000 made every JSON reader raise RecursionError
 @dataclass(frozen=True)
 class Case:
     """One malformed input: ``build(tmp)`` writes it and returns the argv; ``expect`` are regexes the
-    error must match (stderr; stdout for ``data validate``); ``outputs`` (relative to tmp) must be
+    error must match (stderr; stdout for ``data validate`` and for a command that must succeed, code 0); ``outputs`` (relative to tmp) must be
     absent afterwards, or byte-identical when they existed before."""
 
     id: str
@@ -298,6 +298,7 @@ OPTION_CASES = [
     Case("option-missing-adapter", _eval_with("--adapter", "runs/train/none/model"), (r"--adapter.*no such file or folder",), ("run",)),
     Case("option-unknown-subset", _eval_with("--subset", "nosuch"), (r"unknown subset",), ("run",)),
     Case("option-unknown-image-mode", _eval_with("--image-mode", "bogus"), (r"invalid choice: 'bogus'",), ("run",)),
+    Case("option-utility-bootstrap-iters-negative", lambda tmp: ["utility", "--model", "tiny", "--suite", "quick", "--run-dir", str(tmp / "run"), "--bootstrap-iters", "-5"], (r"bootstrap_iters must be 0 \(no bootstrap interval\) or more, not -5",), ("run",)),
 ]  # fmt: skip
 
 
@@ -390,6 +391,32 @@ TRAIN_CASES = [
     Case("train-output-dir-is-a-file", _train("output_dir=TMP/a-file"), (r"a-file: the output_dir is an existing file",), ("a-file",)),
     Case("train-restart-beside-checkpoints", _train("output_dir=TMP/resumable", "resume_from_checkpoint=null"), (r"holds complete checkpoints",), ("resumable/train_config.yaml",)),
     Case("train-missing-model-folder", _train("model.name_or_path=./no/such/model"), (r"model.name_or_path './no/such/model': no such file or folder",), ("out",)),
+]  # fmt: skip
+
+
+# Recipes (`vlguard train` / `vlguard hft` CONFIG KEY=VALUE ...): malformed overrides, overrides after an option.
+HFT_RECIPE = str(Path(__file__).resolve().parents[1] / "configs" / "hft" / "tiny-cpu.yaml")
+
+
+def _recipe(command: str, *args: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        config = [HFT_RECIPE] if command == "hft" else []
+        return [command, *config, f"output_dir={tmp / 'out'}", *args]
+
+    return build
+
+
+RECIPE_CASES = [
+    Case("recipe-hft-unclosed-list", _recipe("hft", "attack.harmful_ratios=[0.1"), (r"config key 'attack\.harmful_ratios': '\[0\.1' is not a list",), ("out",)),
+    Case("recipe-hft-unclosed-train-list", _recipe("hft", "finetune.report_to=[a"), (r"config key 'finetune\.report_to': '\[a' is not a list",), ("out",)),
+    Case("recipe-hft-list-too-deep", _recipe("hft", "defences=" + "[" * 50_000), (r"config key 'defences'.*nested too deeply",), ("out",)),
+    Case("recipe-train-unclosed-list", _recipe("train", "report_to=[a"), (r"config key 'report_to': '\[a' is not a list",), ("out",)),
+    Case("recipe-train-stray-bracket", _recipe("train", "report_to=[a]]"), (r"config key 'report_to': '\[a\]\]' is not a list",), ("out",)),
+    # An override after an option is an override (argparse leaves it unparsed): the printout has it.
+    Case("recipe-hft-override-after-print-config", _recipe("hft", "--print-config", "seed=7"), (r"(?m)^seed: 7$",), ("out",), code=0),
+    Case("recipe-train-override-after-print-config", _recipe("train", "--print-config", "lr=0.25"), (r"(?m)^lr: 0\.25$",), ("out",), code=0),
+    Case("recipe-hft-override-after-cells", _recipe("hft", "--cells", "0/2", "seed=7", "--print-config"), (r"(?m)^seed: 7$",), ("out",), code=0),
+    Case("recipe-hft-unknown-option-after-overrides", _recipe("hft", "--print-config", "--bogus"), (r"unrecognized arguments: --bogus",), ("out",)),
 ]  # fmt: skip
 
 
@@ -588,6 +615,7 @@ CASES = (
     + OPTION_CASES
     + IMAGE_CASES
     + TRAIN_CASES
+    + RECIPE_CASES
     + MERGE_CASES
     + CURATE_CASES
 )
@@ -622,7 +650,7 @@ def _run_case(case: Case, tmp: Path, capsys: pytest.CaptureFixture[str], fill: d
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     assert code == case.code, f"exit {code}\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}"
-    shown = out if case.code == 1 else err
+    shown = out if case.code in (0, 1) else err  # a printout (0) or `data validate`'s report (1)
     if case.code == 2 and not err.startswith("usage:"):
         assert err.startswith("error: "), err[-2000:]
     for pattern in case.expect:
@@ -661,5 +689,5 @@ def test_fuzz_case_with_a_run_folder(
 
 def test_the_corpus_covers_every_kind_of_input() -> None:
     kinds = {case.id.split("-")[0] for case in CASES + API_CASES}
-    assert kinds == {"data", "judge", "option", "image", "train", "merge", "run", "curate"}
+    assert kinds == {"data", "judge", "option", "image", "train", "recipe", "merge", "run", "curate"}
     assert len({case.id for case in CASES + API_CASES}) == len(CASES + API_CASES)

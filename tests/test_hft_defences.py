@@ -143,7 +143,8 @@ def test_every_defence_runs_in_a_sweep(
     # each cell starts from its defence's aligned model; the composed cell also mixes in safety pairs
     for name, variant in (("sft", None), ("vaccine", "vaccine"), ("booster+vlguard-mix", "booster")):
         cell = json.loads((out / f"cells/p0.25-{name}/stage.json").read_text())
-        assert cell["start_model"] == str(starts[variant])
+        # recorded relative to the sweep folder (so that a moved sweep resumes)
+        assert (out / cell["start_model"]).resolve() == Path(starts[variant]).resolve()
         assert load_config(out / f"cells/p0.25-{name}/train/train_config.yaml").defence.name == "none"
     mixed = _rows(out / "cells/p0.25-booster+vlguard-mix/train.jsonl")
     assert sum(r["source"] == SAFETY for r in mixed) == 2

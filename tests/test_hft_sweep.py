@@ -162,6 +162,47 @@ def test_rerun_resumes_without_training_again(
     assert result.summary is not None and (finished / "summary.json").read_text() == before
 
 
+def test_a_finished_sweep_resumes_through_a_symlink_another_path_or_after_a_move(
+    finished: Path, data: Path, tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stages record the aligned start model relative to the sweep folder, so another spelling of
+    the folder's path is the same sweep: nothing is trained or evaluated again, the summary is the same."""
+    import vlguard.hft.sweep as sweep
+    import vlguard.train.trainer as trainer
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a finished stage was redone")
+
+    monkeypatch.setattr(trainer, "train", refuse)
+    monkeypatch.setattr(sweep, "run_generation", refuse)
+    _copy(finished, tmp_path, monkeypatch)  # made as the relative path "out"
+    summary = (finished / "summary.json").read_text()
+    for spelling in (tmp_path / "out", Path("link"), tmp_path / "moved" / "sweep"):
+        if spelling.name == "link":
+            spelling.symlink_to(tmp_path / "out", target_is_directory=True)
+        if spelling.name == "sweep":
+            spelling.parent.mkdir()
+            shutil.move(tmp_path / "out", spelling)
+        result = run_sweep(_config(data, spelling), progress=False)
+        assert result.summary is not None and result.missing == (), spelling
+        assert (spelling / "summary.json").read_text() == summary, spelling
+    moved = tmp_path / "moved" / "sweep"
+    assert json.loads((moved / "cells" / "p0-sft" / "stage.json").read_text())["start_model"] == (
+        "alignment/train/model"
+    )
+    # A folder of an older version recorded the path as the sweep was given: still the same sweep.
+    for settings_file in moved.glob("cells/*/stage.json"):
+        recorded = json.loads(settings_file.read_text())
+        settings_file.write_text(json.dumps({**recorded, "start_model": "runs/old/alignment/train/model"}))
+    assert run_sweep(_config(data, moved), progress=False).summary is not None
+    # ... but another model is another start model.
+    settings_file = moved / "cells" / "p0-sft" / "stage.json"
+    recorded = json.loads(settings_file.read_text())
+    settings_file.write_text(json.dumps({**recorded, "start_model": "runs/old/alignment/merged"}))
+    with pytest.raises(RunMismatchError, match=r"differing: start_model"):
+        run_sweep(_config(data, moved), progress=False)
+
+
 def test_a_killed_cell_resumes_through_the_trainer_and_eval(
     finished: Path, data: Path, tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,6 +263,121 @@ def test_shards_share_the_sweep(
     second = run_sweep(_config(data, out), shard=(1, 2), progress=False)
     assert second.cells_run == ("p0-vlguard-aux", "p0.25-vlguard-aux") and second.summary is not None
     assert len(read_summary(out / "summary.json")) == 4
+
+
+def _start_hft(config: HFTConfig, config_file: Path, *args: str) -> Any:
+    """``vlguard hft CONFIG`` in a process of its own (as a user starts it), output discarded."""
+    import os
+    import subprocess
+    import sys
+
+    from vlguard.hft.config import dump_hft_config
+
+    config_file.write_text(dump_hft_config(config))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "vlguard.cli.main", "hft", str(config_file), "--no-progress", *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_for_lock(folder: Path, pid: int, process: Any) -> None:
+    """Until ``pid`` holds the lock of ``folder`` (its process must keep running meanwhile)."""
+    import time
+
+    from vlguard.runs import LOCK_FILE
+
+    deadline = time.monotonic() + 300
+    lock = folder / LOCK_FILE
+    while not (lock.is_file() and f"pid {pid}," in lock.read_text()):
+        assert process.poll() is None, "the first process stopped"
+        assert time.monotonic() < deadline, f"{folder} was never locked by pid {pid}"
+        time.sleep(0.2)
+
+
+def test_a_second_sweep_in_the_same_folder_stops_at_once(
+    data: Path, tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two concurrent `vlguard hft` in one folder: the second stops at once, naming the first."""
+    import re
+
+    import vlguard.hft.sweep as sweep
+    from vlguard.runs import RunLockedError
+
+    out = tmp_path / "out"
+    # a long alignment keeps the first one busy
+    first = _start_hft(_config(data, out, "alignment.train.max_steps=100000"), tmp_path / "hft.yaml")
+    try:
+        _wait_for_lock(out, first.pid, first)
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the second sweep went on although the folder is in use")
+
+        monkeypatch.setattr(sweep, "load_pools", refuse)
+        with pytest.raises(
+            RunLockedError,
+            match=rf"{re.escape(str(out))} is in use by another vlguard process \(pid {first.pid}, .*"
+            "use another output_dir",
+        ):
+            run_sweep(_config(data, out, "alignment.train.max_steps=100000"), progress=False)
+        assert first.poll() is None, "the first sweep goes on"
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_shard_aligns_when_no_other_shard_does(
+    data: Path,
+    tmp_path: Path,
+    tiny_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`--cells 1/2` without shard 0: the first shard to get there aligns (under the stage's lock); while
+    another process holds that lock it waits, and takes over when the holder stops without finishing."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    import vlguard.hft.sweep as sweep
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(sweep, "ALIGNMENT_POLL_SECONDS", 0.5)
+
+    class Clock:
+        """The sweep's clock: a wait of more than a minute fails the test instead of lasting forever."""
+
+        polls = 0
+
+        def sleep(self, seconds: float) -> None:
+            self.polls += 1
+            assert self.polls <= 120, "still waiting for the alignment stage after a minute"
+            time.sleep(seconds)
+
+    monkeypatch.setattr(sweep, "time", Clock())
+    # Another process holds the alignment stage for a few seconds, then dies without aligning.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from vlguard.runs import lock_run_folder
+            with lock_run_folder({str(out / "alignment")!r}):
+                print("locked", flush=True)
+                time.sleep(4)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        config = _config(data, out, "attack.harmful_ratios=[0.0]")
+        with caplog.at_level("INFO", logger="vlguard.hft.sweep"):
+            result = run_sweep(config, shard=(1, 2), progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "another process runs it" in caplog.text and f"pid {holder.pid}" in caplog.text
+    assert (out / "alignment" / "train" / "model" / "COMPLETE").is_file()
+    assert result.cells_run == ("p0-vlguard-aux",) and result.missing == ("p0-sft",)
+    assert (out / "cells" / "p0-vlguard-aux" / "hs" / "metrics.json").is_file()
 
 
 def test_mistakes_stop_before_any_training(data: Path, tmp_path: Path, tiny_cache: Path) -> None:
@@ -285,14 +441,170 @@ def test_report_of_seeds(finished: Path, tmp_path: Path) -> None:
     assert (tmp_path / "report" / "charts" / "hs-vs-p.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _variant(
+    finished: Path, folder: Path, config_changes: dict[str, Any], row_changes: dict[str, Any]
+) -> Path:
+    """A copy of the finished sweep as if made with other settings (its config and summary rows changed)."""
+    import yaml
+
+    shutil.copytree(finished, folder)
+    config = yaml.safe_load((folder / "hft_config.yaml").read_text())
+    for dotted, value in config_changes.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    (folder / "hft_config.yaml").write_text(yaml.safe_dump(config))
+    rows = [{**row, **row_changes} for row in read_summary(folder / "summary.json")]
+    for row in rows:
+        row["harmful_score"] = round(1 - row["harmful_score"], 6)
+    (folder / "summary.json").write_text(json.dumps(rows))
+    return folder
+
+
+def test_report_pools_only_sweeps_that_differ_by_their_seed(finished: Path, tmp_path: Path) -> None:
+    from vlguard.report.hft import build_hft_report, hft_table_rows, write_hft_report
+
+    seed1 = _variant(finished, tmp_path / "seed1", {"seed": 1, "compute.threads": 2}, {"seed": 1})
+    other = _variant(
+        finished, tmp_path / "other", {"attack.n": 4, "finetune.lr": 0.5},
+        {"n": 4, "counts": {"task": 3, "harmful": 1, "safety": 0}},
+    )  # fmt: skip
+    report = build_hft_report([finished, seed1, other])
+    assert [(x.folders, x.seeds) for x in report.experiments] == [
+        ((str(finished), str(seed1)), (0, 1)), ((str(other),), (0,)),
+    ]  # fmt: skip
+    pooled, apart = report.experiments
+    assert pooled.label == "attack.n=8, finetune.lr=0.0002" and apart.label == "attack.n=4, finetune.lr=0.5"
+    first = {(r["harmful_ratio"], r["defence"]): r for r in read_summary(finished / "summary.json")}
+    by_experiment = {(r.experiment, r.harmful_ratio, r.defence): r for r in report.rows}
+    for (ratio, defence), row in first.items():
+        mine = by_experiment[(pooled.label, ratio, defence)]
+        assert mine.harmful_score.values == (row["harmful_score"], round(1 - row["harmful_score"], 6))
+        assert mine.counts == row["counts"]
+        theirs = by_experiment[(apart.label, ratio, defence)]
+        assert theirs.harmful_score.values == (round(1 - row["harmful_score"], 6),)
+        assert theirs.harmful_score.ci is not None  # one seed: shown with its interval
+        assert theirs.counts == {"task": 3, "harmful": 1, "safety": 0}
+    assert [r.experiment for r in report.rows if r.defence == "start model"] == [pooled.label, apart.label]
+    exported = hft_table_rows(report)
+    assert {row["experiment"] for row in exported} == {pooled.label, apart.label}
+    assert {row["n_task"] for row in exported if row["experiment"] == apart.label and "n_task" in row} == {3}
+    files = write_hft_report([finished, seed1, other], tmp_path / "report")
+    html, markdown = files[0].read_text(), files[1].read_text()
+    assert "Mean over 3 seeds" not in html + markdown and "Sweeps shown apart" in markdown
+    assert "<th>Sweep</th>" in html and f'data-experiment="{apart.label}"' in html
+    # One sweep with another seed's settings pools as before.
+    assert [len(x.folders) for x in build_hft_report([finished, seed1]).experiments] == [2]
+
+
+def test_report_labels_name_the_sweeps(
+    finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vlguard.cli.main import main
+
+    other = _variant(finished, tmp_path / "other", {"finetune.lr": 0.5}, {})
+    out = tmp_path / "tables"
+    argv = [
+        "report",
+        str(finished),
+        str(other),
+        "--label",
+        "slow lr",
+        "--label",
+        "fast lr",
+        "--format",
+        "json",
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    exported = json.loads((out / "hft_report.json").read_text())
+    assert exported["title"] == "Harmful fine-tuning: sst2, slow lr vs fast lr"
+    assert [row["experiment"] for row in exported["rows"] if row["defence"] == "start model"] == [
+        "slow lr",
+        "fast lr",
+    ]
+    # one sweep, labelled
+    assert (
+        main(["report", str(finished), "--label", "mine", "--format", "json", "--out", str(tmp_path / "one")])
+        == 0
+    )
+    rows = json.loads((tmp_path / "one" / "hft_report.json").read_text())["rows"]
+    assert {row["experiment"] for row in rows} == {"mine"}
+    capsys.readouterr()
+    assert main(["report", str(finished), str(other), "--label", "a", "--out", str(tmp_path / "x")]) == 2
+    assert "1 label(s) given for 2 sweep folder(s)" in capsys.readouterr().err
+
+
+def _process_state(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state letter) of a process from /proc, None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[1]), fields[0]
+
+
+def _workers_of(parent: int) -> list[int]:
+    """The worker processes (``--cells i/K``) that ``parent`` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        state = _process_state(int(entry.name)) if entry.name.isdigit() else None
+        if state is not None and state[0] == parent:
+            try:
+                if b"--cells" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    state = _process_state(pid)
+    return state is not None and state[1] not in ("Z", "X")  # a zombie has finished
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers through /proc (Linux)")
 def test_parallel_cells_run_in_worker_processes(
     finished: Path, data: Path, tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import os
+    import signal
+    import time
+
     out = _copy(finished, tmp_path, monkeypatch, ignore=shutil.ignore_patterns("cells", "summary.json"))
-    result = run_sweep(_config(data, out, "compute.parallel_cells=2"), progress=False)
+    config = _config(data, out, "compute.parallel_cells=2")
+    # kill -9 of the sweep while its workers train: they die with it.
+    parent = _start_hft(config, tmp_path / "hft.yaml")
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        logs = [out / "workers" / f"shard-{i}.log" for i in range(2)]
+        while not all(log.is_file() and "cell p0-" in log.read_text(errors="replace") for log in logs):
+            assert parent.poll() is None, "the sweep stopped"
+            assert time.monotonic() < deadline, "the workers never started a cell"
+            time.sleep(0.2)
+        workers = _workers_of(parent.pid)
+        assert len(workers) == 2
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived the sweep that started them"
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    # The rerun resumes every cell where the killed workers left it.
+    result = run_sweep(config, progress=False)
     assert result.summary is not None and result.missing == ()
     logs = sorted((out / "workers").glob("shard-*.log"))
     assert [log.name for log in logs] == ["shard-0.log", "shard-1.log"]
+    assert all(b"\x00" not in log.read_bytes() for log in logs), "a log has a hole of NUL bytes"
     assert "cell p0-sft" in logs[0].read_text() and "cell p0-vlguard-aux" in logs[1].read_text()
     # the workers ran the same cells as one process would, to the same numbers
     timing = ("train_seconds", "train_loss")

@@ -33,8 +33,8 @@ def _expected(
 
 def test_papers_table_rows_are_defences_and_columns_clean_ratios_average(seeds: list[Path]) -> None:
     report = build_hft_report(seeds)
-    assert report.paper.n_seeds == 3
-    hs, fa = report.paper.blocks
+    assert report.papers[0].n_seeds == 3
+    hs, fa = report.papers[0].blocks
     assert (hs.metric, fa.metric) == ("harmful_score", "finetune_accuracy")
     assert hs.columns == (0.0, 0.05, 0.1, 0.2, None)
     for block in (hs, fa):
@@ -89,7 +89,7 @@ def test_csv_is_the_papers_layout(seeds: list[Path], tmp_path: Path) -> None:
 def test_one_seed_shows_plain_numbers_and_a_missing_clean_column(tmp_path: Path) -> None:
     """One sweep: no spread; a sweep without p = 0 has no clean column; its average is over its ratios."""
     report = build_hft_report([write_summary_sweep(tmp_path / "one", 7, ratios=(0.1, 0.2))])
-    hs = report.paper.blocks[0]
+    hs = report.papers[0].blocks[0]
     assert hs.columns == (0.1, 0.2, None)
     [sft] = [stats for defence, stats in hs.rows if defence == "sft"]
     assert sft[0] is not None and sft[0].sd is None

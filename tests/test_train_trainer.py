@@ -169,6 +169,29 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(
     assert any(not torch.equal(start[k], b[k]) for k in b)
 
 
+def test_resume_in_a_later_epoch_with_length_grouping_gives_the_same_weights(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path
+) -> None:
+    """``group_by_length`` (as in configs/hft/tiny-cpu.yaml): resumed in the second epoch, the batches are
+    the uninterrupted run's, so the weights are bit-identical (the order comes from the seed and the
+    epoch, not from the global random state at the resume)."""
+    import torch
+
+    # 8 conversations at batch 2: 4 steps per epoch; checkpoint-5 is one step into the second epoch.
+    common = {"max_steps": 7, "save_steps": 5, "global_batch_size": 2, "per_device_batch_size": 2, "lr": 5e-3,
+              "group_by_length": True}  # fmt: skip
+    straight = train(_config(tiny_model_dir, instructions, tmp_path / "a", **common))
+    resumed_out = tmp_path / "b"
+    shutil.copytree(
+        tmp_path / "a" / "checkpoints" / "checkpoint-5", resumed_out / "checkpoints" / "checkpoint-5"
+    )
+    resumed = train(_config(tiny_model_dir, instructions, resumed_out, **common))
+    assert resumed.global_step == 7
+    a, b = _weights(straight.model_dir), _weights(resumed.model_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.train_loss == pytest.approx(straight.train_loss, rel=1e-6)
+
+
 def test_lora_resume_restores_adapters_and_projector(
     tiny_model_dir: Path, instructions: Path, tmp_path: Path
 ) -> None:
@@ -195,6 +218,53 @@ def test_finished_output_is_not_overwritten(tiny_model_dir: Path, instructions: 
     (out / "model" / COMPLETE_MARKER).write_text("x")
     with pytest.raises(ConfigError, match="already holds a finished model"):
         train(_config(tiny_model_dir, instructions, out))
+
+
+def test_a_second_run_in_the_same_output_folder_stops_at_once(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two concurrent runs in one folder: the second stops before loading anything, naming the first."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import vlguard.train.trainer as trainer
+    from vlguard.runs import LOCK_FILE, RunLockedError
+    from vlguard.train.config import dump_config
+
+    out = tmp_path / "run"
+    long_run = _config(tiny_model_dir, instructions, out, max_steps=100_000, save_steps=100_000)
+    config_file = tmp_path / "long.yaml"
+    config_file.write_text(dump_config(long_run))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "vlguard.cli.main", "train", str(config_file)]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((out / LOCK_FILE).is_file() and f"pid {first.pid}," in (out / LOCK_FILE).read_text()):
+            assert first.poll() is None, "the first run stopped"
+            assert time.monotonic() < deadline, "the first run never locked its folder"
+            time.sleep(0.2)
+
+        def no_load(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a model was loaded although the folder is in use")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(trainer, "load_model", no_load)
+            with pytest.raises(
+                RunLockedError,
+                match=rf"{re.escape(str(out))} is in use by another vlguard process \(pid {first.pid}, .*"
+                "use another output_dir",
+            ):
+                train(_config(tiny_model_dir, instructions, out, max_steps=2))
+        assert first.poll() is None, "the first run goes on"
+    finally:
+        first.kill()
+        first.wait()
+    # The operating system released the lock with its holder (kill -9): the folder is usable again.
+    assert train(_config(tiny_model_dir, instructions, out, max_steps=2)).global_step == 2
 
 
 def _fails_before_training(config: TrainConfig, error: type[Exception], match: str) -> None:
@@ -234,6 +304,21 @@ def test_empty_dataset(tiny_model_dir: Path, tmp_path: Path) -> None:
     data.write_text(json.dumps(_conversation(0, None)) + "\n")
     config = _config(tiny_model_dir, data, tmp_path / "run2", **{"data.max_samples": 0})
     _fails_before_training(config, VLGuardError, "no training conversations")
+
+
+def test_max_length_that_leaves_no_answer_token_is_refused(
+    tiny_model_dir: Path, instructions: Path, tmp_path: Path
+) -> None:
+    """Cut before every answer, training would learn nothing (loss 0) and save it as a finished model."""
+    config = _config(
+        tiny_model_dir, instructions, tmp_path / "run", max_length=3, **{"data.image_mode": "none"}
+    )
+    _fails_before_training(
+        config,
+        ConfigError,
+        r"config key 'max_length': truncating to 3 tokens leaves no answer token to learn from",
+    )
+    assert not (tmp_path / "run" / "model").exists()
 
 
 def test_recipe_without_its_data_fails_before_any_load(tmp_path: Path) -> None:

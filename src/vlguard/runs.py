@@ -264,14 +264,15 @@ _held_locks_guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def lock_run_folder(run_dir: str | Path) -> Iterator[RunFolder]:
+def lock_run_folder(run_dir: str | Path, *, elsewhere: str = "--run-dir") -> Iterator[RunFolder]:
     """Hold the run folder's lock while writing to it; ``RunLockedError`` at once if another process has it.
 
     Two processes appending to one folder would write every generation twice. The lock is an advisory
     ``flock`` on ``.vlguard.lock``, so the operating system releases it when its holder dies, even
     under ``kill -9``: a stale lock file never blocks a rerun. Re-entrant within one process. Once the
     lock is held, temporary files left by killed writers are removed (nobody else can be writing them).
-    Creates the folder (``ConfigError`` when the path is a file).
+    Creates the folder (``ConfigError`` when the path is a file). ``elsewhere`` names the setting that
+    picks another folder, for the message (``--run-dir``; ``output_dir`` for training and sweeps).
     """
     run = RunFolder(check_output_dir(run_dir, "run folder"))
     run.path.mkdir(parents=True, exist_ok=True)
@@ -295,7 +296,7 @@ def lock_run_folder(run_dir: str | Path) -> Iterator[RunFolder]:
             os.close(fd)
             raise RunLockedError(
                 f"{run.path} is in use by another vlguard process ({holder or 'unknown process'}); "
-                "wait for it to finish, or use another --run-dir"
+                f"wait for it to finish, or use another {elsewhere}"
             ) from None
     with _held_locks_guard:
         _held_locks[key] = (fd, 1)

@@ -27,6 +27,21 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, config_help: str, o
     )
 
 
+def take_trailing_overrides(args: argparse.Namespace, unparsed: Sequence[str]) -> bool:
+    """Add ``KEY=VALUE`` overrides that came after an option to a recipe command's overrides.
+
+    argparse reads a command's positionals in one run, so in ``vlguard hft CONFIG --print-config
+    seed=1`` (or ``... --cells 0/2 seed=1``) the override after the option is left unparsed. A command
+    with ``add_recipe_arguments`` takes such leftovers as overrides, in order; False (an argparse usage
+    error follows) for any other command, or a leftover that is not ``KEY=VALUE``.
+    """
+    overrides = getattr(args, "overrides", None)
+    if overrides is None or not all("=" in item and not item.startswith("-") for item in unparsed):
+        return False
+    args.overrides = [*overrides, *unparsed]
+    return True
+
+
 def resolve_recipe(
     args: argparse.Namespace,
     *,

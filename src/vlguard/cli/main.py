@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from vlguard import __version__
+from vlguard.cli.common import take_trailing_overrides
 from vlguard.errors import VLGuardError
 
 # name shown in help order -> module that registers it
@@ -46,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the command; a ``VLGuardError`` is one line on stderr, not a traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unparsed = parser.parse_known_args(argv)
+    if unparsed and not take_trailing_overrides(args, unparsed):
+        parser.error(f"unrecognized arguments: {' '.join(unparsed)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

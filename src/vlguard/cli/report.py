@@ -29,6 +29,7 @@ def register(subparsers: Any) -> None:
             "  vlguard report runs/llava-vanilla runs/llava-posthoc --label vanilla --label post-hoc\n"
             "  vlguard report runs/a runs/b --format csv --out tables\n"
             "  vlguard report runs/hft/seed0 runs/hft/seed1 runs/hft/seed2   (vlguard hft sweeps: seeds)\n"
+            "  vlguard report runs/hft/lr-a runs/hft/lr-b --label 'lr 1e-3' --label 'lr 1e-4'   (shown apart)\n"
             "  vlguard report data/curated   (the review page of vlguard curate's output)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_hft(args: argparse.Namespace, out: Path, all_hft: bool) -> int:
-    """The report of `vlguard hft` output folders (several folders: seeds of one experiment)."""
+    """The report of `vlguard hft` output folders (sweeps that differ by their seed alone are pooled)."""
     from vlguard.errors import VLGuardError
     from vlguard.report.hft import write_hft_report
 
@@ -102,7 +103,7 @@ def _run_hft(args: argparse.Namespace, out: Path, all_hft: bool) -> int:
         raise VLGuardError(
             "mix of vlguard hft output folders and evaluation run folders: report them separately"
         )
-    files = write_hft_report(args.runs, out, fmt=args.format, title=args.title)
+    files = write_hft_report(args.runs, out, fmt=args.format, title=args.title, labels=args.labels)
     for path in files:
         if path.suffix != ".png":
             print(f"wrote {path}")

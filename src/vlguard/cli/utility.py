@@ -102,7 +102,8 @@ def register(subparsers: Any) -> None:
         "--bootstrap-iters",
         type=int,
         default=1000,
-        help="the engines' bootstrap resamples for the stderr of non-mean metrics (default 1000)",
+        help="the engines' bootstrap resamples for the stderr of non-mean metrics (default 1000; 0: none, "
+        "as in lm-eval's evaluator)",
     )
     p.set_defaults(func=cmd_utility)
 

@@ -576,6 +576,49 @@ def key_values(items: Sequence[str]) -> dict[str, Any]:
     return parsed
 
 
+# Training keys that change nothing in the trained weights: a stage's settings leave them out, so a
+# rerun may change them (e.g. turn the progress bar off) without a mismatch.
+TRAIN_KEYS_WITHOUT_EFFECT = (
+    "progress",
+    "logging_steps",
+    "report_to",
+    "run_name",
+    "dataloader_num_workers",
+    "save_steps",
+    "save_total_limit",
+)
+# Keys of a sweep's config that are not part of its experiment: where it is written, the seed, how it
+# uses the machine, which cells it has (ratios and defences: sweeps are compared on the cells they
+# share), and evaluation settings that change no number.
+_NOT_EXPERIMENT = (
+    "output_dir",
+    "seed",
+    "compute",
+    "attack.harmful_ratios",
+    "defences",
+    "eval.batch_size",
+    "eval.device",
+    "eval.reference",
+    *(f"{section}.{key}" for section in ("finetune", "alignment.train") for key in TRAIN_KEYS_WITHOUT_EFFECT),
+)
+
+
+def experiment_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A sweep's config (as ``hft_config.yaml`` holds it) without ``_NOT_EXPERIMENT``: two sweeps with
+    equal experiment settings differ by their seed alone, and are repetitions of one experiment."""
+
+    def without(tree: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        kept: dict[str, Any] = {}
+        for key, value in tree.items():
+            dotted = f"{prefix}{key}"
+            if dotted in _NOT_EXPERIMENT:
+                continue
+            kept[key] = without(value, f"{dotted}.") if isinstance(value, Mapping) else value
+        return kept
+
+    return without(config, "")
+
+
 def dump_hft_config(config: HFTConfig) -> str:
     """The resolved config as YAML (loads back with :func:`load_hft_config`)."""
     return dump_config(config)

@@ -37,6 +37,7 @@ from vlguard.train.checkpoints import MODEL_DIR, PROVENANCE_FILE, is_complete
 CONFIG_FILE = "hft_config.yaml"
 SUMMARY_FILE = "summary.json"
 STAGE_FILE = "stage.json"
+ALIGNMENT_DIR = "alignment"
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Layout:
     @property
     def alignment(self) -> Stage:
         """The alignment stage."""
-        return Stage(self.root / "alignment")
+        return Stage(self.root / ALIGNMENT_DIR)
 
     def alignment_with(self, defence: str | None) -> Stage:
         """The alignment stage of an alignment-stage defence (``alignment-booster/``; None: the plain one)."""

@@ -18,15 +18,18 @@ Everything resumes: a finished stage is skipped, a killed training run continues
 complete checkpoint, a killed evaluation from its last appended batch. Each stage folder keeps the
 settings it was made with (``stage.json``); a rerun with other settings for that stage stops with a
 ``RunMismatchError`` instead of mixing results. ``--cells i/k`` runs every k-th cell from the i-th, so
-k processes (or machines sharing the folder) can run a sweep together; each waits for the alignment
-stage, which only shard 0 runs. Under ``accelerate launch`` every process runs the same loop: training
-and generation are data-parallel, files are written by rank 0.
+k processes (or machines sharing the folder) can run a sweep together; the first of them to reach the
+alignment stage runs it, the others wait for it. Each stage folder is locked by the process working in
+it (a whole-sweep run also locks the output folder), so two processes never run one stage. Under
+``accelerate launch`` every process runs the same loop: training and generation are data-parallel,
+files are written by rank 0.
 
 The folder layout is :mod:`vlguard.hft.layout`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,7 +38,7 @@ import os
 import time
 import typing
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,13 @@ from vlguard.evaluate import (
     run_metrics,
     select_samples,
 )
-from vlguard.hft.config import HFTConfig, check_hft_config, dump_hft_config, key_values
+from vlguard.hft.config import (
+    TRAIN_KEYS_WITHOUT_EFFECT,
+    HFTConfig,
+    check_hft_config,
+    dump_hft_config,
+    key_values,
+)
 from vlguard.hft.data import (
     HARMFUL,
     SAFETY,
@@ -70,11 +79,19 @@ from vlguard.hft.data import (
     write_pairs,
 )
 from vlguard.hft.defences import DEFENCES, CellData, DefencePlan, apply_defence, parse_defence
-from vlguard.hft.layout import Cell, Layout, Stage
+from vlguard.hft.layout import ALIGNMENT_DIR, Cell, Layout, Stage
 from vlguard.hft.summary import write_summary
+from vlguard.hft.workers import follow_parent_from_environment, worker_environment
 from vlguard.models.resolve import resolve_model_path
 from vlguard.records import Sample
-from vlguard.runs import RunFolder, atomic_write_json, atomic_write_text, dedupe
+from vlguard.runs import (
+    RunFolder,
+    RunLockedError,
+    atomic_write_json,
+    atomic_write_text,
+    dedupe,
+    lock_run_folder,
+)
 from vlguard.train.config import (
     BoosterSettings,
     DataConfig,
@@ -89,7 +106,7 @@ from vlguard.train.data import TrainingData
 
 logger = logging.getLogger(__name__)
 
-# How often a shard waiting for the alignment stage (run by shard 0) looks for it.
+# How often a process waiting for the alignment stage (run by another process) looks for it.
 ALIGNMENT_POLL_SECONDS = 10.0
 
 
@@ -123,7 +140,7 @@ def guard_stage(stage: Stage, settings: dict[str, Any], *, write: bool = True) -
     folder, path = stage.path, stage.settings_file
     canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
     if path.is_file():
-        recorded = json.loads(path.read_text(encoding="utf-8"))
+        recorded = _with_sweep_relative_start(json.loads(path.read_text(encoding="utf-8")), canonical)
         if recorded != canonical:
             keys = _differing_keys(recorded, canonical)
             shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
@@ -134,6 +151,39 @@ def guard_stage(stage: Stage, settings: dict[str, Any], *, write: bool = True) -
         return
     if write and distributed.is_main_process():
         atomic_write_json(path, canonical)
+
+
+# The stage setting that names the model the cells start from (see ``start_model_setting``).
+START_MODEL = "start_model"
+
+
+def start_model_setting(layout: Layout, start: str) -> str:
+    """How a stage records the model the cells start from.
+
+    The aligned model lives in the sweep folder: it is recorded relative to it (``alignment/merged``),
+    so that the sweep resumes through a symlink, another spelling of its path or after the folder was
+    moved. Any other model (the base model: a Hub id, a folder) is recorded as it is.
+    """
+    try:
+        return Path(start).resolve().relative_to(layout.root.resolve()).as_posix()
+    except ValueError:
+        return start
+
+
+def _with_sweep_relative_start(recorded: dict[str, Any], canonical: dict[str, Any]) -> dict[str, Any]:
+    """``recorded`` with an older spelling of the aligned start model replaced by the current one.
+
+    Versions before ``start_model_setting`` recorded the aligned model's path as the sweep folder was
+    given (``runs/hft/a/alignment/merged``, or absolute): a path that ends with the current, sweep-relative
+    one (``alignment/merged``) names the same model.
+    """
+    old, new = recorded.get(START_MODEL), canonical.get(START_MODEL)
+    if not (isinstance(old, str) and isinstance(new, str)) or old == new or Path(new).is_absolute():
+        return recorded
+    parts = Path(new).parts
+    if parts and parts[0] == ALIGNMENT_DIR and Path(old).parts[-len(parts) :] == parts:
+        return {**recorded, START_MODEL: new}
+    return recorded
 
 
 def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -380,7 +430,14 @@ def seen_prompts(config: HFTConfig, samples: Sequence[Sample], trained: Sequence
 
 def evaluate(eval_config: EvalConfig, *, progress: bool) -> Path:
     """Generate, judge and compute metrics in a run folder, resuming; a judge that has already judged
-    every generation is not loaded again (a 7B moderation model takes a while)."""
+    every generation is not loaded again (a 7B moderation model takes a while).
+
+    A finished evaluation (complete metrics) is left as it is: its stage's settings, checked before,
+    are what it was made with (its manifest names the model by the path it had then, which a moved
+    sweep folder no longer has).
+    """
+    if _evaluated(Path(str(eval_config.run_dir))):
+        return Path(str(eval_config.run_dir))
     settings = eval_config.resolve()
     run_dir = run_generation(settings, progress=progress)
     if not distributed.is_main_process():
@@ -393,6 +450,17 @@ def evaluate(eval_config: EvalConfig, *, progress: bool) -> Path:
             run_judges(run_dir, [judge], settings.judge_options, progress=progress)
     run_metrics(run_dir)
     return run_dir
+
+
+def _evaluated(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds the metrics of a complete evaluation."""
+    metrics = RunFolder(run_dir).metrics_path
+    if not metrics.is_file():
+        return False
+    try:
+        return json.loads(metrics.read_text(encoding="utf-8")).get("complete") is not False
+    except (OSError, ValueError, AttributeError):
+        return False  # unreadable: evaluate (and rewrite it) again
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -493,22 +561,11 @@ def _train(stage: Stage, train_config: TrainConfig, data: TrainingData) -> Path:
 # ---- stages ------------------------------------------------------------------------------------------
 
 
-# Training keys that change nothing in the trained weights: left out of a stage's settings, so that
-# a rerun may change them (e.g. turn the progress bar off) without a mismatch.
-_NOT_RESULTS = (
-    "progress",
-    "logging_steps",
-    "report_to",
-    "run_name",
-    "dataloader_num_workers",
-    "save_steps",
-    "save_total_limit",
-)
-
-
 def _train_settings(train: TrainConfig) -> dict[str, Any]:
     # ``defence`` is set by the sweep for each run (SET_BY_SWEEP): the stage records the defence itself.
-    return {k: v for k, v in dataclasses.asdict(train).items() if k not in (*_NOT_RESULTS, "defence")}
+    return {
+        k: v for k, v in dataclasses.asdict(train).items() if k not in (*TRAIN_KEYS_WITHOUT_EFFECT, "defence")
+    }
 
 
 def defence_settings(config: HFTConfig, plan: DefencePlan) -> dict[str, Any]:
@@ -582,26 +639,34 @@ def align(
     """The model the cells start from, and its Hub revision: the base model, or the aligned one (with the
     training rule of the alignment-stage defence ``defence``, in its own folder).
 
-    Shards other than 0 (``wait``) do not align: they wait for shard 0 to finish the stage.
+    The first process to get here aligns, holding the stage folder's lock. Another process (a shard of
+    ``--cells i/K``) that finds the lock held waits for the stage to finish, and aligns itself if the
+    holder stopped without finishing it: no shard waits for one that never runs. Under data parallelism
+    (``accelerate launch``) the processes of a launch align together, and a shard other than 0
+    (``wait``) waits for shard 0's launch instead.
     """
     base = resolve_model_path(config.model.name_or_path)
     if not config.alignment.enabled:
         return base, config.model.revision
     stage = layout.alignment_with(defence)
-    train_cfg = config.alignment.train
-    lora = train_cfg.method == "lora"
+    lora = config.alignment.train.method == "lora"
     final = stage.merged if lora else stage.model
 
     def finished() -> bool:
         return (final / "config.json").is_file() and (lora or stage.trained())
 
-    if wait:
-        waited = 0.0
+    waited = 0.0
+
+    def wait_a_while(why: str) -> None:
+        nonlocal waited
+        if waited % 300 == 0:  # say so now and every 5 minutes, not every poll
+            logger.info("waiting for the alignment stage in %s: %s", stage.path, why)
+        time.sleep(ALIGNMENT_POLL_SECONDS)
+        waited += ALIGNMENT_POLL_SECONDS
+
+    if wait and distributed.world_size() > 1:
         while not finished():
-            if waited % 300 == 0:  # say so now and every 5 minutes, not every poll
-                logger.info("waiting for the alignment stage (run by shard 0) to finish in %s", stage.path)
-            time.sleep(ALIGNMENT_POLL_SECONDS)
-            waited += ALIGNMENT_POLL_SECONDS
+            wait_a_while("it is run by shard 0 (--cells 0/K), which must be started too")
         return str(final), None
     pairs, rule_pairs = alignment_data(config, pools, defence)
     settings: dict[str, Any] = {
@@ -621,6 +686,36 @@ def align(
             "harmful": _pool_source(pools.harmful) if rule_pairs else None,
             "data_sha256": _sha256_lines(rule_pairs) if rule_pairs else None,
         }
+    while not finished():
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(working_on(stage))
+            except RunLockedError as err:
+                if distributed.world_size() > 1:
+                    raise  # the other processes of this launch cannot tell: stop them all
+                wait_a_while(f"another process runs it ({err})")
+                continue
+            if not finished():  # the holder we waited for may have finished it
+                _run_alignment(
+                    config, pools, stage, pairs, settings, base, defence=defence, rule_pairs=rule_pairs
+                )
+    guard_stage(stage, settings)  # a finished stage too: its settings must be these
+    return str(final), None
+
+
+def _run_alignment(
+    config: HFTConfig,
+    pools: Pools,
+    stage: Stage,
+    pairs: list[Pair],
+    settings: dict[str, Any],
+    base: str,
+    *,
+    defence: str | None,
+    rule_pairs: list[Pair],
+) -> None:
+    """Train the alignment (resuming; with the training rule of ``defence`` and its ``rule_pairs``) and,
+    for a LoRA alignment, merge it into the base model."""
     guard_stage(stage, settings)
     if distributed.is_main_process():
         if not stage.train_data.is_file():
@@ -630,7 +725,7 @@ def align(
     distributed.wait_for_everyone()
     train_config = train_config_for(
         config,
-        train_cfg,
+        config.alignment.train,
         model=config.model.name_or_path,
         revision=config.model.revision,
         data_file=stage.train_data,
@@ -641,21 +736,33 @@ def align(
         else None,
     )
     trained = _train(stage, train_config, training_data(pairs, pools, {"alignment": settings}))
-    if not lora:
-        return str(trained), None
-    if distributed.is_main_process() and not (final / "config.json").is_file():
+    if config.alignment.train.method != "lora":
+        return
+    if distributed.is_main_process() and not (stage.merged / "config.json").is_file():
         from vlguard.train.merge import merge_adapter
 
         merge_adapter(
             base,
             trained,
-            final,
+            stage.merged,
             revision=config.model.revision,
             trust_remote_code=config.model.trust_remote_code,
             overwrite=True,
         )
     distributed.wait_for_everyone()
-    return str(final), None
+
+
+@contextlib.contextmanager
+def working_on(stage: Stage) -> Iterator[None]:
+    """Hold the stage folder's lock while working in it (the main process of a launch).
+
+    Two processes never run one stage: a second one gets ``RunLockedError`` naming the first at once.
+    """
+    if not distributed.is_main_process():
+        yield
+        return
+    with lock_run_folder(stage.path, elsewhere="output_dir"):
+        yield
 
 
 def _eval_settings(config: HFTConfig, dropped: Sequence[str]) -> dict[str, Any]:
@@ -690,7 +797,12 @@ def evaluate_reference(
     plain alignment's, or that of alignment-stage defence ``defence`` (``reference-<defence>/``)."""
     stage = layout.reference_with(defence)
     guard_stage(
-        stage, {**_model_settings(config), "start_model": start, **_eval_settings(config, hs_dropped)}
+        stage,
+        {
+            **_model_settings(config),
+            START_MODEL: start_model_setting(layout, start),
+            **_eval_settings(config, hs_dropped),
+        },
     )
     evaluate(hs_eval_config(config, start, None, stage.hs, revision, hs_dropped), progress=progress)
     evaluate(fa_eval_config(config, start, None, stage.fa, revision), progress=progress)
@@ -722,7 +834,7 @@ def run_cell(
     data = cell_data(config, pools, cell)
     settings = {
         **_model_settings(config),
-        "start_model": start,
+        START_MODEL: start_model_setting(layout, start),
         "harmful_ratio": cell.ratio,
         "defence": cell.defence,
         "defence_settings": defence_settings(config, parse_defence(cell.defence)),
@@ -794,14 +906,15 @@ def run_workers(config: HFTConfig, layout: Layout, workers: int) -> None:
     config_file = layout.worker_config
     single = dataclasses.replace(config, compute=dataclasses.replace(config.compute, parallel_cells=1))
     atomic_write_text(config_file, dump_hft_config(single))
-    env = dict(os.environ)
+    env = worker_environment(dict(os.environ))  # each worker dies with this process (hft.workers)
     if config.compute.threads is not None:
         env["OMP_NUM_THREADS"] = str(config.compute.threads)
     processes: list[tuple[int, subprocess.Popen[bytes], Path]] = []
     try:
         for i in range(workers):
             log = layout.worker_log(i)
-            with log.open("wb") as handle:
+            # Appended, never truncated: a rerun's worker adds to the log of the last one.
+            with log.open("ab") as handle:
                 command = [
                     sys.executable,
                     "-m",
@@ -842,14 +955,30 @@ class SweepResult:
 
 
 def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: bool = True) -> SweepResult:
-    """Run (or resume) the sweep of ``config``; see the module docstring."""
+    """Run (or resume) the sweep of ``config``; see the module docstring.
+
+    One whole-sweep run per folder at a time: it holds the sweep folder's lock, so a second one stops
+    at once naming the first. Shards (``--cells i/K``) share the folder: each stage is locked by the
+    process working on it.
+    """
     check_hft_config(config)
+    follow_parent_from_environment()  # a worker of compute.parallel_cells dies with its parent
+    with contextlib.ExitStack() as held:
+        return _run_sweep(config, shard, progress, held)
+
+
+def _run_sweep(
+    config: HFTConfig, shard: tuple[int, int], progress: bool, held: contextlib.ExitStack
+) -> SweepResult:
     layout = Layout(Path(config.output_dir))
     index, count = shard
     if config.compute.threads is not None:
         import torch
 
         torch.set_num_threads(config.compute.threads)
+    if count == 1 and distributed.is_main_process():
+        # A whole-sweep run holds the folder from its first write on (shards hold only their stages).
+        held.enter_context(lock_run_folder(layout.root, elsewhere="output_dir"))
     if distributed.is_main_process() and not layout.config_file.is_file():
         layout.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(layout.config_file, dump_hft_config(config))
@@ -863,9 +992,16 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
     starts = {variant: align(config, pools, layout, wait=index != 0, defence=variant) for variant in variants}
     if config.eval.reference and index == 0:
         for variant, (start, revision) in starts.items():
-            evaluate_reference(
-                config, layout, start, revision, progress=progress, hs_dropped=seen.dropped, defence=variant
-            )
+            with working_on(layout.reference_with(variant)):
+                evaluate_reference(
+                    config,
+                    layout,
+                    start,
+                    revision,
+                    progress=progress,
+                    hs_dropped=seen.dropped,
+                    defence=variant,
+                )
     ran: list[str] = []
     workers = min(config.compute.parallel_cells, len(cells))
     if workers > 1 and count == 1 and distributed.world_size() == 1:
@@ -876,7 +1012,8 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
     for cell in shard_cells(cells, index, count) if count else ():
         logger.info("cell %s: harmful ratio %g, defence %s", cell.name, cell.ratio, cell.defence)
         start, revision = starts[parse_defence(cell.defence).alignment]
-        run_cell(config, pools, layout, cell, start, revision, progress=progress, hs_dropped=seen.dropped)
+        with working_on(layout.cell(cell)):
+            run_cell(config, pools, layout, cell, start, revision, progress=progress, hs_dropped=seen.dropped)
         ran.append(cell.name)
     distributed.wait_for_everyone()
     if distributed.is_main_process() and count in (0, 1):

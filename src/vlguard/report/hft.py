@@ -2,15 +2,18 @@
 HS-vs-p / FA-vs-p charts.
 
 ``write_hft_report([OUTPUT, ...], out)`` reads each sweep's ``summary.json`` (and the evaluations of
-the start model in ``reference/``). Several sweep folders are several seeds of one experiment.
+the start model in ``reference/``). Sweeps whose settings differ by their seed alone
+(:func:`vlguard.hft.config.experiment_settings` of their ``hft_config.yaml``) are seeds of one
+experiment; other sweeps are shown apart, each under its label (``--label``, or the settings that tell
+it apart).
 
-* **The papers' table** (:class:`PaperTable`), as Vaccine, Lisa and Booster print theirs: rows are the
-  defences, columns "clean" (p = 0), each harmful ratio and the average over those columns, in a
-  Harmful Score block and a Finetune Accuracy block; each cell is the mean over seeds ± the sample
-  standard deviation (the average: of each seed's average over the ratios).
-* **Every cell** in long format, one row per (harmful ratio, defence): the mean over seeds with the
-  spread (min – max, and the sample standard deviation); one folder shows each number with its
-  confidence interval.
+* **The papers' table** (:class:`PaperTable`, one per experiment), as Vaccine, Lisa and Booster print
+  theirs: rows are the defences, columns "clean" (p = 0), each harmful ratio and the average over those
+  columns, in a Harmful Score block and a Finetune Accuracy block; each cell is the mean over seeds ± the
+  sample standard deviation (the average: of each seed's average over the ratios).
+* **Every cell** in long format, one row per (experiment, harmful ratio, defence): the mean over seeds
+  with the spread (min – max, and the sample standard deviation), its own rows, counts and chart lines;
+  a sweep alone shows each number with its confidence interval.
 
 The HTML page reuses the evaluation report's style sheet, chart colours and Content-Security-Policy: one
 self-contained file with no script and no request. ``--format csv`` writes the papers' table.
@@ -106,6 +109,7 @@ class PaperTable:
 
     blocks: tuple[PaperBlock, ...]
     n_seeds: int
+    experiment: str = ""  # the label of its experiment ("" for the only one, unlabelled)
 
 
 def column_label(ratio: float | None) -> str:
@@ -117,13 +121,23 @@ def column_label(ratio: float | None) -> str:
 
 @dataclass(frozen=True)
 class HFTRow:
-    """One (harmful ratio, defence) cell over the sweeps given."""
+    """One (harmful ratio, defence) cell of one experiment, over its seeds."""
 
     harmful_ratio: float | None  # None for the start model (before the user's fine-tuning)
     defence: str
     harmful_score: Stat
     finetune_accuracy: Stat
     counts: dict[str, int]
+    seeds: tuple[int, ...]
+    experiment: str = ""  # the label of its experiment (see Experiment)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Sweeps whose settings differ by their seed alone: pooled, cell by cell, as seeds."""
+
+    label: str
+    folders: tuple[str, ...]
     seeds: tuple[int, ...]
 
 
@@ -133,8 +147,9 @@ class HFTReport:
 
     title: str
     folders: tuple[str, ...]
+    experiments: tuple[Experiment, ...]
     rows: tuple[HFTRow, ...]
-    paper: PaperTable
+    papers: tuple[PaperTable, ...]  # one per experiment, in experiment order
     hs_judge: str
     hs_stand_in: bool
     hs_bench: str | None
@@ -143,6 +158,11 @@ class HFTReport:
     charts: tuple[Chart, ...]
     warnings: tuple[str, ...]
     generated_at: str
+
+    @property
+    def labelled(self) -> bool:
+        """Whether rows say which experiment they belong to (several, or labels given)."""
+        return len(self.experiments) > 1 or any(x.label for x in self.experiments)
 
 
 def _stat(rows: Sequence[dict[str, Any]], key: str) -> Stat:
@@ -163,14 +183,24 @@ def _reference_row(folder: Path, hs_judge: str) -> dict[str, Any] | None:
         return None
 
 
-def build_hft_report(folders: Sequence[str | Path], title: str | None = None) -> HFTReport:
-    """Read the sweeps and aggregate their cells over seeds."""
+def build_hft_report(
+    folders: Sequence[str | Path], title: str | None = None, labels: Sequence[str] | None = None
+) -> HFTReport:
+    """Read the sweeps, pool those that differ by their seed alone, and aggregate each cell over seeds.
+
+    ``labels`` names each folder (``--label``, in folder order); an experiment's label is its folders'
+    labels. Without labels, experiments are named by the settings that tell them apart.
+    """
     from vlguard.hft.summary import read_summary
 
     if not folders:
         raise VLGuardError("an HFT report needs at least one vlguard hft output folder")
+    if labels is not None and len(labels) != len(folders):
+        raise VLGuardError(
+            f"{len(labels)} label(s) given for {len(folders)} sweep folder(s): give one per folder"
+        )
     per_folder: list[list[dict[str, Any]]] = []
-    references: list[dict[str, Any]] = []
+    settings: list[dict[str, Any]] = []
     for folder in folders:
         path = Layout(Path(folder)).summary
         if not path.is_file():
@@ -181,26 +211,130 @@ def build_hft_report(folders: Sequence[str | Path], title: str | None = None) ->
         if not rows:
             raise VLGuardError(f"{path}: the summary has no cells")
         per_folder.append(rows)
-        reference = _reference_row(Path(folder), str(rows[0].get("harmful_score_judge")))
-        if reference is not None:
-            references.append({**reference, "seed": rows[0].get("seed")})
+        settings.append(_experiment_of(Path(folder)))
+    groups: dict[str, list[int]] = {}  # experiment settings (canonical JSON) → folder indices
+    for index, experiment in enumerate(settings):
+        groups.setdefault(json.dumps(experiment, sort_keys=True, default=str), []).append(index)
+    members = list(groups.values())
+    names = _experiment_labels(members, settings, folders, labels)
     first = per_folder[0][0]
-    judges = {r.get("harmful_score_judge") for rows in per_folder for r in rows}
     warnings: list[str] = []
+    judges = {r.get("harmful_score_judge") for rows in per_folder for r in rows}
     if len(judges) > 1:
         warnings.append(
             f"the sweeps used different Harmful Score judges ({', '.join(sorted(map(str, judges)))})"
         )
-    seeds = [rows[0].get("seed") for rows in per_folder]
-    if len(set(seeds)) < len(seeds):
-        warnings.append(f"several sweeps share a seed ({seeds}): they are not independent repetitions")
+    experiments: list[Experiment] = []
+    table: list[HFTRow] = []
+    papers: list[PaperTable] = []
+    fa_metric = str(first.get("finetune_accuracy_metric", "accuracy"))
+    for name, indices in zip(names, members, strict=True):
+        rows_of = [per_folder[i] for i in indices]
+        seeds = [rows[0].get("seed") for rows in rows_of]
+        experiments.append(
+            Experiment(name, tuple(str(folders[i]) for i in indices), tuple(int(s or 0) for s in seeds))
+        )
+        where = f"{name}: " if len(members) > 1 else ""
+        if len(set(seeds)) < len(seeds):
+            warnings.append(
+                f"{where}several sweeps share a seed ({seeds}): they are not independent repetitions"
+            )
+        experiment_rows, missing = _experiment_rows([Path(folders[i]) for i in indices], rows_of, name)
+        if missing:
+            warnings.append(
+                f"{where}cells missing from some sweeps (shown over fewer seeds): {', '.join(missing)}"
+            )
+        table += experiment_rows
+        defence_order = list(dict.fromkeys(str(r["defence"]) for rows in rows_of for r in rows))
+        papers.append(build_paper_table(rows_of, defence_order, fa_metric, experiment=name))
+    if title is None:
+        title = f"Harmful fine-tuning: {first.get('finetune_accuracy_bench') or 'task'}, " + (
+            f"{len(folders)} seed(s)" if len(experiments) == 1 else " vs ".join(x.label for x in experiments)
+        )
+    report = HFTReport(
+        title=title,
+        folders=tuple(str(f) for f in folders),
+        experiments=tuple(experiments),
+        rows=tuple(table),
+        papers=tuple(papers),
+        hs_judge=str(first.get("harmful_score_judge")),
+        hs_stand_in=bool(first.get("harmful_score_stand_in")),
+        hs_bench=first.get("harmful_score_bench"),
+        fa_metric=fa_metric,
+        fa_bench=first.get("finetune_accuracy_bench"),
+        charts=(),
+        warnings=tuple(warnings),
+        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    return dataclasses.replace(report, charts=tuple(build_hft_charts(report)))
+
+
+def _experiment_of(folder: Path) -> dict[str, Any]:
+    """The experiment settings of a sweep folder (its ``hft_config.yaml`` without seed and the like)."""
+    import yaml
+
+    from vlguard.hft.config import experiment_settings
+
+    path = Layout(folder).config_file
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+        raise VLGuardError(
+            f"{path}: unreadable ({err}); it says which sweeps are seeds of one experiment"
+        ) from None
+    if not isinstance(loaded, dict):
+        raise VLGuardError(f"{path}: not a vlguard hft config (a mapping of keys)")
+    return experiment_settings(loaded)
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flat(value, f"{prefix}{key}."))
+    return flat
+
+
+def _experiment_labels(
+    members: list[list[int]],
+    settings: list[dict[str, Any]],
+    folders: Sequence[str | Path],
+    labels: Sequence[str] | None,
+) -> list[str]:
+    """A label per experiment: its folders' ``labels``, or the settings that differ between experiments
+    ("" for a single experiment without labels: nothing to tell apart)."""
+    if labels is not None:
+        return [" + ".join(dict.fromkeys(labels[i] for i in indices)) for indices in members]
+    if len(members) == 1:
+        return [""]
+    flats = [_flat(settings[indices[0]]) for indices in members]
+    keys = sorted(
+        {k for flat in flats for k in flat if len({json.dumps(f.get(k), default=str) for f in flats}) > 1}
+    )
+    names = []
+    for flat, indices in zip(flats, members, strict=True):
+        shown = ", ".join(f"{key}={flat.get(key)}" for key in keys[:3]) + (" ..." if len(keys) > 3 else "")
+        names.append(shown or Path(str(folders[indices[0]])).name)
+    if len(set(names)) < len(names):  # differences beyond the three shown: the folder names tell them apart
+        names = [f"{name} ({Path(str(folders[i[0]])).name})" for name, i in zip(names, members, strict=True)]
+    return names
+
+
+def _experiment_rows(
+    folders: list[Path], per_folder: list[list[dict[str, Any]]], label: str
+) -> tuple[list[HFTRow], list[str]]:
+    """The rows of one experiment (its start model first, then its cells) and its cells some seeds lack."""
+    references: list[dict[str, Any]] = []
+    for folder, rows in zip(folders, per_folder, strict=True):
+        reference = _reference_row(folder, str(rows[0].get("harmful_score_judge")))
+        if reference is not None:
+            references.append({**reference, "seed": rows[0].get("seed")})
     cells: dict[tuple[float, str], list[dict[str, Any]]] = {}
     for rows in per_folder:
         for row in rows:
             cells.setdefault((float(row["harmful_ratio"]), str(row["defence"])), []).append(row)
-    incomplete = [f"p={p:g} {d}" for (p, d), rs in cells.items() if len(rs) != len(per_folder)]
-    if incomplete:
-        warnings.append(f"cells missing from some sweeps (shown over fewer seeds): {', '.join(incomplete)}")
+    missing = [f"p={p:g} {d}" for (p, d), rs in cells.items() if len(rs) != len(per_folder)]
     defence_order = list(dict.fromkeys(str(r["defence"]) for rows in per_folder for r in rows))
     table: list[HFTRow] = []
     if references:
@@ -212,6 +346,7 @@ def build_hft_report(folders: Sequence[str | Path], title: str | None = None) ->
                 _stat(references, "finetune_accuracy"),
                 {},
                 tuple(int(r["seed"]) for r in references),
+                label,
             )
         )
     for (ratio, defence), rows in sorted(
@@ -225,31 +360,19 @@ def build_hft_report(folders: Sequence[str | Path], title: str | None = None) ->
                 _stat(rows, "finetune_accuracy"),
                 dict(rows[0].get("counts", {})),
                 tuple(int(r.get("seed", 0)) for r in rows),
+                label,
             )
         )
-    fa_metric = str(first.get("finetune_accuracy_metric", "accuracy"))
-    report = HFTReport(
-        title=title
-        or f"Harmful fine-tuning: {first.get('finetune_accuracy_bench') or 'task'}, {len(folders)} seed(s)",
-        folders=tuple(str(f) for f in folders),
-        rows=tuple(table),
-        paper=build_paper_table(per_folder, defence_order, fa_metric),
-        hs_judge=str(first.get("harmful_score_judge")),
-        hs_stand_in=bool(first.get("harmful_score_stand_in")),
-        hs_bench=first.get("harmful_score_bench"),
-        fa_metric=fa_metric,
-        fa_bench=first.get("finetune_accuracy_bench"),
-        charts=(),
-        warnings=tuple(warnings),
-        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )
-    return dataclasses.replace(report, charts=tuple(build_hft_charts(report)))
+    return table, missing
 
 
 def build_paper_table(
-    per_folder: Sequence[Sequence[dict[str, Any]]], defences: Sequence[str], fa_metric: str
+    per_folder: Sequence[Sequence[dict[str, Any]]],
+    defences: Sequence[str],
+    fa_metric: str,
+    experiment: str = "",
 ) -> PaperTable:
-    """The papers' layout from each sweep's summary rows (one sweep per seed).
+    """The papers' layout from the summary rows of one experiment's sweeps (one sweep per seed).
 
     A cell's :class:`Stat` holds one value per sweep that has it; the average column holds each sweep's
     mean over the ratios it has for that defence (all of them, unless a sweep is incomplete).
@@ -274,7 +397,7 @@ def build_paper_table(
             stats.append(Stat(averages) if averages else None)
             rows.append((defence, tuple(stats)))
         blocks.append(PaperBlock(metric, title, columns, tuple(rows)))
-    return PaperTable(tuple(blocks), len(per_folder))
+    return PaperTable(tuple(blocks), len(per_folder), experiment)
 
 
 def paper_cell_text(stat: Stat | None) -> str:
@@ -286,20 +409,27 @@ def paper_cell_text(stat: Stat | None) -> str:
     return f"{100 * stat.mean:.1f} ± {100 * stat.sd:.1f}"
 
 
-def paper_table_rows(paper: PaperTable) -> list[dict[str, Any]]:
-    """The papers' table as JSON-ready rows: one per block and defence, a column per ratio and the
-    average (mean over seeds) with its ``_sd`` (None for one seed)."""
+def paper_table_rows(papers: Sequence[PaperTable]) -> list[dict[str, Any]]:
+    """The papers' tables as JSON-ready rows: one per experiment, block and defence, a column per ratio
+    and the average (mean over seeds) with its ``_sd`` (None for one seed); ``experiment`` when several."""
     out = []
-    for block in paper.blocks:
-        for defence, stats in block.rows:
-            row: dict[str, Any] = {"block": block.metric, "defence": defence}
-            for column, stat in zip(block.columns, stats, strict=True):
-                label = column_label(column)
-                row[label] = stat.mean if stat is not None else None
-                row[f"{label}_sd"] = stat.sd if stat is not None else None
-            row["n_seeds"] = max((len(s.values) for s in stats if s is not None), default=0)
-            out.append(row)
+    for paper in papers:
+        for block in paper.blocks:
+            for defence, stats in block.rows:
+                row: dict[str, Any] = {"block": block.metric, "defence": defence}
+                if len(papers) > 1 or paper.experiment:
+                    row = {"experiment": paper.experiment, **row}
+                out.append(_paper_row(row, block, stats))
     return out
+
+
+def _paper_row(row: dict[str, Any], block: PaperBlock, stats: tuple[Stat | None, ...]) -> dict[str, Any]:
+    for column, stat in zip(block.columns, stats, strict=True):
+        label = column_label(column)
+        row[label] = stat.mean if stat is not None else None
+        row[f"{label}_sd"] = stat.sd if stat is not None else None
+    row["n_seeds"] = max((len(s.values) for s in stats if s is not None), default=0)
+    return row
 
 
 # ---- charts ------------------------------------------------------------------------------------------
@@ -323,22 +453,29 @@ def _line_chart(report: HFTReport, attribute: str, ylabel: str) -> bytes:
     figure = Figure(figsize=(5.2, 3.6), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    defences = list(dict.fromkeys(r.defence for r in report.rows if r.harmful_ratio is not None))
-    for index, defence in enumerate(defences):
-        rows = [r for r in report.rows if r.defence == defence and r.harmful_ratio is not None]
+    lines = list(dict.fromkeys((r.experiment, r.defence) for r in report.rows if r.harmful_ratio is not None))
+    for index, (experiment, defence) in enumerate(lines):
+        rows = [
+            r
+            for r in report.rows
+            if (r.experiment, r.defence) == (experiment, defence) and r.harmful_ratio is not None
+        ]
         xs = [100 * (r.harmful_ratio or 0.0) for r in rows]
         stats = [getattr(r, attribute) for r in rows]
         ys = [100 * s.mean for s in stats]
         low = [max(0.0, 100 * (s.mean - s.low)) for s in stats]
         high = [max(0.0, 100 * (s.high - s.mean)) for s in stats]
         axes.errorbar(
-            xs, ys, yerr=[low, high], marker="o", capsize=3, label=defence,
+            xs, ys, yerr=[low, high], marker="o", capsize=3, label=_named(defence, experiment),
             color=CHART_COLOURS[(index + 1) % len(CHART_COLOURS)],
         )  # fmt: skip
-    reference = next((r for r in report.rows if r.harmful_ratio is None), None)
-    if reference is not None:
+    references = [r for r in report.rows if r.harmful_ratio is None]
+    for index, reference in enumerate(references):
         axes.axhline(
-            100 * getattr(reference, attribute).mean, color=CHART_COLOURS[0], linestyle="--", label=REFERENCE
+            100 * getattr(reference, attribute).mean,
+            color=CHART_COLOURS[0],
+            linestyle=("--", ":", "-.")[index % 3],
+            label=_named(REFERENCE, reference.experiment),
         )
     axes.set_xlabel("harmful ratio p (%)")
     axes.set_ylabel(ylabel)
@@ -352,9 +489,14 @@ def _line_chart(report: HFTReport, attribute: str, ylabel: str) -> bytes:
     return buffer.getvalue()
 
 
+def _named(name: str, experiment: str) -> str:
+    """A row's name with its experiment's label (when the report has several, or labels)."""
+    return f"{name} ({experiment})" if experiment else name
+
+
 def _describe(report: HFTReport, attribute: str) -> str:
     parts = [
-        f"{r.defence} at p={100 * r.harmful_ratio:g}%: {100 * getattr(r, attribute).mean:.1f}%"
+        f"{_named(r.defence, r.experiment)} at p={100 * r.harmful_ratio:g}%: {100 * getattr(r, attribute).mean:.1f}%"
         for r in report.rows
         if r.harmful_ratio is not None
     ]
@@ -399,10 +541,20 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 
 def _spread_note(report: HFTReport) -> str:
-    n_seeds = len(report.folders)
-    if n_seeds > 1:
-        return f"Mean over {n_seeds} seeds ± sample standard deviation (lowest–highest seed); error bars: lowest–highest seed."
-    return "One seed: values with their 95% confidence intervals (also the error bars)."
+    """How the numbers are aggregated: over the seeds of each experiment, or one seed with its CI."""
+    pooled = "Mean over {n} seeds ± sample standard deviation (lowest–highest seed); error bars: lowest–highest seed."
+    alone = "One seed: values with their 95% confidence intervals (also the error bars)."
+    if len(report.experiments) == 1:
+        n_seeds = len(report.experiments[0].folders)
+        return pooled.format(n=n_seeds) if n_seeds > 1 else alone
+    parts = [
+        f"{x.label}: {len(x.folders)} seed(s) ({', '.join(map(str, x.seeds))})" for x in report.experiments
+    ]
+    return (
+        "Only sweeps whose settings differ by their seed alone are pooled, each cell as the mean over their "
+        "seeds ± sample standard deviation (lowest–highest seed; the error bars); a sweep alone shows its "
+        f"values with their 95% confidence intervals. Sweeps shown apart: {'; '.join(parts)}."
+    )
 
 
 def render_hft_html(report: HFTReport) -> str:
@@ -413,19 +565,25 @@ def render_hft_html(report: HFTReport) -> str:
         stat: Stat = getattr(row, attribute)
         ratio = "" if row.harmful_ratio is None else json.dumps(row.harmful_ratio)
         return (
-            f'<td class="num" data-defence="{e(row.defence)}" data-ratio="{e(ratio)}" data-metric="{e(attribute)}" '
+            f'<td class="num" data-experiment="{e(row.experiment)}" data-defence="{e(row.defence)}" '
+            f'data-ratio="{e(ratio)}" data-metric="{e(attribute)}" '
             f'data-value="{e(json.dumps(stat.mean))}">{e(stat.text())}</td>'
         )
 
+    def experiment_cell(row: HFTRow) -> str:
+        return f"<td>{e(row.experiment)}</td>" if report.labelled else ""
+
     body = "".join(
-        f"<tr><td>{e(_ratio_text(r))}</td><td>{e(r.defence)}</td>{stat_cell(r, 'harmful_score')}"
+        f"<tr>{experiment_cell(r)}<td>{e(_ratio_text(r))}</td><td>{e(r.defence)}</td>{stat_cell(r, 'harmful_score')}"
         f"{stat_cell(r, 'finetune_accuracy')}<td>{e(_counts_text(r.counts))}</td>"
         f"<td>{e(', '.join(map(str, r.seeds)))}</td></tr>"
         for r in report.rows
     )
     hs_head = "Harmful Score*" if report.hs_stand_in else "Harmful Score"
     table = (
-        '<table class="metrics" id="hft-table"><thead><tr><th>Harmful ratio p</th><th>Defence</th>'
+        '<table class="metrics" id="hft-table"><thead><tr>'
+        + ("<th>Sweep</th>" if report.labelled else "")
+        + "<th>Harmful ratio p</th><th>Defence</th>"
         f"<th>{e(hs_head)} ↓</th><th>{e(_fa_label(report))} ↑</th><th>Trained on: task / harmful / safety</th>"
         f"<th>Seeds</th></tr></thead><tbody>{body}</tbody></table>"
     )
@@ -444,7 +602,11 @@ def render_hft_html(report: HFTReport) -> str:
         if report.warnings
         else ""
     )
-    sources = "".join(f"<li><code>{e(f)}</code></li>" for f in report.folders)
+    sources = "".join(
+        f"<li><code>{e(f)}</code>{(' (' + e(x.label) + ')') if x.label else ''}</li>"
+        for x in report.experiments
+        for f in x.folders
+    )
     what = (
         f"<p>Harmful Score: <strong>{e(report.hs_judge)}</strong> judge on <strong>{e(report.hs_bench)}</strong> "
         f"(held-out harmful prompts). Finetune Accuracy: {e(report.fa_metric)} on <strong>{e(report.fa_bench)}</strong>. "
@@ -470,14 +632,16 @@ def render_hft_html(report: HFTReport) -> str:
     )
 
 
-def _paper_note(report: HFTReport) -> str:
-    seeds = report.paper.n_seeds
+def _paper_note(report: HFTReport, paper: PaperTable) -> str:
+    seeds = paper.n_seeds
     spread = (
         f"mean over {seeds} seeds ± sample standard deviation; average: of each seed's average over the ratios"
         if seeds > 1
         else "one seed (confidence intervals in the cells table)"
     )
-    reference = next((r for r in report.rows if r.harmful_ratio is None), None)
+    reference = next(
+        (r for r in report.rows if r.harmful_ratio is None and r.experiment == paper.experiment), None
+    )
     start = (
         f" Start model (before the user's fine-tuning): Harmful Score {paper_cell_text(reference.harmful_score)}, "
         f"{_fa_label(report)} {paper_cell_text(reference.finetune_accuracy)}."
@@ -489,10 +653,21 @@ def _paper_note(report: HFTReport) -> str:
 
 
 def render_paper_html(report: HFTReport) -> str:
-    """The papers' table: one header row per block, a row per defence (HTML)."""
+    """The papers' tables (one per experiment): one header row per block, a row per defence (HTML)."""
     from vlguard.report.html import e
 
-    paper = report.paper
+    parts = []
+    for index, paper in enumerate(report.papers):
+        caption = f"<h3>{e(paper.experiment)}</h3>" if report.labelled else ""
+        parts.append(
+            caption + _paper_html(report, paper, "hft-paper-table" + (f"-{index + 1}" if index else ""))
+        )
+    return "".join(parts)
+
+
+def _paper_html(report: HFTReport, paper: PaperTable, table_id: str) -> str:
+    from vlguard.report.html import e
+
     columns = paper.blocks[0].columns if paper.blocks else ()
     head = "".join(f"<th>{e(column_label(c))}</th>" for c in columns)
     body = []
@@ -512,8 +687,8 @@ def render_paper_html(report: HFTReport) -> str:
             )
             body.append(f'<tr><th scope="row">{e(defence)}</th>{cells}</tr>')
     return (
-        f'<table class="metrics" id="hft-paper-table"><thead><tr><th>Defence</th>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table><p class='muted'>{e(_paper_note(report))}</p>"
+        f'<table class="metrics" id="{e(table_id)}"><thead><tr><th>Defence</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table><p class='muted'>{e(_paper_note(report, paper))}</p>"
     )
 
 
@@ -522,7 +697,18 @@ def render_paper_markdown(report: HFTReport) -> list[str]:
     from vlguard.report.markdown import cell_text
 
     lines: list[str] = []
-    for block in report.paper.blocks:
+    for paper in report.papers:
+        if report.labelled:
+            lines += [f"### {cell_text(paper.experiment)}", ""]
+        lines += _paper_markdown(report, paper)
+    return lines
+
+
+def _paper_markdown(report: HFTReport, paper: PaperTable) -> list[str]:
+    from vlguard.report.markdown import cell_text
+
+    lines: list[str] = []
+    for block in paper.blocks:
         title = block.title + ("\\*" if block.metric == "harmful_score" and report.hs_stand_in else "")
         arrow = "↓" if block.metric == "harmful_score" else "↑"
         lines += [f"**{title}** {arrow}", ""]
@@ -531,7 +717,7 @@ def render_paper_markdown(report: HFTReport) -> list[str]:
         for defence, stats in block.rows:
             lines.append(f"| {cell_text(defence)} | " + " | ".join(paper_cell_text(s) for s in stats) + " |")
         lines.append("")
-    lines += [cell_text(_paper_note(report)), ""]
+    lines += [cell_text(_paper_note(report, paper)), ""]
     return lines
 
 
@@ -542,20 +728,20 @@ def render_hft_markdown(report: HFTReport, chart_files: dict[str, str]) -> str:
     hs_head = "Harmful Score*" if report.hs_stand_in else "Harmful Score"
     lines = [f"# {cell_text(report.title)}", ""]
     lines += [f"> Warning: {cell_text(w)}" for w in report.warnings]
+    sweep_head, sweep_rule = ("| Sweep ", "|---") if report.labelled else ("", "")
     lines += [
         "## Harmful Score and Finetune Accuracy",
         "",
         *render_paper_markdown(report),
         "## Every cell",
         "",
-    ]
-    lines += [
-        f"| Harmful ratio p | Defence | {hs_head} ↓ | {cell_text(_fa_label(report))} ↑ | Trained on: task / harmful / safety | Seeds |",
-        "|---|---|---|---|---|---|",
+        f"{sweep_head}| Harmful ratio p | Defence | {hs_head} ↓ | {cell_text(_fa_label(report))} ↑ | Trained on: task / harmful / safety | Seeds |",
+        f"{sweep_rule}|---|---|---|---|---|---|",
     ]
     for r in report.rows:
+        sweep = f"| {cell_text(r.experiment)} " if report.labelled else ""
         lines.append(
-            f"| {_ratio_text(r)} | {cell_text(r.defence)} | {r.harmful_score.text()} | {r.finetune_accuracy.text()} "
+            f"{sweep}| {_ratio_text(r)} | {cell_text(r.defence)} | {r.harmful_score.text()} | {r.finetune_accuracy.text()} "
             f"| {_counts_text(r.counts)} | {', '.join(map(str, r.seeds))} |"
         )
     lines.append("")
@@ -579,7 +765,12 @@ def hft_table_rows(report: HFTReport) -> list[dict[str, Any]]:
     """The table as JSON-ready rows (``--format json`` / ``csv``)."""
     rows = []
     for r in report.rows:
-        row: dict[str, Any] = {"harmful_ratio": r.harmful_ratio, "defence": r.defence, "seeds": list(r.seeds)}
+        row: dict[str, Any] = {
+            "experiment": r.experiment,
+            "harmful_ratio": r.harmful_ratio,
+            "defence": r.defence,
+            "seeds": list(r.seeds),
+        }
         for name in ("harmful_score", "finetune_accuracy"):
             stat: Stat = getattr(r, name)
             row.update(
@@ -597,19 +788,27 @@ def hft_table_rows(report: HFTReport) -> list[dict[str, Any]]:
 
 
 def write_hft_report(
-    folders: Sequence[str | Path], out_dir: str | Path, *, fmt: str = "html", title: str | None = None
+    folders: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    fmt: str = "html",
+    title: str | None = None,
+    labels: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Write the HFT report into ``out_dir``: ``report.html`` + ``report.md`` + charts, or JSON / CSV."""
+    """Write the HFT report into ``out_dir``: ``report.html`` + ``report.md`` + charts, or JSON / CSV.
+
+    ``labels`` names each folder (see :func:`build_hft_report`).
+    """
     import csv
 
-    report = build_hft_report(folders, title)
+    report = build_hft_report(folders, title, labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "json":
         path = out / "hft_report.json"
         exported = {
             "title": report.title,
-            "paper_table": paper_table_rows(report.paper),
+            "paper_table": paper_table_rows(report.papers),
             "rows": hft_table_rows(report),
             "warnings": list(report.warnings),
         }
@@ -618,7 +817,7 @@ def write_hft_report(
     if fmt == "csv":
         # the papers' layout: a row per block and defence, a column per ratio and the average
         path = out / "hft_table.csv"
-        rows = paper_table_rows(report.paper)
+        rows = paper_table_rows(report.papers)
         keys = list(dict.fromkeys(k for row in rows for k in row))
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=keys)

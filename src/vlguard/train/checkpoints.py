@@ -89,6 +89,13 @@ def load_defence_state(checkpoint: str | Path) -> dict[str, Any]:
     return dict(load_file(str(path)))
 
 
+def run_state(output_dir: Path) -> tuple[bool, tuple[str, ...]]:
+    """What resuming a run folder depends on: whether its final model is complete, and its complete
+    checkpoints (their names)."""
+    checkpoints = (output_dir / CHECKPOINTS_DIR).glob(f"checkpoint-*/{COMPLETE_MARKER}")
+    return is_complete(output_dir / MODEL_DIR), tuple(sorted(p.parent.name for p in checkpoints))
+
+
 def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
     """Complete checkpoint folders, newest first; incomplete ones (no marker: a killed save) are skipped."""
     found = sorted(

@@ -30,13 +30,15 @@ first answer on as type 1.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlguard.errors import VLGuardError
+from vlguard.errors import ConfigError, VLGuardError
 from vlguard.models.loading import sees_images, starts_with_bos, tokenizer_of
 from vlguard.prompts import PROMPT_FORMATS, alpaca_prompt, is_alpaca
+from vlguard.train.data import ConversationDataset
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ IGNORE_INDEX = -100
 PREFIX_LM_PROCESSORS = frozenset({"PaliGemmaProcessor"})
 # Tokens a processor may append after the text (PaliGemma: "\n"); tried when aligning text to processor ids.
 _MAX_PROCESSOR_SUFFIX = 2
+# Conversations tokenized before training to check that max_length leaves answer tokens to learn from.
+TRUNCATION_CHECKED = 32
 
 
 class CollatorError(VLGuardError):
@@ -366,3 +370,52 @@ class ConversationCollator:
             if hasattr(value, "shape") and value.dim() >= 2 and tuple(value.shape[:2]) == shape:
                 batch[key] = value[:, :cut]
         return batch
+
+
+def check_answers_fit(collator: ConversationCollator, dataset: ConversationDataset) -> None:
+    """Refuse a ``max_length`` that leaves no answer token to learn from, before any model loads.
+
+    A conversation cut before its first answer token keeps no label: it teaches nothing (its loss is
+    0), and a run made only of such conversations would be saved as a model that learned nothing.
+    Up to ``TRUNCATION_CHECKED`` conversations spread evenly over ``dataset`` are tokenized as training
+    tokenizes them. ``ConfigError`` when none of them keeps an answer token; a warning when some lose
+    every one.
+    """
+    n = len(dataset)
+    if n == 0:
+        return
+    count = min(TRUNCATION_CHECKED, n)
+    indices = sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(count)})
+    untruncated: ConversationCollator | None = None
+    lost: list[tuple[str, int]] = []  # (conversation id, position of its first answer token)
+    for index in indices:
+        example = dataset[index]
+        if (collator([example])["labels"] != IGNORE_INDEX).any():
+            continue
+        if untruncated is None:
+            untruncated = ConversationCollator(
+                collator.processor, max_length=sys.maxsize, prompt_format=collator.prompt_format
+            )
+        labels = untruncated([example])["labels"][0]
+        first = int((labels != IGNORE_INDEX).nonzero()[0, 0])
+        lost.append((str(example.get("id", index)), first))
+    if not lost:
+        return
+    starts = sorted(position for _, position in lost)
+    if len(lost) == len(indices):
+        raise ConfigError(
+            f"config key 'max_length': truncating to {collator.max_length} tokens leaves no answer token to "
+            "learn from: "
+            f"in each of the {len(indices)} conversations checked the answer starts at token {starts[0]} or "
+            f"later (e.g. {lost[0][0]!r}), so training would learn nothing; raise max_length (above "
+            f"{starts[-1]} keeps an answer token of every one checked)"
+        )
+    logger.warning(
+        "max_length=%d cuts every answer token of %d of %d conversations checked (e.g. %r, whose answer "
+        "starts at token %d): they teach nothing",
+        collator.max_length,
+        len(lost),
+        len(indices),
+        lost[0][0],
+        lost[0][1],
+    )

@@ -434,7 +434,7 @@ def _coerce(value: Any, tp: Any, key: str, from_text: bool) -> Any:
     if origin is list:
         (item_type,) = typing.get_args(tp)
         if from_text and isinstance(value, str):
-            value = [] if value.strip() in ("", "[]") else yaml.safe_load(value)
+            value = [] if value.strip() in ("", "[]") else _list_from_text(value, key)
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
@@ -471,6 +471,19 @@ def _coerce(value: Any, tp: Any, key: str, from_text: bool) -> Any:
             return str(value)
         raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
     raise ConfigError(f"config key '{key}': unsupported type {tp!r}")  # pragma: no cover
+
+
+def _list_from_text(text: str, key: str) -> Any:
+    """A list override's text read as YAML (``[0.1, 0.2]``); a malformed one is a ``ConfigError``."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = str(getattr(err, "problem", None) or "not valid YAML").strip()
+        raise ConfigError(
+            f"config key '{key}': {text!r} is not a list ({problem}); write it as [a, b] or a, b"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config key '{key}': {text[:40]!r}... is nested too deeply to read") from None
 
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str, from_text: set[str]) -> Any:

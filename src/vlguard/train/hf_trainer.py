@@ -6,10 +6,12 @@ checks load without transformers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from vlguard.train.checkpoints import AlreadyFinished, mark_checkpoint_complete, save_defence_state
 from vlguard.train.data import ConversationDataset
@@ -24,7 +26,8 @@ class VLGuardTrainer(Trainer):
     - the auxiliary safety loss (``safety_batches`` / ``safety_weight``: λ × a safety batch's loss per step);
     - one of the papers' defences as the training rule (``defence_rule``: how each micro-batch's gradient
       is computed; ``vlguard.train.defences``);
-    - batches grouped by length (``group_by_length``) for vlguard's conversation dataset;
+    - batches grouped by length (``group_by_length``) for vlguard's conversation dataset, in an order
+      that depends only on the seed and the epoch (:class:`SeededLengthGroupedSampler`);
     - resuming plain checkpoints through ``from_pretrained`` (transformers 5's legacy key names).
     """
 
@@ -113,11 +116,10 @@ class VLGuardTrainer(Trainer):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if not (self.group_by_length and isinstance(dataset, ConversationDataset)):
             return super()._get_train_sampler(train_dataset)
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-
-        return LengthGroupedSampler(
+        return SeededLengthGroupedSampler(
             self.args.train_batch_size * self.args.gradient_accumulation_steps,
             lengths=dataset.lengths(),
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
         )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
@@ -136,6 +138,33 @@ class VLGuardTrainer(Trainer):
         reloaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
         model.load_state_dict(reloaded.state_dict(), strict=True)
         del reloaded
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """``LengthGroupedSampler`` whose order depends only on the seed and the epoch.
+
+    The plain sampler draws its permutation from the global random state when an epoch's iteration
+    starts. A run resumed in a later epoch starts that iteration at another point of the random
+    state than the uninterrupted run did (the checkpoint's state is restored only after the skipped
+    batches), so it would train on other batches. Here every epoch has its own generator, seeded with
+    ``seed + epoch`` (as accelerate's seedable random sampler does); the Trainer calls ``set_epoch``.
+    """
+
+    def __init__(self, batch_size: int, *, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s order for the next iteration."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        import torch
+
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 class StopAtMaxSteps(TrainerCallback):

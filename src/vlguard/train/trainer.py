@@ -26,7 +26,9 @@ starts, so that the CLI loads without transformers).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -41,10 +43,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vlguard import distributed
+from vlguard.distributed import ProcessGroup
 from vlguard.errors import ConfigError, VLGuardError
 from vlguard.fileio import check_output_dir
 from vlguard.models.loading import ModelKind, detect_kind, save_processor, sees_images
 from vlguard.models.resolve import check_model_reference, resolve_model_path
+from vlguard.runs import RunLockedError, lock_run_folder
 from vlguard.train.checkpoints import (
     CHECKPOINTS_DIR,
     COMPLETE_MARKER,
@@ -56,9 +60,10 @@ from vlguard.train.checkpoints import (
     find_checkpoint,
     is_complete,
     load_defence_state,
+    run_state,
     whole_run_loss,
 )
-from vlguard.train.collator import ConversationCollator
+from vlguard.train.collator import ConversationCollator, check_answers_fit
 from vlguard.train.config import TrainConfig, check_values, dump_config
 from vlguard.train.data import ConversationDataset, TrainingData, build_training_data, check_data_config
 from vlguard.train.defences import DEFENCE_SOURCE, build_rule, check_defence_config
@@ -92,7 +97,17 @@ class TrainResult:
 
 
 def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result."""
+    """Fine-tune ``config.model`` on ``config.data`` (or on ``data`` when given); return the result.
+
+    One process trains in an output folder at a time: once the settings and the data are checked, and
+    before the model loads, the main process takes the folder's lock (``vlguard.runs.lock_run_folder``),
+    so a second run there stops at once naming the first.
+    """
+    with contextlib.ExitStack() as held:
+        return _train(config, data, held)
+
+
+def _train(config: TrainConfig, data: TrainingData | None, held: contextlib.ExitStack) -> TrainResult:
     import torch
     from transformers import set_seed
 
@@ -100,6 +115,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     check_config(config)
     output_dir = Path(config.output_dir)
     final_dir, checkpoints_dir = output_dir / MODEL_DIR, output_dir / CHECKPOINTS_DIR
+    seen = run_state(output_dir)
     if is_complete(final_dir):
         raise ConfigError(f"{final_dir} already holds a finished model; choose another output_dir")
     config_yaml = dump_config(config)  # as given (``tiny`` stays ``tiny``), so that it can be rerun
@@ -119,6 +135,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     collator = ConversationCollator(
         processor, max_length=config.max_length, prompt_format=config.prompt_format
     )
+    check_answers_fit(collator, dataset)
     logger.info("training on %d conversations %s", len(dataset), data.counts)
     safety_data = load_safety_data(config.safety_loss, config.data.image_mode)
     if safety_data is not None:
@@ -136,6 +153,7 @@ def train(config: TrainConfig, data: TrainingData | None = None) -> TrainResult:
     # The arguments before the model: they check names (optimizer, scheduler) that would otherwise fail
     # after the load, and DeepSpeed ZeRO-3 needs them to exist when the model is loaded.
     args = _training_arguments(config, checkpoints_dir, world_size, cuda, bf16, gradient_checkpointing)
+    _lock_output(output_dir, seen, held)  # everything above only read the folder
     set_seed(config.seed)
     model, modules = load_model(config, _model_dtype(config, cuda, bf16), gradient_checkpointing, kind)
     if distributed.is_main_process():
@@ -241,6 +259,30 @@ def load_defence_data(config: TrainConfig) -> TrainingData | None:
     )
     logger.info("defence %s: %d conversations in defence.data", config.defence.name, len(data.conversations))
     return data
+
+
+def _lock_output(output_dir: Path, seen: tuple[bool, tuple[str, ...]], held: contextlib.ExitStack) -> None:
+    """Take the output folder's lock into ``held`` (the main process); every rank fails alike without it.
+
+    What to resume was decided from the folder as it was before (``seen``): if another run finished or
+    saved a checkpoint since, stop rather than act on the old state.
+    """
+    procs = ProcessGroup.join(dt.timedelta(minutes=30))  # the launch's group (TrainingArguments started it)
+    refused = None
+    if procs.is_main:
+        try:
+            held.enter_context(lock_run_folder(output_dir, elsewhere="output_dir"))
+        except RunLockedError as err:
+            refused = str(err)
+        else:
+            if run_state(output_dir) != seen:
+                refused = (
+                    f"{output_dir} changed while this run got ready (another run saved a checkpoint or "
+                    "finished there); rerun to go on from where it is now"
+                )
+    refused = procs.from_main(refused)
+    if refused is not None:
+        raise RunLockedError(refused)
 
 
 def _resolve_auto(value: str, default: bool) -> bool:

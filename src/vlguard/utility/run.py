@@ -111,6 +111,11 @@ class UtilityConfig:
             raise ConfigError(f"num_fewshot must be 0 or more, not {self.num_fewshot}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}")
+        if self.bootstrap_iters < 0:
+            # 0 is the engines' own "no bootstrap" (no interval for non-mean metrics); below is a mistake.
+            raise ConfigError(
+                f"bootstrap_iters must be 0 (no bootstrap interval) or more, not {self.bootstrap_iters}"
+            )
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError("a task is named twice")
         if self.preset is not None:
