@@ -183,8 +183,10 @@ def _task_file(bench: str, name: str, content: str) -> Callable[[Path], list[str
         folder = tmp / "task"
         folder.mkdir()
         (folder / name).write_bytes(content.encode("utf-8", "surrogatepass"))
+        # AlpacaEval's pairwise judge on a local server (it needs no key; nothing listens: no call is made)
+        judge = ["--judge-option", "llm-judge.base_url=http://127.0.0.1:9/v1"] if bench == "alpaca-eval" else []
         return ["eval", "--model", "tiny", "--bench", bench, "--data", str(folder), "--run-dir",
-                str(tmp / "run"), "--no-progress"]  # fmt: skip
+                str(tmp / "run"), "--no-progress", *judge]  # fmt: skip
 
     return build
 

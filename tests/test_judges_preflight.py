@@ -13,11 +13,11 @@ import pytest
 from test_evaluate_hardening import _tiny_eval, no_model_load  # noqa: F401 (a fixture)
 from vlguard.cli.main import main
 from vlguard.errors import ConfigError
-from vlguard.evaluate import check_judges
 from vlguard.judges import make_judge
 from vlguard.judges.base import JudgeInput, preflight
 from vlguard.judges.llama_guard import LlamaGuardJudge
 from vlguard.judges.local_model import check_weights
+from vlguard.preflight import check_judges
 
 MISSING = "/nonexistent/judge-model"
 

@@ -302,12 +302,33 @@ def _preset_record(name: str, lm: Any) -> dict[str, Any]:
     return record
 
 
+def check_utility(config: UtilityConfig) -> UtilityConfig:
+    """Every setting that can be checked before any model loads or any file is written (the shared check,
+    ``vlguard.preflight``): the run folder's path, the device, the dtype, the model and the adapter (its
+    config against its weights, the base model it was trained on). Returns the resolved config."""
+    from vlguard.fileio import check_output_dir
+    from vlguard.preflight import ModelSettings, check_model
+
+    config = config.resolve()
+    check_output_dir(config.resolved_run_dir(), "--run-dir folder")
+    check_model(
+        ModelSettings(
+            model=config.model,
+            revision=config.revision,
+            adapter=config.adapter,
+            dtype=config.dtype,
+            device=config.device,
+        )
+    )
+    return config
+
+
 def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
     """Run the configured tasks that the run folder does not hold yet; write and return ``metrics.json``.
 
     ``progress`` is accepted for symmetry with ``run_eval``; the engines draw their own progress bars.
     """
-    config = config.resolve()
+    config = check_utility(config)
     args = config.model_args()
     kind = model_kind(args)
     engine = config.engine or ENGINE_FOR_KIND[kind]
