@@ -326,7 +326,8 @@ def check_config(config: EvalConfig | ResolvedEval, *, with_judges: bool = True)
     A mistake here must not surface hours later, after generation. Returns the resolved settings.
     """
     config = resolve_eval(config)
-    check_output_dir(config.resolved_run_dir(), "run folder")
+    # the path as given: Path("") would be the current folder, and an empty --run-dir is a mistake
+    check_output_dir(config.resolved_run_dir() if config.run_dir is None else config.run_dir, "run folder")
     if config.system_prompt is not None and len(config.system_prompt) > MAX_PROMPT_CHARS:
         raise ConfigError(
             f"system_prompt is {len(config.system_prompt):,} characters, over the limit of {MAX_PROMPT_CHARS:,}"

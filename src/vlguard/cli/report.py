@@ -41,8 +41,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--out",
-        type=Path,
-        default=None,
+        default=None,  # text, not a Path: Path("") would be the current folder, and an empty --out a mistake
         help="output folder (default: runs/reports/<run>, or runs/reports/<run>-vs-<run> when comparing)",
     )
     parser.add_argument("--format", choices=FORMATS, default="html", help="html (+ markdown), json or csv")

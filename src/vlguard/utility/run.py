@@ -310,7 +310,10 @@ def check_utility(config: UtilityConfig) -> UtilityConfig:
     from vlguard.preflight import ModelSettings, check_model
 
     config = config.resolve()
-    check_output_dir(config.resolved_run_dir(), "--run-dir folder")
+    # the path as given: Path("") would be the current folder, and an empty --run-dir is a mistake
+    check_output_dir(
+        config.resolved_run_dir() if config.run_dir is None else config.run_dir, "--run-dir folder"
+    )
     check_model(
         ModelSettings(
             model=config.model,
