@@ -586,7 +586,7 @@ def load_task_benchmark(
     source.update(
         benchmark=spec.name,
         split=split,
-        rows=_describe_rows(start, min(stop, len(items)) if stop is not None else None),
+        rows=_describe_rows(start, len(items) if stop is None else min(stop, len(items))),  # the real range
         n_rows_in_file=len(items),
         n_samples=len(samples),
         options={k: v for k, v in sorted(options.items()) if k != "rows"},

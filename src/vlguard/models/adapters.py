@@ -266,6 +266,7 @@ def apply_adapter(model: Any, adapter: str, base: str | None = None, what: str =
     if lora and not any(t in loaded for t in lora):
         raise ConfigError(
             f"{what} {adapter}: none of its {len(lora)} LoRA weights match a module of the model "
-            f"(e.g. {lora[0]}); it was trained on another base model ({found.base_model or 'not recorded'})"
+            f"(e.g. {lora[0]}): it was trained on another base model (its config names "
+            f"{found.base_model or 'none'}), and applying it would change nothing"
         )
     return wrapped

@@ -45,7 +45,7 @@ from vlguard.errors import ConfigError, VLGuardError
 from vlguard.fileio import check_output_dir
 from vlguard.models.loading import ModelKind, detect_kind, save_processor, sees_images
 from vlguard.models.resolve import check_model_reference, resolve_model_path
-from vlguard.redaction import redact
+from vlguard.redaction import redact, redact_text
 from vlguard.train.checkpoints import (
     CHECKPOINTS_DIR,
     COMPLETE_MARKER,
@@ -490,7 +490,8 @@ def _training_arguments(
             logging_first_step=True,
             disable_tqdm=not config.progress,
             report_to=config.report_to or "none",
-            run_name=config.run_name,
+            # the Trainer pickles its arguments into every checkpoint (training_args.bin): no secret there
+            run_name=None if config.run_name is None else redact_text(config.run_name),
             remove_unused_columns=False,  # the collator needs the raw messages and images
             dataloader_num_workers=config.dataloader_num_workers,
             ddp_find_unused_parameters=False,
