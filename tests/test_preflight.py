@@ -414,3 +414,34 @@ def test_a_gated_hub_dataset_says_to_accept_its_terms_and_set_hf_token(
     message = str(caught.value)
     assert "gated" in message and "https://huggingface.co/datasets/ys-zong/VLGuard" in message
     assert "HF_TOKEN" in message and "repository not found" not in message
+
+
+@pytest.mark.slow
+def test_planted_secrets_reach_no_file_of_a_utility_run(
+    tmp_path: Path, tiny_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local lm-eval task whose file carries a Hub token (``dataset_kwargs.token``) and a key in its
+    metadata, with keys in the environment: the task record, the manifest and the metrics hold none."""
+    pytest.importorskip("lm_eval", reason="lm-eval is not installed (make install installs it)")
+    from utility_fixtures import _sst2_yaml
+
+    token, metadata_key = "hf_plantedtoken0123456789abcdef", "sk-planted-meta-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets-cache"))
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("content\tlabel\n" + "".join(f"a film number {i}\t{i % 2}\n" for i in range(6)))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    task = _sst2_yaml("planted_slice", dev).replace(
+        '  delimiter: "\\t"\n', f'  delimiter: "\\t"\n  token: {token}\n'
+    )
+    task = task.replace("  version: 1.0\n", f"  version: 1.0\n  api_key: {metadata_key}\n")
+    assert token in task and metadata_key in task
+    (tasks / "planted_slice.yaml").write_text(task)
+    run = tmp_path / "run"
+    argv = ["utility", "--model", "tiny-lm", "--tasks", "planted_slice", "--include-path", str(tasks),
+            "--limit", "4", "--batch-size", "4", "--run-dir", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((run / "utility" / "tasks" / "planted_slice.json").read_text())
+    assert record["task"] == "planted_slice"  # the engine's configs are kept, without the secrets
+    assert assert_nowhere(run, KEY, token, metadata_key) >= 4

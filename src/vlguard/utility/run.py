@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import ConfigError, RunMismatchError
 from vlguard.fileio import JsonError, parse_json, read_text
+from vlguard.redaction import redact
 from vlguard.runs import (
     CorruptRunFileError,
     JsonlStore,
@@ -440,7 +441,8 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
                 record["seconds"] = round(time.monotonic() - started, 3)
                 # The sample log first, then the record: a record on disk means the task is complete.
                 folder.samples(spec.task).write_all(sample_lines(raw))
-                atomic_write_json(folder.task_path(spec.task), record)
+                # The engine's task configs may hold a secret (a Hub token in dataset_kwargs): redacted.
+                atomic_write_json(folder.task_path(spec.task), redact(record))
                 # metrics.json holds every finished task, also when a later task fails.
                 folder.folder.write_metrics(build_metrics(folder, run_info))
 
