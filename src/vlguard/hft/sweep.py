@@ -25,13 +25,14 @@ The folder layout is :mod:`vlguard.hft.layout`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -668,8 +669,8 @@ def check_sweep(config: HFTConfig) -> None:
                                      data_file=aligned.train_data, output_dir=aligned.train_run, image_root=None)  # fmt: skip
         trainings.insert(0, ("alignment training (alignment.train.*)", alignment))
     # Cheap checks first, then the LoRA target modules (the model's modules, built without weights).
-    checks: list[tuple[str, Any]] = [
-        (name, lambda train=train: check_train(train, run_folder=False, lora=False))
+    checks: list[tuple[str, Callable[[], object]]] = [
+        (name, functools.partial(check_train, train, run_folder=False, lora=False))
         for name, train in trainings
     ]
     checks += [
@@ -679,7 +680,7 @@ def check_sweep(config: HFTConfig) -> None:
          lambda: check_config(fa_eval_config(config, base, None, stage.fa, revision))),
     ]  # fmt: skip
     checks += [
-        (name, lambda train=train: check_lora_modules(train, base))
+        (name, functools.partial(check_lora_modules, train, base))
         for name, train in trainings
         if train.method == "lora"
     ]

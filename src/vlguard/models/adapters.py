@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,7 +262,10 @@ def apply_adapter(model: Any, adapter: str, base: str | None = None, what: str =
         wrapped = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ConfigError(f"cannot load LoRA adapter {adapter!r}: {str(err).strip()[:800]}") from err
-    loaded = {name.replace(".default.", ".") for name, _ in wrapped.named_parameters() if "lora_" in name}
+    # PEFT names a parameter with its adapter name (``...lora_A.default.weight``, ``...lora_embedding_A.default``)
+    loaded = {
+        re.sub(r"\.default(?=\.|$)", "", name) for name, _ in wrapped.named_parameters() if "lora_" in name
+    }
     lora = [t for t in found.tensors if any(t.endswith(s) for s in LORA_SUFFIXES)]
     if lora and not any(t in loaded for t in lora):
         raise ConfigError(
