@@ -17,20 +17,14 @@ from typing import Any
 import pytest
 
 from api_server import Reply, chat_reply, error_reply, scripted_server
-from vlguard.api_client import (
-    REDACTED,
-    ChatClient,
-    image_data_url,
-    parse_retry_after,
-    redact_url,
-    user_message,
-)
+from vlguard.api_client import ChatClient, image_data_url, parse_retry_after, user_message
 from vlguard.errors import ConfigError
 from vlguard.generation import make_backend
 from vlguard.generation.base import GenerationRequest
 from vlguard.generation.openai_api import OpenAIBackend
 from vlguard.judges import JUDGES
 from vlguard.judges.base import JudgeInput
+from vlguard.redaction import REDACTED, redact_url
 
 SECRET = "sk-test-SECRET-0123456789abcdefXYZ"
 HELLO = [{"role": "user", "content": "hello"}]

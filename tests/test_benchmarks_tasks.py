@@ -71,7 +71,7 @@ def test_sst2_is_the_whole_validation_split_with_the_papers_instruction(shared_d
     assert not any(s.should_refuse or s.image for s in samples)
     assert len({s.id for s in samples}) == 872
     assert bench.source["kind"] == "local" and bench.source["file"] == "dev.tsv"
-    assert len(bench.source["sha256"]) == 64 and bench.source["rows"] == "0:"
+    assert len(bench.source["sha256"]) == 64 and bench.source["rows"] == "0:872"  # the real range
     # The Alpaca prompt the papers generate from, through vlguard.prompts.
     assert alpaca_prompt(first.prompt, first.input).endswith(
         "### Instruction:\nAnalyze the sentiment of the input, and respond only positive or negative\n\n"

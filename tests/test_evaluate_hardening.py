@@ -167,7 +167,12 @@ def test_a_partial_run_is_marked_incomplete_in_metrics_the_summary_and_the_repor
         assert main(_openai_eval(server.url, run_dir, "--limit", "10")) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["complete"] is True
-    assert metrics["completeness"] == {"samples": 10, "generated": 10, "judged": {"refusal": 10}}
+    assert metrics["completeness"] == {
+        "samples": 10,
+        "generated": 10,
+        "judged": {"refusal": 10},
+        "failed": {"generation": 0, "refusal": 0},
+    }
     # What a run killed part-way leaves: 4 of 10 generations. Re-judging it must not pass for finished.
     lines = (run_dir / "generations.jsonl").read_text().splitlines()
     (run_dir / "generations.jsonl").write_text("\n".join(lines[:4]) + "\n")
@@ -177,7 +182,12 @@ def test_a_partial_run_is_marked_incomplete_in_metrics_the_summary_and_the_repor
     assert "INCOMPLETE: 4 of 10 samples generated, 4 judged by refusal" in capsys.readouterr().out
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["complete"] is False
-    assert metrics["completeness"] == {"samples": 10, "generated": 4, "judged": {"refusal": 4}}
+    assert metrics["completeness"] == {
+        "samples": 10,
+        "generated": 4,
+        "judged": {"refusal": 4},
+        "failed": {"generation": 0, "refusal": 0},
+    }
     assert main(["report", str(run_dir), "--out", str(tmp_path / "report")]) == 0
     page = (tmp_path / "report" / "report.html").read_text()
     markdown = (tmp_path / "report" / "report.md").read_text()

@@ -183,8 +183,12 @@ def _task_file(bench: str, name: str, content: str) -> Callable[[Path], list[str
         folder = tmp / "task"
         folder.mkdir()
         (folder / name).write_bytes(content.encode("utf-8", "surrogatepass"))
+        # AlpacaEval's pairwise judge on a local server (it needs no key; nothing listens: no call is made)
+        judge = (
+            ["--judge-option", "llm-judge.base_url=http://127.0.0.1:9/v1"] if bench == "alpaca-eval" else []
+        )
         return ["eval", "--model", "tiny", "--bench", bench, "--data", str(folder), "--run-dir",
-                str(tmp / "run"), "--no-progress"]  # fmt: skip
+                str(tmp / "run"), "--no-progress", *judge]  # fmt: skip
 
     return build
 
@@ -200,6 +204,10 @@ TASK_CASES = [
     Case("data-task-jsonl-deep-line", _task_file("gsm8k", "test.jsonl", GSM8K_LINE + "\n" + "[" * DEEP + "\n"), (r"test.jsonl: record line 2", "nested"), ("run",)),
     Case("data-task-jsonl-surrogate", _task_file("gsm8k", "test.jsonl", GSM8K_LINE.replace("2 + 2?", "2 + \\udc00?") + "\n"), (r"record line 1, field 'question'", "surrogate"), ("run",)),
     Case("data-task-json-deep", _task_file("alpaca-eval", "alpaca_eval_gpt4_1106_preview.json", "[" * DEEP), (r"alpaca_eval_gpt4_1106_preview.json", "nested"), ("run",)),
+    # issue 22 item 19: rows asked for that the file does not have are not cut silently; VLSafe's training
+    # file is not evaluated as its evaluation split
+    Case("data-task-rows-beyond-the-file", lambda tmp: [*_task_file("agnews", "test.csv", "".join(f'"{1 + i % 4}","title {i}","text {i}"\n' for i in range(12)))(tmp), "--bench-option", "rows=7:99999"], (r"test.csv: option rows=7:99999 asks for rows up to 99999, but the file has 12",), ("run",)),
+    Case("data-vlsafe-training-file-as-eval", lambda tmp: [*_task_file("vlsafe", "VLSafe_harmlessness_alignment.jsonl", json.dumps({"image_id": "000000000001.jpg", "caption": "c", "query": "q", "reference": "r"}) + "\n")(tmp)[:6], str(tmp / "task" / "VLSafe_harmlessness_alignment.jsonl"), "--image-mode", "blank", "--run-dir", str(tmp / "run")], (r"is VLSafe's train file \(VLSafe_harmlessness_alignment.jsonl\), not its eval file",), ("run",)),
     Case("data-task-json-surrogate", _task_file("alpaca-eval", "alpaca_eval_gpt4_1106_preview.json", json.dumps([ALPACA_ROW, {**ALPACA_ROW, "instruction": "LONE"}]).replace("LONE", "\\ud800")), (r"record item 1, field 'instruction'", "surrogate"), ("run",)),
 ]  # fmt: skip
 
@@ -257,6 +265,11 @@ JUDGE_CASES += [
     Case("judge-refusal-labels-for-a-harm-judge", _labelled_file("harm", "refusal", "compliance"), (r"refusal labels .* but judge 'harm' gives harm labels",), ("acc",)),
     Case("judge-labels-of-both-kinds", _labelled_file("harm", "safe", "refusal"), (r"mix refusal labels \(refusal\) and harm labels \(safe\)",), ("acc",)),
     Case("judge-float-label", _labelled_file("harm", 1.0), (r"record line 1, field 'h'", r"unknown label 1\.0"), ("acc",)),
+    # issue 22 item 20: nothing scored is an error, never a report of "n/a"
+    Case("judge-accuracy-empty-file", _labelled_file("refusal"), (r"holds no records",), ("acc",)),
+    Case("judge-accuracy-of-the-task-accuracy-judge", _labelled_file("accuracy", "refusal", "compliance"), (r"judge 'accuracy' gives accuracy labels, not refusal or harm labels",), ("acc",)),
+    Case("judge-accuracy-nothing-scored", lambda tmp: [*_labelled_file("llm-judge", "harmful", "harmless")(tmp), "--judge-option", "llm-judge.mode=harm", "--judge-option", "llm-judge.base_url=http://127.0.0.1:9/v1", "--judge-option", "llm-judge.max_retries=0", "--judge-option", "llm-judge.timeout=2"], (r"judge 'llm-judge' scored none of the 2 labelled replies \(2 errors",), ("acc",)),
+    Case("judge-accuracy-empty-label-field", lambda tmp: [a if a != "h" else "" for a in _labelled_file("refusal", "refusal")(tmp)], (r"--human-label-field is empty",), ("acc",)),
 ]  # fmt: skip
 
 
@@ -299,7 +312,33 @@ OPTION_CASES = [
     Case("option-unknown-subset", _eval_with("--subset", "nosuch"), (r"unknown subset",), ("run",)),
     Case("option-unknown-image-mode", _eval_with("--image-mode", "bogus"), (r"invalid choice: 'bogus'",), ("run",)),
     Case("option-utility-bootstrap-iters-negative", lambda tmp: ["utility", "--model", "tiny", "--suite", "quick", "--run-dir", str(tmp / "run"), "--bootstrap-iters", "-5"], (r"bootstrap_iters must be 0 \(no bootstrap interval\) or more, not -5",), ("run",)),
+    # issue 22 item 13: an empty or unset path is not the current folder, nor a folder named null
+    Case("option-run-dir-empty", lambda tmp: [a if a != str(tmp / "run") else "" for a in _eval_with()(tmp)], (r"the run folder path is empty",), ("run",)),
+    Case("option-run-dir-null", lambda tmp: [a if a != str(tmp / "run") else "null" for a in _eval_with()(tmp)], (r"the run folder path is 'null', an unset value",), ("run",)),
+    # issue 22 item 10: an API endpoint that needs a key, without it, before any request or file
+    Case("option-openai-backend-without-key", lambda tmp: ["eval", "--backend", "openai", "--model", "gpt-4o", "--data", str(sample_dataset_dir()), "--image-mode", "none", "--run-dir", str(tmp / "run")], (r"the openai backend calls https://api.openai.com/v1, which needs an API key in the environment variable OPENAI_API_KEY",), ("run",)),
+    Case("option-api-judge-without-key", _eval_with("--judge", "llm-judge", "--judge-option", "llm-judge.mode=harm"), (r"judge 'llm-judge' calls https://api.openai.com/v1, which needs an API key",), ("run",)),
+    # issue 22 items 9 and 12: an adapter of another base model, or whose config disagrees with its weights
+    Case("option-adapter-of-another-base", lambda tmp: _eval_with("--adapter", str(_adapter(tmp, base="tiny-lm")))(tmp), (r"--adapter .*adapter was trained on the base model tiny-lm, not on tiny",), ("run",)),
+    Case("option-adapter-config-empty", lambda tmp: _eval_with("--adapter", str(_adapter(tmp, config={})))(tmp), (r"adapter_config.json, field 'r': a LoRA rank must be a positive integer, not None",), ("run",)),
+    Case("option-adapter-unknown-peft-type", lambda tmp: _eval_with("--adapter", str(_adapter(tmp, config={"peft_type": "BOGUS", "r": 4})))(tmp), (r"field 'peft_type': 'BOGUS' is not a LoRA adapter",), ("run",)),
+    Case("option-adapter-rank-not-its-weights", lambda tmp: _eval_with("--adapter", str(_adapter(tmp, config={"peft_type": "LORA", "r": 8, "base_model_name_or_path": "tiny"})))(tmp), (r"has rank 4, but adapter_config.json says r=8",), ("run",)),
 ]  # fmt: skip
+
+
+def _adapter(tmp: Path, *, base: str = "tiny", rank: int = 4, config: dict[str, Any] | None = None) -> Path:
+    """A LoRA adapter folder (a config and a safetensors file of rank-``rank`` matrices) without a model."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = tmp / "adapter"
+    folder.mkdir(exist_ok=True)
+    settings = {"peft_type": "LORA", "r": rank, "base_model_name_or_path": base} if config is None else config
+    (folder / "adapter_config.json").write_text(json.dumps(settings))
+    name = "base_model.model.model.language_model.layers.0.self_attn.q_proj"
+    save_file({f"{name}.lora_A.weight": np.zeros((rank, 64), np.float32),
+               f"{name}.lora_B.weight": np.zeros((64, rank), np.float32)}, str(folder / "adapter_model.safetensors"))  # fmt: skip
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -353,8 +392,9 @@ def _api_eval(image_mode: str) -> tuple[str, ...]:
 
 # Images are prepared as generation goes: these run with the API backend (a real server on 127.0.0.1).
 API_IMAGE_CASES = [
-    Case("image-header-bomb-blank-mode", _with_image(_png_header(12_000, 12_000), *_api_eval("blank")), (r"pics/a.png", r"12000x12000"), ("run/metrics.json",)),
-    Case("image-truncated-original-mode", _with_image(_png_header(64, 64) + b"\x00" * 10, *_api_eval("original")), (r"pics/a.png", r"truncated or corrupt"), ("run/metrics.json",)),
+    # found before the model loads and before the run folder is written (issue 22: corrupt images)
+    Case("image-header-bomb-blank-mode", _with_image(_png_header(12_000, 12_000), *_api_eval("blank")), (r"pics/a.png", r"12000x12000"), ("run",)),
+    Case("image-truncated-original-mode", _with_image(_png_header(64, 64) + b"\x00" * 10, *_api_eval("original")), (r"pics/a.png", r"truncated or corrupt"), ("run",)),
 ]  # fmt: skip
 
 
@@ -391,6 +431,12 @@ TRAIN_CASES = [
     Case("train-output-dir-is-a-file", _train("output_dir=TMP/a-file"), (r"a-file: the output_dir is an existing file",), ("a-file",)),
     Case("train-restart-beside-checkpoints", _train("output_dir=TMP/resumable", "resume_from_checkpoint=null"), (r"holds complete checkpoints",), ("resumable/train_config.yaml",)),
     Case("train-missing-model-folder", _train("model.name_or_path=./no/such/model"), (r"model.name_or_path './no/such/model': no such file or folder",), ("out",)),
+    # issue 22 item 16: trackers and the DeepSpeed config, before the model loads
+    Case("train-report-to-unknown", _train("report_to=[bogus]"), (r"config key 'report_to': unknown tracker\(s\) 'bogus'",), ("out",)),
+    Case("train-report-to-not-installed", _train("report_to=[wandb]"), (r"config key 'report_to': wandb is not installed",), ("out",)),
+    Case("train-deepspeed-missing", _train("deepspeed=/missing.json"), (r"config key 'deepspeed': /missing.json: no such file",), ("out",)),
+    # issue 22 item 13
+    Case("train-output-dir-null", _train("output_dir=null"), (r"the output_dir path is 'null', an unset value",), ("null",)),
 ]  # fmt: skip
 
 
@@ -432,9 +478,25 @@ def _merge(weights: str, *, out: str = "merged") -> Callable[[Path], list[str]]:
     return build
 
 
+def _merge_adapter(**adapter: Any) -> Callable[[Path], list[str]]:
+    return lambda tmp: [
+        "merge",
+        "--base",
+        "tiny",
+        "--adapter",
+        str(_adapter(tmp, **adapter)),
+        "--out",
+        str(tmp / "merged"),
+    ]
+
+
 MERGE_CASES = [
     Case("merge-pickle-only-adapter", _merge("adapter_model.bin"), (r"no adapter_model.safetensors \(safetensors only\)",), ("merged",)),
     Case("merge-out-is-a-file", _merge("adapter_model.safetensors", out="a-file"), (r"a-file: the --out folder is an existing file",), ("a-file",)),
+    # issue 22 items 9 and 12
+    Case("merge-adapter-of-another-base", _merge_adapter(base="tiny-lm"), (r"was trained on the base model tiny-lm, not on tiny",), ("merged",)),
+    Case("merge-adapter-config-empty", _merge_adapter(config={}), (r"field 'r': a LoRA rank must be a positive integer",), ("merged",)),
+    Case("merge-adapter-unknown-peft-type", _merge_adapter(config={"peft_type": "BOGUS", "r": 4}), (r"'BOGUS' is not a LoRA adapter",), ("merged",)),
 ]  # fmt: skip
 
 
@@ -608,6 +670,63 @@ CURATE_CASES = [
 ]  # fmt: skip
 
 
+# ---------------------------------------------------------------------------------------------------
+# vlguard hft (issue 22 items 1, 2, 7, 13, 14): a mistake in any stage's settings stops the sweep before
+# anything is written, named by its stage; the recipe is configs/hft/tiny-cpu.yaml.
+
+TINY_CPU = Path(__file__).resolve().parents[1] / "configs" / "hft" / "tiny-cpu.yaml"
+PLANTED = "sk-planted-fuzz-0123456789abcdef"
+
+
+def _hft(*overrides: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        (tmp / "a-file").write_text("not a folder")
+        out = [] if any(o.startswith("output_dir=") for o in overrides) else [f"output_dir={tmp / 'out'}"]
+        return ["hft", str(TINY_CPU), *out, *(o.replace("TMP", str(tmp)) for o in overrides)]
+
+    return build
+
+
+HFT_CASES = [
+    Case("hft-output-dir-empty", _hft("output_dir="), (r"the output_dir path is empty",), ("hft_config.yaml",)),
+    Case("hft-output-dir-null", _hft("output_dir=null"), (r"the output_dir path is 'null', an unset value",), ("null",)),
+    Case("hft-output-dir-is-a-file", _hft("output_dir=TMP/a-file"), (r"a-file: the output_dir is an existing file",), ("a-file",)),
+    Case("hft-alignment-unknown-tracker", _hft("alignment.train.report_to=[bogus]"), (r"alignment training \(alignment.train.\*\): config key 'report_to': unknown tracker",), ("out",)),
+    Case("hft-finetune-missing-deepspeed-config", _hft("finetune.deepspeed=/missing.json"), (r"user fine-tuning \(finetune.\*\): config key 'deepspeed'",), ("out",)),
+    Case("hft-unknown-judge", _hft("harmful_score.judge=bogus"), (r"Harmful Score evaluation \(harmful_score.\*, eval.\*\): unknown judge 'bogus'",), ("out",)),
+    Case("hft-judge-option-with-a-key", _hft(f"harmful_score.judge_options=[mode=harm,api_key={PLANTED}]"), (r"judge 'refusal': bad option\(s\) \['api_key', 'mode'\]",), ("out",)),
+    Case("hft-second-judge-option-of-no-second-judge", _hft("harmful_score.second_judge_options=[llm-judge.mode=harm]"), (r"'llm-judge.mode=harm' is for 'llm-judge', which is not among harmful_score.second_judges \(harm, refusal-paper\)",), ("out",)),
+    Case("hft-bad-second-judge-option", _hft("harmful_score.second_judge_options=[refusal-paper.mode=bogus]"), (r"Harmful Score evaluation .*judge 'refusal-paper'", "bogus"), ("out",)),
+    Case("hft-unknown-second-judge", _hft("harmful_score.second_judges=[nosuch]"), (r"unknown judge 'nosuch'",), ("out",)),
+    Case("hft-task-judge-option", _hft("task.judge_options=[match=bogus]"), (r"Finetune Accuracy evaluation \(task.\*, eval.\*\): judge 'accuracy'",), ("out",)),
+    Case("hft-eval-backend", _hft("eval.backend=bogus"), (r"unknown backend 'bogus'",), ("out",)),
+    Case("hft-eval-dtype", _hft("eval.dtype=float8"), (r"dtype must be auto, float32, bfloat16 or float16",), ("out",)),
+    Case("hft-eval-device", _hft("eval.device=cuda:7"), (r"device 'cuda:7'",), ("out",)),
+]  # fmt: skip
+
+
+# vlguard utility and vlguard report: paths and adapters checked first (issue 22 items 9, 13, 14).
+def _utility(*extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: ["utility", "--model", "tiny", "--tasks", "some_task", "--run-dir", str(tmp / "run"),
+                        *(e.replace("TMP", str(tmp)) for e in extra)]  # fmt: skip
+
+
+def _hft_report_into_a_file(tmp: Path) -> list[str]:
+    (tmp / "sweep").mkdir()
+    (tmp / "sweep" / "hft_config.yaml").write_text("seed: 0\n")  # what makes it an hft folder
+    (tmp / "a-file").write_text("x")
+    return ["report", str(tmp / "sweep"), "--out", str(tmp / "a-file")]
+
+
+UTILITY_CASES = [
+    Case("utility-run-dir-empty", lambda tmp: [a if a != str(tmp / "run") else "" for a in _utility()(tmp)], (r"the --run-dir folder path is empty",), ("run",)),
+    Case("utility-adapter-of-another-base", lambda tmp: _utility("--adapter", str(_adapter(tmp, base="tiny-lm")))(tmp), (r"was trained on the base model tiny-lm, not on tiny",), ("run",)),
+    Case("utility-unknown-device", _utility("--device", "banana"), (r"unknown device 'banana'",), ("run",)),
+    Case("run-report-out-empty", lambda tmp: ["report", str(tmp), "--out", ""], (r"the --out folder path is empty",), ()),
+    Case("run-hft-report-out-is-a-file", _hft_report_into_a_file, (r"a-file: the --out folder is an existing file",), ("a-file",)),
+]  # fmt: skip
+
+
 CASES = (
     DATA_CASES
     + TASK_CASES
@@ -618,6 +737,8 @@ CASES = (
     + RECIPE_CASES
     + MERGE_CASES
     + CURATE_CASES
+    + HFT_CASES
+    + UTILITY_CASES
 )
 API_CASES = API_IMAGE_CASES + RUN_CASES
 
@@ -635,6 +756,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.setitem(vlguard.generation.BACKENDS, name, refuse)
     monkeypatch.setattr("vlguard.models.resolve.ensure_tiny_model", refuse)
     monkeypatch.setenv("VLGUARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # the cases that need no key get a local server
 
 
 def _run_case(case: Case, tmp: Path, capsys: pytest.CaptureFixture[str], fill: dict[str, str]) -> None:
@@ -689,5 +811,17 @@ def test_fuzz_case_with_a_run_folder(
 
 def test_the_corpus_covers_every_kind_of_input() -> None:
     kinds = {case.id.split("-")[0] for case in CASES + API_CASES}
-    assert kinds == {"data", "judge", "option", "image", "train", "recipe", "merge", "run", "curate"}
+    assert kinds == {
+        "data",
+        "judge",
+        "option",
+        "image",
+        "train",
+        "recipe",
+        "merge",
+        "run",
+        "curate",
+        "hft",
+        "utility",
+    }
     assert len({case.id for case in CASES + API_CASES}) == len(CASES + API_CASES)

@@ -19,9 +19,9 @@ from vlguard.generation.vllm_lora import (
     VLLM_MAX_LORA_RANKS,
     module_part,
     plan_vllm_adapter,
-    read_adapter,
     vllm_max_lora_rank,
 )
+from vlguard.models.adapters import read_adapter
 
 REPO = Path(__file__).resolve().parents[1]
 LM_TARGETS = r".*language_model.*\.(q_proj|v_proj)"

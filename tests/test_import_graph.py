@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),  # thin argparse commands
     ("curate", "demo", "hft", "report"),  # whole experiments, and the reports that read their folders
     ("evaluate", "utility"),  # the evaluation recipes: safety (run folders) and capability
+    ("preflight",),  # the one settings check of every command, before anything loads or is written
     ("judges", "presets", "train"),  # judging generations; evaluation presets; the training recipe
     ("generation",),  # backends that turn requests into generations
     ("benchmarks", "models"),  # benchmark loaders; model builders, loaders and name resolution
@@ -50,6 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "fileio",
         "metric_registry",
         "records",
+        "redaction",
         "registry",
         PACKAGE,
     ),  # the foundation (``vlguard`` itself: ``__version__``)

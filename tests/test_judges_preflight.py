@@ -13,11 +13,11 @@ import pytest
 from test_evaluate_hardening import _tiny_eval, no_model_load  # noqa: F401 (a fixture)
 from vlguard.cli.main import main
 from vlguard.errors import ConfigError
-from vlguard.evaluate import check_judges
 from vlguard.judges import make_judge
 from vlguard.judges.base import JudgeInput, preflight
 from vlguard.judges.llama_guard import LlamaGuardJudge
 from vlguard.judges.local_model import check_weights
+from vlguard.preflight import check_judges
 
 MISSING = "/nonexistent/judge-model"
 
@@ -74,8 +74,13 @@ def test_check_judges_runs_every_judges_check_and_offline_judges_have_none(tmp_p
     assert [j.name for j in check_judges(["refusal", "harm"], {})] == ["refusal", "harm"]
     with pytest.raises(ConfigError, match="cannot load judge model"):
         check_judges(["refusal", "beaver-dam"], {"beaver-dam": {"model": str(tmp_path / "none")}})
-    # the llm-judge over an API is not called by the check; a local one is checked
-    preflight(make_judge("llm-judge", mode="harm", api_key_env="VLGUARD_NO_KEY"))
+    # the llm-judge over an API is not called by the check: a server that needs no key passes, the public
+    # endpoint without its key does not (issue 22 item 10); a local one is checked
+    preflight(
+        make_judge("llm-judge", mode="harm", base_url="http://127.0.0.1:9/v1", api_key_env="VLGUARD_NO_KEY")
+    )
+    with pytest.raises(ConfigError, match="needs an API key in the environment variable VLGUARD_NO_KEY"):
+        preflight(make_judge("llm-judge", mode="harm", api_key_env="VLGUARD_NO_KEY"))
     with pytest.raises(ConfigError, match="cannot load judge model"):
         preflight(make_judge("llm-judge", mode="harm", backend="hf", model=str(tmp_path / "none")))
     preflight(make_judge("llm-judge", mode="harm", backend="hf", model="tiny-lm"))

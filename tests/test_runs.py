@@ -18,7 +18,6 @@ from vlguard.runs import (
     lock_run_folder,
     open_run,
     record_judge,
-    redact_secrets,
     update_manifest,
 )
 
@@ -104,7 +103,9 @@ def test_manifest_records_provenance_without_hostname(tmp_path: Path) -> None:
 
 
 def test_secrets_are_never_recorded() -> None:
-    clean = redact_secrets(
+    from vlguard.redaction import redact
+
+    clean = redact(
         {
             "api_key": "sk-123",
             "nested": {"hf_token": "hf_abc", "x": 1},

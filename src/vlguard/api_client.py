@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import random
-import re
 import threading
 import time
 import urllib.error
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import ConfigError
 from vlguard.fileio import parse_json
+from vlguard.redaction import redact_pattern, redact_url, secret_pattern, url_secrets
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -66,82 +66,29 @@ CONTENT_POLICY_PHRASES = (
     "safety system",
     "content filter",
 )
-REDACTED = "[REDACTED]"
-# Below this length, a key's first and last characters are not redacted on their own (too common).
-_MIN_KEY_FOR_PARTS = 12
+# The public OpenAI endpoint: it answers every request without a key with HTTP 401, after retries.
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Hosts that never serve a request without a key (a local or self-hosted server may need none).
+_KEYED_HOSTS = frozenset({"api.openai.com"})
 
 
-def _echo_pattern(secret: str) -> str:
-    """A regex for ``secret`` as a server may echo it: verbatim, JSON-escaped or URL-encoded, per character.
+def check_credentials(base_url: str, api_key_env: str, what: str) -> None:
+    """``ConfigError`` before any request when ``base_url`` needs an API key and ``api_key_env`` is unset.
 
-    JSON lets any character be written ``\\uXXXX`` (hex in either case) and ``/`` as ``\\/``; URL
-    encoding writes a character as ``%XX`` (UTF-8 bytes). A server may mix them within one string.
+    The public OpenAI endpoint needs one: without it every request fails (HTTP 401) after its retries,
+    and a run of hundreds of samples records only errors. A local or self-hosted server may need none,
+    so other hosts are not checked. ``what`` names the setting for the message (``the openai backend``).
     """
-    parts = []
-    for ch in secret:
-        options = [re.escape(ch), rf"(?i:\\u{ord(ch):04x})"] if ord(ch) < 0x10000 else [re.escape(ch)]
-        if ch == "/":
-            options.append(r"\\/")
-        options.append("(?i:" + "".join(f"%{byte:02x}" for byte in ch.encode("utf-8")) + ")")
-        parts.append("(?:" + "|".join(options) + ")")
-    return "".join(parts)
-
-
-def secret_pattern(secret: str) -> re.Pattern[str]:
-    """What ``redact`` removes: the secret in every echo encoding, and its recognisable ends alone.
-
-    Servers also echo a key in part (``sk-abc...xyz``), so the first 8 and last 6 characters of a key of
-    at least 12 characters are redacted on their own too.
-    """
-    alternatives = [_echo_pattern(secret)]
-    if len(secret) >= _MIN_KEY_FOR_PARTS:
-        alternatives += [_echo_pattern(secret[:8]), _echo_pattern(secret[-6:])]
-    return re.compile("|".join(alternatives))
-
-
-def redact(text: str, pattern: re.Pattern[str] | None) -> str:
-    """``text`` with every match of ``pattern`` (see ``secret_pattern``) replaced by ``[REDACTED]``."""
-    return text if pattern is None or not text else pattern.sub(REDACTED, text)
-
-
-# Query parameters that carry credentials in some gateways' URLs (Azure's ``api-key``, signed URLs).
-_SECRET_QUERY = re.compile(r"(?i)(key|token|secret|password|passwd|sig|signature|auth|credential)")
-
-
-# URL credentials shorter than this are not looked for in free text (a one-letter user name would
-# redact every such letter); they are still removed from the URL itself by ``redact_url``.
-_MIN_URL_SECRET = 4
-
-
-def url_secrets(url: str) -> list[str]:
-    """The credentials written into a URL: user name, password, values of secret-looking query parameters."""
-    parts = urllib.parse.urlsplit(url)
-    found = [parts.username or "", parts.password or ""]
-    found += [
-        v for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if _SECRET_QUERY.search(k)
-    ]
-    return [secret for secret in dict.fromkeys(found) if len(secret) >= _MIN_URL_SECRET]
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials: a user name and password, and query values of secret-looking names.
-
-    ``https://user:pw@host/v1?api-key=abc&x=1`` becomes ``https://[REDACTED]@host/v1?api-key=[REDACTED]&x=1``,
-    so that a base URL can be recorded in a manifest or a log line.
-    """
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        query = "&".join(
-            f"{urllib.parse.quote(k, safe='-_.')}="
-            + (REDACTED if _SECRET_QUERY.search(k) else urllib.parse.quote(v, safe="-_.:/"))
-            for k, v in pairs
+    try:
+        host = (urllib.parse.urlsplit(base_url).hostname or "").lower()
+    except ValueError:
+        return  # the client refuses a malformed URL itself
+    if host in _KEYED_HOSTS and not os.environ.get(api_key_env):
+        raise ConfigError(
+            f"{what} calls {redact_url(base_url)}, which needs an API key in the environment variable "
+            f"{api_key_env} (unset); set it, or name another variable with api_key_env=..., or point "
+            "base_url=... at a server that needs none"
         )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(frozen=True)
@@ -354,8 +301,8 @@ class ChatClient:
 
     def _redact(self, text: str) -> str:
         for pattern in self.__url_patterns:
-            text = redact(text, pattern)
-        return redact(text, self.__key_pattern)
+            text = redact_pattern(text, pattern)
+        return redact_pattern(text, self.__key_pattern)
 
     def _post(self, body: dict[str, Any]) -> ChatResult:
         data = json.dumps(body).encode("utf-8")

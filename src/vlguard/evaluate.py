@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from vlguard.distributed import ProcessGroup, is_main_process
 from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardError
 from vlguard.fileio import check_output_dir
+from vlguard.preflight import ModelSettings, check_benchmark, check_judges, check_model
 from vlguard.records import IMAGE_MODES, MAX_PROMPT_CHARS, Generation, ImageMode, Judgment, Sample
 from vlguard.runs import (
     CorruptRunFileError,
@@ -131,8 +132,10 @@ class EvalConfig:
         return ResolvedEval(**{**asked, "image_mode": image_mode})
 
     def _preset_settings(self) -> PresetSettings:
+        from vlguard.benchmarks import benchmark_entry
         from vlguard.presets import apply_preset, get_preset
 
+        bench = benchmark_entry(self.bench)
         return apply_preset(
             get_preset(self.preset or ""),
             backend=self.backend,
@@ -142,6 +145,8 @@ class EvalConfig:
             dtype=self.dtype,
             judges=self.judges,
             backend_options=self.backend_options,
+            benchmark_judges=bench.judges,
+            benchmark_axis=bench.axis,
         )
 
     def resolved_run_dir(self) -> Path:
@@ -317,51 +322,33 @@ def _chunks(items: Sequence[Sample], size: int) -> Iterator[Sequence[Sample]]:
 def check_config(config: EvalConfig | ResolvedEval, *, with_judges: bool = True) -> ResolvedEval:
     """Everything that can be checked before any data or model is loaded; ``ConfigError`` naming the setting.
 
-    The run folder's path, the device, the backend's options, the model and adapter references and,
-    with ``with_judges``, every judge with its options (judges are built, which is cheap: they load
-    their own models on first use). A mistake here must not surface hours later, after generation.
-    Returns the resolved settings.
+    The shared settings check (``vlguard.preflight``): the run folder's path, the backend with its
+    options and credentials, the device and dtype, the model and adapter (the adapter's config against its
+    weights and the base model it was trained on) and, with ``with_judges``, every judge with its own
+    options and pre-flight (judges are built, which is cheap: they load their own models on first use).
+    A mistake here must not surface hours later, after generation. Returns the resolved settings.
     """
-    from vlguard.generation import backend_entry, check_backend_options
-    from vlguard.generation.hf import resolve_device, resolve_dtype
-    from vlguard.models.resolve import check_model_reference
-
     config = resolve_eval(config)
-    check_output_dir(config.resolved_run_dir(), "run folder")
+    # the path as given: Path("") would be the current folder, and an empty --run-dir is a mistake
+    check_output_dir(config.resolved_run_dir() if config.run_dir is None else config.run_dir, "run folder")
     if config.system_prompt is not None and len(config.system_prompt) > MAX_PROMPT_CHARS:
         raise ConfigError(
             f"system_prompt is {len(config.system_prompt):,} characters, over the limit of {MAX_PROMPT_CHARS:,}"
         )
-    backend = backend_entry(config.backend)
-    if backend.local_weights:
-        resolve_dtype(config.dtype, resolve_device(config.device))
-        if backend.model_is_reference:
-            check_model_reference(config.model, "--model")
-        if config.adapter is not None:
-            check_model_reference(config.adapter, "--adapter")
-    check_backend_options(config.backend, _backend_kwargs(config))
+    check_model(
+        ModelSettings(
+            model=config.model,
+            backend=config.backend,
+            revision=config.revision,
+            adapter=config.adapter,
+            dtype=config.dtype,
+            device=config.device,
+            options=_backend_kwargs(config),
+        )
+    )
     if with_judges:
         check_judges(config.judges, config.judge_options)
     return config
-
-
-def check_judges(names: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
-    """Build every judge and run its checks before anything is generated: the entry's check and the judge's
-    pre-flight (``ConfigError`` for an unknown name, a bad option or a model judge whose weights cannot be
-    found); options must name a judge that runs."""
-    from vlguard.judges import check_judge, make_judge
-
-    options = options or {}
-    stray = sorted(set(options) - set(names))
-    if stray:
-        raise ConfigError(
-            f"--judge-option given for {', '.join(repr(n) for n in stray)}, which is not among the judges run "
-            f"({', '.join(names) or 'none'})"
-        )
-    judges = [make_judge(name, **dict(options.get(name, {}))) for name in names]
-    for name, judge in zip(names, judges, strict=True):
-        check_judge(name, judge)
-    return judges
 
 
 def run_generation(config: EvalConfig | ResolvedEval, *, progress: bool = True) -> Path:
@@ -386,6 +373,14 @@ def _generate_locked(config: ResolvedEval, progress: bool, held: contextlib.Exit
     if procs.is_main:
         _warn_if_attack_unseen(config)
     bench, samples = _load_samples(config)
+    # The benchmark's checks (images exist and decode) before the folder is written: every rank alike.
+    check_benchmark(
+        config.bench,
+        bench,
+        samples,
+        image_mode=config.image_mode,
+        allow_blank_substitutes=config.allow_blank_substitutes,
+    )
     refused = None
     if procs.is_main:
         try:
@@ -459,7 +454,6 @@ def _generate(
     done = {r["sample_id"] for r in run.generations.read()}
     pending = [s for s in samples if s.id not in done]
     shard = pending[procs.rank :: procs.world_size]
-    _run_benchmark_checks(config, bench, pending)  # all pending, so that every rank fails alike
     # Nobody appends before everyone has read the same `done` set (so the shards are disjoint).
     procs.barrier()
     logger.info(
@@ -576,20 +570,6 @@ def _warn_if_attack_unseen(config: ResolvedEval) -> None:
             "(use --image-mode original)",
             config.bench,
             config.image_mode,
-        )
-
-
-def _run_benchmark_checks(config: ResolvedEval, bench: Any, samples: Sequence[Sample]) -> None:
-    """The benchmark entry's checks before the model loads (by default: ``original`` images exist)."""
-    from vlguard.benchmarks import benchmark_entry
-    from vlguard.registry import resolve
-
-    for check in benchmark_entry(config.bench).checks:
-        resolve(check)(
-            bench,
-            samples,
-            image_mode=config.image_mode,
-            allow_blank_substitutes=config.allow_blank_substitutes,
         )
 
 
@@ -813,31 +793,59 @@ def completeness(
     generations: Mapping[str, Generation],
     judgments: Mapping[str, Sequence[Judgment]],
 ) -> dict[str, Any]:
-    """``{"complete": bool, "completeness": {"samples", "generated", "judged": {judge: n}}}`` for metrics.json.
+    """``{"complete": bool, "completeness": {"samples", "generated", "judged": {judge: n}, "failed": {...}}}``
+    for metrics.json.
 
-    A run is complete when every sample has a generation and every judge has judged every sample;
-    otherwise its metrics describe only part of the benchmark, and the report says so.
+    A run is complete when every sample has a generation, every judge has judged every sample, and
+    something was measured: a run whose every generation failed, or one of whose judges failed on every
+    sample (``error`` verdicts only, e.g. an API judge without its key), measured nothing, whatever its
+    error rate says. ``failed`` counts the failed generations (``generation``) and each judge's ``error``
+    verdicts. Otherwise the metrics describe only part of the benchmark, and the report says so.
     """
+    from vlguard.judges import ERROR
+
     ids = {s.id for s in samples}
     generated = len(ids & set(generations))
     judged = {name: len(ids & {j.sample_id for j in items}) for name, items in judgments.items()}
+    failed = {"generation": sum(1 for i in ids if i in generations and generations[i].error is not None)}
+    failed.update(
+        {
+            name: len({j.sample_id for j in items if j.label == ERROR} & ids)
+            for name, items in judgments.items()
+        }
+    )
+    measured = generated > failed["generation"] and all(
+        failed[name] < n or n == 0 for name, n in judged.items()
+    )
     complete = (
-        bool(ids) and generated == len(ids) and bool(judged) and all(n == len(ids) for n in judged.values())
+        bool(ids)
+        and generated == len(ids)
+        and bool(judged)
+        and all(n == len(ids) for n in judged.values())
+        and measured
     )
     return {
         "complete": complete,
-        "completeness": {"samples": len(ids), "generated": generated, "judged": judged},
+        "completeness": {"samples": len(ids), "generated": generated, "judged": judged, "failed": failed},
     }
 
 
 def incomplete_summary(counts: Mapping[str, Any]) -> str:
-    """One line: how much of the run is missing (``completeness`` block of metrics.json)."""
+    """One line: how much of the run is missing or failed (``completeness`` block of metrics.json)."""
     total = counts.get("samples")
     parts = [f"{counts.get('generated')} of {total} samples generated"]
     judged = counts.get("judged") or {}
+    failed = counts.get("failed") or {}
     parts += [f"{n} judged by {name}" for name, n in judged.items()]
     if not judged:
         parts.append("no judgments")
+    if failed.get("generation"):
+        parts.append(f"{failed['generation']} generation(s) failed")
+    parts += [
+        f"{name} failed on every sample it judged ({n})"
+        for name, n in failed.items()
+        if name != "generation" and n and n == judged.get(name)
+    ]
     return "INCOMPLETE: " + ", ".join(parts) + "; the metrics cover only those (rerun the command to finish)"
 
 

@@ -202,7 +202,9 @@ def json_problem(err: JsonError, file: str | Path, record: str = "") -> Problem:
 
 
 def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
-    """``path`` as a file to (over)write: ``ConfigError`` when it, or a folder it needs, is the wrong kind."""
+    """``path`` as a file to (over)write: ``ConfigError`` when it is empty or unset, or when it, or a folder it
+    needs, is the wrong kind."""
+    _check_given(path, what)
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: the {what} is an existing folder; give a file path")
@@ -211,12 +213,30 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output file") -
 
 
 def check_output_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
-    """``path`` as a folder to create or add to: ``ConfigError`` when it, or a parent, is a file."""
+    """``path`` as a folder to create or add to: ``ConfigError`` when it is empty or unset, or when it, or
+    a parent, is a file.
+
+    An empty path would mean the current folder (its files mixed with the run's), and ``null`` / ``None``
+    is an unset value read as text (a folder named ``null``), never a folder the user meant.
+    """
+    _check_given(path, what)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path}: the {what} is an existing file, not a folder; give a folder path")
     _check_parents(path, what)
     return path
+
+
+# What an unset value reads as when it is taken as text (YAML's null, Python's None).
+_UNSET_WORDS = frozenset({"null", "none", "~"})
+
+
+def _check_given(path: str | os.PathLike[str], what: str) -> None:
+    text = os.fspath(path)
+    if not text.strip():
+        raise ConfigError(f"the {what} path is empty (it would mean the current folder); give a path")
+    if text.strip().lower() in _UNSET_WORDS:
+        raise ConfigError(f"the {what} path is {text!r}, an unset value, not a folder name; give a path")
 
 
 def _check_parents(path: Path, what: str) -> None:

@@ -15,7 +15,8 @@ vlguard's own defaults differ on purpose: no system prompt (each model's templat
 reported as degenerate), and the ``refusal`` judge (fixes the reference list's known defects).
 
 Explicit settings that disagree with a preset are an error (a run cannot be both); judges you name are
-added to the preset's. A model whose chat template does not render the reference prompt (anything but
+added to the preset's. The preset's judge scores refusal, so it replaces the default judges only of a
+benchmark whose reference scores refusal: ``--preset paper --bench sst2`` keeps SST-2's accuracy judge. A model whose chat template does not render the reference prompt (anything but
 LLaVA-1.5) still runs under the preset, with the llava_v1 system prompt as its system message, and the
 manifest records ``matches_reference: false`` with the prompt it rendered (the reference has no prompt
 for other models; the paper's MiniGPT-v2 numbers came from MiniGPT-v2's own code).
@@ -119,11 +120,17 @@ def apply_preset(
     dtype: str,
     judges: tuple[str, ...] | None,
     backend_options: Mapping[str, Any],
+    benchmark_judges: tuple[str, ...] | None = None,
+    benchmark_axis: str | None = None,
 ) -> PresetSettings:
     """Merge ``preset`` with the user's settings: defaults are filled in, disagreements are errors.
 
     ``max_new_tokens`` equal to the preset's is accepted (it is also vlguard's default); ``dtype="auto"``
-    becomes the preset's GPU dtype on CUDA and float32 elsewhere; ``judges`` are added after the preset's.
+    becomes the preset's GPU dtype on CUDA and float32 elsewhere. The preset's judges score refusal: they
+    replace the default judges (``benchmark_judges``) only of a benchmark whose reference scores refusal
+    (``benchmark_axis``; None: no benchmark, e.g. ``vlguard utility``), and ``judges`` are added after
+    them. A benchmark whose reference scores another axis (SST-2's accuracy, a harm benchmark) keeps its
+    own default judges, or ``judges`` when given: the preset never replaces its measure.
     """
     flag = f"--preset {preset.name}"
     if backend not in preset.backends:
@@ -162,7 +169,11 @@ def apply_preset(
         system_prompt=preset.system_prompt,
         max_new_tokens=preset.max_new_tokens,
         dtype=wanted,
-        judges=tuple(dict.fromkeys((*preset.judges, *(judges or ())))),
+        judges=(
+            tuple(dict.fromkeys((*preset.judges, *(judges or ()))))
+            if benchmark_axis in (None, "refusal")
+            else tuple(judges or benchmark_judges or ())
+        ),
         backend_options=options,
     )
 

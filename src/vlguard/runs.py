@@ -24,7 +24,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import re
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,6 +39,7 @@ from vlguard.fileio import (
     parse_json,
     remove_stale_temp_files,
 )
+from vlguard.redaction import redact
 
 try:  # POSIX; elsewhere run folders are not locked (see ``lock_run_folder``)
     import fcntl
@@ -57,13 +57,6 @@ MANIFEST_SCHEMA = 1
 
 # Versions recorded in every manifest (informational: they are never compared).
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "vlguard")
-
-# Option names whose values must never be written anywhere (API keys and the like). Only the NAME of the
-# environment variable that holds a secret may be stored (e.g. ``api_key_env``).
-# Matched against the parts of a snake/kebab-case name, so ``api_key`` and ``hf_token`` are secrets but
-# ``max_new_tokens`` is not.
-_SECRET_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd", "authorization", "auth"})
-
 
 LOCK_FILE = ".vlguard.lock"
 # Files of a run folder that are written whole (atomically): a killed writer may leave their temporary
@@ -241,8 +234,8 @@ class RunFolder:
         return _read_json_object(self.manifest_path)
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        """Replace the manifest atomically."""
-        atomic_write_json(self.manifest_path, manifest)
+        """Replace the manifest atomically, without secrets (``vlguard.redaction``)."""
+        atomic_write_json(self.manifest_path, redact(manifest))
 
     def read_metrics(self) -> dict[str, Any] | None:
         """The metrics, or None when not computed yet; ``CorruptRunFileError`` if not a JSON object."""
@@ -409,19 +402,10 @@ def git_dirty() -> bool | None:
     return bool(status.strip())
 
 
-def redact_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``options`` without secret values: keys like ``api_key`` are dropped.
-
-    Names of environment variables (keys ending in ``_env``) are kept, since they are not secrets.
-    """
-    clean: dict[str, Any] = {}
-    for k, v in options.items():
-        parts = set(re.split(r"[_\-.]", k.lower()))
-        if "env" not in parts and parts & _SECRET_WORDS:
-            logger.warning("not recording option %r in the run folder: it looks like a secret", k)
-            continue
-        clean[k] = redact_secrets(v) if isinstance(v, Mapping) else v
-    return clean
+def canonical(value: Any) -> Any:
+    """``value`` as a manifest records it: without secrets (``vlguard.redaction.redact``), as JSON reads it
+    back (tuples are lists). A rerun's settings are compared with the folder's in this form."""
+    return json.loads(json.dumps(redact(value), default=str))
 
 
 def samples_digest(samples: Iterable[Mapping[str, Any]]) -> str:
@@ -448,11 +432,11 @@ def build_manifest(
     config, the backend's description, the benchmark source with file hashes, package versions, the
     git commit and the time. The hostname is not recorded.
     """
-    return {
+    manifest = {
         "schema": MANIFEST_SCHEMA,
         "result_fields": dict(result_fields),
-        "config": redact_secrets(config),
-        "backend": redact_secrets(backend),
+        "config": dict(config),
+        "backend": dict(backend),
         "benchmark_source": dict(benchmark_source),
         "seed": seed,
         "packages": package_versions(),
@@ -461,6 +445,8 @@ def build_manifest(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "judges": {},
     }
+    # Redacted here (and again when written): a rerun compares its redacted settings with the folder's.
+    return canonical(manifest)
 
 
 def _diff(old: Any, new: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -545,10 +531,7 @@ def update_manifest(run: RunFolder, **fields: Any) -> None:
         raise VLGuardError(f"{run.path}: not a run folder (no {MANIFEST})")
     if "result_fields" in fields:
         raise ValueError("result_fields are fixed when the run folder is created")
-    clean = {
-        k: json.loads(json.dumps(redact_secrets(v) if isinstance(v, Mapping) else v))
-        for k, v in fields.items()
-    }
+    clean = {k: canonical(v) for k, v in fields.items()}
     if any(manifest.get(k) != v for k, v in clean.items()):
         manifest.update(clean)
         run.write_manifest(manifest)
@@ -563,7 +546,7 @@ def record_judge(run: RunFolder, judge: str, description: Mapping[str, Any]) -> 
     manifest = run.read_manifest()
     if manifest is None:
         raise VLGuardError(f"{run.path}: not a run folder (no {MANIFEST})")
-    clean = json.loads(json.dumps(redact_secrets(description)))
+    clean = canonical(description)
     judges = manifest.setdefault("judges", {})
     previous = judges.get(judge)
     if previous is not None and previous != clean and run.judgments(judge).read():

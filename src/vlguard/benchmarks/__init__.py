@@ -23,9 +23,9 @@ from vlguard.registry import Entry, Registry, Target, resolve
 if TYPE_CHECKING:
     from vlguard.benchmarks.rubric import Rubric
 
-# The check every benchmark with images runs unless its entry says otherwise: images of image mode
-# ``original`` must exist before the model loads (``vlguard.benchmarks.checks``).
-IMAGES_EXIST = "vlguard.benchmarks.checks:images_exist"
+# The check every benchmark with images runs unless its entry says otherwise: the images a run shows
+# exist (image mode ``original``) and decode, before the model loads (``vlguard.benchmarks.checks``).
+IMAGES_USABLE = "vlguard.benchmarks.checks:images_usable"
 ASR = "attack_success_rate"
 
 
@@ -61,7 +61,7 @@ class BenchmarkEntry(Entry):
     - ``task`` / ``scorer``: for a task benchmark, its ``TaskSpec`` (``vlguard.benchmarks.tasks``)
       and the function that scores an answer against the gold one (``accuracy`` judge);
     - ``checks``: called before the model loads as ``check(data, samples, image_mode=...,
-      allow_blank_substitutes=...)``, raising a ``VLGuardError`` (default: the images exist);
+      allow_blank_substitutes=...)``, raising a ``VLGuardError`` (default: the images exist and decode);
     - ``options_without_images``: loader options for a run from its public source that shows the model
       no image (VLGuard: don't download the image zips);
     - ``rubric``: the reference's own judging rules (a ``vlguard.benchmarks.rubric.Rubric``), which the
@@ -79,7 +79,7 @@ class BenchmarkEntry(Entry):
     judges: tuple[str, ...] = ("refusal",)
     task: Target | None = None
     scorer: Target | None = None
-    checks: tuple[Target, ...] = (IMAGES_EXIST,)
+    checks: tuple[Target, ...] = (IMAGES_USABLE,)
     options_without_images: Mapping[str, Any] = field(default_factory=dict)
     rubric: Target | None = None
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vlguard.data.sources import DataSourceError
+from vlguard.data.sources import DataSourceError, gated_message
 
 
 def hub_snapshot(
@@ -24,6 +24,7 @@ def hub_snapshot(
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
+        GatedRepoError,
         HfHubHTTPError,
         IncompleteSnapshotError,
         LocalEntryNotFoundError,
@@ -39,6 +40,8 @@ def hub_snapshot(
                 repo_id, repo_type="dataset", revision=revision, allow_patterns=list(allow_patterns)
             )
         )
+    except GatedRepoError as err:  # a subclass of RepositoryNotFoundError: first
+        raise DataSourceError(f"{gated_message(where, repo_id)} {hint}") from err
     except RepositoryNotFoundError as err:
         raise DataSourceError(f"{where}: repository not found, or private {hint}") from err
     except RevisionNotFoundError as err:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from vlguard.data.sources import DataSourceError, hub_file, looks_like_repo_id, 
 from vlguard.errors import ConfigError, DataValidationError, Problem, VLGuardError
 from vlguard.prompts import user_text
 from vlguard.records import Sample
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vlguard.data.conversations import Conversation
@@ -520,6 +523,29 @@ def sample_id(task: str, split: str, index: int) -> str:
     return f"{task}:{split}:{index}"
 
 
+def _split_of_file(spec: TaskSpec, data: str | Path | None, path: Path) -> str:
+    """The split the evaluated file is: the evaluation split, unless ``data`` is itself a file named as
+    another split's (``--data sst2/train.tsv`` is SST-2's train split, and is recorded so)."""
+    given = Path(data).expanduser() if data is not None else None
+    if given is None or not given.is_file():
+        return spec.eval_split
+    other = next(
+        (name for name, files in spec.local_files.items() if name != spec.eval_split and path.name in files),
+        None,
+    )
+    if other is None:
+        return spec.eval_split
+    logger.warning(
+        "%s is the %s split of %r, not its evaluation split (%s): the run evaluates and records the %s split",
+        path,
+        other,
+        spec.name,
+        spec.eval_split,
+        other,
+    )
+    return other
+
+
 def load_task_benchmark(
     spec: TaskSpec, data: str | Path | None = None, revision: str | None = None, **options: Any
 ) -> BenchmarkData:
@@ -532,15 +558,22 @@ def load_task_benchmark(
     _check_options(spec, options, spec.options | {"rows"})
     start, stop = parse_rows(options.get("rows"), spec.default_rows)
     path, source = _resolve_file(spec, data, spec.eval_split, revision)
+    split = _split_of_file(spec, data, path)
     items = _read_items(spec, path, options)
     chosen = items[start:stop]
     if not chosen:
         raise ConfigError(
             f"{path}: option rows={_describe_rows(start, stop)} selects none of its {len(items)} rows"
         )
+    if options.get("rows") is not None and stop is not None and stop > len(items):
+        # Asked for explicitly: a shorter file is not cut silently (the run would record rows it lacks).
+        raise ConfigError(
+            f"{path}: option rows={options['rows']} asks for rows up to {stop}, but the file has {len(items)} "
+            f"(rows 0:{len(items)}); give rows={start}: for the rest of the file"
+        )
     samples = tuple(
         Sample(
-            id=sample_id(spec.name, spec.eval_split, item.index),
+            id=sample_id(spec.name, split, item.index),
             benchmark=spec.name,
             subset=spec.name,
             prompt=item.instruction,
@@ -549,15 +582,15 @@ def load_task_benchmark(
             category=item.category,
             subcategory=None,
             should_refuse=False,
-            record_id=sample_id(spec.name, spec.eval_split, item.index),
+            record_id=sample_id(spec.name, split, item.index),
             input=item.input,
         )
         for item in chosen
     )
     source.update(
         benchmark=spec.name,
-        split=spec.eval_split,
-        rows=_describe_rows(start, stop),
+        split=split,
+        rows=_describe_rows(start, len(items) if stop is None else min(stop, len(items))),  # the real range
         n_rows_in_file=len(items),
         n_samples=len(samples),
         options={k: v for k, v in sorted(options.items()) if k != "rows"},

@@ -82,6 +82,14 @@ def load_vlsafe(data: str | Path | None = None, revision: str | None = None, **o
         revision=revision,
         missing_hint=f"Get it from {_WHERE}.",
     )
+    # A file given directly is recorded as the split it is, never as another: VLSafe's two files differ
+    # (the alignment file is training data, with answers).
+    other = next((name for name, (file, _) in SPLITS.items() if name != split and path.name == file), None)
+    if other is not None:
+        raise ConfigError(
+            f"{path} is VLSafe's {other} file ({SPLITS[other][0]}), not its {split} file ({filename}): "
+            f"evaluate it with --bench-option split={other} (recorded as that split), or give the {split} file"
+        )
     samples = _samples(path, subset, with_reference=split == "train")
     images, image_folder, image_hub = _image_root(
         options.get("image_root"), options.get("image_revision"), [s.image for s in samples if s.image]

@@ -297,16 +297,17 @@ def cmd_judge(args: argparse.Namespace) -> int:
     if not args.judges:
         raise ConfigError("give at least one --judge (see `vlguard ls`)")
     options = judge_options(args.judge_option)
-    if args.human_label_field:
+    if args.human_label_field is not None:  # also when empty: that is a mistake, not plain judging
         return _judge_accuracy(args, options)
     if args.input or args.output:
         if args.run or not (args.input and args.output):
             raise ConfigError("judge a file with both --input and --output, and no run folder")
-        from vlguard.judges import judge_jsonl, make_judge
+        from vlguard.judges import judge_jsonl
+        from vlguard.preflight import check_judges
 
         if len(args.judges) != 1:
             raise ConfigError("judge a file with one --judge at a time (one output file per judge)")
-        judge = make_judge(args.judges[0], **options.get(args.judges[0], {}))
+        (judge,) = check_judges(args.judges, options)  # its options and pre-flight, before judging
         n = judge_jsonl(judge, args.input, args.output, batch_size=args.batch_size)
         print(f"{n} judgments written to {args.output}")
         return 0
@@ -322,7 +323,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> int:
     """``vlguard judge --human-label-field``: agreement of one judge with human labels."""
     from vlguard.fileio import check_output_dir
-    from vlguard.judges import make_judge
     from vlguard.judges.agreement import human_label_mapping, run_judge_accuracy, write_accuracy
     from vlguard.judges.files import read_labelled_inputs
 
@@ -332,13 +332,19 @@ def _judge_accuracy(args: argparse.Namespace, options: dict[str, dict[str, Any]]
         )
     if len(args.judges) != 1:
         raise ConfigError("measure one --judge at a time (one report per judge)")
+    if not args.human_label_field.strip():
+        raise ConfigError(
+            "--human-label-field is empty: name the field of each --input line that holds the human label"
+        )
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {args.batch_size}")
     check_output_dir(args.output, "--output folder")  # before any judging, not after it
     items, labels = read_labelled_inputs(
         args.input, args.human_label_field, human_label_mapping(args.human_label_true)
     )
-    judge = make_judge(args.judges[0], **options.get(args.judges[0], {}))
+    from vlguard.preflight import check_judges
+
+    (judge,) = check_judges(args.judges, options)  # its options and pre-flight, before judging anything
     judgments, report = run_judge_accuracy(
         judge, items, labels, partial_as=args.partial_as, batch_size=args.batch_size
     )

@@ -42,8 +42,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--out",
-        type=Path,
-        default=None,
+        default=None,  # text, not a Path: Path("") would be the current folder, and an empty --out a mistake
         help="output folder (default: runs/reports/<run>, or runs/reports/<run>-vs-<run> when comparing)",
     )
     parser.add_argument("--format", choices=FORMATS, default="html", help="html (+ markdown), json or csv")
@@ -69,10 +68,14 @@ def default_out_dir(runs: list[str], labels: list[str] | None) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Write the report (or the exported tables) and print where."""
     from vlguard.curate.folder import is_curated_folder
+    from vlguard.fileio import check_output_dir
     from vlguard.report import write_report
     from vlguard.report.hft import is_hft_folder
 
-    out = args.out if args.out is not None else default_out_dir(args.runs, args.labels)
+    # before reading anything, for every kind of folder: an empty --out, or a file, is one line
+    out = check_output_dir(
+        args.out if args.out is not None else default_out_dir(args.runs, args.labels), "--out folder"
+    )
     if any(is_curated_folder(r) for r in args.runs):
         return _run_curated(args, out)
     hft = [is_hft_folder(r) for r in args.runs]

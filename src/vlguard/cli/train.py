@@ -61,8 +61,10 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if config is None:
         return 0
+    from vlguard.preflight import check_train
     from vlguard.train.trainer import train
 
+    check_train(config)  # every setting, LoRA targets included, before the model loads or anything is written
     result = train(config)
     if result.world_size == 1 or is_rank_zero():
         loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"

@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +71,12 @@ from vlguard.runs import (
     MANIFEST,
     MANIFEST_SCHEMA,
     atomic_write_json,
+    canonical,
     check_manifest,
     git_commit,
     git_dirty,
     lock_run_folder,
     package_versions,
-    redact_secrets,
     update_manifest,
 )
 
@@ -177,13 +176,13 @@ def check_curate_settings(config: CurateConfig) -> None:
     """Every setting that can be checked before any model loads or any file is written.
 
     Numbers and ranges, the images folder, the output folder, the writer backend and its options,
-    device, dtype and model reference, the API key's variable for the default OpenAI endpoint, the
+    device, dtype, model and adapter, the API key's variable for an endpoint that needs one (the shared
+    check, ``vlguard.preflight.check_model``), the
     taxonomy and labels files, every judge with its options, and where the released VLGuard
     instructions come from. ``ConfigError`` / ``DataValidationError`` naming the setting or file.
     """
     from vlguard.data.sources import looks_like_repo_id
-    from vlguard.generation import check_backend_options
-    from vlguard.generation.hf import check_model_reference, resolve_device, resolve_dtype
+    from vlguard.preflight import ModelSettings, check_model
 
     _check_numbers(config)
     images = find_images(config.images_dir)
@@ -196,14 +195,19 @@ def check_curate_settings(config: CurateConfig) -> None:
         )
     _check_out_folder(out)
     kwargs = writer_kwargs(config)
-    check_backend_options(config.backend, kwargs)
-    if _loads_weights(config.backend):
-        resolve_dtype(str(kwargs.get("dtype", "auto")), resolve_device(str(kwargs.get("device", "auto"))))
-        check_model_reference(config.model, "--model")
-        if kwargs.get("adapter"):
-            check_model_reference(str(kwargs["adapter"]), "--backend-option adapter")
-    else:
-        _check_api_credentials(kwargs)
+    adapter = kwargs.get("adapter")
+    # the shared check (vlguard.preflight): backend options and credentials, device, dtype, model, adapter
+    check_model(
+        ModelSettings(
+            model=config.model,
+            backend=config.backend,
+            adapter=str(adapter) if adapter else None,
+            dtype=str(kwargs.get("dtype", "auto")),
+            device=str(kwargs.get("device", "auto")),
+            options=kwargs,
+        ),
+        adapter_flag="--backend-option adapter",
+    )
     taxonomy = load_taxonomy(config.taxonomy)
     if config.labels is not None:
         read_labels(config.labels, taxonomy, images)
@@ -250,33 +254,13 @@ def _check_numbers(config: CurateConfig) -> None:
             )
 
 
-def _check_api_credentials(kwargs: Mapping[str, Any]) -> None:
-    """The default OpenAI endpoint needs a key in the named variable; a local server may need none."""
-    from vlguard.generation.openai_api import DEFAULT_BASE_URL
-
-    variable = str(kwargs.get("api_key_env", "OPENAI_API_KEY"))
-    if kwargs.get("base_url", DEFAULT_BASE_URL) == DEFAULT_BASE_URL and not os.environ.get(variable):
-        raise ConfigError(
-            f"the openai writer backend needs an API key in the environment variable {variable} "
-            "(or --backend-option base_url=... for a server that needs none)"
-        )
-
-
 # ---------------------------------------------------------------------------------------------------
 # Manifest
 
 
 def _writer_fields(config: CurateConfig) -> dict[str, Any]:
     options = {k: v for k, v in writer_kwargs(config).items() if k not in _HOW_NOT_WHAT}
-    return {"backend": config.backend, "model": config.model, "options": _recordable(options)}
-
-
-def _recordable(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Options as a manifest may record them: no secret-named option, no credentials in a URL."""
-    from vlguard.api_client import redact_url
-
-    clean = redact_secrets(dict(options))
-    return {k: redact_url(v) if isinstance(v, str) and "://" in v else v for k, v in clean.items()}
+    return {"backend": config.backend, "model": config.model, "options": options}
 
 
 def build_curate_manifest(
@@ -293,7 +277,7 @@ def build_curate_manifest(
         "seed": config.seed,
         "max_attempts": config.max_attempts,
         "checks": [{"name": c.name, "judge": c.judge, "version": judges[c.judge].version} for c in checks],
-        "judge_options": {name: _recordable(opts) for name, opts in config.judge_options.items()},
+        "judge_options": {name: dict(opts) for name, opts in config.judge_options.items()},
         "near_duplicates": {
             "vlguard_data": config.vlguard_data,
             "ngram": NGRAM,
@@ -301,19 +285,22 @@ def build_curate_manifest(
         },
     }
     settings = dataclasses.asdict(config)
-    settings["backend_options"] = _recordable(config.backend_options)
-    settings["judge_options"] = {name: _recordable(opts) for name, opts in config.judge_options.items()}
-    return {
-        "schema": MANIFEST_SCHEMA,
-        "kind": KIND,
-        "result_fields": result_fields,
-        "config": json.loads(json.dumps(settings, default=str)),
-        "taxonomy": {"name": taxonomy.name, "source": taxonomy.source, **taxonomy.to_dict()},
-        "packages": package_versions(),
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
+    settings["backend_options"] = dict(config.backend_options)
+    settings["judge_options"] = {name: dict(opts) for name, opts in config.judge_options.items()}
+    # Without secrets (option names like api_key, credentials in URLs): a rerun compares this form.
+    return canonical(
+        {
+            "schema": MANIFEST_SCHEMA,
+            "kind": KIND,
+            "result_fields": result_fields,
+            "config": json.loads(json.dumps(settings, default=str)),
+            "taxonomy": {"name": taxonomy.name, "source": taxonomy.source, **taxonomy.to_dict()},
+            "packages": package_versions(),
+            "git_commit": git_commit(),
+            "git_dirty": git_dirty(),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+    )
 
 
 def _open_folder(folder: CuratedFolder, manifest: Mapping[str, Any]) -> None:
@@ -324,7 +311,7 @@ def _open_folder(folder: CuratedFolder, manifest: Mapping[str, Any]) -> None:
     if existing is not None and folder.has_results():
         check_manifest(existing, manifest, folder.path)
         return
-    atomic_write_json(folder.manifest_path, manifest)
+    folder.run.write_manifest(manifest)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -66,6 +66,14 @@ def looks_like_repo_id(source: str) -> bool:
     return bool(_REPO_ID.match(source))
 
 
+def gated_message(where: str, repo_id: str) -> str:
+    """What to do about a gated Hub dataset (VLGuard's is): accept its terms, then give a token."""
+    return (
+        f"{where}: the dataset is gated; accept its terms on https://huggingface.co/datasets/{repo_id} "
+        "(logged in), then set HF_TOKEN to a token of that account (or log in with `hf auth login`)"
+    )
+
+
 def hub_file(repo_id: str, filename: str, revision: str | None, *, required: bool = True) -> Path | None:
     """Download ``filename`` of the Hub dataset ``repo_id`` (or take it from the cache when offline).
 
@@ -74,6 +82,7 @@ def hub_file(repo_id: str, filename: str, revision: str | None, *, required: boo
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        GatedRepoError,
         HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
@@ -83,6 +92,8 @@ def hub_file(repo_id: str, filename: str, revision: str | None, *, required: boo
     where = f"Hub dataset {repo_id}" + (f" at revision {revision}" if revision else "")
     try:
         return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision))
+    except GatedRepoError as err:  # a subclass of RepositoryNotFoundError: first
+        raise DataSourceError(gated_message(where, repo_id)) from err
     except RepositoryNotFoundError as err:
         raise DataSourceError(
             f"{where}: repository not found (or private: log in with `hf auth login`)"

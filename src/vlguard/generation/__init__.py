@@ -41,13 +41,17 @@ class BackendEntry(Entry):
     - ``model_is_reference``: ``--model`` is a path or Hub id to check (False: the backend builds its own
       model from the name, as ``tiny`` does);
     - ``resolves_auto_dtype``: ``dtype=auto`` is resolved here (bf16 on GPU, fp32 on CPU) and the run
-      records the resolved dtype; False: ``auto`` is recorded as given (vLLM picks the model's own).
+      records the resolved dtype; False: ``auto`` is recorded as given (vLLM picks the model's own);
+    - ``check``: called with the backend's keyword settings before anything loads or is sent, raising a
+      ``VLGuardError`` when it could not work (``openai``: the API key's variable is set when the
+      endpoint needs one); None: nothing beyond its options.
     """
 
     options_from: Target | None = None
     local_weights: bool = False
     model_is_reference: bool = True
     resolves_auto_dtype: bool = False
+    check: Target | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> GenerationBackend:
         """Import the backend and build it."""
@@ -84,6 +88,7 @@ BACKENDS["openai"] = BackendEntry(
     "vlguard.generation.openai_api:OpenAIBackend",
     "an OpenAI-compatible chat endpoint (API key from the environment only)",
     options_from="vlguard.generation.openai_api:OpenAIBackend",
+    check="vlguard.generation.openai_api:check_settings",
 )
 BACKENDS["vllm"] = BackendEntry(
     "vlguard.generation.vllm_backend:VLLMBackend",
@@ -99,12 +104,19 @@ def backend_entry(name: str) -> BackendEntry:
 
 
 def check_backend_options(name: str, options: Mapping[str, Any]) -> None:
-    """``ConfigError`` for an unknown backend, or for an option its constructor does not take.
+    """``ConfigError`` for an unknown backend, for an option its constructor does not take, or when its
+    entry's ``check`` refuses the settings (e.g. no API key for an endpoint that needs one).
 
     Run before any model loads, so that a mistyped ``--backend-option`` is one line at once, not a
     ``TypeError`` traceback after the benchmark and the model have loaded.
     """
     entry = backend_entry(name)
+    _check_signature(name, entry, options)
+    if entry.check is not None:
+        resolve(entry.check)(options)
+
+
+def _check_signature(name: str, entry: BackendEntry, options: Mapping[str, Any]) -> None:
     parameters = inspect.signature(resolve(entry.options_from or entry.target)).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return  # it takes any keyword (e.g. a factory that passes them on): it checks its own options

@@ -57,7 +57,7 @@ from vlguard.models.loading import (
     starts_with_bos,
     tokenizer_of,
 )
-from vlguard.models.resolve import check_model_reference, resolve_model_path, safetensors_adapter
+from vlguard.models.resolve import check_model_reference, resolve_model_path
 from vlguard.prompts import PROMPT_FORMATS, alpaca_prompt, is_alpaca, user_text
 from vlguard.records import Generation
 
@@ -303,13 +303,9 @@ class HFBackend:
         )
 
         if adapter is not None:
-            from peft import PeftModel
+            from vlguard.models.adapters import apply_adapter
 
-            adapter_dir = safetensors_adapter(adapter)
-            try:
-                base = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"cannot load LoRA adapter {adapter!r}: {err}") from err
+            base = apply_adapter(base, adapter, model)
         self.model = base.to(self.device).eval()
         self._settle_runtime()
 

@@ -12,10 +12,17 @@ answer, which is what a safe model does, so the refusal judge labels it ``refusa
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vlguard.api_client import ChatClient, ChatResult, Message, user_message
+from vlguard.api_client import (
+    OPENAI_BASE_URL,
+    ChatClient,
+    ChatResult,
+    Message,
+    check_credentials,
+    user_message,
+)
 from vlguard.errors import ConfigError
 from vlguard.generation.base import GenerationRequest, requests_per_call_setting
 from vlguard.prompts import user_text
@@ -23,11 +30,21 @@ from vlguard.records import Generation
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_BASE_URL = OPENAI_BASE_URL
 # Requests per generate call, in multiples of the concurrency limit: a call lasts as long as its slowest
 # request while the other slots idle, so a few rounds per call keep the slots busier; the eval loop
 # appends after each call, so this is also at most how many paid answers a kill can lose.
 CONCURRENCY_ROUNDS_PER_CALL = 4
+
+
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """The backend's settings before anything runs (its ``BackendEntry.check``): the API key's variable
+    is set when the endpoint needs one (``vlguard.api_client.check_credentials``)."""
+    check_credentials(
+        str(settings.get("base_url", DEFAULT_BASE_URL)),
+        str(settings.get("api_key_env", "OPENAI_API_KEY")),
+        "the openai backend",
+    )
 
 
 class OpenAIBackend:

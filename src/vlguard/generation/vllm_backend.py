@@ -155,15 +155,14 @@ class VLLMBackend:
         # The adapter is checked before anything starts: a refusal costs no GPU time.
         plan = lora_adapter = None
         if adapter is not None:
-            from vlguard.generation.vllm_lora import plan_vllm_adapter, read_adapter
+            from vlguard.generation.vllm_lora import plan_vllm_adapter
+            from vlguard.models.adapters import check_adapter_base, read_adapter
             from vlguard.models.resolve import safetensors_adapter
 
-            # The same safetensors-only resolution as the hf backend (a Hub id becomes a local folder).
+            # The same safetensors-only resolution and checks as the hf backend (a Hub id becomes a
+            # local folder; an adapter of another base model is refused).
             lora_adapter = read_adapter(safetensors_adapter(adapter))
-            if lora_adapter.base_model and lora_adapter.base_model != model:
-                logger.warning(
-                    "the adapter was trained on %s; serving it on %s", lora_adapter.base_model, model
-                )
+            check_adapter_base(lora_adapter, model)
             plan = plan_vllm_adapter(
                 lora_adapter,
                 model_architectures(model, revision),
@@ -217,12 +216,8 @@ class VLLMBackend:
         """Load the adapter's saved modules into the engine; the ``LoRARequest`` for its LoRA part."""
         from vllm.lora.request import LoRARequest
 
-        from vlguard.generation.vllm_lora import (
-            ADAPTER_WEIGHTS,
-            check_saved_modules_loaded,
-            remove_folder,
-            serving_folder,
-        )
+        from vlguard.generation.vllm_lora import check_saved_modules_loaded, remove_folder, serving_folder
+        from vlguard.models.adapters import ADAPTER_WEIGHTS
 
         if plan.saved_tensors:
             loaded = self.llm.collective_rpc(

@@ -28,17 +28,16 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vlguard.errors import ConfigError
+from vlguard.models.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, PEFT_PREFIX, LoraAdapter
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # vLLM 0.33: config/lora.py ``MaxLoRARanks``.
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # The architectures (config.json ``architectures``, vLLM's registry names) whose vLLM 0.33 model class, or a
@@ -99,9 +98,6 @@ VLLM_TOWER_CONNECTOR_LORA = frozenset(
 )
 TOWER_PARTS = frozenset({"vision_tower", "vision_model", "visual", "vision_encoder", "image_encoder", "vpm"})
 PROJECTOR_PARTS = frozenset({"multi_modal_projector", "mm_projector", "connector", "merger", "projector"})
-# PEFT's names for the LoRA tensors of a module (``<module>.<suffix>``).
-_LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight", ".lora_embedding_A", ".lora_embedding_B")
-_PEFT_PREFIX = "base_model.model."
 # Fields vLLM refuses (peft_helper.py ``_validate_features``) with the value that is fine.
 _UNSUPPORTED_FLAGS = {
     "use_dora": "DoRA",
@@ -123,96 +119,6 @@ def module_part(module: str) -> str:
         if part in PROJECTOR_PARTS:
             return "projector"
     return "language model"
-
-
-@dataclass(frozen=True)
-class LoraAdapter:
-    """What a PEFT LoRA adapter folder holds, read from its config and its safetensors header.
-
-    ``lora_modules``: modules with LoRA weights; ``saved_modules``: modules whose weights are saved in
-    full (``modules_to_save``), each as named in the checkpoint without PEFT's ``base_model.model.``.
-    """
-
-    path: Path
-    config: Mapping[str, Any]
-    rank: int
-    lora_modules: tuple[str, ...]
-    saved_modules: tuple[str, ...]
-    saved_tensors: tuple[str, ...]
-
-    @property
-    def base_model(self) -> str | None:
-        """The base model the adapter was trained on (``base_model_name_or_path``), if recorded."""
-        value = self.config.get("base_model_name_or_path")
-        return str(value) if value else None
-
-
-def read_adapter(folder: str | Path) -> LoraAdapter:
-    """Read ``adapter_config.json`` and the tensor names of ``adapter_model.safetensors`` (no weights).
-
-    ``ConfigError`` naming the file and field when the folder is not a readable LoRA adapter.
-    """
-    path = Path(folder)
-    config_file = path / ADAPTER_CONFIG
-    weights_file = path / ADAPTER_WEIGHTS
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no {ADAPTER_CONFIG}; not a PEFT adapter folder") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{config_file}: not readable JSON ({err})") from err
-    if not isinstance(config, dict):
-        raise ConfigError(f"{config_file}: expected a JSON object, got {type(config).__name__}")
-    if config.get("peft_type", "LORA") != "LORA":
-        raise ConfigError(
-            f"{config_file}, field 'peft_type': {config.get('peft_type')!r} is not a LoRA adapter"
-        )
-    rank = _rank(config, config_file)
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights_file), framework="pt") as handle:
-            names = list(handle.keys())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no {ADAPTER_WEIGHTS} (vlguard loads adapters as safetensors only)"
-        ) from None
-    except Exception as err:  # safetensors raises its own error types for a damaged header
-        raise ConfigError(f"{weights_file}: not a readable safetensors file ({err})") from err
-    lora_modules: set[str] = set()
-    saved_tensors: list[str] = []
-    for name in names:
-        bare = name.removeprefix(_PEFT_PREFIX)
-        suffix = next((s for s in _LORA_SUFFIXES if bare.endswith(s)), None)
-        if suffix is not None:
-            lora_modules.add(bare.removesuffix(suffix))
-        else:
-            saved_tensors.append(bare)
-    saved_modules = sorted({t.rsplit(".", 1)[0] for t in saved_tensors})
-    return LoraAdapter(
-        path=path,
-        config=config,
-        rank=rank,
-        lora_modules=tuple(sorted(lora_modules)),
-        saved_modules=tuple(saved_modules),
-        saved_tensors=tuple(sorted(saved_tensors)),
-    )
-
-
-def _rank(config: Mapping[str, Any], config_file: Path) -> int:
-    """The largest LoRA rank of the adapter: ``r`` and every ``rank_pattern`` value."""
-    ranks: list[Any] = [config.get("r")]
-    pattern = config.get("rank_pattern") or {}
-    if not isinstance(pattern, dict):
-        raise ConfigError(f"{config_file}, field 'rank_pattern': expected an object of ranks")
-    ranks += list(pattern.values())
-    for value in ranks:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            field = "r" if value is ranks[0] else "rank_pattern"
-            raise ConfigError(
-                f"{config_file}, field '{field}': a LoRA rank must be a positive integer, not {value!r}"
-            )
-    return max(ranks)
 
 
 def vllm_max_lora_rank(rank: int) -> int:
@@ -331,7 +237,7 @@ def write_lora_only_adapter(adapter: LoraAdapter, folder: str | Path) -> Path:
     config = dict(adapter.config)
     config["modules_to_save"] = None
     (out / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    saved = {_PEFT_PREFIX + name for name in adapter.saved_tensors} | set(adapter.saved_tensors)
+    saved = {PEFT_PREFIX + name for name in adapter.saved_tensors} | set(adapter.saved_tensors)
     with safe_open(str(adapter.path / ADAPTER_WEIGHTS), framework="pt") as handle:
         names = handle.keys()  # a safetensors handle is not iterable itself
         tensors = {name: handle.get_tensor(name) for name in names if name not in saved}
@@ -378,7 +284,7 @@ class SavedModulesLoader:
         with safe_open(adapter_file, framework="pt") as handle:
             keys = handle.keys()  # a safetensors handle is not iterable itself
             for key in keys:
-                bare = key.removeprefix(_PEFT_PREFIX)
+                bare = key.removeprefix(PEFT_PREFIX)
                 if bare in wanted:
                     weights.append((bare, handle.get_tensor(key)))
         model = self.model_runner.get_model()

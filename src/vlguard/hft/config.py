@@ -318,6 +318,13 @@ class HarmfulScoreConfig:
             "is the first judge's."
         ),
     )
+    second_judge_options: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Options of the second judges, JUDGE.KEY=VALUE (e.g. llm-judge.mode=harm); each judge gets only "
+            "its own options, as judge_options go to the first judge only."
+        ),
+    )
     max_new_tokens: int = field(
         default=128, metadata=_help("Tokens generated per harmful prompt (Vaccine's pred.py: 128).")
     )
@@ -554,11 +561,33 @@ def check_hft_config(config: HFTConfig) -> None:
         )
     if config.harmful_score.judge in config.harmful_score.second_judges:
         raise ConfigError("config key 'harmful_score.second_judges' repeats harmful_score.judge")
+    second_judge_options(config.harmful_score)  # each is JUDGE.KEY=VALUE for a second judge
     _check_set_by_sweep(config.finetune, "finetune")
     _check_set_by_sweep(config.alignment.train, "alignment.train")
     # the same range checks as `vlguard train` (lr > 0, lora.dropout < 1, ...), named by section
     check_values(config.finetune, prefix="finetune.")
     check_values(config.alignment.train, prefix="alignment.train.")
+
+
+def second_judge_options(hs: HarmfulScoreConfig) -> dict[str, dict[str, Any]]:
+    """``harmful_score.second_judge_options`` by judge: ``["JUDGE.mode=harm"]`` → ``{"JUDGE":
+    {"mode": "harm"}}``; ``ConfigError`` for an item that is not JUDGE.KEY=VALUE of a second judge."""
+    options: dict[str, dict[str, Any]] = {}
+    key = "harmful_score.second_judge_options"
+    for item in hs.second_judge_options:
+        dotted, sep, _ = item.partition("=")
+        judge, dot, name = dotted.strip().partition(".")
+        if not sep or not dot or not judge or not name.strip():
+            raise ConfigError(
+                f"config key '{key}': {item!r} is not JUDGE.KEY=VALUE (e.g. llm-judge.mode=harm)"
+            )
+        if judge not in hs.second_judges:
+            raise ConfigError(
+                f"config key '{key}': {item!r} is for {judge!r}, which is not among harmful_score.second_judges "
+                f"({', '.join(hs.second_judges) or 'none'}); options of the first judge go in harmful_score.judge_options"
+            )
+        options.setdefault(judge, {}).update(key_values([f"{name}={item.split('=', 1)[1]}"]))
+    return options
 
 
 def key_values(items: Sequence[str]) -> dict[str, Any]:
@@ -619,9 +648,10 @@ def experiment_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return without(config, "")
 
 
-def dump_hft_config(config: HFTConfig) -> str:
-    """The resolved config as YAML (loads back with :func:`load_hft_config`)."""
-    return dump_config(config)
+def dump_hft_config(config: HFTConfig, *, keep_secrets: bool = False) -> str:
+    """The resolved config as YAML (loads back with :func:`load_hft_config`), without secrets unless
+    ``keep_secrets`` (for a worker process, which gets it through a pipe, never a file)."""
+    return dump_config(config, keep_secrets=keep_secrets)
 
 
 def hft_config_keys() -> list[tuple[str, str, str]]:

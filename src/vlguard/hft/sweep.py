@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ import os
 import time
 import typing
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from vlguard.hft.config import (
     check_hft_config,
     dump_hft_config,
     key_values,
+    second_judge_options,
 )
 from vlguard.hft.data import (
     HARMFUL,
@@ -84,6 +86,7 @@ from vlguard.hft.summary import write_summary
 from vlguard.hft.workers import follow_parent_from_environment, worker_environment
 from vlguard.models.resolve import resolve_model_path
 from vlguard.records import Sample
+from vlguard.redaction import redact
 from vlguard.runs import (
     RunFolder,
     RunLockedError,
@@ -93,6 +96,7 @@ from vlguard.runs import (
     lock_run_folder,
 )
 from vlguard.train.config import (
+    STDIN,
     BoosterSettings,
     DataConfig,
     DefenceRule,
@@ -138,7 +142,8 @@ def shard_cells(cells: Sequence[Cell], index: int, count: int) -> list[Cell]:
 def guard_stage(stage: Stage, settings: dict[str, Any], *, write: bool = True) -> None:
     """Record the settings a stage is made with; stop if the folder was made with other ones."""
     folder, path = stage.path, stage.settings_file
-    canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
+    # without secrets (credentials in a judge's base_url, ...): compared with the file in this form
+    canonical = json.loads(json.dumps(redact(settings), sort_keys=True, default=str))
     if path.is_file():
         recorded = _with_sweep_relative_start(json.loads(path.read_text(encoding="utf-8")), canonical)
         if recorded != canonical:
@@ -297,12 +302,14 @@ def hs_eval_config(
     """The ``vlguard eval`` settings of a Harmful Score run (``exclude``: sample ids left out, the
     prompts seen in training with ``eval.seen_prompts=drop``)."""
     hs = config.harmful_score
+    # each judge gets its own options only: judge_options the first, second_judge_options the others
+    judge_options = {hs.judge: key_values(hs.judge_options)} if hs.judge_options else {}
     return EvalConfig(
         bench=hs.bench,
         data=hs.data,
         data_revision=hs.revision,
         judges=(hs.judge, *hs.second_judges),
-        judge_options={hs.judge: key_values(hs.judge_options)} if hs.judge_options else {},
+        judge_options={**judge_options, **second_judge_options(hs)},
         subsets=tuple(hs.subsets) if hs.subsets else None,
         limit=hs.limit,
         exclude_samples=tuple(exclude),
@@ -447,7 +454,8 @@ def evaluate(eval_config: EvalConfig, *, progress: bool) -> Path:
     for judge in settings.judges:
         judged = {r["sample_id"] for r in dedupe(run.judgments(judge).read())}
         if not generated <= judged:
-            run_judges(run_dir, [judge], settings.judge_options, progress=progress)
+            own = {judge: settings.judge_options[judge]} if judge in settings.judge_options else {}
+            run_judges(run_dir, [judge], own, progress=progress)
     run_metrics(run_dir)
     return run_dir
 
@@ -905,7 +913,9 @@ def run_workers(config: HFTConfig, layout: Layout, workers: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     config_file = layout.worker_config
     single = dataclasses.replace(config, compute=dataclasses.replace(config.compute, parallel_cells=1))
+    # The file says what the workers run (without secrets); they read the config itself from a pipe.
     atomic_write_text(config_file, dump_hft_config(single))
+    config_text = dump_hft_config(single, keep_secrets=True).encode("utf-8")
     env = worker_environment(dict(os.environ))  # each worker dies with this process (hft.workers)
     if config.compute.threads is not None:
         env["OMP_NUM_THREADS"] = str(config.compute.threads)
@@ -920,14 +930,18 @@ def run_workers(config: HFTConfig, layout: Layout, workers: int) -> None:
                     "-m",
                     "vlguard.cli.main",
                     "hft",
-                    str(config_file),
+                    STDIN,
                     "--cells",
                     f"{i}/{workers}",
                     "--no-progress",
                 ]
-                processes.append(
-                    (i, subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env), log)
+                process = subprocess.Popen(
+                    command, stdin=subprocess.PIPE, stdout=handle, stderr=subprocess.STDOUT, env=env
                 )
+                processes.append((i, process, log))
+                assert process.stdin is not None
+                process.stdin.write(config_text)
+                process.stdin.close()
         logger.info("%d cells in %d worker processes (logs: %s)", len(plan_cells(config)), workers, folder)
         failed = [(i, log, p.wait()) for i, p, log in processes]
     finally:
@@ -954,6 +968,60 @@ class SweepResult:
     missing: tuple[str, ...]
 
 
+def check_sweep(config: HFTConfig) -> None:
+    """Every setting of every stage, before anything loads, trains or is written (``vlguard.preflight``).
+
+    The config's own rules (``check_hft_config``), the output folder, the base model, the training
+    settings of the alignment stage and of the user fine-tuning (ranges, trackers, DeepSpeed config,
+    LoRA target modules against the base model's modules: the start model of the cells, when aligned,
+    has the same architecture), and the Harmful Score and Finetune Accuracy evaluations as ``vlguard
+    eval`` checks them (backend and its options, dtype, device, each judge with its own options and its
+    pre-flight). A mistake raises the same error class, prefixed with the stage it belongs to.
+    """
+    from vlguard.errors import ImageLoadError
+    from vlguard.evaluate import check_config
+    from vlguard.fileio import check_output_dir
+    from vlguard.models.resolve import check_model_reference
+    from vlguard.preflight import check_lora_modules, check_train
+
+    check_hft_config(config)
+    layout = Layout(check_output_dir(config.output_dir, "output_dir"))
+    base, revision = config.model.name_or_path, config.model.revision
+    check_model_reference(base, "model.name_or_path")
+    stage = layout.cell(plan_cells(config)[0])
+    # The training configs of the stages; their model is the base model: the cells' start model (the
+    # aligned one) does not exist yet, and has the same architecture.
+    finetune = train_config_for(config, config.finetune, model=base, revision=revision,
+                                data_file=stage.train_data, output_dir=stage.train_run, image_root=None)  # fmt: skip
+    trainings = [("user fine-tuning (finetune.*)", finetune)]
+    if config.alignment.enabled:
+        aligned = layout.alignment
+        alignment = train_config_for(config, config.alignment.train, model=base, revision=revision,
+                                     data_file=aligned.train_data, output_dir=aligned.train_run, image_root=None)  # fmt: skip
+        trainings.insert(0, ("alignment training (alignment.train.*)", alignment))
+    # Cheap checks first, then the LoRA target modules (the model's modules, built without weights).
+    checks: list[tuple[str, Callable[[], object]]] = [
+        (name, functools.partial(check_train, train, run_folder=False, lora=False))
+        for name, train in trainings
+    ]
+    checks += [
+        ("Harmful Score evaluation (harmful_score.*, eval.*)",
+         lambda: check_config(hs_eval_config(config, base, None, stage.hs, revision))),
+        ("Finetune Accuracy evaluation (task.*, eval.*)",
+         lambda: check_config(fa_eval_config(config, base, None, stage.fa, revision))),
+    ]  # fmt: skip
+    checks += [
+        (name, functools.partial(check_lora_modules, train, base))
+        for name, train in trainings
+        if train.method == "lora"
+    ]
+    for name, check in checks:
+        try:
+            check()
+        except (ConfigError, ImageLoadError) as err:  # one-message errors: named by their stage
+            raise type(err)(f"{name}: {err}") from err
+
+
 def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: bool = True) -> SweepResult:
     """Run (or resume) the sweep of ``config``; see the module docstring.
 
@@ -961,7 +1029,7 @@ def run_sweep(config: HFTConfig, *, shard: tuple[int, int] = (0, 1), progress: b
     at once naming the first. Shards (``--cells i/K``) share the folder: each stage is locked by the
     process working on it.
     """
-    check_hft_config(config)
+    check_sweep(config)  # every stage's settings: a mistake stops the sweep before anything is written
     follow_parent_from_environment()  # a worker of compute.parallel_cells dies with its parent
     with contextlib.ExitStack() as held:
         return _run_sweep(config, shard, progress, held)

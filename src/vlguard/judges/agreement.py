@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from vlguard.errors import ConfigError
+from vlguard.errors import ConfigError, VLGuardError
 from vlguard.judges.base import ERROR, SKIPPED, Judge, JudgeInput
 from vlguard.metrics import cohens_kappa, wilson_ci
 from vlguard.records import Judgment
@@ -106,6 +106,16 @@ def check_label_axes(judge: Judge, human_labels: Sequence[str], judgments: Seque
             f"harm labels ({', '.join(sorted(present & set(HARM_LABELS)))}): use one set per file"
         )
     human_axis = label_axis(human_labels)
+    if not judgments:
+        from vlguard.judges import judge_axis as axis_of
+
+        declared = axis_of(judge.name, judge)
+        if declared is not None and declared not in LABEL_AXES:
+            # accuracy (task answers) or win_rate (pairwise): no human refusal or harm label measures it
+            raise ConfigError(
+                f"judge {judge.name!r} gives {declared} labels, not refusal or harm labels: human labels "
+                f"({' / '.join(HUMAN_LABELS)}) cannot measure it. Measure a refusal or harm judge"
+            )
     judge_axis = getattr(judge, "axis", None) if not judgments else label_axis([j.label for j in judgments])
     if human_axis is not None and judge_axis is not None and judge_axis != human_axis:
         raise _axis_mismatch(human_axis, judge.name, judge_axis)
@@ -219,12 +229,25 @@ def run_judge_accuracy(
     ``ConfigError`` when the judge's labels and the human labels are on different axes
     (``check_label_axes``). The report also records the judge's ``describe()`` (name, version, model and revision).
     """
+    if not items:
+        raise ConfigError("no labelled replies to measure the judge on: the input file holds no records")
     check_label_axes(judge, human_labels)  # before judging: a model judge may run for hours
     judgments: list[Judgment] = []
     for start in range(0, len(items), batch_size):
         judgments.extend(judge.judge(items[start : start + batch_size]))
     check_label_axes(judge, human_labels, judgments)
     report = judge_accuracy(items, judgments, human_labels, partial_as=partial_as)
+    if report["n_scored"] == 0:
+        # Nothing to compare: an agreement "n/a" written as a report would pass for a measurement.
+        reasons = Counter(
+            str(j.evidence.get("reason", j.label)) for j in judgments if j.label in (ERROR, SKIPPED)
+        )
+        why = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common(3))
+        raise VLGuardError(
+            f"judge {judge.name!r} scored none of the {report['n']} labelled replies "
+            f"({report['n_errors']} errors, {report['n_skipped']} skipped: {why or 'no verdicts'}); "
+            "nothing was measured and no report was written"
+        )
     return judgments, {"judge": judge.describe(), **report}
 
 

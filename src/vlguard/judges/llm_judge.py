@@ -52,7 +52,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from vlguard.api_client import ChatClient, ChatResult, Message, user_message
+from vlguard.api_client import (
+    OPENAI_BASE_URL,
+    ChatClient,
+    ChatResult,
+    Message,
+    check_credentials,
+    user_message,
+)
 from vlguard.benchmarks import benchmark_rubric
 from vlguard.benchmarks.rubric import SAFE, UNSAFE
 from vlguard.generation.base import GenerationBackend, GenerationRequest
@@ -184,7 +191,7 @@ class LLMJudge:
         self,
         mode: LLMJudgeMode = "pairwise",
         model: str = "gpt-4o",
-        base_url: str = "https://api.openai.com/v1",
+        base_url: str = OPENAI_BASE_URL,
         api_key_env: str = "OPENAI_API_KEY",
         seed: int = 0,
         temperature: float = 0.0,
@@ -251,7 +258,14 @@ class LLMJudge:
 
     def check(self) -> None:
         """``ConfigError`` now, before anything is generated, when a local judge model (``backend="hf"``)
-        cannot be found. (An API judge is not called here: that would spend a request.)"""
+        cannot be found, or when the API endpoint needs a key whose variable is unset. (An API judge is
+        not called here: that would spend a request.)"""
+        if self.client is not None:
+            check_credentials(
+                str(getattr(self.client, "base_url", "")),
+                str(getattr(self.client, "api_key_env", "")),
+                f"judge {self.name!r}",
+            )
         if self._hf_settings is None:
             return
         from vlguard.judges.local_model import check_weights

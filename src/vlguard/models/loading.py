@@ -104,6 +104,22 @@ def load_model(
         raise ConfigError(f"cannot load model {path!r} (revision {revision!r}): {err}") from err
 
 
+def empty_model(path: str, *, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The model's modules without its weights (built from its config on the meta device): what a
+    settings check reads (module names, e.g. LoRA targets) in a second or two, before any weight loads."""
+    import torch
+    import transformers
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError(f"cannot load model {path!r} (revision {revision!r}): {err}") from err
+    auto = getattr(transformers, kind_of_config(config).auto_class)
+    with torch.device("meta"):
+        return auto.from_config(config, trust_remote_code=trust_remote_code)
+
+
 def torchvision_available() -> bool:
     """Whether transformers can use torchvision (its video processors and some image processors need it)."""
     from transformers.utils import is_torchvision_available

@@ -84,14 +84,8 @@ def _tiny_builder(family: str, size: str, seed: int) -> tuple[dict[str, Any], Ca
     )
 
 
-def ensure_tiny_model(model: str = TINY_VLM, *, seed: int = 0, cache_root: str | Path | None = None) -> Path:
-    """Build a built-in tiny model once and return its folder, keyed by its build arguments.
-
-    ``model`` is ``tiny`` / ``tiny:<size>`` (the tiny VLM, sizes of ``vlguard.models.tiny.TINY_SIZES``) or
-    ``tiny-lm`` / ``tiny-lm:<size>`` (the tiny text LM, ``vlguard.models.tiny_lm.TINY_LM_SIZES``). The folder
-    name holds a hash of the build arguments, so other arguments never reuse a stale model.
-    Concurrent builders (several ranks) each build into a temporary folder and rename it into place.
-    """
+def _tiny_target(model: str, seed: int, cache_root: str | Path | None) -> tuple[Path, Callable[[Path], Path]]:
+    """The cache folder of a built-in tiny model, and the function that builds it there."""
     family = _tiny_family(model)
     if family is None:
         raise ConfigError(
@@ -101,9 +95,29 @@ def ensure_tiny_model(model: str = TINY_VLM, *, seed: int = 0, cache_root: str |
     fields, build = _tiny_builder(family, size, seed)
     key = hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
     root = Path(cache_root) if cache_root is not None else tiny_cache_root()
-    target = root / f"{family}-{size}-{key}"
+    return root / f"{family}-{size}-{key}", build
+
+
+def tiny_model_folder(model: str = TINY_VLM, *, seed: int = 0, cache_root: str | Path | None = None) -> Path:
+    """The cache folder a built-in tiny model is (or will be) built in, without building it.
+
+    Its name holds a hash of the build arguments, so it names one model wherever the cache is.
+    """
+    return _tiny_target(model, seed, cache_root)[0]
+
+
+def ensure_tiny_model(model: str = TINY_VLM, *, seed: int = 0, cache_root: str | Path | None = None) -> Path:
+    """Build a built-in tiny model once and return its folder, keyed by its build arguments.
+
+    ``model`` is ``tiny`` / ``tiny:<size>`` (the tiny VLM, sizes of ``vlguard.models.tiny.TINY_SIZES``) or
+    ``tiny-lm`` / ``tiny-lm:<size>`` (the tiny text LM, ``vlguard.models.tiny_lm.TINY_LM_SIZES``). The folder
+    name holds a hash of the build arguments, so other arguments never reuse a stale model.
+    Concurrent builders (several ranks) each build into a temporary folder and rename it into place.
+    """
+    target, build = _tiny_target(model, seed, cache_root)
     if (target / "config.json").is_file():
         return target
+    root = target.parent
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{target.name}.{os.getpid()}.tmp"
     build(tmp)

@@ -138,7 +138,7 @@ class RunData:
     utility: tuple[UtilityScore, ...] = ()
     utility_path: Path | None = None
     utility_manifest: dict[str, Any] = field(default_factory=dict)
-    # {"samples", "generated", "judged": {judge: n}}: how much of the run the metrics cover
+    # {"samples", "generated", "judged": {judge: n}, "failed": {...}}: how much of the run the metrics cover
     completeness: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -149,7 +149,17 @@ class RunData:
             return True  # nothing known either way (an old metrics.json without its run files)
         total = counts.get("samples")
         judged = counts.get("judged") or {}
-        return bool(counts.get("generated") == total and judged and all(n == total for n in judged.values()))
+        # a run whose every generation failed, or one of whose judges failed on every sample, measured nothing
+        failed = counts.get("failed") or {}
+        measured = not (0 < (counts.get("generated") or 0) <= failed.get("generation", 0)) and not any(
+            0 < n <= failed.get(judge, 0) for judge, n in judged.items()
+        )
+        return bool(
+            counts.get("generated") == total
+            and judged
+            and all(n == total for n in judged.values())
+            and measured
+        )
 
     @property
     def judges(self) -> list[str]:

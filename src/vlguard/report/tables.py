@@ -250,6 +250,12 @@ def _coverage(counts: dict[str, Any]) -> str:
     parts = [f"{counts.get('generated')} of {total} generated"]
     judged = counts.get("judged") or {}
     parts += [f"{n} of {total} judged by {judge}" for judge, n in judged.items()]
+    failed = counts.get("failed") or {}
+    parts += [
+        f"{n} failed ({'generations' if name == 'generation' else 'verdicts of ' + name})"
+        for name, n in failed.items()
+        if n
+    ]
     return ", ".join(parts) if judged else parts[0] + ", none judged"
 
 

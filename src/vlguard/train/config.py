@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,9 @@ DEFAULT_VISION_MODULES = r"(.*\.)?(vision_tower|vision_model|visual)(\..*)?"
 DEFAULT_PROJECTOR_MODULES = (
     r"(.*\.)?(multi_modal_projector|connector|visual\.merger|visual\.deepstack_merger_list)(\..*)?"
 )
+
+# The config path that means "read the YAML from standard input".
+STDIN = "-"
 
 Recipe = Literal["posthoc", "mixed", "instructions"]
 Method = Literal["lora", "full"]
@@ -524,14 +528,16 @@ def load_dataclass(
     """Read a YAML file into the config dataclass ``cls`` (or start from its defaults), then apply overrides.
 
     ``overrides`` is a list of ``key=value`` strings (values parsed by the field's type) or a mapping
-    ``{"lora.r": 64}``. Raises :class:`ConfigError` naming the file and key on any problem. Every
+    ``{"lora.r": 64}``. ``path`` ``-`` reads the YAML from standard input (how ``vlguard hft`` hands its
+    worker processes their config: settings that hold a secret never pass through a file). Raises :class:`ConfigError` naming the file and key on any problem. Every
     config of vlguard (``vlguard train``, ``vlguard hft``) is read through this one function.
     """
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = sys.stdin.read() if str(path) == STDIN else path.read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text)
         except OSError as err:
             raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
         except yaml.YAMLError as err:
@@ -674,9 +680,16 @@ def load_config(
     return config
 
 
-def dump_config(config: DataclassInstance) -> str:
-    """A resolved config dataclass as YAML (loadable again with :func:`load_dataclass`)."""
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+def dump_config(config: DataclassInstance, *, keep_secrets: bool = False) -> str:
+    """A resolved config dataclass as YAML (loadable again with :func:`load_dataclass`), without secrets
+    (``vlguard.redaction``: credentials in URLs, key-like ``KEY=VALUE`` options) unless ``keep_secrets``.
+
+    What is written to a run folder, compared on resume and printed by ``--print-config``.
+    """
+    from vlguard.redaction import redact
+
+    values = dataclasses.asdict(config)
+    return yaml.safe_dump(values if keep_secrets else redact(values), sort_keys=False)
 
 
 def describe_fields(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from vlguard.errors import ConfigError
-from vlguard.fileio import JsonError, check_output_dir, parse_json
+from vlguard.fileio import check_output_dir
 from vlguard.models.loading import detect_kind, load_model, load_processor, save_processor
 from vlguard.models.resolve import check_model_reference, resolve_model_path, safetensors_adapter
 
@@ -34,31 +34,25 @@ def merge_adapter(
     can run code when loaded, so it is refused before anything loads.
     """
     import torch
-    from peft import PeftModel
 
-    adapter = Path(adapter)
+    from vlguard.models.adapters import apply_adapter, check_adapter_base, read_adapter
+
     out = check_output_dir(out, "--out folder")
+    adapter = Path(adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter}: no adapter_config.json; not a LoRA adapter folder")
     adapter = safetensors_adapter(str(adapter))  # refuses a pickle-only adapter
     check_model_reference(base, "--base")
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite or choose another --out")
-    try:
-        adapter_config = parse_json((adapter / "adapter_config.json").read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, JsonError) as err:
-        raise ConfigError(f"{adapter / 'adapter_config.json'}: not valid JSON ({err})") from None
-    if not isinstance(adapter_config, dict):
-        raise ConfigError(f"{adapter / 'adapter_config.json'}: not a JSON object")
-    adapter_base = adapter_config.get("base_model_name_or_path")
-    if adapter_base and adapter_base != base:
-        logger.warning("the adapter was trained on %s; merging into %s", adapter_base, base)
+    # the config, its ranks against the weights, and the base it was trained on: before anything loads
+    check_adapter_base(read_adapter(adapter), base, "--adapter")
     # `tiny` names the built-in tiny VLM, as in `vlguard train`: built only once every input is checked.
-    base = resolve_model_path(base)
+    requested, base = base, resolve_model_path(base)
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     kind = detect_kind(base, revision=revision, trust_remote_code=trust_remote_code)
     model = load_model(base, kind, revision=revision, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged = apply_adapter(model, str(adapter), requested).merge_and_unload()
     # vlguard saves the processor (or, for a text-only LM, the tokenizer) beside the adapter.
     saved_here = any(
         (adapter / name).is_file() for name in ("processor_config.json", "tokenizer_config.json")

@@ -48,6 +48,7 @@ from vlguard.errors import ConfigError, VLGuardError
 from vlguard.fileio import check_output_dir
 from vlguard.models.loading import ModelKind, detect_kind, save_processor, sees_images
 from vlguard.models.resolve import check_model_reference, resolve_model_path
+from vlguard.redaction import redact, redact_text
 from vlguard.runs import RunLockedError, lock_run_folder
 from vlguard.train.checkpoints import (
     CHECKPOINTS_DIR,
@@ -114,12 +115,10 @@ def _train(config: TrainConfig, data: TrainingData | None, held: contextlib.Exit
     # 1. setup: everything a user can get wrong is checked before the (slow) model load.
     check_config(config)
     output_dir = Path(config.output_dir)
-    final_dir, checkpoints_dir = output_dir / MODEL_DIR, output_dir / CHECKPOINTS_DIR
+    checkpoints_dir = output_dir / CHECKPOINTS_DIR
     seen = run_state(output_dir)
-    if is_complete(final_dir):
-        raise ConfigError(f"{final_dir} already holds a finished model; choose another output_dir")
     config_yaml = dump_config(config)  # as given (``tiny`` stays ``tiny``), so that it can be rerun
-    resume = find_checkpoint(config.resume_from_checkpoint, checkpoints_dir, config_yaml)
+    resume = check_run_folder(config)
     requested_model = config.model.name_or_path
     config = dataclasses.replace(
         config, model=dataclasses.replace(config.model, name_or_path=resolve_model_path(requested_model))
@@ -248,6 +247,8 @@ def check_config(config: TrainConfig) -> None:
     check_data_config(config.data)
     check_safety_loss_config(config.safety_loss)
     check_defence_config(config)
+    _check_report_to(config.report_to)
+    _check_deepspeed(config.deepspeed)
 
 
 def load_defence_data(config: TrainConfig) -> TrainingData | None:
@@ -283,6 +284,69 @@ def _lock_output(output_dir: Path, seen: tuple[bool, tuple[str, ...]], held: con
     refused = procs.from_main(refused)
     if refused is not None:
         raise RunLockedError(refused)
+
+
+# Trackers transformers knows but cannot tell whether they are installed (no availability check).
+_UNLISTED_TRACKERS = frozenset({"flyte", "kubeflow"})
+
+
+def _check_report_to(names: list[str]) -> None:
+    """Every tracker of ``report_to`` is one transformers knows and one installed here (else the Trainer
+    fails after the model has loaded, with a traceback)."""
+    if not names or names == ["none"]:
+        return
+    from transformers.integrations.integration_utils import (
+        INTEGRATION_TO_CALLBACK,
+        get_available_reporting_integrations,
+    )
+
+    known = {*INTEGRATION_TO_CALLBACK, "all", "none"}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"config key 'report_to': unknown tracker(s) {', '.join(map(repr, unknown))}; known: "
+            f"{', '.join(sorted(known))} (empty: console only)"
+        )
+    available = set(get_available_reporting_integrations()) | _UNLISTED_TRACKERS | {"all", "none"}
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ConfigError(
+            f"config key 'report_to': {', '.join(missing)} is not installed (pip install {' '.join(missing)}), "
+            "or leave it out of report_to"
+        )
+
+
+def _check_deepspeed(deepspeed: str | None) -> None:
+    """``deepspeed`` names a readable JSON config file, and DeepSpeed is installed."""
+    if deepspeed is None:
+        return
+    from vlguard.fileio import JsonError, parse_json, read_text
+
+    path = Path(deepspeed).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config key 'deepspeed': {deepspeed}: no such file (a DeepSpeed JSON config)")
+    try:
+        parsed = parse_json(read_text(path))
+    except JsonError as err:
+        raise ConfigError(f"config key 'deepspeed': {path}: not valid JSON ({err.message})") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"config key 'deepspeed': {path}: a DeepSpeed config is a JSON object")
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(
+            "config key 'deepspeed' is set, but DeepSpeed is not installed (pip install deepspeed)"
+        )
+
+
+def check_run_folder(config: TrainConfig) -> str | None:
+    """The output folder before anything loads: ``ConfigError`` when it already holds a finished model,
+    or when its checkpoints cannot be resumed as asked (``find_checkpoint``); the checkpoint to resume from."""
+    output_dir = Path(config.output_dir)
+    final_dir = output_dir / MODEL_DIR
+    if is_complete(final_dir):
+        raise ConfigError(f"{final_dir} already holds a finished model; choose another output_dir")
+    return find_checkpoint(config.resume_from_checkpoint, output_dir / CHECKPOINTS_DIR, dump_config(config))
 
 
 def _resolve_auto(value: str, default: bool) -> bool:
@@ -394,6 +458,23 @@ def _saveable(model: Any, names: list[str]) -> list[str]:
     return result
 
 
+def check_lora_targets(model: Any, config: TrainConfig) -> list[str]:
+    """The modules ``lora.target_modules`` adapts in ``model`` (its weights may be on the meta device):
+    ``ConfigError`` when it matches none, or also matches a module of the vision tower."""
+    targets = [n for n, _ in model.named_modules() if re.fullmatch(config.lora.target_modules, n)]
+    if not targets:
+        raise ConfigError(
+            f"lora.target_modules={config.lora.target_modules!r} matches no module of the model"
+        )
+    vision = _matching_modules(model, config.vision_modules)
+    hit_vision = [t for t in targets if any(t.startswith(v + ".") for v in vision)]
+    if hit_vision:
+        raise ConfigError(
+            f"lora.target_modules also matches vision modules (e.g. {hit_vision[0]}); narrow it"
+        )
+    return targets
+
+
 def load_model(
     config: TrainConfig, dtype: str, gradient_checkpointing: bool, kind: ModelKind | None = None
 ) -> tuple[Any, dict[str, list[str]]]:
@@ -419,16 +500,7 @@ def load_model(
     if config.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        targets = [n for n, m in model.named_modules() if re.fullmatch(config.lora.target_modules, n)]
-        if not targets:
-            raise ConfigError(
-                f"lora.target_modules={config.lora.target_modules!r} matches no module of the model"
-            )
-        hit_vision = [t for t in targets if any(t.startswith(v + ".") for v in modules["vision"])]
-        if hit_vision:
-            raise ConfigError(
-                f"lora.target_modules also matches vision modules (e.g. {hit_vision[0]}); narrow it"
-            )
+        check_lora_targets(model, config)
         lora = LoraConfig(
             r=config.lora.r,
             lora_alpha=config.lora.alpha,
@@ -490,7 +562,8 @@ def _training_arguments(
             logging_first_step=True,
             disable_tqdm=not config.progress,
             report_to=config.report_to or "none",
-            run_name=config.run_name,
+            # the Trainer pickles its arguments into every checkpoint (training_args.bin): no secret there
+            run_name=None if config.run_name is None else redact_text(config.run_name),
             remove_unused_columns=False,  # the collator needs the raw messages and images
             dataloader_num_workers=config.dataloader_num_workers,
             ddp_find_unused_parameters=False,
@@ -610,7 +683,8 @@ def _save_final(
             "versions": _versions(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        (tmp_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        # without secrets (vlguard.redaction), as every record vlguard writes
+        (tmp_dir / PROVENANCE_FILE).write_text(json.dumps(redact(provenance), indent=2, default=str) + "\n")
         (tmp_dir / CONFIG_FILE).write_text(config_yaml, encoding="utf-8")
         (tmp_dir / COMPLETE_MARKER).write_text(provenance["finished"] + "\n")
         if final_dir.exists():
@@ -673,6 +747,9 @@ def _rank_fingerprints(model: Any, sharded: bool) -> list[str] | None:
 __all__ = [
     "TrainResult",
     "VLGuardError",
+    "check_config",
+    "check_lora_targets",
+    "check_run_folder",
     "gradient_accumulation_steps",
     "load_model",
     "load_processor",

@@ -12,9 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from vlguard.errors import ConfigError
 from vlguard.generation.hf import resolve_device, resolve_dtype
-from vlguard.models.resolve import resolve_model_path, safetensors_adapter
+from vlguard.models.resolve import resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +92,9 @@ def load_for_lm_eval(args: ModelArgs) -> tuple[Any, dict[str, Any]]:
         trust_remote_code=args.trust_remote_code,
     )
     if args.adapter is not None:
-        from peft import PeftModel
+        from vlguard.models.adapters import apply_adapter
 
-        adapter_dir = safetensors_adapter(args.adapter)
-        try:
-            model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"cannot load LoRA adapter {args.adapter!r}: {err}") from err
+        model = apply_adapter(model, args.adapter, args.model)
     model = model.to(device).eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=args.batch_size)
     description = {

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlguard.errors import ConfigError, RunMismatchError
 from vlguard.fileio import JsonError, parse_json, read_text
+from vlguard.redaction import redact
 from vlguard.runs import (
     CorruptRunFileError,
     JsonlStore,
@@ -307,12 +308,36 @@ def _preset_record(name: str, lm: Any) -> dict[str, Any]:
     return record
 
 
+def check_utility(config: UtilityConfig) -> UtilityConfig:
+    """Every setting that can be checked before any model loads or any file is written (the shared check,
+    ``vlguard.preflight``): the run folder's path, the device, the dtype, the model and the adapter (its
+    config against its weights, the base model it was trained on). Returns the resolved config."""
+    from vlguard.fileio import check_output_dir
+    from vlguard.preflight import ModelSettings, check_model
+
+    config = config.resolve()
+    # the path as given: Path("") would be the current folder, and an empty --run-dir is a mistake
+    check_output_dir(
+        config.resolved_run_dir() if config.run_dir is None else config.run_dir, "--run-dir folder"
+    )
+    check_model(
+        ModelSettings(
+            model=config.model,
+            revision=config.revision,
+            adapter=config.adapter,
+            dtype=config.dtype,
+            device=config.device,
+        )
+    )
+    return config
+
+
 def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
     """Run the configured tasks that the run folder does not hold yet; write and return ``metrics.json``.
 
     ``progress`` is accepted for symmetry with ``run_eval``; the engines draw their own progress bars.
     """
-    config = config.resolve()
+    config = check_utility(config)
     args = config.model_args()
     kind = model_kind(args)
     engine = config.engine or ENGINE_FOR_KIND[kind]
@@ -421,7 +446,8 @@ def run_utility(config: UtilityConfig, progress: bool = True) -> dict[str, Any]:
                 record["seconds"] = round(time.monotonic() - started, 3)
                 # The sample log first, then the record: a record on disk means the task is complete.
                 folder.samples(spec.task).write_all(sample_lines(raw))
-                atomic_write_json(folder.task_path(spec.task), record)
+                # The engine's task configs may hold a secret (a Hub token in dataset_kwargs): redacted.
+                atomic_write_json(folder.task_path(spec.task), redact(record))
                 # metrics.json holds every finished task, also when a later task fails.
                 folder.folder.write_metrics(build_metrics(folder, run_info))
 
