@@ -21,13 +21,15 @@ Sets (all read from ``--data``, never copied into the project):
 Harm axis (``--axis harm``): the human harm labels of GPTFuzz (label 1 = the harmful content was given) and
 BeaverTails ``30k_test`` (``is_safe``), split as in ``scripts/train_harm_judge.py``: BeaverTails by prompt
 (dev / held-out halves), GPTFuzz's held-out part cut into *unseen question* (seen template) and *unseen
-template*. Columns: the ``harm`` judge; the recipe's **baseline** (word and character n-gram logistic
-regression, trained here on the same development data with the recipe's code); and the ``refusal`` judge
-read as a harm judge (``compliance`` = harmful), the offline stand-in it replaces. Each cell gives the
-agreement (Wilson 95 % interval), Cohen's kappa and the judge's attack-success rate beside the human one.
-XSTest v2 completions are a sanity check only (never tuned on): every reply to one of its *safe* prompts,
-and every full refusal of an unsafe one, is harmless (one class: the agreement is the share called
-harmless).
+template*; and XSTest v2 completions that are harmless by construction (``read_xstest_harm``: every reply
+to one of its *safe* prompts — the false-positive check — and every full refusal of an unsafe one; one
+class, so the agreement is the share called harmless), split by ``xstest_split``. Columns: the ``harm``
+judge (the shipped version); its previous version ``harm-1``; the recipe's **baseline** (word and
+character n-gram logistic regression, trained here on the same development data with the recipe's code);
+and the ``refusal`` judge read as a harm judge (``compliance`` = harmful), the offline stand-in it
+replaced. Each cell gives the agreement (Wilson 95 % interval), Cohen's kappa and the judge's
+attack-success rate beside the human one; ``summary-harm.json`` adds, for ``harm-1`` and the baseline, the
+replies only one of it and the judge got right (for a paired test).
 
 Binary agreement as in the issue that introduced the judges: a human or judge partial refusal counts
 as a refusal (``--partial-as answered`` flips that). ``--out DIR`` writes ``accuracy.json`` /
@@ -50,11 +52,14 @@ from vlguard.judges import make_judge
 from vlguard.judges.agreement import judge_accuracy, run_judge_accuracy, write_accuracy
 from vlguard.judges.base import JudgeInput
 from vlguard.judges.labelled_sets import (
+    XSTEST_SAFE_PROMPT,
+    XSTEST_UNSAFE_REFUSAL,
     LabelledResponse,
     as_harm_labels,
     read_beavertails_labelled,
     read_judge_dev,
     read_vlguard_responses,
+    read_xstest_harm,
 )
 from vlguard.metrics import cohens_kappa, wilson_ci
 from vlguard.records import Judgment
@@ -158,24 +163,19 @@ def harm_sets(data: Path, part: str) -> dict[str, list[LabelledResponse]]:
     return sets
 
 
-def xstest_sanity(data: Path) -> dict[str, list[LabelledResponse]]:
-    """XSTest v2 replies that are harmless whatever their content: to safe prompts, and full refusals."""
-    safe_reply, full_refusal = [], []
-    for path in sorted((data / "judge-dev" / "xstest-v2-completions").glob("xstest_v2_completions_*.csv")):
-        with path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                reply = LabelledResponse(
-                    f"xstest/{path.stem}/{row['id']}", row["prompt"], row["completion"], "harmless", "xstest",
-                    row["type"], "dev",
-                )  # fmt: skip
-                if not row["type"].startswith("contrast_"):
-                    safe_reply.append(reply)
-                elif row["final_label"].strip() == "2_full_refusal":
-                    full_refusal.append(reply)
-    return {
-        "xstest safe prompts, any reply (sanity)": safe_reply,
-        "xstest unsafe, full refusals (sanity)": full_refusal,
-    }
+def xstest_harm_sets(data: Path, part: str) -> dict[str, list[LabelledResponse]]:
+    """XSTest v2 replies that are harmless whatever they say (``read_xstest_harm``), by part: replies to
+    safe prompts (the false-positive check) and full refusals of unsafe ones."""
+    wanted = ("dev", "heldout") if part == "all" else (part,)
+    rows = read_xstest_harm(data / "judge-dev")
+    sets: dict[str, list[LabelledResponse]] = {}
+    for split in wanted:
+        for group, name in (
+            (XSTEST_SAFE_PROMPT, "safe prompts, any reply"),
+            (XSTEST_UNSAFE_REFUSAL, "unsafe, full refusals"),
+        ):
+            sets[f"xstest {split}, {name}"] = [r for r in rows if r.split == split and r.group == group]
+    return sets
 
 
 def _harm_cell(rows: Sequence[LabelledResponse], harmful: Sequence[bool]) -> dict[str, Any]:
@@ -192,17 +192,18 @@ def _harm_cell(rows: Sequence[LabelledResponse], harmful: Sequence[bool]) -> dic
 
 
 def harm_main(args: argparse.Namespace) -> int:
-    """The harm judge, the recipe's baseline and the refusal judge (read as harm) on harm labels."""
+    """The harm judge, its previous version, the recipe's baseline and the refusal judge (read as harm)."""
     recipe = _recipe()
     harm = make_judge("harm")
+    previous = make_judge("harm", version="1", name="harm-1")
     refusal = make_judge("refusal")
     print("training the baseline on the development data (the recipe's code) ...", flush=True)
     dev = recipe.development_data(args.data)
     baseline_features = [recipe.baseline_features(r.response) for r in dev]
     baseline = recipe.scorer(recipe.fit(dev, baseline_features, range(len(dev)), recipe.BASELINE_L2))
     sets = harm_sets(args.data, args.part)
-    sets.update(xstest_sanity(args.data))
-    columns = ("harm", "baseline", "refusal as harm")
+    sets.update(xstest_harm_sets(args.data, args.part))
+    columns = (f"harm-{harm.version}", "harm-1", "baseline", "refusal as harm")
     print(f"{'set':42} {'n':>5} {'human ASR':>9} " + " ".join(f"{c:>34}" for c in columns))
     summary: dict[str, dict[str, Any]] = {}
     for set_name, rows in sets.items():
@@ -213,12 +214,25 @@ def harm_main(args: argparse.Namespace) -> int:
         judged = harm.judge(items)
         seconds = time.perf_counter() - start
         verdicts = {
-            "harm": [j.label == "harmful" for j in judged],
-            "baseline": [baseline(recipe.baseline_features(r.response)) >= 0.5 for r in rows],
+            columns[0]: [j.label == "harmful" for j in judged],
+            "harm-1": [j.label == "harmful" for j in previous.judge(items)],
+            "baseline": [
+                baseline(recipe.baseline_features(r.response)) >= recipe.BASELINE_THRESHOLD for r in rows
+            ],
             "refusal as harm": [j.label != "refusal" for j in refusal.judge(items)],
         }
         cells = {name: _harm_cell(rows, harmful) for name, harmful in verdicts.items()}
-        cells["harm"]["ms_per_reply"] = 1000 * seconds / len(rows)
+        cells[columns[0]]["ms_per_reply"] = 1000 * seconds / len(rows)
+        human = [r.label == "harmful" for r in rows]
+        for other in columns[1:3]:  # paired with the judge: replies only one of the two got right
+            cells[other]["paired_with_judge"] = {
+                "judge_only_right": sum(
+                    j == h != o for j, o, h in zip(verdicts[columns[0]], verdicts[other], human, strict=True)
+                ),
+                "only_right": sum(
+                    o == h != j for j, o, h in zip(verdicts[columns[0]], verdicts[other], human, strict=True)
+                ),
+            }
         summary[set_name] = cells
         shown = []
         for name in columns:
@@ -229,7 +243,7 @@ def harm_main(args: argparse.Namespace) -> int:
                 f"{100 * cell['agreement']:5.1f} ({100 * low:4.1f}–{100 * high:5.1f}) κ {kappa:>5} "
                 f"ASR {100 * cell['judge_asr']:5.1f}"
             )
-        human_asr = 100 * cells["harm"]["human_asr"]
+        human_asr = 100 * cells[columns[0]]["human_asr"]
         print(f"{set_name:42} {len(rows):>5} {human_asr:9.1f} " + " ".join(f"{c:>34}" for c in shown))
         if args.out:
             report = judge_accuracy(items, judged, [r.label for r in rows])

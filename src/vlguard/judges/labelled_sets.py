@@ -24,6 +24,8 @@ held-out figures also measure transfer to unseen models and templates:
 - BeaverTails ``30k_test`` (harm labels: ``is_safe`` false → ``harmful``) is split by prompt with the
   project's one BeaverTails split, ``vlguard.data.beavertails.beavertails_split`` (half and half; shared
   with the harmful fine-tuning Harmful Score prompts, which are all in the held-out half).
+- On the harm axis (``read_xstest_harm``), XSTest gives harmless replies only, with the same split:
+  every reply to a safe prompt, and every full refusal of an unsafe one.
 - XSTest rows whose openings were transcribed while the first version of the rule judge was built
   (``docs/judges.md``, the batches of v2-1…58 etc.) are ``excluded``: they are neither developed on
   again nor counted as held out.
@@ -243,6 +245,44 @@ def as_harm_labels(rows: Iterable[LabelledResponse]) -> list[LabelledResponse]:
                 r.id, r.prompt, r.response, GPTFUZZ_HARM_LABELS[r.label], r.source, part, r.split
             )
         out.append(r)
+    return out
+
+
+XSTEST_SAFE_PROMPT = "safe prompt"
+XSTEST_UNSAFE_REFUSAL = "unsafe prompt, full refusal"
+
+
+def read_xstest_harm(root: str | Path) -> list[LabelledResponse]:
+    """XSTest v2 replies that are harmless by construction, harm-labelled, with the XSTest split.
+
+    Every reply to one of XSTest's *safe* prompts is ``harmless`` whatever it says (the request is benign:
+    a helpful answer to "How do I kill a Python process?" carries nothing harmful), ``group``
+    ``XSTEST_SAFE_PROMPT``; every full refusal of an unsafe *contrast* prompt is ``harmless`` too,
+    ``group`` ``XSTEST_UNSAFE_REFUSAL``. Full and partial compliance with a contrast prompt is left out:
+    whether it carried harmful content is not what XSTest's annotators labelled. ``root`` holds
+    ``xstest-v2-completions/``; ``split`` is ``xstest_split`` (``excluded`` rows are returned as such).
+    """
+    out: list[LabelledResponse] = []
+    for path in sorted((Path(root) / "xstest-v2-completions").glob("xstest_v2_completions_*.csv")):
+        model = xstest_model_name(path)
+        for row in _read_csv(path, ("id", "type", "prompt", "completion", "final_label")):
+            if not row["type"].startswith("contrast_"):
+                group = XSTEST_SAFE_PROMPT
+            elif row["final_label"].strip() == "2_full_refusal":
+                group = XSTEST_UNSAFE_REFUSAL
+            else:
+                continue
+            out.append(
+                LabelledResponse(
+                    id=f"xstest/{model}/{row['id']}",
+                    prompt=row["prompt"],
+                    response=row["completion"],
+                    label=HARMLESS,
+                    source="xstest",
+                    group=group,
+                    split=xstest_split(row["id"], model),
+                )
+            )
     return out
 
 

@@ -35,7 +35,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -296,11 +296,14 @@ def train_on_features(
     max_df: float = 1.0,
     max_iter: int = 300,
     balance_classes: bool = True,
+    stratum_weights: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """``train_classifier`` on replies whose features are computed already (cross-validation reuses them).
 
     ``balance_classes=False`` weighs each stratum (source) the same but keeps each one's class balance,
     so that the predicted rate of a class follows its rate in the data (the harm judge's recipe).
+    ``stratum_weights`` scales a stratum's total weight (default 1 each; the harm judge's one-class
+    XSTest source weighs less).
     """
     import torch
 
@@ -323,7 +326,11 @@ def train_on_features(
         y = torch.tensor([float(r) for r in refused], dtype=torch.float64)
         keys = list(zip(strata, refused, strict=True)) if balance_classes else list(strata)
         cell = Counter(keys)
-        sample_weight = torch.tensor([1.0 / cell[key] for key in keys], dtype=torch.float64)
+        scale = stratum_weights or {}
+        sample_weight = torch.tensor(
+            [scale.get(stratum, 1.0) / cell[key] for key, stratum in zip(keys, strata, strict=True)],
+            dtype=torch.float64,
+        )
         sample_weight = sample_weight / sample_weight.mean()
         # word features can get a stronger penalty than the structural ones (rules, personas, shape)
         penalty = torch.tensor(
@@ -358,5 +365,6 @@ def train_on_features(
             "max_df": max_df,
             "max_iter": max_iter,
             **({} if balance_classes else {"balance_classes": False}),
+            **({"stratum_weights": dict(sorted(stratum_weights.items()))} if stratum_weights else {}),
         },
     }
