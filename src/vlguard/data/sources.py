@@ -8,12 +8,14 @@ into (or, offline, read from) the huggingface_hub cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vlguard.errors import VLGuardError
 
@@ -66,20 +68,28 @@ def looks_like_repo_id(source: str) -> bool:
     return bool(_REPO_ID.match(source))
 
 
-def gated_message(where: str, repo_id: str) -> str:
-    """What to do about a gated Hub dataset (VLGuard's is): accept its terms, then give a token."""
-    return (
-        f"{where}: the dataset is gated; accept its terms on https://huggingface.co/datasets/{repo_id} "
-        "(logged in), then set HF_TOKEN to a token of that account (or log in with `hf auth login`)"
-    )
+def hub_dataset(repo_id: str, revision: str | None) -> str:
+    """``Hub dataset owner/name at revision R``: how messages name a Hub dataset."""
+    return f"Hub dataset {repo_id}" + (f" at revision {revision}" if revision else "")
 
 
-def hub_file(repo_id: str, filename: str, revision: str | None, *, required: bool = True) -> Path | None:
-    """Download ``filename`` of the Hub dataset ``repo_id`` (or take it from the cache when offline).
+@contextlib.contextmanager
+def hub_errors(
+    where: str,
+    repo_id: str,
+    *,
+    repo_type: Literal["dataset", "model"] = "dataset",
+    filename: str | None = None,
+    error: type[VLGuardError] = DataSourceError,
+    hint: str = "",
+) -> Iterator[None]:
+    """Turn what huggingface_hub raises while fetching from ``repo_id`` into one line ``error``.
 
-    Returns None for an optional file that the repository (or the offline cache) does not have.
+    The message starts with ``where`` (what was being fetched) and says what to do: accept a gated
+    repository's terms and set ``HF_TOKEN``, log in for a private one, download once online what the
+    offline cache lacks. ``filename`` names the file fetched (None: a snapshot of several); ``hint``
+    is added at the end of every message.
     """
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -89,32 +99,48 @@ def hub_file(repo_id: str, filename: str, revision: str | None, *, required: boo
         RevisionNotFoundError,
     )
 
-    where = f"Hub dataset {repo_id}" + (f" at revision {revision}" if revision else "")
+    hint = f" {hint}" if hint else ""
+    what = f"{filename} is " if filename else ""
     try:
-        return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision))
+        yield
     except GatedRepoError as err:  # a subclass of RepositoryNotFoundError: first
-        raise DataSourceError(gated_message(where, repo_id)) from err
-    except RepositoryNotFoundError as err:
-        raise DataSourceError(
-            f"{where}: repository not found (or private: log in with `hf auth login`)"
+        page = f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+        raise error(
+            f"{where}: the repository is gated; accept its terms on {page} (logged in), then set HF_TOKEN "
+            f"to a token of that account (or log in with `hf auth login`){hint}"
         ) from err
+    except RepositoryNotFoundError as err:
+        raise error(f"{where}: repository not found (or private: log in with `hf auth login`){hint}") from err
     except RevisionNotFoundError as err:
-        raise DataSourceError(f"{where}: revision not found") from err
-    except LocalEntryNotFoundError as err:
-        if not required:
-            logger.info("%s: optional file %s is not in the local cache", where, filename)
-            return None
-        raise DataSourceError(
-            f"{where}: {filename} is not in the local huggingface_hub cache and cannot be downloaded "
-            "(HF_HUB_OFFLINE=1, or the Hub is unreachable); download it once online or use a local folder"
+        raise error(f"{where}: revision not found{hint}") from err
+    except LocalEntryNotFoundError as err:  # IncompleteSnapshotError (a snapshot) included
+        raise error(
+            f"{where}: {what}not in the local huggingface_hub cache and cannot be downloaded "
+            f"(HF_HUB_OFFLINE=1, or the Hub is unreachable); download it once online or use a local folder{hint}"
         ) from err
     except EntryNotFoundError as err:
-        if not required:
-            logger.info("%s: the repository has no %s", where, filename)
+        raise error(f"{where}: the repository has no file {filename}{hint}") from err
+    except (HfHubHTTPError, OSError, ValueError) as err:
+        raise error(f"{where}: download of {filename or 'the files'} failed: {err}{hint}") from err
+
+
+def hub_file(repo_id: str, filename: str, revision: str | None, *, required: bool = True) -> Path | None:
+    """Download ``filename`` of the Hub dataset ``repo_id`` (or take it from the cache when offline).
+
+    Returns None for an optional file that the repository (or the offline cache) does not have.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    where = hub_dataset(repo_id, revision)
+    with hub_errors(where, repo_id, filename=filename):
+        try:
+            return Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision))
+        except EntryNotFoundError:  # not in the repository, or (offline) not in the cache
+            if required:
+                raise
+            logger.info("%s: optional file %s is not in the repository or the local cache", where, filename)
             return None
-        raise DataSourceError(f"{where}: the repository has no file {filename}") from err
-    except HfHubHTTPError as err:
-        raise DataSourceError(f"{where}: download of {filename} failed: {err}") from err
 
 
 def snapshot_commit(cached_file: Path, filename: str) -> str | None:

@@ -319,14 +319,12 @@ def model_architectures(model: str, revision: str | None = None) -> list[str]:
         config_file = folder / "config.json"
     else:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError
 
-        try:
+        from vlguard.data.sources import hub_errors
+
+        where = f"cannot read the config of model {model!r} (revision {revision!r})"
+        with hub_errors(where, model, repo_type="model", filename="config.json", error=ConfigError):
             config_file = Path(hf_hub_download(model, "config.json", revision=revision))
-        except (OSError, ValueError, HfHubHTTPError) as err:
-            raise ConfigError(
-                f"cannot read the config of model {model!r} (revision {revision!r}): {err}"
-            ) from err
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

@@ -101,6 +101,17 @@ class TaskConfig:
     )
 
 
+# The row filters that the harmful and the safety sources share.
+_ROWS_HELP = (
+    "Rows of the file kept before anything else: 'START:STOP' (0-based), N (the first N) or null (all); "
+    "quote it in YAML (unquoted, YAML reads 5001:10000 as a base-60 number)."
+)
+_HALF_HELP = (
+    "dev or heldout: only rows whose prompt is in that half of the project's BeaverTails split "
+    "(vlguard.data.beavertails.beavertails_split); null: all."
+)
+
+
 @dataclass
 class HarmfulConfig:
     """Where the attack's harmful (prompt, answer) pairs come from."""
@@ -118,20 +129,8 @@ class HarmfulConfig:
     )
     revision: str | None = field(default=None, metadata=_help("Hub revision."))
     split: str = field(default="30k_train", metadata=_help("BeaverTails split (Hub only)."))
-    rows: str | None = field(
-        default=None,
-        metadata=_help(
-            "Rows of the file kept before anything else: 'START:STOP' (0-based), N (the first N) or null (all); "
-            "quote it in YAML (unquoted, YAML reads 5001:10000 as a base-60 number)."
-        ),
-    )
-    half: Literal["dev", "heldout"] | None = field(
-        default=None,
-        metadata=_help(
-            "dev or heldout: only rows whose prompt is in that half of the project's BeaverTails split "
-            "(vlguard.data.beavertails.beavertails_split); null: all."
-        ),
-    )
+    rows: str | None = field(default=None, metadata=_help(_ROWS_HELP))
+    half: Literal["dev", "heldout"] | None = field(default=None, metadata=_help(_HALF_HELP))
 
 
 @dataclass
@@ -154,20 +153,8 @@ class SafetyConfig:
     )
     revision: str | None = field(default=None, metadata=_help("Hub revision."))
     split: str = field(default="30k_train", metadata=_help("BeaverTails split, or VLGuard split (train)."))
-    rows: str | None = field(
-        default=None,
-        metadata=_help(
-            "Rows of the file kept before anything else: 'START:STOP' (0-based), N (the first N) or null (all); "
-            "quote it in YAML (unquoted, YAML reads 5001:10000 as a base-60 number)."
-        ),
-    )
-    half: Literal["dev", "heldout"] | None = field(
-        default=None,
-        metadata=_help(
-            "dev or heldout: only rows whose prompt is in that half of the project's BeaverTails split "
-            "(vlguard.data.beavertails.beavertails_split); null: all."
-        ),
-    )
+    rows: str | None = field(default=None, metadata=_help(_ROWS_HELP))
+    half: Literal["dev", "heldout"] | None = field(default=None, metadata=_help(_HALF_HELP))
     with_images: bool = field(
         default=False,
         metadata=_help("vlguard only: keep the images (VLMs); false = text-only refusal pairs."),

@@ -56,7 +56,9 @@ from vlguard.evaluate import (
 )
 from vlguard.hft.config import (
     TRAIN_KEYS_WITHOUT_EFFECT,
+    HarmfulConfig,
     HFTConfig,
+    SafetyConfig,
     check_hft_config,
     dump_hft_config,
     key_values,
@@ -220,6 +222,19 @@ class Pools:
     safety: PairPool | None
 
 
+def _qa_pool(source: HarmfulConfig | SafetyConfig, role: str, which: str) -> PairPool:
+    """The ``which`` rows (``unsafe``, ``safe``, ``all``) of a BeaverTails-format source as pairs of ``role``."""
+    return qa_pairs(
+        source.data,
+        role=role,
+        split=source.split,
+        revision=source.revision,
+        which=which,
+        rows=source.rows,
+        half=source.half,
+    )
+
+
 def load_pools(config: HFTConfig) -> Pools:
     """Load the task pool, and the harmful / safety pools when a cell or the alignment needs them; each
     is drawn in the order of ``config.draws``."""
@@ -241,15 +256,7 @@ def load_pools(config: HFTConfig) -> Pools:
                 )
             harmful = advbench_pairs(h.data, h.revision)
         else:
-            harmful = qa_pairs(
-                h.data,
-                role=HARMFUL,
-                split=h.split,
-                revision=h.revision,
-                which="unsafe",
-                rows=h.rows,
-                half=h.half,
-            )
+            harmful = _qa_pool(h, HARMFUL, "unsafe")
     safety = None
     needs_safety = any(plan.needs_safety for plan in plans) or (
         config.alignment.enabled and config.alignment.n_safety > 0
@@ -263,24 +270,13 @@ def load_pools(config: HFTConfig) -> Pools:
                 revision=s.revision,
                 with_images=s.with_images,
             )
-        elif s.source == "pairs":
-            if s.data is None:
+        else:
+            if s.source == "pairs" and s.data is None:
                 raise ConfigError(
                     "safety.source=pairs needs safety.data (a JSONL/JSON file with prompt and response)"
                 )
-            safety = qa_pairs(
-                s.data, role=SAFETY, split=s.split, revision=s.revision, which="all", rows=s.rows, half=s.half
-            )
-        else:
-            safety = qa_pairs(
-                s.data,
-                role=SAFETY,
-                split=s.split,
-                revision=s.revision,
-                which="safe",
-                rows=s.rows,
-                half=s.half,
-            )
+            # a user's own pairs have no is_safe column: every row is a refusal
+            safety = _qa_pool(s, SAFETY, "all" if s.source == "pairs" else "safe")
 
     def ordered(pool: PairPool | None) -> PairPool | None:
         return None if pool is None else dataclasses.replace(pool, order=config.draws)

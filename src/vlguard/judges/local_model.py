@@ -9,13 +9,12 @@ name the exact weights that produced it.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlguard.data.sources import hub_errors, looks_like_repo_id
 from vlguard.errors import ConfigError
 
 
@@ -27,9 +26,6 @@ class LoadedModel:
     tokenizer: Any
     device: str
     commit: str | None
-
-
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 @contextlib.contextmanager
@@ -51,48 +47,19 @@ def check_weights(model_id: str, revision: str | None) -> None:
     themselves are not read: that is the model load's job, on first use.
     """
     path = Path(model_id).expanduser()
-    where = f"judge model {model_id!r}" + (f" (revision {revision!r})" if revision else "")
+    where = f"cannot load judge model {model_id!r}" + (f" (revision {revision!r})" if revision else "")
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ConfigError(f"cannot load {where}: {path} has no config.json (not a model folder)")
+            raise ConfigError(f"{where}: {path} has no config.json (not a model folder)")
         if not any(path.glob("*.safetensors")):
-            raise ConfigError(f"cannot load {where}: {path} has no .safetensors weights")
+            raise ConfigError(f"{where}: {path} has no .safetensors weights")
         return
-    if not _HUB_ID.match(model_id):
-        raise ConfigError(f"cannot load {where}: no such folder (and not a Hub repo id like owner/name)")
+    if not looks_like_repo_id(model_id):
+        raise ConfigError(f"{where}: no such folder (and not a Hub repo id like owner/name)")
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
-    try:
+    with hub_errors(where, model_id, repo_type="model", filename="config.json", error=ConfigError):
         hf_hub_download(model_id, "config.json", revision=revision)
-    except GatedRepoError as err:
-        raise ConfigError(
-            f"cannot load {where}: the repository is gated; accept its terms on "
-            f"https://huggingface.co/{model_id} and set HF_TOKEN"
-        ) from err
-    except RepositoryNotFoundError as err:
-        raise ConfigError(
-            f"cannot load {where}: repository not found (or private: log in with `hf auth login`)"
-        ) from err
-    except RevisionNotFoundError as err:
-        raise ConfigError(f"cannot load {where}: revision not found") from err
-    except LocalEntryNotFoundError as err:
-        offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise ConfigError(
-            f"cannot load {where}: it is not in the local huggingface_hub cache and cannot be downloaded"
-            f"{offline}; download it once online or pass a local folder"
-        ) from err
-    except EntryNotFoundError as err:
-        raise ConfigError(f"cannot load {where}: the repository has no config.json") from err
-    except (HfHubHTTPError, OSError, ValueError) as err:
-        raise ConfigError(f"cannot load {where}: {err}") from err
 
 
 def device_and_dtype(device: str, dtype: str) -> tuple[str, Any]:

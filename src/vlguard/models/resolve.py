@@ -141,16 +141,17 @@ def safetensors_adapter(adapter: str) -> Path:
     path = Path(adapter)
     if not path.is_dir():
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError
 
-        try:
+        from vlguard.data.sources import hub_errors
+
+        with hub_errors(
+            f"cannot load LoRA adapter {adapter!r}", adapter, repo_type="model", error=ConfigError
+        ):
             path = Path(
                 snapshot_download(
                     adapter, allow_patterns=["adapter_config.json", "adapter_model.safetensors"]
                 )
             )
-        except (OSError, ValueError, HfHubHTTPError) as err:
-            raise ConfigError(f"cannot load LoRA adapter {adapter!r}: {err}") from err
     if not (path / "adapter_model.safetensors").is_file():
         raise ConfigError(f"adapter folder {adapter} has no adapter_model.safetensors (safetensors only)")
     return path

@@ -15,7 +15,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from vlguard.train.checkpoints import AlreadyFinished, mark_checkpoint_complete, save_defence_state
 from vlguard.train.data import ConversationDataset
-from vlguard.train.defences.base import DefenceRule
+from vlguard.train.defences.base import DefenceRule, MicroSteps, draw_number, scaled_for_accumulation
 from vlguard.train.safety_loss import SafetyBatches
 
 
@@ -37,10 +37,12 @@ class VLGuardTrainer(Trainer):
     # The auxiliary safety loss (safety_loss.* in the config): None = off.
     safety_batches: SafetyBatches | None = None
     safety_weight: float = 0.0
-    _safety_step: int = -1
-    _safety_micro: int = 0
     # The defence's training rule (defence.* in the config): None = the Trainer's own step.
     defence_rule: DefenceRule | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._safety_micro_steps = MicroSteps()
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
         if self.defence_rule is None:
@@ -68,11 +70,8 @@ class VLGuardTrainer(Trainer):
         # When the user loss is already normalised over the whole accumulated batch (token-count
         # normalisation), the Trainer does not divide it by the accumulation steps: the safety term,
         # a per-batch mean, is divided here so that each optimizer step adds λ × one mean safety loss.
-        scaled_for_accumulation = (
-            self.model_accepts_loss_kwargs and num_items_in_batch is not None
-        ) or self.compute_loss_func is not None
         term = self.safety_weight * safety_loss
-        if scaled_for_accumulation:
+        if scaled_for_accumulation(self, num_items_in_batch):
             term = term / self.current_gradient_accumulation_steps
         loss = loss + term
         return (loss, outputs) if return_outputs else loss
@@ -81,11 +80,7 @@ class VLGuardTrainer(Trainer):
         # The draw number comes from the optimizer step (restored on resume) and the micro-step
         # within it, so a resumed run draws the same safety batches as an uninterrupted one.
         assert self.safety_batches is not None
-        step = self.state.global_step
-        if step != self._safety_step:
-            self._safety_step, self._safety_micro = step, 0
-        draw = step * self.args.gradient_accumulation_steps + self._safety_micro
-        self._safety_micro += 1
+        draw = draw_number(self, *self._safety_micro_steps.advance(self))
         return self.collate_side_batch(self.safety_batches.examples(draw))
 
     def create_optimizer(self, model: Any = None) -> Any:

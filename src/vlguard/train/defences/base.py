@@ -19,12 +19,13 @@ data-parallel processes average the whole update as they average a plain one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
 
 from vlguard.errors import ConfigError
+from vlguard.train.safety_loss import SafetyBatches
 
 
 class StepTrainer(Protocol):
@@ -93,6 +94,26 @@ class MicroSteps:
         return step, micro
 
 
+def draw_number(trainer: StepTrainer, steps: int, micro: int) -> int:
+    """The side batch of micro-step ``micro`` after ``steps`` optimizer steps that drew one per micro-step."""
+    return steps * trainer.args.gradient_accumulation_steps + micro
+
+
+class SideBatchRule(DefenceRule):
+    """A rule that trains with a batch of ``defence.data`` (harmful or alignment conversations) drawn
+    beside, or instead of, the user's micro-batch, numbered by :class:`MicroSteps`."""
+
+    def __init__(self, batches: SafetyBatches | None) -> None:
+        if batches is None:
+            raise ConfigError(f"{self.name}: needs defence.data")
+        self.batches = batches
+        self.micro_steps = MicroSteps()
+
+    def side_batch(self, trainer: StepTrainer, draw: int) -> dict[str, Any]:
+        """Draw number ``draw`` of ``defence.data``, collated and on the training device."""
+        return trainer.collate_side_batch(self.batches.examples(draw))
+
+
 def accumulation_scale(trainer: StepTrainer) -> float:
     """The factor of a per-micro-batch mean term: one over the micro-batches of this optimizer step."""
     return 1.0 / trainer.current_gradient_accumulation_steps
@@ -106,12 +127,19 @@ def user_loss(
         loss: torch.Tensor = trainer.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
     if trainer.args.n_gpu > 1:
         loss = loss.mean()
-    scaled = trainer.loss_is_scaled_for_ga
-    if scaled is None:
-        scaled = (
-            trainer.model_accepts_loss_kwargs and num_items_in_batch is not None
-        ) or trainer.compute_loss_func is not None
-    return loss if scaled else loss / trainer.current_gradient_accumulation_steps
+    if scaled_for_accumulation(trainer, num_items_in_batch):
+        return loss
+    return loss / trainer.current_gradient_accumulation_steps
+
+
+def scaled_for_accumulation(trainer: StepTrainer, num_items_in_batch: Any) -> bool:
+    """Whether ``compute_loss`` already normalises the loss over the whole accumulated batch (its tokens),
+    so that ``Trainer.training_step`` does not divide it by the accumulation steps (its own rule)."""
+    if trainer.loss_is_scaled_for_ga is not None:
+        return trainer.loss_is_scaled_for_ga
+    return (
+        trainer.model_accepts_loss_kwargs and num_items_in_batch is not None
+    ) or trainer.compute_loss_func is not None
 
 
 def batch_loss(trainer: StepTrainer, model: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -119,6 +147,11 @@ def batch_loss(trainer: StepTrainer, model: Any, batch: dict[str, Any]) -> torch
     with trainer.compute_loss_context_manager():
         loss: torch.Tensor = model(**batch).loss
     return loss
+
+
+def total_norm(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of all ``tensors`` together, as one vector (in float32)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.float()) for t in tensors]))
 
 
 def trainable(model: Any) -> list[tuple[str, torch.nn.Parameter]]:

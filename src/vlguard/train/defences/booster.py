@@ -25,14 +25,14 @@ from typing import Any
 
 import torch
 
-from vlguard.errors import ConfigError
 from vlguard.train.config import BoosterSettings
 from vlguard.train.defences.base import (
-    DefenceRule,
-    MicroSteps,
+    SideBatchRule,
     StepTrainer,
     accumulation_scale,
     batch_loss,
+    draw_number,
+    total_norm,
     trainable,
     user_loss,
 )
@@ -47,31 +47,25 @@ def _gradient(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torc
     return [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads, strict=True)]
 
 
-class Booster(DefenceRule):
+class Booster(SideBatchRule):
     """f + λ (h(w) - h(w - α ∇h/‖∇h‖)) with a harmful batch per micro-step; three passes each."""
 
     name = "booster"
 
     def __init__(self, settings: BoosterSettings, harmful: SafetyBatches | None, seed: int = 0) -> None:
+        super().__init__(harmful)
         self.lamb = settings.lamb
         self.alpha = settings.alpha
-        if harmful is None:
-            raise ConfigError("booster: needs defence.data")
-        self.harmful = harmful
-        self.micro_steps = MicroSteps()
 
     def step(
         self, trainer: StepTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
     ) -> torch.Tensor:
-        step, micro = self.micro_steps.advance(trainer)
-        draw = step * trainer.args.gradient_accumulation_steps + micro
-        harmful = trainer.collate_side_batch(self.harmful.examples(draw))
+        harmful = self.side_batch(trainer, draw_number(trainer, *self.micro_steps.advance(trainer)))
         inner = trainer.accelerator.unwrap_model(model)
         params = [p for _, p in trainable(inner)]
 
         grad = _gradient(batch_loss(trainer, inner, harmful), params)
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grad]))
-        shift = self.alpha / (norm + NORM_EPS)
+        shift = self.alpha / (total_norm(grad) + NORM_EPS)
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
             for p, g in zip(params, grad, strict=True):

@@ -25,11 +25,11 @@ import torch
 from vlguard.errors import ConfigError
 from vlguard.train.config import LisaSettings
 from vlguard.train.defences.base import (
-    DefenceRule,
-    MicroSteps,
+    SideBatchRule,
     StepTrainer,
     accumulation_scale,
     batch_loss,
+    draw_number,
     trainable,
     user_loss,
 )
@@ -40,20 +40,17 @@ PROXIMAL_AFTER = 0.1
 ALIGNMENT, FINETUNE = "alignment", "finetune"
 
 
-class Lisa(DefenceRule):
+class Lisa(SideBatchRule):
     """Alternating alignment / user steps with a proximal term to the other state's weights."""
 
     name = "lisa"
     keeps_state = True
 
     def __init__(self, settings: LisaSettings, alignment: SafetyBatches | None, seed: int = 0) -> None:
+        super().__init__(alignment)
         self.rho = settings.rho
         self.alignment_steps = settings.alignment_steps
         self.finetune_steps = settings.finetune_steps
-        if alignment is None:
-            raise ConfigError("lisa: needs defence.data")
-        self.alignment = alignment
-        self.micro_steps = MicroSteps()
         # The weights each state ended on (initially the start weights), by parameter name.
         self.anchors: dict[str, dict[str, torch.Tensor]] = {}
         self._restored = False
@@ -100,8 +97,7 @@ class Lisa(DefenceRule):
             # The other state ends here: its weights are what this state is pulled towards.
             self._keep(FINETUNE if phase == ALIGNMENT else ALIGNMENT, params)
         if phase == ALIGNMENT:
-            draw = self.alignment_steps_before(step) * trainer.args.gradient_accumulation_steps + micro
-            batch = trainer.collate_side_batch(self.alignment.examples(draw))
+            batch = self.side_batch(trainer, draw_number(trainer, self.alignment_steps_before(step), micro))
             loss = batch_loss(trainer, model, batch) * accumulation_scale(trainer)
             anchor = self.anchors[FINETUNE]
         else:

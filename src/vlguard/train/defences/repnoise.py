@@ -37,14 +37,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vlguard.errors import ConfigError
 from vlguard.train.config import RepNoiseSettings
 from vlguard.train.defences.base import (
-    DefenceRule,
-    MicroSteps,
+    SideBatchRule,
     StepTrainer,
     accumulation_scale,
     decoder,
+    draw_number,
     first_output,
     forward_hooks,
     layer_parts,
@@ -148,26 +147,22 @@ def noise_seed(seed: int, draw: int) -> int:
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
 
-class RepNoise(DefenceRule):
+class RepNoise(SideBatchRule):
     """The RepNoise loss on the training batch (harmless) and a harmful batch per micro-step."""
 
     name = "repnoise"
 
     def __init__(self, settings: RepNoiseSettings, harmful: SafetyBatches | None, seed: int = 0) -> None:
+        super().__init__(harmful)
         self.alpha = settings.alpha
         self.beta = settings.beta
-        if harmful is None:
-            raise ConfigError("repnoise: needs defence.data")
-        self.harmful = harmful
         self.seed = seed
-        self.micro_steps = MicroSteps()
 
     def step(
         self, trainer: StepTrainer, model: Any, inputs: dict[str, Any], num_items_in_batch: Any
     ) -> torch.Tensor:
-        step, micro = self.micro_steps.advance(trainer)
-        draw = step * trainer.args.gradient_accumulation_steps + micro
-        harmful = trainer.collate_side_batch(self.harmful.examples(draw))
+        draw = draw_number(trainer, *self.micro_steps.advance(trainer))
+        harmful = self.side_batch(trainer, draw)
         inner = trainer.accelerator.unwrap_model(model)
         device = inputs["input_ids"].device
         generator = torch.Generator(device=device).manual_seed(noise_seed(self.seed, draw))

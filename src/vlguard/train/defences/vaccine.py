@@ -32,6 +32,7 @@ from vlguard.train.defences.base import (
     first_output,
     forward_hooks,
     layer_parts,
+    total_norm,
     user_loss,
 )
 from vlguard.train.safety_loss import SafetyBatches
@@ -60,10 +61,7 @@ def attention_perturbations(
         return {}
     grads = torch.autograd.grad(loss, [t for _, t in tracked], allow_unused=True)
     found = {m: g.detach() for (m, _), g in zip(tracked, grads, strict=True) if g is not None}
-    norm = torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(g.float()) for g in found.values()])
-    )
-    scale = rho / (norm + NORM_EPS)
+    scale = rho / (total_norm(found.values()) + NORM_EPS)
     return {m: (g * scale).to(g.dtype) for m, g in found.items()}
 
 
