@@ -137,6 +137,16 @@ def test_vaccine_aligns_with_lora_alpha_1() -> None:
     )
 
 
+def test_the_gsm8k_lora_alpha_of_half_is_accepted() -> None:
+    """docs/hft.md's GSM8K line sets finetune.lora.alpha=0.5 (Vaccine train.py:344-347): a float, not an int."""
+    config = load_hft_config(
+        REPO / "configs" / "hft" / "vaccine-sst2-llama2-7b.yaml",
+        ["task.name=gsm8k", "finetune.lora.alpha=0.5"],
+    )
+    assert config.finetune.lora.alpha == 0.5
+    assert "finetune.lora.alpha=0.5" in (REPO / "docs" / "hft.md").read_text()
+
+
 def test_vaccine_finetune_accuracy_is_the_first_500_rows_by_substring(shared_data: Path) -> None:
     """Item 4: the FA run gets the first 500 validation rows (rows=500, not a hashed eval_limit) and the
     accuracy judge's substring match, from the sweep's settings."""

@@ -142,7 +142,9 @@ class LoraConfig:
     """LoRA adapters (used when method = lora)."""
 
     r: int = field(default=128, metadata=_help("LoRA rank (LLaVA-1.5: 128)."))
-    alpha: int = field(default=256, metadata=_help("LoRA alpha (LLaVA-1.5: 256)."))
+    alpha: float = field(
+        default=256, metadata=_help("LoRA alpha (LLaVA-1.5: 256; Vaccine's GSM8K runs use 0.5).")
+    )
     dropout: float = field(default=0.05, metadata=_help("LoRA dropout."))
     target_modules: str = field(
         default=DEFAULT_LORA_TARGETS,
