@@ -170,17 +170,7 @@ def read_xstest_completions(path: str | Path) -> list[LabelledResponse]:
                 Problem(str(path), f"line {line}", "final_label", f"unknown {row['final_label']!r}")
             )
             continue
-        out.append(
-            LabelledResponse(
-                id=f"xstest/{model}/{row['id']}",
-                prompt=row["prompt"],
-                response=row["completion"],
-                label=label,
-                source="xstest",
-                group=model,
-                split=xstest_split(row["id"], model),
-            )
-        )
+        out.append(_xstest_reply(model, row, label, group=model))
     if problems:
         raise DataValidationError(problems)
     return out
@@ -272,18 +262,21 @@ def read_xstest_harm(root: str | Path) -> list[LabelledResponse]:
                 group = XSTEST_UNSAFE_REFUSAL
             else:
                 continue
-            out.append(
-                LabelledResponse(
-                    id=f"xstest/{model}/{row['id']}",
-                    prompt=row["prompt"],
-                    response=row["completion"],
-                    label=HARMLESS,
-                    source="xstest",
-                    group=group,
-                    split=xstest_split(row["id"], model),
-                )
-            )
+            out.append(_xstest_reply(model, row, HARMLESS, group=group))
     return out
+
+
+def _xstest_reply(model: str, row: dict[str, str], label: str, *, group: str) -> LabelledResponse:
+    """One row of ``model``'s XSTest v2 completions file as a labelled reply, with its split."""
+    return LabelledResponse(
+        id=f"xstest/{model}/{row['id']}",
+        prompt=row["prompt"],
+        response=row["completion"],
+        label=label,
+        source="xstest",
+        group=group,
+        split=xstest_split(row["id"], model),
+    )
 
 
 def read_beavertails_labelled(path: str | Path) -> list[LabelledResponse]:
