@@ -7,7 +7,7 @@
 # OUT: parent folder (default runs/hft-defences-seeds), one OUT/seed-<s> folder per seed; SEEDS default to
 # 3 4 5 (held out: seeds 0-2 were used to choose tiny-cpu.yaml's settings; no setting of a defence was
 # tuned on the tiny model at all). Each sweep is configs/hft/defences-tiny-cpu.yaml with the harmful ratios
-# RATIOS (default "[0.0, 0.1]", so that one seed fits about 20 minutes on 2 cores). Finished stages are
+# RATIOS (default "[0.0, 0.1]", so that one seed takes about 20-27 minutes on 2 shared cores). Finished stages are
 # skipped on a rerun. Per seed it records the wall time and the load average before and after (the
 # machine may be shared), then writes the report of all seeds to OUT/report (HTML, markdown) and
 # OUT/report-csv/hft_table.csv (the papers' layout: mean ± sd over the seeds).
