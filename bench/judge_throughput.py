@@ -3,7 +3,7 @@
     python bench/judge_throughput.py [--data ../shared/data] [--repeats 3] [--out FILE.json]
 
 Judges: ``refusal`` (default: rules + classifier), ``refusal`` in ``rules`` mode, ``refusal-paper`` and
-``harm`` (which also reads the prompt).
+``harm`` (which also reads the prompt), and its previous weights ``harm-1`` beside it.
 Replies: VLGuard's 2,116 test responses and GPT-4V references plus the 2,250 XSTest v2 completions when
 ``--data`` has them (a realistic mix of short refusals and long answers), else 2,000 synthetic replies.
 The judges run interleaved, each timed ``--repeats`` times on the whole set (best time kept), after one
@@ -30,6 +30,7 @@ JUDGES = {
     "refusal-rules": ("refusal", {"mode": "rules"}),
     "refusal-paper": ("refusal-paper", {}),
     "harm": ("harm", {}),
+    "harm-1": ("harm", {"version": "1", "name": "harm-1"}),
 }
 
 
