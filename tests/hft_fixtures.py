@@ -82,6 +82,16 @@ def write_heldout_prompts(path: Path, n: int = 6) -> Path:
     return path
 
 
+def write_hft_data(folder: Path, *, n_train: int = 40, n_heldout: int = 6) -> Path:
+    """Everything a tiny sweep reads, in ``folder``: ``sst2/`` (the published 872 dev rows, ``n_train``
+    training rows), ``advbench/harmful_behaviors.csv``, ``beavertails.jsonl`` and ``heldout.jsonl``."""
+    write_sst2(folder / "sst2", n_train=n_train)
+    write_advbench(folder / "advbench" / "harmful_behaviors.csv")
+    write_beavertails(folder / "beavertails.jsonl")
+    write_heldout_prompts(folder / "heldout.jsonl", n=n_heldout)
+    return folder
+
+
 # The cells of the summary.json fixtures (report tests).
 RATIOS = (0.0, 0.05, 0.1, 0.2)
 DEFENCES = ("sft", "vlguard-mix")

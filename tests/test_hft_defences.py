@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from hft_fixtures import write_advbench, write_beavertails, write_heldout_prompts, write_sst2
+from hft_fixtures import write_hft_data
 from vlguard.errors import ConfigError
 from vlguard.hft.config import HFTConfig, load_hft_config
 from vlguard.hft.data import HARMFUL, SAFETY, PairPool, draw, draw_last
@@ -27,12 +27,7 @@ DEFENCES = ["sft", "vaccine", "lisa", "booster+vlguard-mix", "repnoise"]
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hft-defences-data")
-    write_sst2(folder / "sst2")
-    write_advbench(folder / "advbench" / "harmful_behaviors.csv")
-    write_beavertails(folder / "beavertails.jsonl")
-    write_heldout_prompts(folder / "heldout.jsonl", n=4)
-    return folder
+    return write_hft_data(tmp_path_factory.mktemp("hft-defences-data"), n_heldout=4)
 
 
 def _config(data: Path, out: Path, model: str, *overrides: str) -> HFTConfig:

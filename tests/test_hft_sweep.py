@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hft_fixtures import write_advbench, write_beavertails, write_heldout_prompts, write_sst2
+from hft_fixtures import write_beavertails, write_hft_data
 from vlguard.errors import ConfigError, DataValidationError, RunMismatchError
 from vlguard.hft.config import HFTConfig, load_hft_config
 from vlguard.hft.summary import read_summary
@@ -20,12 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hft-data")
-    write_sst2(folder / "sst2")
-    write_advbench(folder / "advbench" / "harmful_behaviors.csv")
-    write_beavertails(folder / "beavertails.jsonl")
-    write_heldout_prompts(folder / "heldout.jsonl")
-    return folder
+    return write_hft_data(tmp_path_factory.mktemp("hft-data"))
 
 
 def _config(data: Path, out: Path, *overrides: str) -> HFTConfig:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from judge_recipes import run_recipe
 from vlguard.cli.main import main
 from vlguard.data.beavertails import beavertails_split, normalised_prompt
 from vlguard.judges import make_judge
@@ -330,22 +331,7 @@ def test_the_recipe_is_deterministic_on_a_slice(shared_data: Path) -> None:
 
 @pytest.mark.slow
 def test_the_recipe_reproduces_the_shipped_weights_byte_for_byte(shared_data: Path, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    out = tmp_path / "weights.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "train_harm_judge.py"),
-            "--data",
-            str(shared_data),
-            "--output",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    out = run_recipe("train_harm_judge.py", shared_data, tmp_path / "weights.json")
     assert out.read_bytes() == (ROOT / "src" / "vlguard" / "judges" / "weights" / WEIGHTS_FILE).read_bytes()
 
 

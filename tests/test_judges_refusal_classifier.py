@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from judge_recipes import run_recipe
 from vlguard.judges.base import JudgeInput
 from vlguard.judges.labelled_sets import gptfuzz_split, read_judge_dev, read_vlguard_responses, xstest_split
 from vlguard.judges.refusal import RefusalJudge
@@ -213,23 +214,8 @@ def test_agreement_on_held_out_parts_stays_where_it_was_measured(shared_data: Pa
 
 @pytest.mark.slow
 def test_the_recipe_reproduces_the_shipped_weights(shared_data: Path, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "weights.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(root / "scripts" / "train_refusal_classifier.py"),
-            "--data",
-            str(shared_data),
-            "--output",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    out = run_recipe("train_refusal_classifier.py", shared_data, tmp_path / "weights.json")
     shipped = json.loads(
         (root / "src" / "vlguard" / "judges" / "weights" / "refusal_classifier.json").read_text()
     )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from api_server import chat_reply, scripted_server
-from hft_fixtures import write_advbench, write_beavertails, write_heldout_prompts, write_sst2
+from hft_fixtures import write_hft_data, write_sst2
 from vlguard.cli.main import main
 from vlguard.data.sample import sample_dataset_dir
 from vlguard.errors import ConfigError
@@ -79,12 +79,8 @@ def test_a_bad_setting_of_any_stage_stops_hft_before_anything_is_written(
 
 @pytest.fixture(scope="module")
 def hft_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("hft-data")
-    write_sst2(folder / "sst2", n_train=24)  # the published 872 dev rows (a cut file is refused)
-    write_advbench(folder / "advbench" / "harmful_behaviors.csv")
-    write_beavertails(folder / "beavertails.jsonl")
-    write_heldout_prompts(folder / "heldout.jsonl", n=3)
-    return folder
+    # the published 872 dev rows (a cut file is refused)
+    return write_hft_data(tmp_path_factory.mktemp("hft-data"), n_train=24, n_heldout=3)
 
 
 PLANTED_USER, PLANTED_PASSWORD = "planted-user", "planted-pw-0123456789"

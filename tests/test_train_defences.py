@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from train_fixtures import ONE_EXACT_SGD_STEP
 from vlguard.errors import ConfigError
 from vlguard.train.config import TrainConfig, load_config
 
@@ -74,17 +75,8 @@ def _config(setup: str, model: Path, task: Path, out: Path, **overrides: Any) ->
         "lora.r": 4,
         "lora.dropout": 0.0,  # two passes of one step must see the same network
         "prompt_format": "alpaca" if setup == "lm-full" else "chat",
-        "optim": "sgd",
+        **ONE_EXACT_SGD_STEP,
         "lr": LR,
-        "weight_decay": 0.0,
-        "max_grad_norm": 0.0,  # no clipping: the update is exactly -lr × gradient
-        "warmup_ratio": 0.0,
-        "lr_scheduler": "constant",
-        "global_batch_size": 4,
-        "per_device_batch_size": 4,
-        "max_steps": 1,
-        "save_steps": 100,
-        "progress": False,
         "output_dir": str(out),
     }
     return load_config(None, {**base, **{k.replace("__", "."): v for k, v in overrides.items()}})

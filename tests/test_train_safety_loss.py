@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from train_fixtures import ONE_EXACT_SGD_STEP
 from vlguard.errors import ConfigError
 from vlguard.train.config import TrainConfig, load_config
 
@@ -50,17 +51,8 @@ def _config(model: Path, task: Path, out: Path, **overrides: Any) -> TrainConfig
         "data.instructions": str(task),
         "data.image_mode": "none",
         "method": "full",
-        "optim": "sgd",
+        **ONE_EXACT_SGD_STEP,
         "lr": 0.5,
-        "weight_decay": 0.0,
-        "max_grad_norm": 0.0,  # no clipping: the update is exactly -lr × gradient
-        "warmup_ratio": 0.0,
-        "lr_scheduler": "constant",
-        "global_batch_size": 4,
-        "per_device_batch_size": 4,
-        "max_steps": 1,
-        "save_steps": 100,
-        "progress": False,
         "output_dir": str(out),
     }
     return load_config(None, {**base, **overrides})

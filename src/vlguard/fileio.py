@@ -74,6 +74,11 @@ class JsonError(ValueError):
             return f"at {format_json_path(self.path)}"
         return ""
 
+    def detail(self) -> str:
+        """The message followed by where it happened, when known: ``Expecting value (line 1 column 5)``."""
+        where = self.where()
+        return f"{self.message} ({where})" if where else self.message
+
 
 def format_json_path(path: Sequence[int | str]) -> str:
     """``(3, "instr-resp", 0, "instruction")`` → ``[3].instr-resp[0].instruction``."""

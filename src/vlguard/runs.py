@@ -324,8 +324,7 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
     except UnicodeDecodeError as err:
         raise CorruptRunFileError(f"{path}: not UTF-8 text") from err
     except JsonError as err:
-        where = f" ({err.where()})" if err.where() else ""
-        raise CorruptRunFileError(f"{path}: not valid JSON: {err.message}{where}") from err
+        raise CorruptRunFileError(f"{path}: not valid JSON: {err.detail()}") from err
     if not isinstance(value, dict):
         raise CorruptRunFileError(f"{path}: not a JSON object")
     return value

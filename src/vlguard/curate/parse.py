@@ -78,8 +78,7 @@ def extract_json_object(text: str) -> dict[str, Any]:
     try:
         value = parse_json(candidate[start : end + 1])
     except JsonError as err:
-        where = f" ({err.where()})" if err.where() else ""
-        raise ParseError(f"the answer is not valid JSON: {err.message}{where}") from None
+        raise ParseError(f"the answer is not valid JSON: {err.detail()}") from None
     if not isinstance(value, dict):
         raise ParseError(f"expected a JSON object, got {_type_name(value)}")
     return value

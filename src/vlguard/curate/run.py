@@ -32,7 +32,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vlguard.curate.checks import (
     CheckItem,
@@ -81,6 +81,7 @@ from vlguard.runs import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")  # what a writer task parses its answer into
 
 DEFAULT_VLGUARD_DATA = "ys-zong/VLGuard"
 MAX_ATTEMPTS_LIMIT = 10
@@ -331,6 +332,18 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _pairs_record(
+    entry: ImageEntry, pairs: tuple[InstructionResponse, ...], attempts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "image_id": entry.id,
+        "image": entry.path,
+        "status": "ok",
+        "pairs": [dataclasses.asdict(p) for p in pairs],
+        "attempts": attempts,
+    }
+
+
 def _rejected(entry: ImageEntry, stage: str, reasons: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {
         "image_id": entry.id,
@@ -424,17 +437,29 @@ class _Pipeline:
                 tasks.append(
                     WriterTask(entry.id, label_prompt(self.taxonomy, known), image, self._label_parser(known))
                 )
-            by_id = {e.id: e for e in group}
-            for outcome in self.writer.run(tasks):
-                entry = by_id[outcome.key]
-                if outcome.value is None:
-                    records[entry.id] = _rejected(
-                        entry, "label", _writer_failure(outcome), attempts=_attempts(outcome)
-                    )
-                else:
-                    records[entry.id] = self._label_record(entry, outcome.value, _attempts(outcome))
+            self._run_writer(group, tasks, records, "label", self._label_record)
             store.append(records[e.id] for e in group)
             self._record_usage("label")
+
+    def _run_writer(
+        self,
+        group: Sequence[ImageEntry],
+        tasks: list[WriterTask[T]],
+        records: dict[str, dict[str, Any]],
+        stage: str,
+        accepted: Callable[[ImageEntry, T, list[dict[str, Any]]], dict[str, Any]],
+    ) -> None:
+        """Run ``tasks`` on the writer and put each image's record into ``records``: ``accepted(entry,
+        value, attempts)`` for a parsed answer, a rejection at ``stage`` with every raw answer otherwise."""
+        by_id = {e.id: e for e in group}
+        for outcome in self.writer.run(tasks):
+            entry = by_id[outcome.key]
+            if outcome.value is None:
+                records[entry.id] = _rejected(
+                    entry, stage, _writer_failure(outcome), attempts=_attempts(outcome)
+                )
+            else:
+                records[entry.id] = accepted(entry, outcome.value, _attempts(outcome))
 
     def _complete(self, entry: ImageEntry) -> bool:
         known = self.user_labels.get(entry.path)
@@ -481,21 +506,7 @@ class _Pipeline:
                     else harmful_prompt(self.taxonomy, str(label.category), str(label.subcategory))
                 )
                 tasks.append(WriterTask(entry.id, prompt, image, _pairs_parser(label.safe)))
-            by_id = {e.id: e for e in group}
-            for outcome in self.writer.run(tasks):
-                entry = by_id[outcome.key]
-                if outcome.value is None:
-                    records[entry.id] = _rejected(
-                        entry, "write", _writer_failure(outcome), attempts=_attempts(outcome)
-                    )
-                else:
-                    records[entry.id] = {
-                        "image_id": entry.id,
-                        "image": entry.path,
-                        "status": "ok",
-                        "pairs": [dataclasses.asdict(p) for p in outcome.value],
-                        "attempts": _attempts(outcome),
-                    }
+            self._run_writer(group, tasks, records, "write", _pairs_record)
             store.append(records[e.id] for e in group)
             self._record_usage("write")
 
